@@ -1,0 +1,46 @@
+"""The example receiver that `make run` serves: Stripe and Chargebee alerts under /webhooks.
+
+Run it with `make run`, or `uvicorn examples.app:app`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+
+from alerthooks import AlertEvent, AlertHooks
+
+logger = logging.getLogger("examples.app")
+
+hooks = AlertHooks(store=os.environ.get("ALERTHOOKS_STORE", "memory://"))
+
+
+@hooks.on("alert.triggered")
+async def notify(event: AlertEvent) -> None:
+    """Print every alert that fired, whichever provider sent it."""
+    print(
+        f"[{event.provider}] {event.alert_name!r} triggered: "
+        f"value={event.value} threshold={event.threshold} ({event.threshold_mode}) "
+        f"customer={event.customer_id} subscription={event.subscription_id}",
+        flush=True,
+    )
+
+
+@hooks.on("alert.cleared", provider="chargebee")
+def cleared(event: AlertEvent) -> None:
+    """Chargebee also says when usage is back within the limit."""
+    print(f"[{event.provider}] {event.alert_name!r} cleared", flush=True)
+
+
+async def health(request: object) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+app = Starlette(
+    routes=[Route("/health", health), Mount("/webhooks", app=hooks)],
+    lifespan=hooks.lifespan,
+)

@@ -1,0 +1,19 @@
+"""The same receiver mounted in a FastAPI app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from alerthooks import AlertEvent, AlertHooks
+
+hooks = AlertHooks(store="memory://")
+
+
+@hooks.on("alert.triggered", provider="stripe")
+async def stripe_alert(event: AlertEvent) -> None:
+    """Runs for Stripe alerts only."""
+    print(f"stripe alert {event.alert_id} on meter {event.meter_id}: {event.value}")
+
+
+app = FastAPI(lifespan=hooks.lifespan)
+app.mount("/webhooks", hooks)

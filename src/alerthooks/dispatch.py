@@ -1,0 +1,162 @@
+"""Handler registry: which functions an event goes to, and running them.
+
+The table maps an event type to the handlers registered for it, in registration order::
+
+    {"alert.triggered": [Handler(notify), Handler(page_oncall, filters={"provider": {"stripe"}})],
+     "alert.cleared":   [...],
+     "*":               [...]}
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, Union
+
+import anyio.to_thread
+
+from alerthooks.events import AlertEvent
+
+logger = logging.getLogger(__name__)
+
+HandlerFunc = Callable[[AlertEvent], Union[Awaitable[None], None]]
+F = TypeVar("F", bound=HandlerFunc)
+
+EVENT_TYPES = ("alert.triggered", "alert.cleared", "*")
+FILTER_FIELDS = ("provider", "alert_id", "meter_id", "customer_id", "subscription_id")
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A registered handler: its stable ``name`` keys its recorded outcome for each event."""
+
+    name: str
+    func: HandlerFunc
+    event_type: str
+    filters: dict[str, frozenset[str]] = field(default_factory=dict)
+    is_async: bool = False
+
+    def matches(self, event: AlertEvent) -> bool:
+        """Whether every filter of this handler accepts ``event``."""
+        for attr, accepted in self.filters.items():
+            if getattr(event, attr) not in accepted:
+                return False
+        return True
+
+    async def run(self, event: AlertEvent) -> str | None:
+        """Run the handler; return None on success or a short error description.
+
+        Plain functions run in a worker thread so they cannot block the event loop.
+        """
+        try:
+            if self.is_async:
+                await self.func(event)  # type: ignore[misc]
+            else:
+                await anyio.to_thread.run_sync(self.func, event)
+        except Exception as exc:
+            logger.exception(
+                "handler %s failed for %s event %s", self.name, event.provider, event.id
+            )
+            return f"{type(exc).__name__}: {exc}"[:1000]
+        return None
+
+
+def _name_of(func: Callable[..., Any]) -> str:
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or repr(func)
+    return f"{module}.{qualname}"
+
+
+def _accepted(field_name: str, value: str | Iterable[str]) -> frozenset[str]:
+    values = frozenset([value]) if isinstance(value, str) else frozenset(value)
+    if not values or not all(isinstance(v, str) for v in values):
+        raise TypeError(f"filter {field_name!r} takes a string or an iterable of strings")
+    return values
+
+
+class Dispatcher:
+    """Routes :class:`AlertEvent` objects to the handlers registered for their type."""
+
+    def __init__(self, *others: Dispatcher) -> None:
+        self._table: dict[str, list[Handler]] = {t: [] for t in EVENT_TYPES}
+        self._names: dict[str, HandlerFunc] = {}
+        for other in others:
+            for handlers in other._table.values():
+                for handler in handlers:
+                    self._add(handler)
+
+    def add(
+        self,
+        func: HandlerFunc,
+        event_type: str,
+        *,
+        name: str | None = None,
+        **filters: str | Iterable[str],
+    ) -> Handler:
+        """Register ``func`` for ``event_type`` (``"alert.triggered"``, ``"alert.cleared"`` or
+        ``"*"``), optionally narrowed by filters on ``provider``, ``alert_id``, ``meter_id``,
+        ``customer_id`` and ``subscription_id`` (a string or a set of accepted strings).
+
+        ``name`` identifies the handler in the store; it defaults to ``module.qualname``.
+        """
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event_type!r}; expected one of {EVENT_TYPES}")
+        unknown = set(filters) - set(FILTER_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown filter(s) {sorted(unknown)}; expected {FILTER_FIELDS}")
+        if not callable(func):
+            raise TypeError("a handler must be callable")
+        handler = Handler(
+            name=name or _name_of(func),
+            func=func,
+            event_type=event_type,
+            filters={k: _accepted(k, v) for k, v in filters.items()},
+            is_async=inspect.iscoroutinefunction(func)
+            or inspect.iscoroutinefunction(getattr(func, "__call__", None)),  # noqa: B004
+        )
+        self._add(handler)
+        return handler
+
+    def _add(self, handler: Handler) -> None:
+        taken = self._names.get(handler.name)
+        if taken is not None and taken is not handler.func:
+            raise ValueError(
+                f"handler name {handler.name!r} is taken by another function; pass name=..."
+            )
+        self._names[handler.name] = handler.func
+        self._table[handler.event_type].append(handler)
+
+    def on(
+        self, event_type: str, *, name: str | None = None, **filters: str | Iterable[str]
+    ) -> Callable[[F], F]:
+        """Decorator form of :meth:`add`; returns the function unchanged."""
+
+        def decorator(func: F) -> F:
+            self.add(func, event_type, name=name, **filters)
+            return func
+
+        return decorator
+
+    @property
+    def handlers(self) -> list[Handler]:
+        """Every registered handler, in registration order within each type."""
+        return [h for handlers in self._table.values() for h in handlers]
+
+    def match(self, event: AlertEvent) -> list[Handler]:
+        """The handlers ``event`` goes to, each function at most once."""
+        found: list[Handler] = []
+        seen: set[str] = set()
+        for handler in (*self._table[event.type], *self._table["*"]):
+            if handler.name not in seen and handler.matches(event):
+                seen.add(handler.name)
+                found.append(handler)
+        return found
+
+    def get(self, name: str) -> Handler | None:
+        """The first handler registered under ``name``."""
+        for handler in self.handlers:
+            if handler.name == name:
+                return handler
+        return None

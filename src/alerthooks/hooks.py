@@ -1,0 +1,424 @@
+"""``AlertHooks``: the ASGI receiver, its configuration and the handler decorators.
+
+Each delivery flows one way: bytes → verify → parse → normalize → record → dispatch → answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
+from alerthooks.events import AlertEvent
+from alerthooks.providers import NotAnAlert, Provider, Rejected
+from alerthooks.providers.chargebee import ChargebeeProvider
+from alerthooks.providers.stripe import DEFAULT_TOLERANCE, StripeProvider
+from alerthooks.store import Delivery, Store, StoreError, open_store
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[Message], Any]
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+STRIPE_SECRET_ENV = "STRIPE_WEBHOOK_SECRET"
+CHARGEBEE_USERNAME_ENV = "CHARGEBEE_WEBHOOK_USERNAME"
+CHARGEBEE_PASSWORD_ENV = "CHARGEBEE_WEBHOOK_PASSWORD"
+
+
+def _answer(code: int, **fields: str) -> tuple[int, bytes]:
+    return code, json.dumps(fields, separators=(",", ":")).encode()
+
+
+_ACCEPTED = _answer(200, status="accepted")
+_DUPLICATE = _answer(200, status="duplicate")
+_IGNORED = _answer(200, status="ignored")
+_HANDLER_FAILED = _answer(500, error="a handler failed; retry later")
+_BUSY = _answer(503, error="event is being handled elsewhere; retry later")
+_STORE_DOWN = _answer(503, error="store unavailable; retry later")
+_NOT_CONFIGURED = _answer(503, error="provider not configured")
+_NOT_FOUND = _answer(404, error="not found")
+_METHOD_NOT_ALLOWED = _answer(405, error="method not allowed")
+_TOO_LARGE = _answer(413, error="body too large")
+_INVALID_JSON = _answer(400, error="invalid JSON")
+_NOT_AN_OBJECT = _answer(400, error="payload is not a JSON object")
+_BAD_LENGTH = _answer(400, error="invalid Content-Length")
+_TIMEOUT = _answer(408, error="body not received in time")
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def _stripe_secrets(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        value = os.environ.get(STRIPE_SECRET_ENV, "")
+    if isinstance(value, str):
+        value = value.split(",")
+    return [s.strip() for s in value if s and s.strip()]
+
+
+def _chargebee_credentials(
+    value: tuple[str, str] | Sequence[tuple[str, str]] | None,
+) -> list[tuple[str, str]]:
+    if value is None:
+        user = os.environ.get(CHARGEBEE_USERNAME_ENV, "")
+        password = os.environ.get(CHARGEBEE_PASSWORD_ENV, "")
+        return [(user, password)] if user or password else []
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return [value]  # type: ignore[list-item]
+    pairs = list(value)
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise TypeError("chargebee_auth takes a (user, password) tuple or a list of them")
+    return pairs  # type: ignore[return-value]
+
+
+def _route_path(scope: Scope) -> str:
+    """The request path relative to where this app is mounted."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        if path == root_path:
+            return ""
+        if path[len(root_path)] == "/":
+            return path[len(root_path) :]
+    return path
+
+
+class AlertHooks:
+    """A receiver for Stripe and Chargebee usage-alert webhooks, and itself an ASGI app.
+
+    Mount it (``Mount("/webhooks", app=hooks)``) to serve ``POST /stripe`` and
+    ``POST /chargebee``; register handlers with :meth:`on`.
+
+    Credentials left as None are read from the environment: ``STRIPE_WEBHOOK_SECRET``
+    (comma-separated for rotation) and ``CHARGEBEE_WEBHOOK_USERNAME`` /
+    ``CHARGEBEE_WEBHOOK_PASSWORD``. A provider without credentials accepts nothing.
+    """
+
+    def __init__(
+        self,
+        *,
+        stripe_secret: str | Sequence[str] | None = None,
+        chargebee_auth: tuple[str, str] | Sequence[tuple[str, str]] | None = None,
+        store: str | Store | None = None,
+        chargebee_allow_unauthenticated: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_timeout: float = 10.0,
+        stripe_tolerance: int = DEFAULT_TOLERANCE,
+        lease_seconds: float = 300.0,
+    ) -> None:
+        self.stripe = StripeProvider(_stripe_secrets(stripe_secret), tolerance=stripe_tolerance)
+        self.chargebee = ChargebeeProvider(
+            _chargebee_credentials(chargebee_auth),
+            allow_unauthenticated=chargebee_allow_unauthenticated,
+        )
+        self.store: Store = store if isinstance(store, Store) else open_store(store)
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.lease_seconds = lease_seconds
+        self.dispatcher = Dispatcher()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._routes: dict[str, Provider] = {"/stripe": self.stripe, "/chargebee": self.chargebee}
+        self._warned: set[str] = set()
+        self._inflight: dict[tuple[str, str], asyncio.Future[tuple[int, bytes]]] = {}
+        self._opened = False
+        self._open_lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"AlertHooks(stripe={self.stripe!r}, chargebee={self.chargebee!r}, store={self.store.url!r})"
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    def on(
+        self, event_type: str, *, name: str | None = None, **filters: str | Iterable[str]
+    ) -> Callable[[F], F]:
+        """Register the decorated function for ``event_type``: ``"alert.triggered"``,
+        ``"alert.cleared"`` or ``"*"``.
+
+        Filters narrow it further: ``provider``, ``alert_id``, ``meter_id``, ``customer_id`` and
+        ``subscription_id``, each a string or a set of accepted strings. The function may be
+        ``async def`` or plain ``def`` (run in a thread); several handlers may share a type.
+        """
+        return self.dispatcher.on(event_type, name=name, **filters)
+
+    def add_handler(
+        self,
+        func: HandlerFunc,
+        event_type: str,
+        *,
+        name: str | None = None,
+        **filters: str | Iterable[str],
+    ) -> Handler:
+        """Non-decorator form of :meth:`on`."""
+        return self.dispatcher.add(func, event_type, name=name, **filters)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Open the store. Called by :meth:`lifespan`, or lazily by the first request."""
+        if self._opened:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if not self._opened:
+                await self.store.open()
+                self._opened = True
+                for provider in self._routes.values():
+                    self._warn_unconfigured(provider)
+
+    async def shutdown(self) -> None:
+        """Close the store."""
+        if self._opened:
+            self._opened = False
+            await self.store.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Lifespan for the host app: ``Starlette(lifespan=hooks.lifespan)``."""
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    # -- ASGI -----------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            status, body = await self._http(scope, receive)
+            extra = [(b"allow", b"POST")] if status == 405 else []
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        *_JSON_HEADERS,
+                        (b"content-length", str(len(body)).encode()),
+                        *extra,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        elif kind == "lifespan":
+            await self._lifespan_protocol(receive, send)
+        else:
+            raise RuntimeError(f"AlertHooks does not serve {kind!r} connections")
+
+    async def _lifespan_protocol(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        path = _route_path(scope)
+        provider = self._routes.get(path.rstrip("/") if len(path) > 1 else path)
+        if provider is None:
+            return _NOT_FOUND
+        if scope["method"] != "POST":
+            return _METHOD_NOT_ALLOWED
+        if not provider.configured:
+            self._warn_unconfigured(provider)
+            return _NOT_CONFIGURED
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return _BAD_LENGTH
+            if int(length) > self.max_body_bytes:
+                logger.info("%s delivery rejected: body of %s bytes", provider.name, length)
+                return _TOO_LARGE
+        try:
+            body = await self._read_body(receive)
+        except _BodyTooLarge:
+            logger.info("%s delivery rejected: body over %d bytes", provider.name, self.max_body_bytes)
+            return _TOO_LARGE
+        except TimeoutError:
+            logger.info("%s delivery rejected: body timed out", provider.name)
+            return _TIMEOUT
+        except _Disconnected:
+            return _answer(400, error="client disconnected")
+        return await self.receive(provider, body, headers)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Disconnected
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > self.max_body_bytes:
+                raise _BodyTooLarge
+            return body
+        chunks = [body]
+        size = len(body)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
+        while True:
+            if size > self.max_body_bytes:
+                raise _BodyTooLarge
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                message = await asyncio.wait_for(receive(), remaining)
+            except asyncio.TimeoutError:
+                raise TimeoutError from None
+            if message["type"] != "http.request":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if not message.get("more_body", False):
+                if size > self.max_body_bytes:
+                    raise _BodyTooLarge
+                return b"".join(chunks)
+
+    def _warn_unconfigured(self, provider: Provider) -> None:
+        if not provider.configured and provider.name not in self._warned:
+            self._warned.add(provider.name)
+            hint = (
+                STRIPE_SECRET_ENV
+                if provider.name == "stripe"
+                else f"{CHARGEBEE_USERNAME_ENV}/{CHARGEBEE_PASSWORD_ENV}"
+            )
+            logger.warning(
+                "%s webhooks are refused: no credentials configured (set %s)", provider.name, hint
+            )
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    async def receive(
+        self, provider: Provider, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, bytes]:
+        """Verify, record and dispatch one delivery; return the HTTP status and body.
+
+        ``headers`` has lower-case names. This is the whole receiver without ASGI around it.
+        """
+        try:
+            provider.verify(body, headers)
+        except Rejected as exc:
+            logger.info("%s delivery rejected (%d): %s", provider.name, exc.status, exc.reason)
+            return _answer(exc.status, error=exc.reason)
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            logger.info("%s delivery rejected: invalid JSON", provider.name)
+            return _INVALID_JSON
+        if not isinstance(payload, dict):
+            logger.info("%s delivery rejected: payload is not a JSON object", provider.name)
+            return _NOT_AN_OBJECT
+        event_id = provider.event_id(payload)
+        if event_id is None:
+            logger.warning("%s event acknowledged without an id; not stored", provider.name)
+            return _IGNORED
+        key = (provider.name, event_id)
+        inflight = self._inflight.get(key)
+        if inflight is not None:
+            return await asyncio.shield(inflight)
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            answer = await self._deliver(provider, event_id, payload, body)
+        except BaseException:
+            future.set_result(_STORE_DOWN)
+            raise
+        else:
+            future.set_result(answer)
+        finally:
+            del self._inflight[key]
+        return answer
+
+    async def _deliver(
+        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
+    ) -> tuple[int, bytes]:
+        event: AlertEvent | None
+        try:
+            event = provider.normalize(payload)
+        except NotAnAlert as exc:
+            event = None
+            logger.info("%s event %s is not an alert: %s", provider.name, event_id, exc.reason)
+        handlers = self.dispatcher.match(event) if event is not None else []
+        delivery = Delivery(
+            provider=provider.name,
+            event_id=event_id,
+            event_type=provider.event_type(payload),
+            body=body,
+            received_at=datetime.now(timezone.utc),
+            handlers=tuple(h.name for h in handlers),
+        )
+        if not self._opened:
+            await self.startup()
+        try:
+            begun = await self.store.begin(delivery, owner=self.owner, lease=self.lease_seconds)
+        except Exception as exc:
+            logger.error(
+                "%s event %s not recorded, answering 503: %s",
+                provider.name,
+                event_id,
+                exc if isinstance(exc, StoreError) else type(exc).__name__,
+            )
+            return _STORE_DOWN
+        if event is None:
+            return _IGNORED
+        if begun.claimed:
+            by_name = {h.name: h for h in handlers}
+            to_run = [by_name[name] for name in begun.claimed if name in by_name]
+            results = await self._run(event, to_run)
+            try:
+                await self.store.finish(provider.name, event_id, results, owner=self.owner)
+            except Exception:
+                logger.exception("%s event %s: outcomes not recorded", provider.name, event_id)
+                return _STORE_DOWN
+            failed = [name for name, error in results.items() if error is not None]
+            if failed:
+                logger.warning(
+                    "%s event %s: %d handler(s) failed: %s",
+                    provider.name,
+                    event_id,
+                    len(failed),
+                    ", ".join(failed),
+                )
+                return _HANDLER_FAILED
+        if begun.busy:
+            logger.info("%s event %s is being handled elsewhere", provider.name, event_id)
+            return _BUSY
+        if not begun.new and not begun.claimed:
+            logger.info("%s event %s is a duplicate", provider.name, event_id)
+            return _DUPLICATE
+        logger.info("%s event %s accepted (%s)", provider.name, event_id, event.type)
+        return _ACCEPTED
+
+    async def _run(self, event: AlertEvent, handlers: list[Handler]) -> dict[str, str | None]:
+        if len(handlers) == 1:
+            handler = handlers[0]
+            return {handler.name: await handler.run(event)}
+        errors = await asyncio.gather(*(h.run(event) for h in handlers))
+        return {h.name: error for h, error in zip(handlers, errors)}

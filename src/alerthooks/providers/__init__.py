@@ -1,0 +1,82 @@
+"""One module per provider: pure ``verify`` and ``normalize`` functions and a small class that
+binds them to configured credentials.
+
+Only this package (and :mod:`alerthooks.manager`) knows a provider's payloads. Everything else
+speaks :class:`~alerthooks.events.AlertEvent`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from alerthooks.events import AlertEvent
+
+
+class Rejected(Exception):
+    """A delivery failed authentication or could not be read; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class NotAnAlert(Exception):
+    """A verified event that is acknowledged but not dispatched; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Provider(Protocol):
+    """What the receiver needs from a provider, bound to its credentials."""
+
+    name: str
+
+    @property
+    def configured(self) -> bool:
+        """Whether any credential (or an explicit opt-out) is set; unconfigured means fail closed."""
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise :class:`Rejected` unless the delivery is authentic."""
+
+    def event_id(self, payload: Mapping[str, Any]) -> str | None:
+        """The provider's event id, or None when the payload has none."""
+
+    def event_type(self, payload: Mapping[str, Any]) -> str | None:
+        """The provider's own event type name."""
+
+    def normalize(self, payload: dict[str, Any]) -> AlertEvent:
+        """Build the event, or raise :class:`NotAnAlert`."""
+
+
+def text(obj: Mapping[str, Any], key: str, *, where: str, required: bool = True) -> str | None:
+    """``obj[key]`` as a non-empty string; raise NotAnAlert when it is wrongly typed or missing."""
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise NotAnAlert(f"{where}.{key} is missing")
+        return None
+    if not isinstance(value, str) or not value:
+        raise NotAnAlert(f"{where}.{key} is not a non-empty string")
+    return value
+
+
+def mapping(obj: Mapping[str, Any], key: str, *, where: str) -> dict[str, Any]:
+    """``obj[key]`` as an object; raise NotAnAlert otherwise."""
+    value = obj.get(key)
+    if not isinstance(value, dict):
+        raise NotAnAlert(f"{where}.{key} is missing or not an object")
+    return value
+
+
+def number(obj: Mapping[str, Any], key: str, *, where: str, required: bool = True) -> Any:
+    """``obj[key]`` when it is a JSON number (not a bool); raise NotAnAlert otherwise."""
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise NotAnAlert(f"{where}.{key} is missing or not a number")
+    return value

@@ -1,0 +1,136 @@
+"""Stripe: ``Stripe-Signature`` verification and ``billing.alert.triggered`` normalization."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import stripe
+
+from alerthooks.events import AlertEvent
+from alerthooks.providers import NotAnAlert, Rejected, mapping, number, text
+
+ALERT_EVENT_TYPE = "billing.alert.triggered"
+SIGNATURE_HEADER = "stripe-signature"
+DEFAULT_TOLERANCE = 300
+
+
+def verify(
+    body: bytes,
+    signature_header: str | None,
+    secrets: Sequence[str],
+    *,
+    tolerance: int = DEFAULT_TOLERANCE,
+) -> None:
+    """Check a ``Stripe-Signature`` header against ``body``; any of ``secrets`` may match.
+
+    Raises :class:`Rejected` (400) when the header is missing, malformed, matches no secret, or
+    its timestamp is older than ``tolerance`` seconds.
+    """
+    if not signature_header:
+        raise Rejected(400, "missing Stripe-Signature header")
+    if not secrets:
+        raise Rejected(400, "no Stripe webhook secret configured")
+    try:
+        payload = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not UTF-8") from None
+    stale = False
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance)
+            return
+        except stripe.SignatureVerificationError as exc:
+            stale = stale or "tolerance" in str(exc)
+    raise Rejected(400, "timestamp outside tolerance" if stale else "signature mismatch")
+
+
+def normalize(payload: Mapping[str, Any]) -> AlertEvent:
+    """Build an :class:`AlertEvent` from a ``billing.alert.triggered`` event.
+
+    Raises :class:`NotAnAlert` for other event types and for payloads missing a field the
+    provider always sends.
+    """
+    if payload.get("type") != ALERT_EVENT_TYPE:
+        raise NotAnAlert(f"event type {payload.get('type')!r} is not an alert")
+    event_id = text(payload, "id", where="event")
+    created = number(payload, "created", where="event")
+    livemode = payload.get("livemode")
+    if not isinstance(livemode, bool):
+        raise NotAnAlert("event.livemode is missing or not a boolean")
+    obj = mapping(mapping(payload, "data", where="event"), "object", where="event.data")
+    alert = mapping(obj, "alert", where="data.object")
+    threshold = mapping(alert, "usage_threshold", where="alert")
+    meter = threshold.get("meter")
+    if isinstance(meter, dict):
+        meter = text(meter, "id", where="alert.usage_threshold.meter")
+    elif not isinstance(meter, str) or not meter:
+        raise NotAnAlert("alert.usage_threshold.meter is missing or not an id or object")
+    return AlertEvent(
+        id=event_id,  # type: ignore[arg-type]
+        provider="stripe",
+        type="alert.triggered",
+        alert_id=text(alert, "id", where="alert"),  # type: ignore[arg-type]
+        alert_name=text(alert, "title", where="alert"),
+        meter_id=meter,
+        customer_id=text(obj, "customer", where="data.object"),
+        subscription_id=None,
+        threshold=_decimal(number(threshold, "gte", where="alert.usage_threshold")),
+        threshold_mode="absolute",
+        value=_decimal(number(obj, "value", where="data.object")),
+        occurred_at=_utc(created),
+        livemode=livemode,
+        raw=dict(payload),
+    )
+
+
+def _decimal(value: int | float) -> Decimal:
+    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+
+
+def _utc(timestamp: int | float) -> datetime:
+    try:
+        return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise NotAnAlert("event timestamp is out of range") from None
+
+
+class StripeProvider:
+    """Stripe deliveries, verified with one or more webhook signing secrets."""
+
+    name = "stripe"
+
+    def __init__(self, secrets: Sequence[str], *, tolerance: int = DEFAULT_TOLERANCE) -> None:
+        self._secrets = tuple(secrets)
+        self.tolerance = tolerance
+
+    def __repr__(self) -> str:
+        return f"StripeProvider(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
+
+    @property
+    def configured(self) -> bool:
+        """True when at least one signing secret is set."""
+        return bool(self._secrets)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The accepted signing secrets (for signing test deliveries)."""
+        return self._secrets
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise :class:`Rejected` unless ``Stripe-Signature`` matches a configured secret."""
+        verify(body, headers.get(SIGNATURE_HEADER), self._secrets, tolerance=self.tolerance)
+
+    def event_id(self, payload: Mapping[str, Any]) -> str | None:
+        """The ``evt_…`` id."""
+        value = payload.get("id")
+        return value if isinstance(value, str) and value else None
+
+    def event_type(self, payload: Mapping[str, Any]) -> str | None:
+        """Stripe's event type, such as ``billing.alert.triggered``."""
+        value = payload.get("type")
+        return value if isinstance(value, str) else None
+
+    normalize = staticmethod(normalize)

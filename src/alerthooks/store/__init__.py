@@ -1,0 +1,132 @@
+"""Where verified events and each handler's outcome are kept.
+
+One small interface, :class:`Store`, and one module per backend. :func:`open_store` picks the
+backend from a URL: ``memory://``, ``sqlite:///path.db`` or ``postgresql://…``.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+DEFAULT_STORE_URL = "sqlite:///alerthooks.db"
+STORE_ENV = "ALERTHOOKS_STORE"
+
+Status = Literal["pending", "running", "done", "failed", "dead"]
+
+
+class StoreError(Exception):
+    """The store could not be reached or refused a write; the receiver answers 503."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified event about to be recorded, with the handlers it goes to."""
+
+    provider: str
+    event_id: str
+    event_type: str | None
+    body: bytes
+    received_at: datetime
+    handlers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What :meth:`Store.begin` found.
+
+    ``new``: the event was not stored before. ``claimed``: handlers the caller now holds a lease
+    on and should run. ``busy``: handlers another live lease holds (another replica is running
+    them).
+    """
+
+    new: bool
+    claimed: tuple[str, ...]
+    busy: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One (event, handler) pair as stored."""
+
+    handler: str
+    status: Status
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A stored event with its handler outcomes."""
+
+    provider: str
+    event_id: str
+    event_type: str | None
+    body: bytes
+    received_at: datetime
+    outcomes: tuple[Outcome, ...]
+
+
+class Store(abc.ABC):
+    """Durable record of events and per-handler outcomes.
+
+    ``begin`` and ``finish`` are the receiver's hot path; each is one atomic write.
+    """
+
+    url: str
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect and create the schema if needed. Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Idempotent."""
+
+    @abc.abstractmethod
+    async def begin(
+        self, delivery: Delivery, *, owner: str, lease: float, claim: bool = True
+    ) -> Begun:
+        """Record ``delivery`` unless it is stored already, add a pending outcome for each of its
+        handlers not recorded yet, and (when ``claim``) lease every pending or failed handler
+        that no live lease holds to ``owner`` for ``lease`` seconds.
+        """
+
+    @abc.abstractmethod
+    async def finish(
+        self,
+        provider: str,
+        event_id: str,
+        results: Mapping[str, str | None],
+        *,
+        owner: str,
+    ) -> None:
+        """Record the results of handlers ``owner`` ran: None means done, a string is the error.
+
+        A failure increments the attempt count and releases the lease.
+        """
+
+    @abc.abstractmethod
+    async def get(self, provider: str, event_id: str) -> StoredEvent | None:
+        """One stored event with its outcomes."""
+
+    @abc.abstractmethod
+    async def events(
+        self, *, status: Status | None = None, limit: int = 50
+    ) -> Sequence[StoredEvent]:
+        """Newest stored events first; with ``status``, only events having an outcome in it."""
+
+
+def open_store(url: str | None = None) -> Store:
+    """Build the store for ``url``; default: env ``ALERTHOOKS_STORE`` or ``./alerthooks.db``."""
+    url = url or os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "memory":
+        from alerthooks.store.memory import MemoryStore
+
+        return MemoryStore()
+    raise ValueError(
+        f"unsupported store URL scheme {scheme!r}; use memory://, sqlite:///PATH or postgresql://…"
+    )
