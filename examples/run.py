@@ -23,7 +23,10 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     base = f"http://{HOST}:{PORT}/webhooks"
     print(f"alerthooks example on http://{HOST}:{PORT}")
-    print(f"  Stripe:    POST {base}/stripe     (STRIPE_WEBHOOK_SECRET={os.environ['STRIPE_WEBHOOK_SECRET']})")
+    print(
+        f"  Stripe:    POST {base}/stripe     "
+        f"(STRIPE_WEBHOOK_SECRET={os.environ['STRIPE_WEBHOOK_SECRET']})"
+    )
     print(
         f"  Chargebee: POST {base}/chargebee  (Basic {os.environ['CHARGEBEE_WEBHOOK_USERNAME']}:"
         f"{os.environ['CHARGEBEE_WEBHOOK_PASSWORD']})"

@@ -13,7 +13,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import anyio.to_thread
 
@@ -21,7 +21,7 @@ from alerthooks.events import AlertEvent
 
 logger = logging.getLogger(__name__)
 
-HandlerFunc = Callable[[AlertEvent], Union[Awaitable[None], None]]
+HandlerFunc = Callable[[AlertEvent], Awaitable[None] | None]
 F = TypeVar("F", bound=HandlerFunc)
 
 EVENT_TYPES = ("alert.triggered", "alert.cleared", "*")
@@ -40,10 +40,7 @@ class Handler:
 
     def matches(self, event: AlertEvent) -> bool:
         """Whether every filter of this handler accepts ``event``."""
-        for attr, accepted in self.filters.items():
-            if getattr(event, attr) not in accepted:
-                return False
-        return True
+        return all(getattr(event, attr) in accepted for attr, accepted in self.filters.items())
 
     async def run(self, event: AlertEvent) -> str | None:
         """Run the handler; return None on success or a short error description.

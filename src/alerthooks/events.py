@@ -26,7 +26,8 @@ class AlertEvent(BaseModel):
     provider: str
     """``"stripe"`` or ``"chargebee"``."""
     type: EventType
-    """``"alert.triggered"`` when a threshold was crossed, ``"alert.cleared"`` when usage fell back."""
+    """``"alert.triggered"`` when a threshold was crossed; ``"alert.cleared"`` when usage is back
+    within the limit."""
     alert_id: str
     alert_name: str | None = None
     meter_id: str | None = None

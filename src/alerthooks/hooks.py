@@ -142,7 +142,10 @@ class AlertHooks:
         self._open_lock: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
-        return f"AlertHooks(stripe={self.stripe!r}, chargebee={self.chargebee!r}, store={self.store.url!r})"
+        return (
+            f"AlertHooks(stripe={self.stripe!r}, chargebee={self.chargebee!r}, "
+            f"store={self.store.url!r})"
+        )
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -259,7 +262,9 @@ class AlertHooks:
         try:
             body = await self._read_body(receive)
         except _BodyTooLarge:
-            logger.info("%s delivery rejected: body over %d bytes", provider.name, self.max_body_bytes)
+            logger.info(
+                "%s delivery rejected: body over %d bytes", provider.name, self.max_body_bytes
+            )
             return _TOO_LARGE
         except TimeoutError:
             logger.info("%s delivery rejected: body timed out", provider.name)
@@ -421,4 +426,4 @@ class AlertHooks:
             handler = handlers[0]
             return {handler.name: await handler.run(event)}
         errors = await asyncio.gather(*(h.run(event) for h in handlers))
-        return {h.name: error for h, error in zip(handlers, errors)}
+        return {h.name: error for h, error in zip(handlers, errors, strict=True)}

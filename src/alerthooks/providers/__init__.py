@@ -37,7 +37,7 @@ class Provider(Protocol):
 
     @property
     def configured(self) -> bool:
-        """Whether any credential (or an explicit opt-out) is set; unconfigured means fail closed."""
+        """Whether a credential (or an explicit opt-out) is set; otherwise fail closed."""
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise :class:`Rejected` unless the delivery is authentic."""

@@ -71,7 +71,9 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     status = mapping(content, "alert_status", where="content")
     alarm = status.get("alarm_status")
     if alarm not in _ALARM_TYPES:
-        raise NotAnAlert(f"alert_status.alarm_status {alarm!r} is neither in_alarm nor within_limit")
+        raise NotAnAlert(
+            f"alert_status.alarm_status {alarm!r} is neither in_alarm nor within_limit"
+        )
     threshold = mapping(alert, "threshold", where="alert")
     mode = threshold.get("mode")
     if mode not in _MODES:

@@ -134,7 +134,9 @@ def chargebee_alert_status_changed(
 ) -> dict[str, Any]:
     """An ``alert_status_changed`` event; ``in_alarm`` normalizes to ``alert.triggered`` and
     ``within_limit`` to ``alert.cleared``. ``overrides`` merge recursively into the event."""
-    sample = "chargebee_alert_in_alarm" if alarm_status == "in_alarm" else "chargebee_alert_within_limit"
+    sample = (
+        "chargebee_alert_in_alarm" if alarm_status == "in_alarm" else "chargebee_alert_within_limit"
+    )
     payload = load_sample(sample)
     payload["id"] = id or _chargebee_id()
     payload["occurred_at"] = int(time.time()) if occurred_at is None else occurred_at

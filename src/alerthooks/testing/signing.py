@@ -9,7 +9,11 @@ from base64 import b64encode
 
 
 def stripe_signature_header(
-    body: bytes | str, secret: str, timestamp: int | None = None, *, extra_secrets: tuple[str, ...] = ()
+    body: bytes | str,
+    secret: str,
+    timestamp: int | None = None,
+    *,
+    extra_secrets: tuple[str, ...] = (),
 ) -> str:
     """A ``Stripe-Signature`` value for ``body``: ``t=…,v1=…`` (one ``v1`` per secret).
 

@@ -1,0 +1,139 @@
+"""Stripe: signature verification and normalization as pure functions."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from alerthooks.providers import NotAnAlert, Rejected
+from alerthooks.providers.stripe import StripeProvider, normalize, verify
+from alerthooks.testing import load_sample, stripe_signature_header
+
+SECRET = "whsec_one"
+BODY = json.dumps(load_sample("stripe_alert_triggered")).encode()
+
+
+def test_valid_signature_passes() -> None:
+    verify(BODY, stripe_signature_header(BODY, SECRET), [SECRET])
+
+
+def test_any_of_several_v1_signatures_in_one_header_may_match() -> None:
+    header = stripe_signature_header(BODY, "whsec_other", extra_secrets=(SECRET,))
+    verify(BODY, header, [SECRET])
+
+
+def test_any_configured_secret_may_match_for_rotation() -> None:
+    verify(BODY, stripe_signature_header(BODY, "whsec_new"), ["whsec_old", "whsec_new"])
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "missing Stripe-Signature header"),
+        ("", "missing Stripe-Signature header"),
+        ("garbage", "signature mismatch"),
+        ("t=notanumber,v1=abc", "signature mismatch"),
+        (f"t={int(time.time())}", "signature mismatch"),
+        (f"t={int(time.time())},v0=abc", "signature mismatch"),
+    ],
+)
+def test_missing_or_malformed_header_is_rejected_with_400(header: str | None, reason: str) -> None:
+    with pytest.raises(Rejected) as info:
+        verify(BODY, header, [SECRET])
+    assert info.value.status == 400
+    assert info.value.reason == reason
+
+
+def test_wrong_secret_is_rejected() -> None:
+    with pytest.raises(Rejected, match="signature mismatch"):
+        verify(BODY, stripe_signature_header(BODY, "whsec_wrong"), [SECRET])
+
+
+def test_tampered_body_is_rejected() -> None:
+    header = stripe_signature_header(BODY, SECRET)
+    with pytest.raises(Rejected, match="signature mismatch"):
+        verify(BODY.replace(b"104", b"105"), header, [SECRET])
+
+
+def test_stale_signature_is_rejected() -> None:
+    header = stripe_signature_header(BODY, SECRET, int(time.time()) - 301)
+    with pytest.raises(Rejected, match="timestamp outside tolerance"):
+        verify(BODY, header, [SECRET])
+
+
+def test_signature_within_tolerance_passes() -> None:
+    verify(BODY, stripe_signature_header(BODY, SECRET, int(time.time()) - 250), [SECRET])
+
+
+def test_non_utf8_body_is_rejected() -> None:
+    body = b"\xff\xfe{}"
+    with pytest.raises(Rejected, match="UTF-8"):
+        verify(body, stripe_signature_header(body, SECRET), [SECRET])
+
+
+def test_provider_without_secrets_is_unconfigured_and_rejects() -> None:
+    provider = StripeProvider([])
+    assert not provider.configured
+    with pytest.raises(Rejected):
+        provider.verify(BODY, {"stripe-signature": stripe_signature_header(BODY, SECRET)})
+
+
+def test_repr_hides_secrets() -> None:
+    assert SECRET not in repr(StripeProvider([SECRET]))
+
+
+def test_normalize_string_meter() -> None:
+    payload = load_sample("stripe_alert_triggered")
+    event = normalize(payload)
+    assert event.id == "evt_1QbXo2LkdIwHu7ix4HUFo3Lq"
+    assert event.provider == "stripe"
+    assert event.type == "alert.triggered"
+    assert event.alert_id == "alrt_61RbXnDm2HQGcGoq841LkdIwHu7ixFRc"
+    assert event.alert_name == "API calls reached 100"
+    assert event.meter_id == "mtr_test_61RbXkWf9zxQGkRKj41LkdIwHu7ixCiO"
+    assert event.customer_id == "cus_RUq8gEVcyMSAOp"
+    assert event.subscription_id is None
+    assert event.threshold == Decimal(100)
+    assert event.threshold_mode == "absolute"
+    assert event.value == Decimal(104)
+    assert event.occurred_at == datetime(2024, 11, 21, 12, 0, tzinfo=timezone.utc)
+    assert event.occurred_at.tzinfo is not None
+    assert event.livemode is False
+    assert event.raw == payload
+
+
+def test_normalize_expanded_meter_takes_its_id() -> None:
+    event = normalize(load_sample("stripe_alert_triggered_expanded_meter"))
+    assert event.meter_id == "mtr_test_61RbXnWq3yvPFjRKj41LkdIwHu7ixT0a"
+    assert event.value == Decimal("1500212.5")
+    assert isinstance(event.threshold, Decimal)
+
+
+def test_non_alert_event_is_not_an_alert() -> None:
+    with pytest.raises(NotAnAlert, match=r"customer\.created"):
+        normalize(load_sample("stripe_customer_created"))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda p: p.pop("id"), "event.id"),
+        (lambda p: p["data"]["object"].pop("alert"), "data.object.alert"),
+        (lambda p: p["data"]["object"]["alert"]["usage_threshold"].update(meter=None), "meter"),
+        (lambda p: p["data"]["object"]["alert"]["usage_threshold"].update(meter={}), "meter.id"),
+        (lambda p: p["data"]["object"].update(value="104"), "data.object.value"),
+        (lambda p: p["data"]["object"].update(value=True), "data.object.value"),
+        (lambda p: p.update(created=10**20), "out of range"),
+        (lambda p: p.update(livemode="no"), "livemode"),
+        (lambda p: p.update(data=[]), "event.data"),
+    ],
+)
+def test_malformed_alert_is_not_an_alert_with_a_reason(mutate: object, reason: str) -> None:
+    payload = load_sample("stripe_alert_triggered")
+    mutate(payload)  # type: ignore[operator]
+    with pytest.raises(NotAnAlert, match=reason):
+        normalize(payload)
