@@ -1,0 +1,319 @@
+"""Receiver throughput in-process: events/s of ASGI apps fed signed Stripe alert events.
+
+No HTTP server: each app is called with an ASGI scope, ``receive`` and ``send`` directly, so the
+cost of the framework itself shows. Variants, measured in one run with rounds alternated:
+
+- ``floor``: a Starlette route doing only ``stripe.WebhookSignature.verify_header`` +
+  ``json.loads`` + a type check: the irreducible work.
+- ``construct_event``: the same route with ``stripe.Webhook.construct_event``, as Stripe's docs
+  show it.
+- ``memory``: alerthooks mounted in Starlette with the memory store.
+- ``sqlite``: alerthooks with the SQLite store, one delivery at a time.
+- ``sqlite x32``: alerthooks with the SQLite store, 32 deliveries in flight.
+
+Every event is unique and freshly signed; bodies, headers and scopes are built before the timed
+loop. Each run checks that every answer was 200 and every handler ran.
+
+    .venv/bin/python benchmarks/receiver.py [--events 2000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from alerthooks import AlertEvent, AlertHooks
+from alerthooks.store import open_store
+from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
+
+SECRET = "whsec_benchmark_secret_0123456789"
+PATH = "/webhooks/stripe"
+ALERT_TYPE = "billing.alert.triggered"
+ACCEPTED = b'{"status":"accepted"}'
+
+App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+Prepared = tuple[dict[str, Any], bytes]
+
+TARGETS = (
+    # (variant, against, minimum ratio)
+    ("memory", "floor", 0.8),
+    ("memory", "construct_event", 4.0),
+    ("sqlite x32", "floor", 0.5),
+)
+
+
+# -- the apps ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Variant:
+    """One app under test and how it is driven."""
+
+    name: str
+    app: App
+    concurrency: int = 1
+    handled: list[int] = field(default_factory=lambda: [0])
+    startup: Callable[[], Awaitable[None]] | None = None
+    shutdown: Callable[[], Awaitable[None]] | None = None
+
+
+def floor_app(handled: list[int]) -> App:
+    """The irreducible work in a Starlette route: check the HMAC, parse, check the type."""
+
+    async def stripe_webhook(request: Request) -> Response:
+        body = await request.body()
+        try:
+            stripe.WebhookSignature.verify_header(
+                body.decode(), request.headers.get("stripe-signature"), SECRET, 300
+            )
+            payload = json.loads(body)
+        except (ValueError, stripe.SignatureVerificationError):
+            return Response(status_code=400)
+        if isinstance(payload, dict) and payload.get("type") == ALERT_TYPE:
+            handled[0] += 1
+        return Response(ACCEPTED, media_type="application/json")
+
+    return Starlette(routes=[Route(PATH, stripe_webhook, methods=["POST"])])
+
+
+def construct_event_app(handled: list[int]) -> App:
+    """The route Stripe's docs show: ``stripe.Webhook.construct_event``."""
+
+    async def stripe_webhook(request: Request) -> Response:
+        payload = await request.body()
+        sig_header = request.headers.get("stripe-signature")
+        try:
+            event = stripe.Webhook.construct_event(payload, sig_header, SECRET)
+        except ValueError:
+            return Response(status_code=400)
+        except stripe.SignatureVerificationError:
+            return Response(status_code=400)
+        if event["type"] == ALERT_TYPE:
+            handled[0] += 1
+        return Response(ACCEPTED, media_type="application/json")
+
+    return Starlette(routes=[Route(PATH, stripe_webhook, methods=["POST"])])
+
+
+def alerthooks_variant(name: str, store: str, concurrency: int = 1) -> Variant:
+    """alerthooks mounted in Starlette, as the README shows it, with a counting handler."""
+    hooks = AlertHooks(stripe_secret=SECRET, chargebee_auth=("bench", "bench"), store=store)
+    variant = Variant(
+        name,
+        Starlette(routes=[Mount("/webhooks", app=hooks)]),
+        concurrency,
+        startup=hooks.startup,
+        shutdown=hooks.shutdown,
+    )
+    handled = variant.handled
+
+    @hooks.on("alert.triggered")
+    async def count(event: AlertEvent) -> None:
+        handled[0] += 1
+
+    return variant
+
+
+def sqlite_available(directory: str) -> bool:
+    """Whether this checkout has the SQLite store."""
+    try:
+        open_store(f"sqlite:///{directory}/probe.db")
+    except ValueError:
+        return False
+    return True
+
+
+# -- requests and the driver ------------------------------------------------------------------
+
+
+def prepare(count: int) -> list[Prepared]:
+    """``count`` unique signed ``billing.alert.triggered`` deliveries, as Stripe sends them."""
+    prepared = []
+    for _ in range(count):
+        body = json.dumps(stripe_alert_triggered(), indent=2).encode()
+        headers = [
+            (b"host", b"127.0.0.1:8000"),
+            (b"user-agent", b"Stripe/1.0 (+https://stripe.com/docs/webhooks)"),
+            (b"content-type", b"application/json; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"accept", b"*/*; q=0.5, application/xml"),
+            (b"content-length", str(len(body)).encode()),
+            (b"stripe-signature", stripe_signature_header(body, SECRET).encode()),
+        ]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": PATH,
+            "raw_path": PATH.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 51000),
+            "server": ("127.0.0.1", 8000),
+        }
+        prepared.append((scope, body))
+    return prepared
+
+
+async def deliver(app: App, scope: dict[str, Any], body: bytes) -> int:
+    """One request through ``app``; return the response status."""
+    sent = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def drive(app: App, requests: Iterable[Prepared], concurrency: int) -> list[int]:
+    """Deliver ``requests`` with ``concurrency`` in flight; return every status."""
+    statuses: list[int] = []
+    pending = iter(requests)
+
+    async def worker() -> None:
+        for scope, body in pending:
+            statuses.append(await deliver(app, scope, body))
+
+    if concurrency == 1:
+        await worker()
+    else:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses
+
+
+async def timed_round(variant: Variant, requests: list[Prepared]) -> float:
+    """Deliver ``requests``; check every answer and handler; return events/s."""
+    before = variant.handled[0]
+    gc.collect()
+    started = time.perf_counter()
+    statuses = await drive(variant.app, requests, variant.concurrency)
+    elapsed = time.perf_counter() - started
+    bad = [s for s in statuses if s != 200]
+    if len(statuses) != len(requests) or bad:
+        raise SystemExit(f"{variant.name}: {len(bad)} answers were not 200: {sorted(set(bad))}")
+    ran = variant.handled[0] - before
+    if ran != len(requests):
+        raise SystemExit(f"{variant.name}: handler ran {ran} times for {len(requests)} events")
+    return len(requests) / elapsed
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+async def run(events: int, rounds: int, concurrency: int, sqlite_events: int) -> int:
+    """Measure every variant; print the medians, the ratios and the targets."""
+    with tempfile.TemporaryDirectory(prefix="alerthooks-bench-") as directory:
+        floor_handled: list[int] = [0]
+        construct_handled: list[int] = [0]
+        variants = [
+            Variant("floor", floor_app(floor_handled), handled=floor_handled),
+            Variant(
+                "construct_event", construct_event_app(construct_handled), handled=construct_handled
+            ),
+            alerthooks_variant("memory", "memory://"),
+        ]
+        if sqlite_available(directory):
+            variants.append(alerthooks_variant("sqlite", f"sqlite:///{directory}/seq.db"))
+            variants.append(
+                alerthooks_variant(
+                    f"sqlite x{concurrency}", f"sqlite:///{directory}/conc.db", concurrency
+                )
+            )
+        else:
+            print("sqlite: this checkout has no SQLite store; skipped", flush=True)
+        sizes = {v.name: sqlite_events if v.name == "sqlite" else events for v in variants}
+
+        for variant in variants:
+            if variant.startup is not None:
+                await variant.startup()
+            await timed_round(variant, prepare(min(200, sizes[variant.name])))  # warm-up
+
+        results: dict[str, list[float]] = {v.name: [] for v in variants}
+        for r in range(rounds):
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            if r % 2:
+                order.reverse()
+            for variant in order:
+                # Signed just before the round: the 300 s tolerance holds however long runs are.
+                requests = prepare(sizes[variant.name])
+                results[variant.name].append(await timed_round(variant, requests))
+
+        for variant in variants:
+            if variant.shutdown is not None:
+                await variant.shutdown()
+
+    medians = {name: statistics.median(rates) for name, rates in results.items()}
+    print(
+        f"receiver, in-process: {rounds} rounds alternated, median events/s "
+        f"({events} events per round; sequential sqlite {sqlite_events}); "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+    )
+    for name, rates in results.items():
+        print(
+            f"  {name:<16} {medians[name]:>9,.0f} events/s"
+            f"   (min {min(rates):,.0f}, max {max(rates):,.0f}; {sizes[name]} events x {rounds})"
+        )
+    floor = medians["floor"]
+    print("ratios vs floor: " + " | ".join(f"{n} {m / floor:.2f}" for n, m in medians.items()))
+    failed = 0
+    for name, against, minimum in TARGETS:
+        if name not in medians:
+            continue
+        ratio = medians[name] / medians[against]
+        ok = ratio >= minimum
+        failed += not ok
+        print(f"target {name} >= {minimum} x {against}: {ratio:.2f} {'ok' if ok else 'MISSED'}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry: parse the sizes and run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=3000, help="events per variant per round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported")
+    parser.add_argument("--concurrency", type=int, default=32, help="deliveries in flight")
+    parser.add_argument(
+        "--sqlite-events",
+        type=int,
+        default=None,
+        help="events per round for sequential SQLite (default: --events / 4; fsync bound)",
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target ratio is missed")
+    args = parser.parse_args(argv)
+    sqlite_events = args.sqlite_events or max(1, args.events // 4)
+    status = asyncio.run(run(args.events, args.rounds, args.concurrency, sqlite_events))
+    return status if args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Each benchmark script runs with tiny sizes and checks its own answers. Nothing is timed here;
+the figures are in README's Performance section."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_receiver_benchmark_runs_every_variant_and_checks_answers() -> None:
+    out = _run("receiver.py", "--events", "20", "--rounds", "2", "--concurrency", "4")
+    for variant in ("floor", "construct_event", "memory"):
+        assert f"  {variant} " in out
+    assert "ratios vs floor:" in out
