@@ -254,9 +254,10 @@ class AlertHooks:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 return _BAD_LENGTH
-            if int(length) > self.max_body_bytes:
+            digits = length.lstrip("0")
+            if len(digits) > 18 or int(digits or "0") > self.max_body_bytes:
                 logger.info("%s delivery rejected: body of %s bytes", provider.name, length)
                 return _TOO_LARGE
         try:

@@ -33,6 +33,8 @@ def verify(
         raise Rejected(400, "missing Stripe-Signature header")
     if not secrets:
         raise Rejected(400, "no Stripe webhook secret configured")
+    if not signature_header.isascii():
+        raise Rejected(400, "malformed Stripe-Signature header")
     try:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:

@@ -1,0 +1,72 @@
+"""Helpers for the hardening tests: raw ASGI calls, example counts, log capture.
+
+``ALERTHOOKS_FULL_TESTS=1`` raises hypothesis example counts and load-test sizes to full size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any
+
+FULL = os.environ.get("ALERTHOOKS_FULL_TESTS", "") == "1"
+
+
+def examples(quick: int, full: int | None = None) -> int:
+    """The hypothesis example count: ``quick`` in ``make test``, ``full`` under the flag."""
+    return (full if full is not None else quick * 20) if FULL else quick
+
+
+async def asgi_call(
+    app: Any,
+    *,
+    method: str = "POST",
+    path: str = "/stripe",
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    chunks: Sequence[bytes] = (b"",),
+    root_path: str = "",
+    client: tuple[str, int] | None = ("203.0.113.7", 40000),
+) -> tuple[int, bytes, int]:
+    """Call an ASGI app with exactly these bytes; return (status, body, chunks it read).
+
+    The body arrives as ``chunks`` (``more_body`` on all but the last); once they are consumed
+    the client is reported as disconnected, as a server would.
+    """
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("utf-8", "surrogateescape"),
+        "root_path": root_path,
+        "query_string": b"",
+        "headers": list(headers),
+        "client": client,
+        "server": ("127.0.0.1", 8000),
+    }
+    pending = list(chunks) or [b""]
+    read = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        if read < len(pending):
+            read += 1
+            return {
+                "type": "http.request",
+                "body": pending[read - 1],
+                "more_body": read < len(pending),
+            }
+        await asyncio.sleep(0)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], body, read
