@@ -7,8 +7,11 @@ speaks :class:`~alerthooks.events.AlertEvent`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+from pydantic import ValidationError
 
 from alerthooks.events import AlertEvent
 
@@ -73,10 +76,28 @@ def mapping(obj: Mapping[str, Any], key: str, *, where: str) -> dict[str, Any]:
 
 
 def number(obj: Mapping[str, Any], key: str, *, where: str, required: bool = True) -> Any:
-    """``obj[key]`` when it is a JSON number (not a bool); raise NotAnAlert otherwise."""
+    """``obj[key]`` when it is a finite JSON number (not a bool); raise NotAnAlert otherwise.
+
+    Python's JSON parser reads ``NaN``, ``Infinity`` and ``1e999``; none of them is a usable
+    threshold, value or timestamp.
+    """
     value = obj.get(key)
     if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise NotAnAlert(f"{where}.{key} is missing or not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise NotAnAlert(f"{where}.{key} is not a finite number")
     return value
+
+
+def build_event(**fields: Any) -> AlertEvent:
+    """An :class:`AlertEvent` from normalized fields; raise NotAnAlert if the model rejects one.
+
+    The normalizers check every field first; this keeps a field they missed from becoming a 500.
+    """
+    try:
+        return AlertEvent(**fields)
+    except ValidationError as exc:
+        where = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+        raise NotAnAlert(f"normalized event is invalid in {where}") from None

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from alerthooks.events import AlertEvent
-from alerthooks.providers import NotAnAlert, Rejected, mapping, number, text
+from alerthooks.providers import NotAnAlert, Rejected, build_event, mapping, number, text
 
 ALERT_EVENT_TYPE = "alert_status_changed"
 AUTH_HEADER = "authorization"
@@ -70,7 +70,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     alert = mapping(content, "alert", where="content")
     status = mapping(content, "alert_status", where="content")
     alarm = status.get("alarm_status")
-    if alarm not in _ALARM_TYPES:
+    if not isinstance(alarm, str) or alarm not in _ALARM_TYPES:
         raise NotAnAlert(
             f"alert_status.alarm_status {alarm!r} is neither in_alarm nor within_limit"
         )
@@ -90,11 +90,11 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         occurred_at = datetime.fromtimestamp(occurred, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
         raise NotAnAlert("event.occurred_at is out of range") from None
-    return AlertEvent(
-        id=event_id,  # type: ignore[arg-type]
+    return build_event(
+        id=event_id,
         provider="chargebee",
-        type=_ALARM_TYPES[alarm],  # type: ignore[arg-type]
-        alert_id=alert_id,  # type: ignore[arg-type]
+        type=_ALARM_TYPES[alarm],
+        alert_id=alert_id,
         alert_name=text(alert, "name", where="alert"),
         meter_id=text(alert, "metered_feature_id", where="alert", required=False),
         customer_id=None,

@@ -10,7 +10,7 @@ from typing import Any
 import stripe
 
 from alerthooks.events import AlertEvent
-from alerthooks.providers import NotAnAlert, Rejected, mapping, number, text
+from alerthooks.providers import NotAnAlert, Rejected, build_event, mapping, number, text
 
 ALERT_EVENT_TYPE = "billing.alert.triggered"
 SIGNATURE_HEADER = "stripe-signature"
@@ -70,11 +70,11 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         meter = text(meter, "id", where="alert.usage_threshold.meter")
     elif not isinstance(meter, str) or not meter:
         raise NotAnAlert("alert.usage_threshold.meter is missing or not an id or object")
-    return AlertEvent(
-        id=event_id,  # type: ignore[arg-type]
+    return build_event(
+        id=event_id,
         provider="stripe",
         type="alert.triggered",
-        alert_id=text(alert, "id", where="alert"),  # type: ignore[arg-type]
+        alert_id=text(alert, "id", where="alert"),
         alert_name=text(alert, "title", where="alert"),
         meter_id=meter,
         customer_id=text(obj, "customer", where="data.object"),
