@@ -55,6 +55,13 @@ _NOT_AN_OBJECT = _answer(400, error="payload is not a JSON object")
 _BAD_LENGTH = _answer(400, error="invalid Content-Length")
 _TIMEOUT = _answer(408, error="body not received in time")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# Answers given before the whole body was read close the connection, so the server stops reading.
+_EXTRA_HEADERS: dict[int, list[tuple[bytes, bytes]]] = {
+    405: [(b"allow", b"POST")],
+    408: [(b"connection", b"close")],
+    413: [(b"connection", b"close")],
+}
+_EXPIRED = -1.0
 
 
 class _BodyTooLarge(Exception):
@@ -140,6 +147,10 @@ class AlertHooks:
         self._inflight: dict[tuple[str, str], asyncio.Future[tuple[int, bytes]]] = {}
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
+        # Requests reading their body, by task, with their deadline (see _sweep).
+        self._reading: dict[asyncio.Task[Any], float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweeper_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return (
@@ -208,7 +219,7 @@ class AlertHooks:
         kind = scope["type"]
         if kind == "http":
             status, body = await self._http(scope, receive)
-            extra = [(b"allow", b"POST")] if status == 405 else []
+            extra = _EXTRA_HEADERS.get(status, ())
             await send(
                 {
                     "type": "http.response.start",
@@ -261,7 +272,7 @@ class AlertHooks:
                 logger.info("%s delivery rejected: body of %s bytes", provider.name, length)
                 return _TOO_LARGE
         try:
-            body = await self._read_body(receive)
+            body = await self._read_body_in_time(receive)
         except _BodyTooLarge:
             logger.info(
                 "%s delivery rejected: body over %d bytes", provider.name, self.max_body_bytes
@@ -274,6 +285,48 @@ class AlertHooks:
             return _answer(400, error="client disconnected")
         return await self.receive(provider, body, headers)
 
+    async def _read_body_in_time(self, receive: Receive) -> bytes:
+        """Read the body; raise TimeoutError when it is not complete within ``body_timeout``.
+
+        One timer per app (``_sweep``) cancels reads past their deadline, so a request pays a
+        dict entry rather than a timer of its own, and a client that sends the headers and then
+        nothing is cut off like one that stalls mid-body.
+        """
+        task = asyncio.current_task()
+        if task is None:
+            return await self._read_body(receive)
+        loop = task.get_loop()
+        reading = self._reading
+        reading[task] = loop.time() + self.body_timeout
+        if self._sweeper is None or self._sweeper_loop is not loop:
+            self._sweeper_loop = loop
+            self._sweeper = loop.call_later(self._sweep_period(), self._sweep)
+        try:
+            return await self._read_body(receive)
+        except asyncio.CancelledError:
+            if reading.get(task) != _EXPIRED:
+                raise
+            if hasattr(task, "uncancel"):
+                task.uncancel()
+            raise TimeoutError from None
+        finally:
+            reading.pop(task, None)
+
+    def _sweep_period(self) -> float:
+        return min(max(self.body_timeout / 4, 0.01), 1.0)
+
+    def _sweep(self) -> None:
+        loop = self._sweeper_loop
+        assert loop is not None
+        now = loop.time()
+        for task, deadline in list(self._reading.items()):
+            if deadline != _EXPIRED and deadline <= now and task.get_loop() is loop:
+                self._reading[task] = _EXPIRED
+                task.cancel()
+        self._sweeper = (
+            loop.call_later(self._sweep_period(), self._sweep) if self._reading else None
+        )
+
     async def _read_body(self, receive: Receive) -> bytes:
         message = await receive()
         if message["type"] != "http.request":
@@ -285,18 +338,10 @@ class AlertHooks:
             return body
         chunks = [body]
         size = len(body)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.body_timeout
         while True:
             if size > self.max_body_bytes:
                 raise _BodyTooLarge
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError
-            try:
-                message = await asyncio.wait_for(receive(), remaining)
-            except asyncio.TimeoutError:
-                raise TimeoutError from None
+            message = await receive()
             if message["type"] != "http.request":
                 raise _Disconnected
             chunk = message.get("body", b"")
