@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 DEFAULT_STORE_URL = "sqlite:///alerthooks.db"
 STORE_ENV = "ALERTHOOKS_STORE"
+SCHEMA_VERSION = 1
 
 Status = Literal["pending", "running", "done", "failed", "dead"]
 
@@ -57,6 +58,7 @@ class Outcome:
     status: Status
     attempts: int
     last_error: str | None
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -71,10 +73,26 @@ class StoredEvent:
     outcomes: tuple[Outcome, ...]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """An (event, handler) pair a worker now holds a lease on, with what it needs to run it.
+
+    ``attempts`` counts the runs before this one.
+    """
+
+    provider: str
+    event_id: str
+    body: bytes
+    handler: str
+    attempts: int
+
+
 class Store(abc.ABC):
     """Durable record of events and per-handler outcomes.
 
-    ``begin`` and ``finish`` are the receiver's hot path; each is one atomic write.
+    ``begin`` and ``finish`` are the receiver's hot path; each is one atomic write. Outcomes move
+    ``pending`` → ``running`` (leased to an owner until the lease expires) → ``done``, or
+    ``failed`` (due again at ``due_at``) and, once attempts are exhausted, ``dead``.
     """
 
     url: str
@@ -102,10 +120,34 @@ class Store(abc.ABC):
         results: Mapping[str, str | None],
         *,
         owner: str,
+        retry_in: Mapping[str, float] | None = None,
+        dead: Collection[str] = (),
     ) -> None:
         """Record the results of handlers ``owner`` ran: None means done, a string is the error.
 
-        A failure increments the attempt count and releases the lease.
+        Every result increments the attempt count and releases the lease. A failure is due again
+        after ``retry_in[handler]`` seconds (immediately when absent); a failed handler named in
+        ``dead`` is marked dead instead. A failure is ignored when ``owner`` no longer holds the
+        lease (another worker has the pair now); a success is always recorded.
+        """
+
+    @abc.abstractmethod
+    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+        """Lease up to ``limit`` due pairs to ``owner`` for ``lease`` seconds, oldest due first:
+        pending ones, failed ones whose ``due_at`` has passed, and running ones whose lease
+        expired (their worker died). Two callers never get the same pair while a lease lives.
+        """
+
+    @abc.abstractmethod
+    async def replay(self, event_ids: Collection[str] = (), *, dead: bool = False) -> int:
+        """Make failed and dead handlers of ``event_ids`` (any provider) pending again with no
+        attempts, or with ``dead`` every dead handler; return how many pairs were reset.
+        """
+
+    @abc.abstractmethod
+    async def next_due(self) -> float | None:
+        """Seconds until the next pair becomes claimable (0 when one is due now), or None when
+        nothing is waiting. Running pairs count from their lease expiry.
         """
 
     @abc.abstractmethod
@@ -127,6 +169,14 @@ def open_store(url: str | None = None) -> Store:
         from alerthooks.store.memory import MemoryStore
 
         return MemoryStore()
+    if scheme == "sqlite":
+        from alerthooks.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        from alerthooks.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ValueError(
         f"unsupported store URL scheme {scheme!r}; use memory://, sqlite:///PATH or postgresql://…"
     )

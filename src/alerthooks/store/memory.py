@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from alerthooks.store import Begun, Delivery, Outcome, Status, Store, StoredEvent
+from alerthooks.store import Begun, Claim, Delivery, Outcome, Status, Store, StoredEvent
 
 
 @dataclass
@@ -16,6 +17,7 @@ class _Row:
     last_error: str | None = None
     owner: str | None = None
     lease_until: float = 0.0
+    due_at: float = 0.0
 
 
 class MemoryStore(Store):
@@ -33,6 +35,7 @@ class MemoryStore(Store):
         """See :meth:`Store.begin`."""
         key = (delivery.provider, delivery.event_id)
         new = key not in self._events
+        now = time.time()
         if new:
             self._events[key] = delivery
             rows = self._outcomes[key] = {}
@@ -40,10 +43,9 @@ class MemoryStore(Store):
             rows = self._outcomes[key]
         for name in delivery.handlers:
             if name not in rows:
-                rows[name] = _Row()
+                rows[name] = _Row(due_at=now)
         if not claim:
             return Begun(new, (), ())
-        now = time.monotonic()
         claimed: list[str] = []
         busy: list[str] = []
         for name, row in rows.items():
@@ -63,17 +65,69 @@ class MemoryStore(Store):
         results: Mapping[str, str | None],
         *,
         owner: str,
+        retry_in: Mapping[str, float] | None = None,
+        dead: Collection[str] = (),
     ) -> None:
         """See :meth:`Store.finish`."""
         rows = self._outcomes[(provider, event_id)]
+        now = time.time()
         for name, error in results.items():
             row = rows[name]
             if error is None:
-                row.status, row.last_error = "done", None
+                if row.status != "done":
+                    row.status, row.last_error = "done", None
+                    row.attempts += 1
+            elif row.status == "running" and row.owner == owner:
+                row.status = "dead" if name in dead else "failed"
+                row.last_error = error
+                row.attempts += 1
+                row.due_at = now + (retry_in or {}).get(name, 0.0)
             else:
-                row.status, row.last_error = "failed", error
-            row.attempts += 1
+                continue
             row.owner, row.lease_until = None, 0.0
+
+    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+        """See :meth:`Store.claim`."""
+        now = time.time()
+        due: list[tuple[float, tuple[str, str], str, _Row]] = []
+        for key, rows in self._outcomes.items():
+            for name, row in rows.items():
+                at = _claimable_at(row)
+                if at is not None and at <= now:
+                    due.append((at, key, name, row))
+        due.sort(key=lambda item: item[0])
+        claims: list[Claim] = []
+        for _, key, name, row in due[:limit]:
+            row.status, row.owner, row.lease_until = "running", owner, now + lease
+            claims.append(Claim(key[0], key[1], self._events[key].body, name, row.attempts))
+        return claims
+
+    async def replay(self, event_ids: Collection[str] = (), *, dead: bool = False) -> int:
+        """See :meth:`Store.replay`."""
+        wanted = set(event_ids)
+        count = 0
+        now = time.time()
+        for (_, event_id), rows in self._outcomes.items():
+            for row in rows.values():
+                hit = (
+                    row.status == "dead"
+                    if dead
+                    else (event_id in wanted and row.status in ("failed", "dead"))
+                )
+                if hit:
+                    row.status, row.attempts, row.due_at = "pending", 0, now
+                    count += 1
+        return count
+
+    async def next_due(self) -> float | None:
+        """See :meth:`Store.next_due`."""
+        times = [
+            at
+            for rows in self._outcomes.values()
+            for row in rows.values()
+            if (at := _claimable_at(row)) is not None
+        ]
+        return max(0.0, min(times) - time.time()) if times else None
 
     async def get(self, provider: str, event_id: str) -> StoredEvent | None:
         """See :meth:`Store.get`."""
@@ -96,6 +150,23 @@ class MemoryStore(Store):
     def _stored(self, d: Delivery) -> StoredEvent:
         rows = self._outcomes[(d.provider, d.event_id)]
         outcomes = tuple(
-            Outcome(name, row.status, row.attempts, row.last_error) for name, row in rows.items()
+            Outcome(
+                name,
+                row.status,
+                row.attempts,
+                row.last_error,
+                datetime.fromtimestamp(row.due_at, timezone.utc)
+                if row.status == "failed"
+                else None,
+            )
+            for name, row in rows.items()
         )
         return StoredEvent(d.provider, d.event_id, d.event_type, d.body, d.received_at, outcomes)
+
+
+def _claimable_at(row: _Row) -> float | None:
+    if row.status in ("pending", "failed"):
+        return row.due_at
+    if row.status == "running":
+        return row.lease_until
+    return None

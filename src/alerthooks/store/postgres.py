@@ -1,0 +1,393 @@
+"""PostgreSQL store: one database shared by several replicas, through an asyncpg pool.
+
+Leases and due times use the database clock (``now()``), so replicas with skewed clocks agree.
+Claims use ``FOR UPDATE SKIP LOCKED``; ``begin`` relies on row locks and the unique keys, so two
+replicas receiving the same event at once never both run a handler.
+
+URL: any libpq-style ``postgresql://user@host:port/db`` URL. Extra query parameters read here:
+``schema=NAME`` keeps the tables in that schema (created when missing), ``pool_size=N`` caps the
+pool (default 10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from alerthooks.store import (
+    SCHEMA_VERSION,
+    Begun,
+    Claim,
+    Delivery,
+    Outcome,
+    Status,
+    Store,
+    StoredEvent,
+    StoreError,
+)
+
+logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    _Conn = PoolConnectionProxy[Any]
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS alerthooks_schema (version integer NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS alerthooks_events (
+        seq bigserial PRIMARY KEY,
+        provider text NOT NULL,
+        event_id text NOT NULL,
+        event_type text,
+        body bytea NOT NULL,
+        received_at timestamptz NOT NULL,
+        UNIQUE (provider, event_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS alerthooks_outcomes (
+        provider text NOT NULL,
+        event_id text NOT NULL,
+        handler text NOT NULL,
+        status text NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        last_error text,
+        owner text,
+        lease_until timestamptz,
+        due_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (provider, event_id, handler)
+    )""",
+    "CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at)",
+    "CREATE INDEX IF NOT EXISTS alerthooks_outcomes_event ON alerthooks_outcomes (event_id)",
+]
+
+_LEASE = "now() + $LEASE::float8 * interval '1 second'"
+_EVENT_COLUMNS = (
+    "SELECT seq, provider, event_id, event_type, body, received_at FROM alerthooks_events"
+)
+
+
+def _lease(param: int) -> str:
+    return _LEASE.replace("$LEASE", f"${param}")
+
+
+def _parse_url(url: str) -> tuple[str, str | None, int]:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in ("schema", "pool_size")}
+    rest = [(k, v) for k, v in query if k not in ours]
+    schema = ours.get("schema") or None
+    if schema is not None and not _IDENTIFIER.fullmatch(schema):
+        raise ValueError(f"Postgres store URL: schema {schema!r} is not a plain identifier")
+    try:
+        pool_size = int(ours.get("pool_size", "10"))
+    except ValueError:
+        raise ValueError("Postgres store URL: pool_size must be a whole number") from None
+    dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(rest)))
+    return dsn, schema, pool_size
+
+
+class PostgresStore(Store):
+    """Events and outcomes in PostgreSQL; safe for any number of replicas and workers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._dsn, self.schema, self.pool_size = _parse_url(url)
+        self._pool: asyncpg.Pool | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(schema={self.schema!r})"
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._pool is None:
+                settings = {"search_path": self.schema} if self.schema else {}
+                pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    timeout=10,
+                    server_settings=settings,
+                )
+                try:
+                    async with pool.acquire() as conn, conn.transaction():
+                        await self._migrate(conn)
+                except BaseException:
+                    await pool.close()
+                    raise
+                self._pool = pool
+        return self._pool
+
+    async def _migrate(self, conn: _Conn) -> None:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('alerthooks schema'))")
+        if self.schema:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        for statement in _SCHEMA:
+            await conn.execute(statement)
+        version = await conn.fetchval("SELECT max(version) FROM alerthooks_schema")
+        if version is None:
+            await conn.execute(
+                "INSERT INTO alerthooks_schema (version) VALUES ($1)", SCHEMA_VERSION
+            )
+        elif version > SCHEMA_VERSION:
+            raise StoreError(
+                f"database has alerthooks schema version {version}; this alerthooks knows "
+                f"up to {SCHEMA_VERSION}"
+            )
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[_Conn]:
+        try:
+            pool = await self._get_pool()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"postgres: {type(exc).__name__}: {exc}") from exc
+        try:
+            async with pool.acquire() as conn:
+                try:
+                    yield conn
+                except asyncpg.PostgresError as exc:
+                    raise StoreError(f"postgres: {type(exc).__name__}: {exc}") from exc
+                except (StoreError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    # The connection may be half-broken (lost mid-query); the pool replaces it.
+                    conn.terminate()
+                    raise StoreError(f"postgres: {type(exc).__name__}: {exc}") from exc
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"postgres: {type(exc).__name__}: {exc}") from exc
+
+    async def open(self) -> None:
+        """Create the pool and the schema if needed."""
+        async with self._conn():
+            pass
+
+    async def close(self) -> None:
+        """Close the pool."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except (asyncio.TimeoutError, OSError, asyncpg.InterfaceError):
+                pool.terminate()
+
+    async def begin(
+        self, delivery: Delivery, *, owner: str, lease: float, claim: bool = True
+    ) -> Begun:
+        """See :meth:`Store.begin`."""
+        d = delivery
+        handlers = list(d.handlers)
+        async with self._conn() as conn, conn.transaction():
+            new = await conn.fetchval(
+                "INSERT INTO alerthooks_events (provider, event_id, event_type, body, received_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+                d.provider,
+                d.event_id,
+                d.event_type,
+                d.body,
+                d.received_at,
+            )
+            if new:
+                if handlers:
+                    await conn.execute(
+                        "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status,"
+                        f" owner, lease_until) SELECT $1, $2, h, $4, $5, CASE WHEN $4 = 'running'"
+                        f" THEN {_lease(6)} END FROM unnest($3::text[]) AS h",
+                        d.provider,
+                        d.event_id,
+                        handlers,
+                        "running" if claim else "pending",
+                        owner if claim else None,
+                        lease,
+                    )
+                return Begun(True, d.handlers if claim else (), ())
+            if handlers:
+                await conn.execute(
+                    "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status)"
+                    " SELECT $1, $2, h, 'pending' FROM unnest($3::text[]) AS h"
+                    " ON CONFLICT DO NOTHING",
+                    d.provider,
+                    d.event_id,
+                    handlers,
+                )
+            if not claim:
+                return Begun(False, (), ())
+            claimed = await conn.fetch(
+                f"UPDATE alerthooks_outcomes SET status = 'running', owner = $3,"
+                f" lease_until = {_lease(4)} WHERE provider = $1 AND event_id = $2"
+                " AND (status IN ('pending', 'failed') OR (status = 'running'"
+                " AND lease_until <= now())) RETURNING handler",
+                d.provider,
+                d.event_id,
+                owner,
+                lease,
+            )
+            names = {r["handler"] for r in claimed}
+            busy = await conn.fetch(
+                "SELECT handler FROM alerthooks_outcomes WHERE provider = $1 AND event_id = $2"
+                " AND status = 'running'",
+                d.provider,
+                d.event_id,
+            )
+            return Begun(
+                False,
+                tuple(sorted(names)),
+                tuple(sorted(r["handler"] for r in busy if r["handler"] not in names)),
+            )
+
+    async def finish(
+        self,
+        provider: str,
+        event_id: str,
+        results: Mapping[str, str | None],
+        *,
+        owner: str,
+        retry_in: Mapping[str, float] | None = None,
+        dead: Collection[str] = (),
+    ) -> None:
+        """See :meth:`Store.finish`."""
+        delays = retry_in or {}
+        names = list(results)
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE alerthooks_outcomes o SET status = CASE WHEN r.error IS NULL THEN 'done'"
+                " WHEN r.dead THEN 'dead' ELSE 'failed' END, last_error = r.error,"
+                " attempts = o.attempts + 1, owner = NULL, lease_until = NULL,"
+                " due_at = CASE WHEN r.error IS NULL THEN o.due_at"
+                " ELSE now() + r.delay * interval '1 second' END"
+                " FROM unnest($3::text[], $4::text[], $5::float8[], $6::bool[])"
+                " AS r(handler, error, delay, dead)"
+                " WHERE o.provider = $1 AND o.event_id = $2 AND o.handler = r.handler"
+                " AND ((r.error IS NULL AND o.status <> 'done')"
+                " OR (r.error IS NOT NULL AND o.status = 'running' AND o.owner = $7))",
+                provider,
+                event_id,
+                names,
+                [results[n] for n in names],
+                [float(delays.get(n, 0.0)) for n in names],
+                [n in dead for n in names],
+                owner,
+            )
+
+    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+        """See :meth:`Store.claim`."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "WITH due AS (SELECT provider, event_id, handler FROM alerthooks_outcomes"
+                " WHERE (status IN ('pending', 'failed') AND due_at <= now())"
+                " OR (status = 'running' AND lease_until <= now())"
+                " ORDER BY CASE WHEN status = 'running' THEN lease_until ELSE due_at END"
+                " LIMIT $3 FOR UPDATE SKIP LOCKED)"
+                f" UPDATE alerthooks_outcomes o SET status = 'running', owner = $1,"
+                f" lease_until = {_lease(2)} FROM due WHERE o.provider = due.provider"
+                " AND o.event_id = due.event_id AND o.handler = due.handler"
+                " RETURNING o.provider, o.event_id, o.handler, o.attempts,"
+                " (SELECT e.body FROM alerthooks_events e WHERE e.provider = o.provider"
+                " AND e.event_id = o.event_id) AS body",
+                owner,
+                lease,
+                limit,
+            )
+        return [
+            Claim(r["provider"], r["event_id"], bytes(r["body"]), r["handler"], r["attempts"])
+            for r in rows
+        ]
+
+    async def replay(self, event_ids: Collection[str] = (), *, dead: bool = False) -> int:
+        """See :meth:`Store.replay`."""
+        async with self._conn() as conn:
+            if dead:
+                status = await conn.execute(
+                    "UPDATE alerthooks_outcomes SET status = 'pending', attempts = 0,"
+                    " due_at = now() WHERE status = 'dead'"
+                )
+            else:
+                status = await conn.execute(
+                    "UPDATE alerthooks_outcomes SET status = 'pending', attempts = 0,"
+                    " due_at = now() WHERE event_id = ANY($1::text[])"
+                    " AND status IN ('failed', 'dead')",
+                    list(event_ids),
+                )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def next_due(self) -> float | None:
+        """See :meth:`Store.next_due`."""
+        async with self._conn() as conn:
+            value = await conn.fetchval(
+                "SELECT extract(epoch FROM min(CASE WHEN status = 'running'"
+                " THEN lease_until ELSE due_at END) - now())::float8 FROM alerthooks_outcomes"
+                " WHERE status IN ('pending', 'failed', 'running')"
+            )
+        return None if value is None else max(0.0, float(value))
+
+    async def get(self, provider: str, event_id: str) -> StoredEvent | None:
+        """See :meth:`Store.get`."""
+        async with self._conn() as conn:
+            found = await _load(
+                conn, f"{_EVENT_COLUMNS} WHERE provider = $1 AND event_id = $2", provider, event_id
+            )
+        return found[0] if found else None
+
+    async def events(
+        self, *, status: Status | None = None, limit: int = 50
+    ) -> Sequence[StoredEvent]:
+        """See :meth:`Store.events`."""
+        async with self._conn() as conn:
+            if status is None:
+                return await _load(conn, f"{_EVENT_COLUMNS} ORDER BY seq DESC LIMIT $1", limit)
+            return await _load(
+                conn,
+                f"{_EVENT_COLUMNS} e WHERE EXISTS (SELECT 1 FROM alerthooks_outcomes o"
+                " WHERE o.provider = e.provider AND o.event_id = e.event_id AND o.status = $1)"
+                " ORDER BY seq DESC LIMIT $2",
+                status,
+                limit,
+            )
+
+
+async def _load(conn: _Conn, sql: str, *params: Any) -> list[StoredEvent]:
+    rows = await conn.fetch(sql, *params)
+    if not rows:
+        return []
+    outcome_rows = await conn.fetch(
+        "SELECT provider, event_id, handler, status, attempts, last_error, due_at"
+        " FROM alerthooks_outcomes WHERE event_id = ANY($1::text[]) ORDER BY handler",
+        [r["event_id"] for r in rows],
+    )
+    by_event: dict[tuple[str, str], list[Outcome]] = {}
+    for o in outcome_rows:
+        by_event.setdefault((o["provider"], o["event_id"]), []).append(
+            Outcome(
+                o["handler"],
+                o["status"],
+                o["attempts"],
+                o["last_error"],
+                o["due_at"] if o["status"] == "failed" else None,
+            )
+        )
+    return [
+        StoredEvent(
+            r["provider"],
+            r["event_id"],
+            r["event_type"],
+            bytes(r["body"]),
+            r["received_at"],
+            tuple(by_event.get((r["provider"], r["event_id"]), ())),
+        )
+        for r in rows
+    ]

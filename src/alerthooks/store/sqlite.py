@@ -1,0 +1,464 @@
+"""SQLite store: one file, durable on every acknowledged write, for a single host.
+
+One writer thread owns the connection. Callers queue operations; the thread runs everything
+queued so far in ONE transaction with ONE commit (group commit), so concurrent deliveries share
+the fsync, then hands each caller its result on its event loop. The event loop never blocks on
+SQLite. ``BEGIN IMMEDIATE`` makes every batch exclusive, so several processes on one file (for
+instance uvicorn workers) still never claim the same work twice.
+
+URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; ``?busy_timeout=S``
+sets how long to wait for another process's lock before answering 503 (default 5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+from alerthooks.store import (
+    SCHEMA_VERSION,
+    Begun,
+    Claim,
+    Delivery,
+    Outcome,
+    Status,
+    Store,
+    StoredEvent,
+    StoreError,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerthooks_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS alerthooks_events (
+    seq INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_type TEXT,
+    body BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    UNIQUE (provider, event_id)
+);
+CREATE TABLE IF NOT EXISTS alerthooks_outcomes (
+    provider TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    handler TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    due_at REAL NOT NULL,
+    PRIMARY KEY (provider, event_id, handler)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at);
+CREATE INDEX IF NOT EXISTS alerthooks_outcomes_event ON alerthooks_outcomes (event_id);
+"""
+
+# When a pair becomes claimable: pending/failed at due_at, running when its lease expires.
+_CLAIMABLE_AT = "CASE WHEN status = 'running' THEN lease_until ELSE due_at END"
+_OPEN = "status IN ('pending', 'failed', 'running')"
+
+
+@dataclass
+class _Op:
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _parse_url(url: str) -> tuple[str, float]:
+    rest = url.split(":", 1)[1]
+    if not rest.startswith("///"):
+        raise ValueError(f"SQLite store URL must look like sqlite:///path.db, got {url!r}")
+    path, _, query = rest[3:].partition("?")
+    if not path:
+        raise ValueError(f"SQLite store URL {url!r} has no file path")
+    params = parse_qs(query)
+    try:
+        timeout = float(params.get("busy_timeout", ["5"])[-1])
+    except ValueError:
+        raise ValueError(f"SQLite store URL {url!r}: busy_timeout must be seconds") from None
+    return path, timeout
+
+
+def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
+class SQLiteStore(Store):
+    """Events and outcomes in one SQLite file (WAL, ``synchronous=FULL``), written by one thread
+    with group commit."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path, self.busy_timeout = _parse_url(url)
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.url!r})"
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._writer, name="alerthooks-sqlite", daemon=True
+                )
+                self._thread.start()
+
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._thread is None or not self._thread.is_alive():
+            self._start()
+        self._queue.put(_Op(fn, future, loop))
+        return await future
+
+    def _writer(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._run_batch(batch)
+        self._disconnect()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    row = conn.execute("SELECT MAX(version) FROM alerthooks_schema").fetchone()
+                    if row[0] is None:
+                        conn.execute(
+                            "INSERT INTO alerthooks_schema (version) VALUES (?)", (SCHEMA_VERSION,)
+                        )
+                    elif row[0] > SCHEMA_VERSION:
+                        raise StoreError(
+                            f"{self.path} has schema version {row[0]}; this alerthooks knows "
+                            f"up to {SCHEMA_VERSION}"
+                        )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _run_batch(self, batch: list[_Op]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for op in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        outcomes.append((True, op.fn(conn)))
+                        conn.execute("RELEASE op")
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        if isinstance(exc, sqlite3.Error):
+                            exc = StoreError(f"sqlite: {exc}")
+                        outcomes.append((False, exc))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, StoreError, OSError) as exc:
+            logger.warning("sqlite store %s: %s", self.path, exc)
+            if not isinstance(exc, sqlite3.OperationalError) or "locked" not in str(exc):
+                self._disconnect()
+            error = exc if isinstance(exc, StoreError) else StoreError(f"sqlite: {exc}")
+            outcomes = [(False, error)] * len(batch)
+        for op, (ok, value) in zip(batch, outcomes, strict=True):
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
+                op.loop.call_soon_threadsafe(_resolve, op.future, ok, value)
+
+    async def open(self) -> None:
+        """Start the writer thread and create the schema if needed."""
+        await self._submit(lambda conn: None)
+
+    async def close(self) -> None:
+        """Finish queued writes, then stop the writer thread and close the connection."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        self._thread = None
+
+    # -- operations -----------------------------------------------------------------------------
+
+    async def begin(
+        self, delivery: Delivery, *, owner: str, lease: float, claim: bool = True
+    ) -> Begun:
+        """See :meth:`Store.begin`."""
+        d = delivery
+
+        def op(conn: sqlite3.Connection) -> Begun:
+            now = time.time()
+            cur = conn.execute(
+                "INSERT INTO alerthooks_events (provider, event_id, event_type, body, received_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (d.provider, d.event_id, d.event_type, d.body, d.received_at.timestamp()),
+            )
+            new = cur.rowcount == 1
+            if new:
+                status, lease_until = ("running", now + lease) if claim else ("pending", 0.0)
+                conn.executemany(
+                    "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status, owner,"
+                    " lease_until, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            d.provider,
+                            d.event_id,
+                            h,
+                            status,
+                            owner if claim else None,
+                            lease_until,
+                            now,
+                        )
+                        for h in d.handlers
+                    ],
+                )
+                return Begun(True, d.handlers if claim else (), ())
+            conn.executemany(
+                "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status, due_at)"
+                " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
+                [(d.provider, d.event_id, h, now) for h in d.handlers],
+            )
+            if not claim:
+                return Begun(False, (), ())
+            claimed: list[str] = []
+            busy: list[str] = []
+            for handler, status, lease_until in conn.execute(
+                "SELECT handler, status, lease_until FROM alerthooks_outcomes"
+                " WHERE provider = ? AND event_id = ? AND status NOT IN ('done', 'dead')",
+                (d.provider, d.event_id),
+            ).fetchall():
+                if status == "running" and lease_until > now:
+                    busy.append(handler)
+                else:
+                    claimed.append(handler)
+            conn.executemany(
+                "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
+                " WHERE provider = ? AND event_id = ? AND handler = ?",
+                [(owner, now + lease, d.provider, d.event_id, h) for h in claimed],
+            )
+            return Begun(False, tuple(claimed), tuple(busy))
+
+        return await self._submit(op)
+
+    async def finish(
+        self,
+        provider: str,
+        event_id: str,
+        results: Mapping[str, str | None],
+        *,
+        owner: str,
+        retry_in: Mapping[str, float] | None = None,
+        dead: Collection[str] = (),
+    ) -> None:
+        """See :meth:`Store.finish`."""
+        delays = dict(retry_in or {})
+        results = dict(results)
+        dead = frozenset(dead)
+
+        def op(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            for handler, error in results.items():
+                if error is None:
+                    conn.execute(
+                        "UPDATE alerthooks_outcomes SET status = 'done', last_error = NULL,"
+                        " attempts = attempts + 1, owner = NULL, lease_until = 0"
+                        " WHERE provider = ? AND event_id = ? AND handler = ? AND status != 'done'",
+                        (provider, event_id, handler),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE alerthooks_outcomes SET status = ?, last_error = ?,"
+                        " attempts = attempts + 1, owner = NULL, lease_until = 0, due_at = ?"
+                        " WHERE provider = ? AND event_id = ? AND handler = ?"
+                        " AND status = 'running' AND owner = ?",
+                        (
+                            "dead" if handler in dead else "failed",
+                            error,
+                            now + delays.get(handler, 0.0),
+                            provider,
+                            event_id,
+                            handler,
+                            owner,
+                        ),
+                    )
+
+        await self._submit(op)
+
+    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+        """See :meth:`Store.claim`."""
+
+        def op(conn: sqlite3.Connection) -> list[Claim]:
+            now = time.time()
+            rows = conn.execute(
+                "SELECT o.provider, o.event_id, o.handler, o.attempts, e.body"
+                " FROM alerthooks_outcomes o JOIN alerthooks_events e"
+                " ON e.provider = o.provider AND e.event_id = o.event_id"
+                " WHERE (o.status IN ('pending', 'failed') AND o.due_at <= ?)"
+                " OR (o.status = 'running' AND o.lease_until <= ?)"
+                " ORDER BY CASE WHEN o.status = 'running' THEN o.lease_until ELSE o.due_at END"
+                " LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
+                " WHERE provider = ? AND event_id = ? AND handler = ?",
+                [(owner, now + lease, p, e, h) for p, e, h, _, _ in rows],
+            )
+            return [Claim(p, e, bytes(body), h, attempts) for p, e, h, attempts, body in rows]
+
+        return await self._submit(op)
+
+    async def replay(self, event_ids: Collection[str] = (), *, dead: bool = False) -> int:
+        """See :meth:`Store.replay`."""
+        ids = list(event_ids)
+
+        def op(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            if dead:
+                cur = conn.execute(
+                    "UPDATE alerthooks_outcomes SET status = 'pending', attempts = 0, due_at = ?"
+                    " WHERE status = 'dead'",
+                    (now,),
+                )
+                return cur.rowcount
+            count = 0
+            for event_id in ids:
+                cur = conn.execute(
+                    "UPDATE alerthooks_outcomes SET status = 'pending', attempts = 0, due_at = ?"
+                    " WHERE event_id = ? AND status IN ('failed', 'dead')",
+                    (now, event_id),
+                )
+                count += cur.rowcount
+            return count
+
+        return await self._submit(op)
+
+    async def next_due(self) -> float | None:
+        """See :meth:`Store.next_due`."""
+
+        def op(conn: sqlite3.Connection) -> float | None:
+            (at,) = conn.execute(
+                f"SELECT MIN({_CLAIMABLE_AT}) FROM alerthooks_outcomes WHERE {_OPEN}"
+            ).fetchone()
+            return None if at is None else max(0.0, at - time.time())
+
+        return await self._submit(op)
+
+    async def get(self, provider: str, event_id: str) -> StoredEvent | None:
+        """See :meth:`Store.get`."""
+
+        def op(conn: sqlite3.Connection) -> StoredEvent | None:
+            found = _load(
+                conn,
+                "SELECT seq, provider, event_id, event_type, body, received_at"
+                " FROM alerthooks_events WHERE provider = ? AND event_id = ?",
+                (provider, event_id),
+            )
+            return found[0] if found else None
+
+        return await self._submit(op)
+
+    async def events(
+        self, *, status: Status | None = None, limit: int = 50
+    ) -> Sequence[StoredEvent]:
+        """See :meth:`Store.events`."""
+        columns = (
+            "SELECT seq, provider, event_id, event_type, body, received_at FROM alerthooks_events"
+        )
+
+        def op(conn: sqlite3.Connection) -> list[StoredEvent]:
+            if status is None:
+                return _load(conn, f"{columns} ORDER BY seq DESC LIMIT ?", (limit,))
+            return _load(
+                conn,
+                f"{columns} WHERE (provider, event_id) IN (SELECT provider, event_id"
+                " FROM alerthooks_outcomes WHERE status = ?) ORDER BY seq DESC LIMIT ?",
+                (status, limit),
+            )
+
+        return await self._submit(op)
+
+
+def _load(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[StoredEvent]:
+    found: list[StoredEvent] = []
+    for _, provider, event_id, event_type, body, received_at in conn.execute(sql, params):
+        outcomes = tuple(
+            Outcome(handler, status, attempts, error, _ts(due) if status == "failed" else None)
+            for handler, status, attempts, error, due in conn.execute(
+                "SELECT handler, status, attempts, last_error, due_at FROM alerthooks_outcomes"
+                " WHERE provider = ? AND event_id = ? ORDER BY handler",
+                (provider, event_id),
+            )
+        )
+        found.append(
+            StoredEvent(provider, event_id, event_type, bytes(body), _ts(received_at), outcomes)
+        )
+    return found

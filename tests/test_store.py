@@ -1,0 +1,434 @@
+"""One behavioural suite for every store backend: memory, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from alerthooks.store import Delivery, Store, StoreError, open_store
+from alerthooks.store.memory import MemoryStore
+from alerthooks.store.postgres import PostgresStore
+from alerthooks.store.sqlite import SQLiteStore
+
+from .stores import BACKENDS, DURABLE, POSTGRES_URL, postgres_schema, store_url
+
+Factory = Callable[[], Store]
+
+
+@pytest.fixture(params=BACKENDS)
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
+    """Makes store instances on one fresh backend: several instances act as several replicas
+    (the memory store has only one, shared)."""
+    async with store_url(request.param, tmp_path) as url:
+        made: list[Store] = []
+        shared = MemoryStore() if request.param == "memory" else None
+
+        def make() -> Store:
+            if shared is not None:
+                return shared
+            made.append(open_store(url))
+            return made[-1]
+
+        yield make
+        for store in made:
+            await store.close()
+
+
+@pytest.fixture
+async def store(stores: Factory) -> Store:
+    store = stores()
+    await store.open()
+    return store
+
+
+def delivery(event_id: str = "evt_1", *handlers: str, body: bytes = b'{"id": 1}') -> Delivery:
+    return Delivery(
+        provider="stripe",
+        event_id=event_id,
+        event_type="billing.alert.triggered",
+        body=body,
+        received_at=datetime.now(timezone.utc),
+        handlers=handlers or ("a", "b"),
+    )
+
+
+def statuses(stored: object) -> dict[str, tuple[str, int]]:
+    return {o.handler: (o.status, o.attempts) for o in stored.outcomes}  # type: ignore[attr-defined]
+
+
+async def test_new_event_is_recorded_and_every_handler_claimed(store: Store) -> None:
+    begun = await store.begin(delivery(body=b'{"raw": true}'), owner="w1", lease=60)
+    assert (begun.new, sorted(begun.claimed), begun.busy) == (True, ["a", "b"], ())
+    stored = await store.get("stripe", "evt_1")
+    assert stored is not None
+    assert (stored.body, stored.event_type) == (b'{"raw": true}', "billing.alert.triggered")
+    assert statuses(stored) == {"a": ("running", 0), "b": ("running", 0)}
+    assert await store.get("stripe", "evt_missing") is None
+    assert await store.get("chargebee", "evt_1") is None
+
+
+async def test_duplicate_under_a_live_lease_is_busy(store: Store) -> None:
+    await store.begin(delivery(), owner="w1", lease=60)
+    again = await store.begin(delivery(), owner="w2", lease=60)
+    assert (again.new, again.claimed, sorted(again.busy)) == (False, (), ["a", "b"])
+
+
+async def test_redelivery_after_success_claims_nothing(store: Store) -> None:
+    await store.begin(delivery(), owner="w1", lease=60)
+    await store.finish("stripe", "evt_1", {"a": None, "b": None}, owner="w1")
+    again = await store.begin(delivery(), owner="w2", lease=60)
+    assert (again.new, again.claimed, again.busy) == (False, (), ())
+    assert statuses(await store.get("stripe", "evt_1")) == {"a": ("done", 1), "b": ("done", 1)}
+
+
+async def test_failed_handler_alone_is_claimed_again(store: Store) -> None:
+    await store.begin(delivery(), owner="w1", lease=60)
+    await store.finish("stripe", "evt_1", {"a": None, "b": "RuntimeError: down"}, owner="w1")
+    stored = await store.get("stripe", "evt_1")
+    assert stored is not None
+    failed = next(o for o in stored.outcomes if o.handler == "b")
+    assert (failed.status, failed.attempts, failed.last_error) == (
+        "failed",
+        1,
+        "RuntimeError: down",
+    )
+    again = await store.begin(delivery(), owner="w2", lease=60)
+    assert (again.new, again.claimed, again.busy) == (False, ("b",), ())
+
+
+async def test_expired_lease_is_claimed_again(store: Store) -> None:
+    await store.begin(delivery(), owner="dead-worker", lease=0)
+    again = await store.begin(delivery(), owner="w2", lease=60)
+    assert sorted(again.claimed) == ["a", "b"]
+
+
+async def test_failure_from_a_worker_that_lost_its_lease_is_ignored(store: Store) -> None:
+    await store.begin(delivery(), owner="slow", lease=0)
+    await store.begin(delivery(), owner="w2", lease=60)
+    await store.finish("stripe", "evt_1", {"a": "late failure"}, owner="slow")
+    assert statuses(await store.get("stripe", "evt_1"))["a"] == ("running", 0)
+    await store.finish("stripe", "evt_1", {"a": None}, owner="slow")
+    assert statuses(await store.get("stripe", "evt_1"))["a"] == ("done", 1)
+
+
+async def test_new_handler_on_redelivery_gets_an_outcome(store: Store) -> None:
+    await store.begin(delivery("evt_1", "a"), owner="w1", lease=60)
+    await store.finish("stripe", "evt_1", {"a": None}, owner="w1")
+    again = await store.begin(delivery("evt_1", "a", "c"), owner="w1", lease=60)
+    assert again.claimed == ("c",)
+
+
+async def test_unclaimed_begin_leaves_work_for_claim(store: Store) -> None:
+    begun = await store.begin(delivery(body=b"payload"), owner="web", lease=60, claim=False)
+    assert (begun.new, begun.claimed, begun.busy) == (True, (), ())
+    assert statuses(await store.get("stripe", "evt_1")) == {
+        "a": ("pending", 0),
+        "b": ("pending", 0),
+    }
+    assert await store.next_due() == 0
+    claims = await store.claim(owner="w1", lease=60, limit=10)
+    assert sorted((c.event_id, c.handler, c.body, c.attempts) for c in claims) == [
+        ("evt_1", "a", b"payload", 0),
+        ("evt_1", "b", b"payload", 0),
+    ]
+    assert await store.claim(owner="w2", lease=60, limit=10) == []
+    duplicate = await store.begin(delivery(), owner="web", lease=60, claim=False)
+    assert (duplicate.new, duplicate.claimed) == (False, ())
+
+
+async def test_claim_respects_limit_and_oldest_due_first(store: Store) -> None:
+    for i in range(5):
+        await store.begin(delivery(f"evt_{i}", "a"), owner="web", lease=60, claim=False)
+    first = await store.claim(owner="w1", lease=60, limit=2)
+    assert [c.event_id for c in first] == ["evt_0", "evt_1"]
+    rest = await store.claim(owner="w1", lease=60, limit=10)
+    assert [c.event_id for c in rest] == ["evt_2", "evt_3", "evt_4"]
+
+
+async def test_failure_waits_for_its_backoff(store: Store) -> None:
+    await store.begin(delivery("evt_1", "a"), owner="web", lease=60, claim=False)
+    assert len(await store.claim(owner="w1", lease=60, limit=10)) == 1
+    await store.finish("stripe", "evt_1", {"a": "boom"}, owner="w1", retry_in={"a": 60})
+    assert await store.claim(owner="w1", lease=60, limit=10) == []
+    due = await store.next_due()
+    assert due is not None and 55 < due <= 60
+    stored = await store.get("stripe", "evt_1")
+    assert stored is not None and stored.outcomes[0].due_at is not None
+    assert stored.outcomes[0].due_at > datetime.now(timezone.utc)
+    await store.finish("stripe", "evt_1", {"a": "x"}, owner="w1")  # no lease: ignored
+    assert statuses(await store.get("stripe", "evt_1")) == {"a": ("failed", 1)}
+
+
+async def test_due_failure_is_claimed_with_its_attempts(store: Store) -> None:
+    await store.begin(delivery("evt_1", "a"), owner="web", lease=60, claim=False)
+    await store.claim(owner="w1", lease=60, limit=10)
+    await store.finish("stripe", "evt_1", {"a": "boom"}, owner="w1", retry_in={"a": 0})
+    (claim,) = await store.claim(owner="w1", lease=60, limit=10)
+    assert claim.attempts == 1
+
+
+async def test_expired_claims_are_claimed_again(store: Store) -> None:
+    await store.begin(delivery("evt_1", "a"), owner="web", lease=60, claim=False)
+    assert len(await store.claim(owner="crashed", lease=0, limit=10)) == 1
+    (again,) = await store.claim(owner="w2", lease=60, limit=10)
+    assert (again.event_id, again.handler) == ("evt_1", "a")
+
+
+async def test_dead_is_listed_and_replayed(store: Store) -> None:
+    for event_id in ("evt_1", "evt_2", "evt_3"):
+        await store.begin(delivery(event_id, "a"), owner="web", lease=60, claim=False)
+    await store.claim(owner="w1", lease=60, limit=10)
+    await store.finish("stripe", "evt_1", {"a": "gone"}, owner="w1", dead=["a"])
+    await store.finish("stripe", "evt_2", {"a": "gone"}, owner="w1", dead=["a"])
+    await store.finish("stripe", "evt_3", {"a": None}, owner="w1")
+    dead = await store.events(status="dead")
+    assert [e.event_id for e in dead] == ["evt_2", "evt_1"]
+    assert dead[0].outcomes[0].last_error == "gone"
+    assert await store.claim(owner="w1", lease=60, limit=10) == []
+    assert await store.next_due() is None
+    assert await store.replay(dead=True) == 2
+    assert await store.events(status="dead") == []
+    claims = await store.claim(owner="w1", lease=60, limit=10)
+    assert sorted((c.event_id, c.attempts) for c in claims) == [("evt_1", 0), ("evt_2", 0)]
+
+
+async def test_replay_by_event_id_resets_only_failed_and_dead(store: Store) -> None:
+    await store.begin(delivery("evt_1", "a", "b", "c"), owner="w1", lease=60)
+    await store.finish(
+        "stripe",
+        "evt_1",
+        {"a": None, "b": "x", "c": "y"},
+        owner="w1",
+        retry_in={"b": 600},
+        dead=["c"],
+    )
+    await store.begin(delivery("evt_2", "a"), owner="w1", lease=60)
+    await store.finish("stripe", "evt_2", {"a": "z"}, owner="w1", dead=["a"])
+    assert await store.replay(["evt_1", "evt_unknown"]) == 2
+    assert statuses(await store.get("stripe", "evt_1")) == {
+        "a": ("done", 1),
+        "b": ("pending", 0),
+        "c": ("pending", 0),
+    }
+    assert statuses(await store.get("stripe", "evt_2")) == {"a": ("dead", 1)}
+    assert await store.replay(["evt_1"]) == 0
+
+
+async def test_events_are_newest_first_with_limit_and_status(store: Store) -> None:
+    for i in range(4):
+        await store.begin(delivery(f"evt_{i}", "a"), owner="w1", lease=60)
+    await store.finish("stripe", "evt_1", {"a": "boom"}, owner="w1")
+    assert [e.event_id for e in await store.events()] == ["evt_3", "evt_2", "evt_1", "evt_0"]
+    assert [e.event_id for e in await store.events(limit=2)] == ["evt_3", "evt_2"]
+    assert [e.event_id for e in await store.events(status="failed")] == ["evt_1"]
+    assert await store.events(status="pending") == []
+
+
+async def test_event_without_handlers_is_recorded(store: Store) -> None:
+    begun = await store.begin(delivery("evt_1", *()), owner="w1", lease=60)
+    assert begun.new
+    empty = Delivery("chargebee", "ev_9", None, b"{}", datetime.now(timezone.utc), ())
+    assert (await store.begin(empty, owner="w1", lease=60)).claimed == ()
+    assert not (await store.begin(empty, owner="w1", lease=60)).new
+    stored = await store.get("chargebee", "ev_9")
+    assert stored is not None and stored.outcomes == () and stored.event_type is None
+
+
+async def test_concurrent_duplicates_on_two_replicas_claim_once(stores: Factory) -> None:
+    one, two = stores(), stores()
+    for attempt in range(10):
+        d = delivery(f"evt_{attempt}")
+        results = await asyncio.gather(
+            one.begin(d, owner="r1", lease=60), two.begin(d, owner="r2", lease=60)
+        )
+        claimed = [name for begun in results for name in begun.claimed]
+        assert sorted(claimed) == ["a", "b"]
+        assert [b.new for b in results].count(True) == 1
+
+
+async def test_concurrent_claims_on_two_replicas_never_overlap(stores: Factory) -> None:
+    one, two = stores(), stores()
+    for i in range(30):
+        await one.begin(delivery(f"evt_{i}", "a", "b"), owner="web", lease=60, claim=False)
+
+    async def drain(store: Store, owner: str) -> list[tuple[str, str]]:
+        got: list[tuple[str, str]] = []
+        while batch := await store.claim(owner=owner, lease=60, limit=4):
+            got += [(c.event_id, c.handler) for c in batch]
+        return got
+
+    results = await asyncio.gather(*(drain(s, f"w{i}") for i, s in enumerate([one, two] * 2)))
+    everything = [pair for got in results for pair in got]
+    assert len(everything) == len(set(everything)) == 60
+
+
+@pytest.mark.parametrize("backend", DURABLE)
+async def test_events_survive_reopening(backend: str, tmp_path: Path) -> None:
+    async with store_url(backend, tmp_path) as url:
+        first = open_store(url)
+        await first.begin(delivery(), owner="w1", lease=60)
+        await first.close()
+        second = open_store(url)
+        try:
+            stored = await second.get("stripe", "evt_1")
+            assert stored is not None and statuses(stored) == {
+                "a": ("running", 0),
+                "b": ("running", 0),
+            }
+        finally:
+            await second.close()
+
+
+def test_open_store_picks_the_backend_from_the_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert isinstance(open_store("memory://"), MemoryStore)
+    sqlite_store = open_store(f"sqlite:///{tmp_path}/x.db")
+    assert isinstance(sqlite_store, SQLiteStore) and sqlite_store.path == f"{tmp_path}/x.db"
+    assert open_store("sqlite:///relative.db").path == "relative.db"  # type: ignore[attr-defined]
+    pg = open_store("postgresql://u@h/db?schema=s1&sslmode=disable")
+    assert isinstance(pg, PostgresStore) and pg.schema == "s1"
+    monkeypatch.delenv("ALERTHOOKS_STORE", raising=False)
+    assert open_store().path == "alerthooks.db"  # type: ignore[attr-defined]
+    monkeypatch.setenv("ALERTHOOKS_STORE", "memory://")
+    assert isinstance(open_store(), MemoryStore)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://localhost", "unsupported store URL scheme 'redis'"),
+        ("sqlite://relative.db", "must look like sqlite:///path.db"),
+        ("sqlite:///", "has no file path"),
+        ("sqlite:///x.db?busy_timeout=soon", "busy_timeout must be seconds"),
+        ("postgresql://h/db?schema=a;drop", "not a plain identifier"),
+        ("postgresql://h/db?pool_size=many", "pool_size must be a whole number"),
+    ],
+)
+def test_bad_store_url_is_one_clear_error(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        open_store(url)
+
+
+async def test_sqlite_uses_wal_with_full_sync(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path}/w.db")
+    await store.open()
+    modes = await store._submit(
+        lambda conn: (
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+        )
+    )
+    await store.close()
+    assert modes == ("wal", 2)  # 2 = FULL: every commit is fsynced
+
+
+async def test_sqlite_locked_database_is_a_store_error_and_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(f"sqlite:///{path}?busy_timeout=0.1")
+    await store.open()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(StoreError, match="locked"):
+        await store.begin(delivery(), owner="w1", lease=60)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert (await store.begin(delivery(), owner="w1", lease=60)).new
+    await store.close()
+
+
+async def test_sqlite_unopenable_file_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    store = SQLiteStore(f"sqlite:///{tmp_path}/dir.db")
+    with pytest.raises(StoreError):
+        await store.open()
+    await store.close()
+
+
+async def test_sqlite_group_commit_shares_transactions(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path}/g.db")
+    await store.open()
+    commits = 0
+    original = store._run_batch
+
+    def counting(batch: list) -> None:  # type: ignore[type-arg]
+        nonlocal commits
+        commits += 1
+        original(batch)
+
+    store._run_batch = counting  # type: ignore[method-assign]
+    await asyncio.gather(
+        *(store.begin(delivery(f"evt_{i}"), owner="w", lease=60) for i in range(64))
+    )
+    await store.close()
+    assert commits < 64
+    assert len(await SQLiteStore(f"sqlite:///{tmp_path}/g.db").events(limit=100)) == 64
+
+
+@pytest.mark.parametrize("backend", DURABLE)
+async def test_newer_schema_version_is_refused(backend: str, tmp_path: Path) -> None:
+    async with store_url(backend, tmp_path) as url:
+        store = open_store(url)
+        await store.open()
+        await store.close()
+        if backend == "sqlite":
+            conn = sqlite3.connect(tmp_path / "inbox.db")
+            conn.execute("UPDATE alerthooks_schema SET version = 99")
+            conn.commit()
+            conn.close()
+        else:
+            assert isinstance(store, PostgresStore) and POSTGRES_URL
+            pg = await asyncpg.connect(POSTGRES_URL)
+            await pg.execute(f'UPDATE "{store.schema}".alerthooks_schema SET version = 99')
+            await pg.close()
+        again = open_store(url)
+        with pytest.raises(StoreError, match="schema version 99"):
+            await again.open()
+        await again.close()
+
+
+async def test_postgres_unreachable_is_a_store_error() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{port}/test")
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="postgres"):
+        await store.begin(delivery(), owner="w1", lease=60)
+    assert time.monotonic() - started < 5
+    await store.close()
+
+
+async def test_postgres_reconnects_after_its_connections_are_terminated() -> None:
+    async with postgres_schema() as url:
+        app_name = url.rsplit("=", 1)[-1]
+        store = PostgresStore(f"{url}&application_name={app_name}")
+        await store.begin(delivery("evt_1"), owner="w1", lease=60)
+        assert POSTGRES_URL
+        admin = await asyncpg.connect(POSTGRES_URL)
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            app_name,
+        )
+        await admin.close()
+        assert killed >= 1
+        outcomes = []
+        for i in range(5):
+            try:
+                outcomes.append(
+                    (await store.begin(delivery(f"evt_{i + 2}"), owner="w", lease=60)).new
+                )
+            except StoreError:
+                outcomes.append(False)
+        assert outcomes[-1] is True and outcomes.count(True) >= 4
+        await store.close()
