@@ -14,7 +14,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
 from alerthooks.events import AlertEvent
@@ -22,6 +22,7 @@ from alerthooks.providers import NotAnAlert, Provider, Rejected
 from alerthooks.providers.chargebee import ChargebeeProvider
 from alerthooks.providers.stripe import DEFAULT_TOLERANCE, StripeProvider
 from alerthooks.store import Delivery, Store, StoreError, open_store
+from alerthooks.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,14 @@ class AlertHooks:
     Credentials left as None are read from the environment: ``STRIPE_WEBHOOK_SECRET``
     (comma-separated for rotation) and ``CHARGEBEE_WEBHOOK_USERNAME`` /
     ``CHARGEBEE_WEBHOOK_PASSWORD``. A provider without credentials accepts nothing.
+
+    ``store`` is a URL (``memory://``, ``sqlite:///path.db``, ``postgresql://…``) or a
+    :class:`~alerthooks.store.Store`; by default env ``ALERTHOOKS_STORE``, else SQLite at
+    ``./alerthooks.db``. ``mode="inline"`` runs handlers before answering (5xx when one fails, so
+    the provider retries); ``mode="queued"`` answers once the event is durably recorded and a
+    worker runs the handlers, retrying with backoff (``retry_backoff`` seconds doubling up to
+    ``retry_backoff_max``) until ``max_attempts``, then marks them dead. The worker runs in this
+    process's lifespan unless ``worker=False`` (for web processes of a split deployment).
     """
 
     def __init__(
@@ -130,7 +139,18 @@ class AlertHooks:
         body_timeout: float = 10.0,
         stripe_tolerance: int = DEFAULT_TOLERANCE,
         lease_seconds: float = 300.0,
+        mode: Literal["inline", "queued"] = "inline",
+        max_attempts: int = 8,
+        retry_backoff: float = 1.0,
+        retry_backoff_max: float = 3600.0,
+        worker: bool = True,
+        worker_concurrency: int = 16,
+        poll_interval: float = 1.0,
     ) -> None:
+        if mode not in ("inline", "queued"):
+            raise ValueError(f"mode must be 'inline' or 'queued', got {mode!r}")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
         self.stripe = StripeProvider(_stripe_secrets(stripe_secret), tolerance=stripe_tolerance)
         self.chargebee = ChargebeeProvider(
             _chargebee_credentials(chargebee_auth),
@@ -140,9 +160,16 @@ class AlertHooks:
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.lease_seconds = lease_seconds
+        self.mode = mode
+        self.max_attempts = max_attempts
+        self.retry_backoff = retry_backoff
+        self.retry_backoff_max = retry_backoff_max
+        self.run_worker = worker
+        self.worker = Worker(self, concurrency=worker_concurrency, poll_interval=poll_interval)
         self.dispatcher = Dispatcher()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._routes: dict[str, Provider] = {"/stripe": self.stripe, "/chargebee": self.chargebee}
+        self.providers: dict[str, Provider] = {p.name: p for p in self._routes.values()}
         self._warned: set[str] = set()
         self._inflight: dict[tuple[str, str], asyncio.Future[tuple[int, bytes]]] = {}
         self._opened = False
@@ -186,7 +213,19 @@ class AlertHooks:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Open the store. Called by :meth:`lifespan`, or lazily by the first request."""
+        """Open the store and, in queued mode, start the worker. Called by :meth:`lifespan`.
+
+        A store that cannot be reached yet is logged, not fatal: requests answer 503 and the
+        worker retries until it comes back.
+        """
+        try:
+            await self._open()
+        except StoreError as exc:
+            logger.error("store %s unavailable at startup: %s", self.store.url, exc)
+        if self.mode == "queued" and self.run_worker:
+            await self.worker.start()
+
+    async def _open(self) -> None:
         if self._opened:
             return
         if self._open_lock is None:
@@ -199,10 +238,16 @@ class AlertHooks:
                     self._warn_unconfigured(provider)
 
     async def shutdown(self) -> None:
-        """Close the store."""
-        if self._opened:
-            self._opened = False
-            await self.store.close()
+        """Stop the worker (running handlers get a short grace period), then close the store."""
+        await self.worker.stop()
+        self._opened = False
+        await self.store.close()
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Run queued work now and return once none is due (retries scheduled for later are
+        left for later); TimeoutError after ``timeout`` seconds. For tests and scripts."""
+        await self._open()
+        await self.worker.drain(timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -425,10 +470,13 @@ class AlertHooks:
             received_at=datetime.now(timezone.utc),
             handlers=tuple(h.name for h in handlers),
         )
-        if not self._opened:
-            await self.startup()
+        queued = self.mode == "queued"
         try:
-            begun = await self.store.begin(delivery, owner=self.owner, lease=self.lease_seconds)
+            if not self._opened:
+                await self._open()
+            begun = await self.store.begin(
+                delivery, owner=self.owner, lease=self.lease_seconds, claim=not queued
+            )
         except Exception as exc:
             logger.error(
                 "%s event %s not recorded, answering 503: %s",
@@ -439,6 +487,13 @@ class AlertHooks:
             return _STORE_DOWN
         if event is None:
             return _IGNORED
+        if queued:
+            if not begun.new:
+                logger.info("%s event %s is a duplicate", provider.name, event_id)
+                return _DUPLICATE
+            self.worker.wake()
+            logger.info("%s event %s queued (%s)", provider.name, event_id, event.type)
+            return _ACCEPTED
         if begun.claimed:
             by_name = {h.name: h for h in handlers}
             to_run = [by_name[name] for name in begun.claimed if name in by_name]

@@ -1,0 +1,214 @@
+"""Queued mode: a worker claims due (event, handler) pairs from the store, runs them, and records
+each outcome, retrying failures with exponential backoff and jitter until they are dead.
+
+The receiver wakes the worker when it records an event, so the common case has no polling delay;
+the worker also polls the store for retries coming due and for work other replicas recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from alerthooks.events import AlertEvent
+from alerthooks.providers import NotAnAlert
+from alerthooks.store import Claim, StoreError
+
+if TYPE_CHECKING:
+    from alerthooks.hooks import AlertHooks
+
+logger = logging.getLogger(__name__)
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Seconds to wait after the ``attempt``-th failure: ``base·2^(attempt-1)``, capped at
+    ``cap``, scaled by a random factor in [0.5, 1) so retries of many events spread out."""
+    return float(min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+
+
+class Worker:
+    """Runs the handlers of queued events for one :class:`~alerthooks.AlertHooks`.
+
+    ``start`` runs it in the background until ``stop``; ``run_once`` claims and starts one batch,
+    which is what :meth:`AlertHooks.drain` uses.
+    """
+
+    def __init__(self, hooks: AlertHooks, *, concurrency: int = 16, poll_interval: float = 1.0):
+        self.hooks = hooks
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self._wake: asyncio.Event | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    @property
+    def started(self) -> bool:
+        """Whether the background loop is running."""
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def wake(self) -> None:
+        """Look for due work now instead of at the next poll."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def start(self) -> None:
+        """Run the worker loop in the background of the current event loop."""
+        if self.started:
+            return
+        self._wake = asyncio.Event()
+        self._loop_task = asyncio.create_task(self._loop(), name="alerthooks-worker")
+        logger.info("worker %s started", self.hooks.owner)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, give running handlers ``grace`` seconds, then cancel them (their leases
+        expire and another worker runs them again)."""
+        task, self._loop_task = self._loop_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._running:
+            _, pending = await asyncio.wait(self._running, timeout=grace)
+            for leftover in pending:
+                leftover.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        logger.info("worker %s stopped", self.hooks.owner)
+
+    async def run_forever(self) -> None:
+        """Run the worker in the foreground until cancelled (``alerthooks worker``)."""
+        await self.start()
+        try:
+            assert self._loop_task is not None
+            await asyncio.shield(self._loop_task)
+        finally:
+            await self.stop()
+
+    async def drain(self, timeout: float) -> None:
+        """Run due work until none is left; raise TimeoutError after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            claimed = await self.run_once()
+            if not claimed and not self._running:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"queued work still due after {timeout} s")
+            if self._running:
+                await asyncio.wait(
+                    set(self._running), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+
+    async def run_once(self) -> int:
+        """Claim as many due pairs as there are free slots and start running them."""
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        hooks = self.hooks
+        claims = await hooks.store.claim(owner=hooks.owner, lease=hooks.lease_seconds, limit=free)
+        groups: dict[tuple[str, str], list[Claim]] = {}
+        for claim in claims:
+            groups.setdefault((claim.provider, claim.event_id), []).append(claim)
+        for group in groups.values():
+            task = asyncio.create_task(self._run_event(group))
+            self._running.add(task)
+            task.add_done_callback(self._done)
+        return len(claims)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self.wake()
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            self._wake.clear()
+            delay = self.poll_interval
+            try:
+                if await self.run_once():
+                    continue
+                if len(self._running) < self.concurrency:
+                    due = await self.hooks.store.next_due()
+                    if due is not None:
+                        delay = min(delay, max(due, 0.01))
+            except StoreError as exc:
+                logger.warning("worker cannot reach the store: %s", exc)
+            except Exception:
+                logger.exception("worker loop failed; retrying")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _run_event(self, claims: Sequence[Claim]) -> None:
+        hooks = self.hooks
+        first = claims[0]
+        results: dict[str, str | None] = {}
+        event = self._event(first)
+        if isinstance(event, str):
+            results = {c.handler: event for c in claims}
+        else:
+            handlers = [hooks.dispatcher.get(c.handler) for c in claims]
+            missing = {c.handler for c, h in zip(claims, handlers, strict=True) if h is None}
+            results = {name: "handler is not registered in this process" for name in missing}
+            runnable = [h for h in handlers if h is not None]
+            errors = await asyncio.gather(*(h.run(event) for h in runnable))
+            results.update({h.name: error for h, error in zip(runnable, errors, strict=True)})
+        retry_in: dict[str, float] = {}
+        dead: list[str] = []
+        for claim in claims:
+            if results[claim.handler] is None:
+                continue
+            attempt = claim.attempts + 1
+            if attempt >= hooks.max_attempts:
+                dead.append(claim.handler)
+                logger.error(
+                    "%s event %s: handler %s is dead after %d attempts",
+                    claim.provider,
+                    claim.event_id,
+                    claim.handler,
+                    attempt,
+                )
+            else:
+                retry_in[claim.handler] = backoff(
+                    attempt, hooks.retry_backoff, hooks.retry_backoff_max
+                )
+        try:
+            await hooks.store.finish(
+                first.provider,
+                first.event_id,
+                results,
+                owner=hooks.owner,
+                retry_in=retry_in,
+                dead=dead,
+            )
+        except StoreError as exc:
+            logger.warning(
+                "%s event %s: outcomes not recorded (%s); they run again when the lease expires",
+                first.provider,
+                first.event_id,
+                exc,
+            )
+        else:
+            logger.info(
+                "%s event %s: %d handler(s) ran, %d failed",
+                first.provider,
+                first.event_id,
+                len(results),
+                sum(error is not None for error in results.values()),
+            )
+
+    def _event(self, claim: Claim) -> AlertEvent | str:
+        provider = self.hooks.providers.get(claim.provider)
+        if provider is None:
+            return f"unknown provider {claim.provider!r}"
+        try:
+            return provider.normalize(json.loads(claim.body))
+        except NotAnAlert as exc:
+            return f"not an alert: {exc.reason}"
+        except Exception as exc:
+            return f"stored body cannot be read: {type(exc).__name__}"
