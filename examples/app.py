@@ -6,7 +6,6 @@ Run it with `make run`, or `uvicorn examples.app:app`.
 from __future__ import annotations
 
 import logging
-import os
 
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -16,7 +15,8 @@ from alerthooks import AlertEvent, AlertHooks
 
 logger = logging.getLogger("examples.app")
 
-hooks = AlertHooks(store=os.environ.get("ALERTHOOKS_STORE", "memory://"))
+# The default store: SQLite at ./alerthooks.db (env ALERTHOOKS_STORE overrides, e.g. postgresql://…).
+hooks = AlertHooks()
 
 
 @hooks.on("alert.triggered")

@@ -6,7 +6,8 @@ from fastapi import FastAPI
 
 from alerthooks import AlertEvent, AlertHooks
 
-hooks = AlertHooks(store="memory://")
+# Queued mode: answer once the event is stored; the worker (started by the lifespan) runs handlers.
+hooks = AlertHooks(mode="queued")
 
 
 @hooks.on("alert.triggered", provider="stripe")

@@ -1,0 +1,304 @@
+"""The receiver over durable stores: queued mode, the worker, retries, dead, replay, 503s."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from alerthooks import AlertEvent, AlertHooks
+from alerthooks.store.sqlite import SQLiteStore
+from alerthooks.testing import stripe_alert_triggered
+from alerthooks.worker import backoff
+
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, post_stripe
+from .stores import BACKENDS, postgres_schema, store_url
+
+
+def make_hooks(url: str, **options: Any) -> AlertHooks:
+    options.setdefault("retry_backoff", 0.01)
+    options.setdefault("retry_backoff_max", 0.02)
+    return AlertHooks(
+        stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD), store=url, **options
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with store_url(request.param, tmp_path) as found:
+        yield found
+
+
+def client_for(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def test_queued_answers_before_handlers_and_drain_runs_them(url: str) -> None:
+    hooks = make_hooks(url, mode="queued")
+    seen: list[str] = []
+
+    @hooks.on("alert.triggered")
+    async def record(event: AlertEvent) -> None:
+        seen.append(event.id)
+
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        response = await post_stripe(client, payload)
+        assert (response.status_code, response.json()) == (200, {"status": "accepted"})
+        assert seen == []
+        await hooks.drain()
+        assert seen == [payload["id"]]
+        again = await post_stripe(client, payload)
+        assert again.json() == {"status": "duplicate"}
+        await hooks.drain()
+    assert seen == [payload["id"]]
+    stored = await hooks.store.get("stripe", payload["id"])
+    assert stored is not None and [(o.status, o.attempts) for o in stored.outcomes] == [("done", 1)]
+    await hooks.shutdown()
+
+
+async def test_fail_twice_then_succeed(url: str) -> None:
+    hooks = make_hooks(url, mode="queued")
+    calls = 0
+
+    @hooks.on("alert.triggered")
+    def flaky(event: AlertEvent) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise ConnectionError("downstream unavailable")
+
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        assert (await post_stripe(client, payload)).status_code == 200
+    for _ in range(50):
+        await hooks.drain()
+        stored = await hooks.store.get("stripe", payload["id"])
+        assert stored is not None
+        if stored.outcomes[0].status == "done":
+            break
+        await asyncio.sleep(0.01)
+    assert calls == 3
+    assert (stored.outcomes[0].status, stored.outcomes[0].attempts) == ("done", 3)
+    await hooks.shutdown()
+
+
+async def test_exhausted_attempts_are_dead_until_replayed(url: str) -> None:
+    hooks = make_hooks(url, mode="queued", max_attempts=3)
+    calls = 0
+    healthy = False
+
+    @hooks.on("alert.triggered")
+    async def broken(event: AlertEvent) -> None:
+        nonlocal calls
+        calls += 1
+        if not healthy:
+            raise RuntimeError("still broken")
+
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        assert (await post_stripe(client, payload)).status_code == 200
+    for _ in range(50):
+        await hooks.drain()
+        if await hooks.store.events(status="dead"):
+            break
+        await asyncio.sleep(0.01)
+    (dead,) = await hooks.store.events(status="dead")
+    assert (dead.outcomes[0].attempts, dead.outcomes[0].last_error) == (
+        3,
+        "RuntimeError: still broken",
+    )
+    assert calls == 3
+    await asyncio.sleep(0.05)
+    await hooks.drain()
+    assert calls == 3
+    healthy = True
+    assert await hooks.store.replay(dead=True) == 1
+    await hooks.drain()
+    assert calls == 4
+    stored = await hooks.store.get("stripe", payload["id"])
+    assert stored is not None and stored.outcomes[0].status == "done"
+    await hooks.shutdown()
+
+
+async def test_lifespan_worker_runs_handlers_without_drain(url: str) -> None:
+    hooks = make_hooks(url, mode="queued", poll_interval=30)
+    done = asyncio.Event()
+
+    @hooks.on("alert.triggered")
+    async def record(event: AlertEvent) -> None:
+        done.set()
+
+    app = Starlette(routes=[Mount("/webhooks", app=hooks)], lifespan=hooks.lifespan)
+    async with hooks.lifespan(app), client_for(app) as client:
+        assert hooks.worker.started
+        response = await post_stripe(client, stripe_alert_triggered(), path="/webhooks/stripe")
+        assert response.status_code == 200
+        await asyncio.wait_for(done.wait(), 5)  # woken in-process, not after the 30 s poll
+    assert not hooks.worker.started
+
+
+async def test_worker_picks_up_work_recorded_by_another_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/shared.db"
+    web = make_hooks(url, mode="queued", worker=False)
+    worker = make_hooks(url, mode="queued", poll_interval=0.05)
+    done = asyncio.Event()
+
+    @worker.on("alert.triggered", name="record")
+    async def record(event: AlertEvent) -> None:
+        done.set()
+
+    web.add_handler(record, "alert.triggered", name="record")
+
+    async with web.lifespan(), worker.lifespan(), client_for(web) as client:
+        assert not web.worker.started
+        assert (await post_stripe(client, stripe_alert_triggered())).status_code == 200
+        await asyncio.wait_for(done.wait(), 5)
+
+
+async def test_asgi_lifespan_protocol_starts_the_worker(tmp_path: Path) -> None:
+    hooks = make_hooks(f"sqlite:///{tmp_path}/l.db", mode="queued")
+    messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    sent: list[str] = []
+    started = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+        started.set()
+
+    await messages.put({"type": "lifespan.startup"})
+    task = asyncio.create_task(hooks({"type": "lifespan"}, messages.get, send))
+    await started.wait()
+    assert hooks.worker.started
+    await messages.put({"type": "lifespan.shutdown"})
+    await task
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert not hooks.worker.started
+
+
+async def test_handler_unknown_to_this_process_is_retried_then_dead(url: str) -> None:
+    first = make_hooks(url, mode="queued", worker=False)
+
+    @first.on("alert.triggered", name="gone")
+    async def gone(event: AlertEvent) -> None:
+        pass
+
+    async with client_for(first) as client:
+        assert (await post_stripe(client, stripe_alert_triggered())).status_code == 200
+    if url == "memory://":
+        second = make_hooks(url, mode="queued", max_attempts=1)
+        second.store = first.store
+    else:
+        await first.shutdown()
+        second = make_hooks(url, mode="queued", max_attempts=1)
+    await second.drain()
+    (dead,) = await second.store.events(status="dead")
+    assert dead.outcomes[0].last_error == "handler is not registered in this process"
+    await second.shutdown()
+
+
+async def test_inline_mode_over_a_durable_store_dedups(url: str) -> None:
+    hooks = make_hooks(url)
+    seen: list[str] = []
+
+    @hooks.on("alert.triggered")
+    async def record(event: AlertEvent) -> None:
+        seen.append(event.id)
+
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        answers = await asyncio.gather(*(post_stripe(client, payload) for _ in range(5)))
+        assert {a.status_code for a in answers} == {200}
+        assert (await post_stripe(client, payload)).json() == {"status": "duplicate"}
+    assert seen == [payload["id"]]
+    await hooks.shutdown()
+
+
+async def test_locked_sqlite_answers_503_and_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    hooks = make_hooks(f"sqlite:///{path}?busy_timeout=0.1")
+    await hooks.startup()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        down = await post_stripe(client, payload)
+        assert (down.status_code, down.json()) == (503, {"error": "store unavailable; retry later"})
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert (await post_stripe(client, payload)).json() == {"status": "accepted"}
+    await hooks.shutdown()
+
+
+async def test_unreachable_postgres_answers_503_and_startup_survives() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hooks = make_hooks(f"postgresql://postgres@127.0.0.1:{port}/test", mode="queued")
+    async with hooks.lifespan(), client_for(hooks) as client:
+        response = await post_stripe(client, stripe_alert_triggered())
+        assert response.status_code == 503
+
+
+async def test_two_postgres_replicas_inline_run_a_concurrent_duplicate_once() -> None:
+    async with postgres_schema() as url:
+        replicas = [make_hooks(url), make_hooks(url)]
+        ran: list[str] = []
+        started, gate = asyncio.Event(), asyncio.Event()
+
+        for hooks in replicas:
+
+            @hooks.on("alert.triggered", name="slow")
+            async def slow(event: AlertEvent) -> None:
+                ran.append(event.id)
+                started.set()
+                await gate.wait()
+
+        payload = stripe_alert_triggered()
+        async with client_for(replicas[0]) as one, client_for(replicas[1]) as two:
+            first = asyncio.create_task(post_stripe(one, payload))
+            await asyncio.wait_for(started.wait(), 5)
+            second = await post_stripe(two, payload)
+            assert second.status_code == 503
+            gate.set()
+            assert (await first).status_code == 200
+            assert (await post_stripe(two, payload)).json() == {"status": "duplicate"}
+        assert ran == [payload["id"]]
+        for hooks in replicas:
+            await hooks.shutdown()
+
+
+def test_default_store_is_sqlite_in_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("ALERTHOOKS_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    store = AlertHooks().store
+    assert isinstance(store, SQLiteStore) and store.path == "alerthooks.db"
+    monkeypatch.setenv("ALERTHOOKS_STORE", f"sqlite:///{tmp_path}/env.db")
+    assert AlertHooks().store.url == f"sqlite:///{tmp_path}/env.db"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"mode": "later"}, "mode must be 'inline' or 'queued'"), ({"max_attempts": 0}, "at least 1")],
+)
+def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AlertHooks(store="memory://", **options)
+
+
+def test_backoff_doubles_with_jitter_and_a_cap() -> None:
+    for attempt, ceiling in [(1, 2.0), (2, 4.0), (3, 8.0), (10, 60.0)]:
+        delays = [backoff(attempt, 2.0, 60.0) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1
