@@ -21,6 +21,13 @@ from alerthooks.events import AlertEvent
 from alerthooks.providers import NotAnAlert, Provider, Rejected
 from alerthooks.providers.chargebee import ChargebeeProvider
 from alerthooks.providers.stripe import DEFAULT_TOLERANCE, StripeProvider
+from alerthooks.sources import (
+    TRUSTED_PROXIES_ENV,
+    Networks,
+    SourceFilter,
+    allowed_ips_env,
+    networks_setting,
+)
 from alerthooks.store import Delivery, Store, StoreError, open_store
 from alerthooks.worker import Worker
 
@@ -49,6 +56,7 @@ _BUSY = _answer(503, error="event is being handled elsewhere; retry later")
 _STORE_DOWN = _answer(503, error="store unavailable; retry later")
 _NOT_CONFIGURED = _answer(503, error="provider not configured")
 _NOT_FOUND = _answer(404, error="not found")
+_FORBIDDEN = _answer(403, error="source not allowed")
 _METHOD_NOT_ALLOWED = _answer(405, error="method not allowed")
 _TOO_LARGE = _answer(413, error="body too large")
 _INVALID_JSON = _answer(400, error="invalid JSON")
@@ -58,6 +66,7 @@ _TIMEOUT = _answer(408, error="body not received in time")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 # Answers given before the whole body was read close the connection, so the server stops reading.
 _EXTRA_HEADERS: dict[int, list[tuple[bytes, bytes]]] = {
+    403: [(b"connection", b"close")],
     405: [(b"allow", b"POST")],
     408: [(b"connection", b"close")],
     413: [(b"connection", b"close")],
@@ -97,6 +106,18 @@ def _chargebee_credentials(
     return pairs  # type: ignore[return-value]
 
 
+def _source_filter(
+    allowed: Mapping[str, Networks | None], trusted_proxies: Networks | None
+) -> SourceFilter | None:
+    lists = {}
+    for name, value in allowed.items():
+        networks = networks_setting(value, setting=f"{name}_allowed_ips", env=allowed_ips_env(name))
+        if networks is not None:
+            lists[name] = networks
+    proxies = networks_setting(trusted_proxies, setting="trusted_proxies", env=TRUSTED_PROXIES_ENV)
+    return SourceFilter(lists, proxies or ()) if lists else None
+
+
 def _route_path(scope: Scope) -> str:
     """The request path relative to where this app is mounted."""
     path: str = scope["path"]
@@ -126,6 +147,13 @@ class AlertHooks:
     worker runs the handlers, retrying with backoff (``retry_backoff`` seconds doubling up to
     ``retry_backoff_max``) until ``max_attempts``, then marks them dead. The worker runs in this
     process's lifespan unless ``worker=False`` (for web processes of a split deployment).
+
+    ``stripe_allowed_ips`` / ``chargebee_allowed_ips`` (default: env
+    ``ALERTHOOKS_STRIPE_ALLOWED_IPS`` / ``ALERTHOOKS_CHARGEBEE_ALLOWED_IPS``) restrict a provider
+    to source networks, answering 403 to others; ``trusted_proxies`` (env
+    ``ALERTHOOKS_TRUSTED_PROXIES``) names the proxies whose ``X-Forwarded-For`` is believed.
+    Each takes CIDRs as a list, a comma-separated string or ``@path`` to a file
+    (see :mod:`alerthooks.sources`).
     """
 
     def __init__(
@@ -146,6 +174,9 @@ class AlertHooks:
         worker: bool = True,
         worker_concurrency: int = 16,
         poll_interval: float = 1.0,
+        stripe_allowed_ips: Networks | None = None,
+        chargebee_allowed_ips: Networks | None = None,
+        trusted_proxies: Networks | None = None,
     ) -> None:
         if mode not in ("inline", "queued"):
             raise ValueError(f"mode must be 'inline' or 'queued', got {mode!r}")
@@ -170,6 +201,9 @@ class AlertHooks:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._routes: dict[str, Provider] = {"/stripe": self.stripe, "/chargebee": self.chargebee}
         self.providers: dict[str, Provider] = {p.name: p for p in self._routes.values()}
+        self.sources = _source_filter(
+            {"stripe": stripe_allowed_ips, "chargebee": chargebee_allowed_ips}, trusted_proxies
+        )
         self._warned: set[str] = set()
         self._inflight: dict[tuple[str, str], asyncio.Future[tuple[int, bytes]]] = {}
         self._opened = False
@@ -182,7 +216,7 @@ class AlertHooks:
     def __repr__(self) -> str:
         return (
             f"AlertHooks(stripe={self.stripe!r}, chargebee={self.chargebee!r}, "
-            f"store={self.store.url!r})"
+            f"store={self.store.url!r}, sources={self.sources!r})"
         )
 
     # -- handlers -------------------------------------------------------------------------------
@@ -304,6 +338,8 @@ class AlertHooks:
             return _NOT_FOUND
         if scope["method"] != "POST":
             return _METHOD_NOT_ALLOWED
+        if self.sources is not None and not self.sources.allows(provider.name, scope):
+            return _FORBIDDEN
         if not provider.configured:
             self._warn_unconfigured(provider)
             return _NOT_CONFIGURED

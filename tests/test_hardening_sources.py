@@ -1,0 +1,297 @@
+"""Source allowlists per provider, trusted proxies and X-Forwarded-For, and their configuration."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alerthooks import AlertEvent, AlertHooks
+from alerthooks.sources import SourceConfigError, parse_networks
+from alerthooks.testing import (
+    chargebee_alert_status_changed,
+    chargebee_auth_headers,
+    stripe_alert_triggered,
+    stripe_signature_header,
+)
+
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+from .hostile import ServedApp, asgi_call, read_response
+
+STRIPE_IPS = ["3.18.12.63", "13.235.14.237/32", "2600:1f18::/32"]
+PROXIES = ["10.0.0.0/8"]
+ALLOWED = "3.18.12.63"
+OTHER = "198.51.100.20"
+
+
+def _hooks(**kwargs: Any) -> tuple[AlertHooks, list[AlertEvent]]:
+    hooks = AlertHooks(
+        stripe_secret=STRIPE_SECRET,
+        chargebee_auth=(CB_USER, CB_PASSWORD),
+        store="memory://",
+        **kwargs,
+    )
+    seen: list[AlertEvent] = []
+    hooks.on("*")(seen.append)
+    return hooks, seen
+
+
+def _stripe_request(forwarded: list[str] | None = None) -> dict[str, Any]:
+    body = json.dumps(stripe_alert_triggered()).encode()
+    headers = [(b"stripe-signature", stripe_signature_header(body, STRIPE_SECRET).encode())]
+    for value in forwarded or []:
+        headers.append((b"x-forwarded-for", value.encode()))
+    return {"path": "/stripe", "headers": headers, "chunks": [body]}
+
+
+async def _status(hooks: AlertHooks, peer: str | None, forwarded: list[str] | None = None) -> int:
+    client = (peer, 443) if peer is not None else None
+    status, _, _ = await asgi_call(hooks, client=client, **_stripe_request(forwarded))
+    return status
+
+
+async def test_allowed_source_is_accepted() -> None:
+    hooks, seen = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    assert await _status(hooks, ALLOWED) == 200
+    assert await _status(hooks, "13.235.14.237") == 200
+    assert len(seen) == 2
+
+
+async def test_other_source_gets_403_before_the_body_is_read() -> None:
+    hooks, seen = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    status, body, read = await asgi_call(hooks, client=(OTHER, 443), **_stripe_request())
+    assert status == 403
+    assert json.loads(body) == {"error": "source not allowed"}
+    assert read == 0
+    assert seen == []
+
+
+async def test_403_closes_the_connection() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/stripe", "headers": []}
+    await hooks({**scope, "client": (OTHER, 1)}, receive, send)
+    assert sent[0]["status"] == 403
+    assert (b"connection", b"close") in sent[0]["headers"]
+
+
+async def test_ipv6_and_ipv4_mapped_sources() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    assert await _status(hooks, "2600:1f18::5") == 200
+    assert await _status(hooks, f"::ffff:{ALLOWED}") == 200
+    assert await _status(hooks, "2001:db8::1") == 403
+
+
+async def test_unknown_or_malformed_peer_is_refused() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    assert await _status(hooks, None) == 403
+    assert await _status(hooks, "not-an-ip") == 403
+    assert await _status(hooks, "") == 403
+
+
+async def test_provider_without_an_allowlist_is_not_filtered() -> None:
+    hooks, seen = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    body = json.dumps(chargebee_alert_status_changed()).encode()
+    auth = chargebee_auth_headers(CB_USER, CB_PASSWORD)["Authorization"].encode()
+    status, _, _ = await asgi_call(
+        hooks,
+        path="/chargebee",
+        client=(OTHER, 1),
+        headers=[(b"authorization", auth)],
+        chunks=[body],
+    )
+    assert status == 200
+    assert len(seen) == 1
+
+
+async def test_each_provider_has_its_own_list() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, chargebee_allowed_ips=[OTHER])
+    assert await _status(hooks, ALLOWED) == 200
+    assert await _status(hooks, OTHER) == 403
+    auth = chargebee_auth_headers(CB_USER, CB_PASSWORD)["Authorization"].encode()
+    for peer, expected in [(OTHER, 200), (ALLOWED, 403)]:
+        status, _, _ = await asgi_call(
+            hooks,
+            path="/chargebee",
+            client=(peer, 1),
+            headers=[(b"authorization", auth)],
+            chunks=[json.dumps(chargebee_alert_status_changed()).encode()],
+        )
+        assert status == expected
+
+
+async def test_explicit_empty_list_allows_nothing() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=[])
+    assert await _status(hooks, ALLOWED) == 403
+
+
+async def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() -> None:
+    hooks, seen = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    assert await _status(hooks, OTHER, [ALLOWED]) == 403
+    assert seen == []
+
+
+async def test_forwarded_for_without_trusted_proxies_is_ignored() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    assert await _status(hooks, "10.1.2.3", [ALLOWED]) == 403
+    assert await _status(hooks, ALLOWED, [OTHER]) == 200
+
+
+async def test_trusted_proxy_passes_the_client_on() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    assert await _status(hooks, "10.1.2.3", [ALLOWED]) == 200
+    assert await _status(hooks, "10.1.2.3", [OTHER]) == 403
+
+
+async def test_right_most_untrusted_address_is_the_client() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    # The client may prepend anything; only what the trusted proxies appended counts.
+    assert await _status(hooks, "10.1.2.3", [f"{ALLOWED}, {OTHER}"]) == 403
+    assert await _status(hooks, "10.1.2.3", [f"{OTHER}, {ALLOWED}"]) == 200
+    assert await _status(hooks, "10.1.2.3", [f"{OTHER}, {ALLOWED}, 10.9.9.9"]) == 200
+    assert await _status(hooks, "10.1.2.3", [f"{ALLOWED}, {OTHER}, 10.9.9.9"]) == 403
+
+
+async def test_several_forwarded_for_headers_form_one_chain() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    assert await _status(hooks, "10.1.2.3", [OTHER, ALLOWED]) == 200
+    assert await _status(hooks, "10.1.2.3", [ALLOWED, OTHER]) == 403
+
+
+async def test_forwarded_for_with_ports_and_brackets() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    assert await _status(hooks, "10.1.2.3", [f"{ALLOWED}:443"]) == 200
+    assert await _status(hooks, "10.1.2.3", ["[2600:1f18::5]:443"]) == 200
+
+
+async def test_malformed_forwarded_for_from_a_trusted_proxy_is_refused() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    assert await _status(hooks, "10.1.2.3", ["garbage"]) == 403
+    assert await _status(hooks, "10.1.2.3", [f"{ALLOWED}, "]) == 403
+    assert await _status(hooks, "10.1.2.3", ["\xff\xfe"]) == 403
+
+
+async def test_trusted_proxy_without_forwarded_for_is_itself_the_source() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    assert await _status(hooks, "10.1.2.3") == 403
+    hooks, _ = _hooks(stripe_allowed_ips=[*STRIPE_IPS, "10.1.2.3"], trusted_proxies=PROXIES)
+    assert await _status(hooks, "10.1.2.3") == 200
+
+
+async def test_refusal_is_logged_with_the_source(caplog: pytest.LogCaptureFixture) -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    with caplog.at_level("INFO"):
+        assert await _status(hooks, OTHER) == 403
+    assert f"source {OTHER} is not in the allowlist" in caplog.text
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+async def test_lists_load_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERTHOOKS_STRIPE_ALLOWED_IPS", f"{ALLOWED}, 13.235.14.237")
+    monkeypatch.setenv("ALERTHOOKS_TRUSTED_PROXIES", "10.0.0.0/8")
+    hooks, _ = _hooks()
+    assert await _status(hooks, ALLOWED) == 200
+    assert await _status(hooks, "10.1.1.1", ["13.235.14.237"]) == 200
+    assert await _status(hooks, OTHER) == 403
+
+
+async def test_lists_load_from_a_text_file(tmp_path: Path) -> None:
+    path = tmp_path / "stripe_ips.txt"
+    path.write_text(f"# Stripe webhook sources\n{ALLOWED}\n13.235.14.237  # Mumbai\n\n")
+    hooks, _ = _hooks(stripe_allowed_ips=f"@{path}")
+    assert await _status(hooks, "13.235.14.237") == 200
+    assert await _status(hooks, OTHER) == 403
+
+
+async def test_lists_load_from_a_json_file_shaped_like_stripes(tmp_path: Path) -> None:
+    path = tmp_path / "ips_webhooks.json"
+    path.write_text(json.dumps({"WEBHOOKS": [ALLOWED, "13.235.14.237"]}))
+    hooks, _ = _hooks(stripe_allowed_ips=[f"@{path}"])
+    assert await _status(hooks, ALLOWED) == 200
+    assert await _status(hooks, OTHER) == 403
+
+
+def test_invalid_entry_names_the_setting_and_the_entry() -> None:
+    with pytest.raises(SourceConfigError, match=r"^stripe_allowed_ips: '3\.18\.12' is not"):
+        _hooks(stripe_allowed_ips=["3.18.12"])
+    with pytest.raises(SourceConfigError, match=r"^trusted_proxies: 'proxy' is not"):
+        _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies="proxy")
+
+
+def test_invalid_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERTHOOKS_CHARGEBEE_ALLOWED_IPS", "1.2.3.4,nope")
+    with pytest.raises(SourceConfigError, match=r"^ALERTHOOKS_CHARGEBEE_ALLOWED_IPS: 'nope'"):
+        _hooks()
+
+
+def test_unreadable_or_malformed_file_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(SourceConfigError, match=r"^chargebee_allowed_ips: cannot read"):
+        _hooks(chargebee_allowed_ips=f"@{tmp_path / 'missing.txt'}")
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2")
+    with pytest.raises(SourceConfigError, match="not valid JSON"):
+        parse_networks(f"@{bad}", setting="x")
+    numbers = tmp_path / "numbers.json"
+    numbers.write_text("[1, 2]")
+    with pytest.raises(SourceConfigError, match="not an address string"):
+        parse_networks(f"@{numbers}", setting="x")
+
+
+def test_repr_shows_counts_not_networks() -> None:
+    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    assert "stripe=<3 networks>" in repr(hooks)
+    assert ALLOWED not in repr(hooks)
+
+
+def test_no_allowlist_means_no_filter() -> None:
+    hooks, _ = _hooks(trusted_proxies=PROXIES)
+    assert hooks.sources is None
+
+
+# -- over a real socket ----------------------------------------------------------------------------
+
+
+def _post_over_socket(port: int, forwarded: str | None) -> int:
+    request = _stripe_request([forwarded] if forwarded else None)
+    body = request["chunks"][0]
+    lines = [
+        "POST /stripe HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Content-Length: {len(body)}",
+        *(f"{k.decode()}: {v.decode()}" for k, v in request["headers"]),
+    ]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        return int(read_response(sock, 5).split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize(
+    ("settings", "forwarded", "expected"),
+    [
+        ({"stripe_allowed_ips": ["127.0.0.1"]}, None, 200),
+        ({"stripe_allowed_ips": STRIPE_IPS}, None, 403),
+        ({"stripe_allowed_ips": STRIPE_IPS}, ALLOWED, 403),
+        ({"stripe_allowed_ips": STRIPE_IPS, "trusted_proxies": ["127.0.0.1"]}, ALLOWED, 200),
+        ({"stripe_allowed_ips": STRIPE_IPS, "trusted_proxies": ["127.0.0.1"]}, OTHER, 403),
+    ],
+    ids=["peer-allowed", "peer-refused", "spoofed", "via-proxy", "via-proxy-refused"],
+)
+def test_allowlist_over_a_real_server(
+    settings: dict[str, Any], forwarded: str, expected: int
+) -> None:
+    hooks, _ = _hooks(**settings)
+    # uvicorn's own proxy-header handling would rewrite the client; alerthooks decides itself.
+    with ServedApp(hooks, proxy_headers=False) as server:
+        assert _post_over_socket(server.port, forwarded) == expected
