@@ -16,6 +16,11 @@ ALERT_EVENT_TYPE = "billing.alert.triggered"
 SIGNATURE_HEADER = "stripe-signature"
 DEFAULT_TOLERANCE = 300
 
+# Bound once: the SDK resolves ``stripe.WebhookSignature`` lazily through a module __getattr__
+# that runs an import lookup on every access.
+_verify_header = stripe.WebhookSignature.verify_header
+_SignatureVerificationError = stripe.SignatureVerificationError
+
 
 def verify(
     body: bytes,
@@ -42,9 +47,9 @@ def verify(
     stale = False
     for secret in secrets:
         try:
-            stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance)
+            _verify_header(payload, signature_header, secret, tolerance)
             return
-        except stripe.SignatureVerificationError as exc:
+        except _SignatureVerificationError as exc:
             stale = stale or "tolerance" in str(exc)
     raise Rejected(400, "timestamp outside tolerance" if stale else "signature mismatch")
 
