@@ -63,6 +63,35 @@ def test_star_matches_both_types_after_specific_handlers() -> None:
     assert [h.func for h in dispatcher.match(stripe_event())] == [any_alert]
 
 
+def test_a_function_registered_twice_without_filters_runs_once_per_event() -> None:
+    dispatcher = Dispatcher()
+    dispatcher.add(noop, "alert.triggered")
+    dispatcher.add(noop, "*")
+    assert [h.event_type for h in dispatcher.match(stripe_event())] == ["alert.triggered"]
+
+
+def test_a_handler_added_after_events_were_matched_gets_the_next_event() -> None:
+    dispatcher = Dispatcher()
+
+    async def first(event: AlertEvent) -> None: ...
+
+    async def later(event: AlertEvent) -> None: ...
+
+    async def filtered(event: AlertEvent) -> None: ...
+
+    dispatcher.add(first, "alert.triggered")
+    assert [h.func for h in dispatcher.match(stripe_event())] == [first]
+    dispatcher.add(later, "*")
+    assert [h.func for h in dispatcher.match(stripe_event())] == [first, later]
+    dispatcher.add(filtered, "alert.triggered", customer_id="cus_other")
+    assert [h.func for h in dispatcher.match(stripe_event())] == [first, later]
+    assert [h.func for h in dispatcher.match(stripe_event(customer="cus_other"))] == [
+        first,
+        filtered,
+        later,
+    ]
+
+
 def test_dispatchers_compose() -> None:
     billing, ops = Dispatcher(), Dispatcher()
 

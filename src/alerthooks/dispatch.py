@@ -40,6 +40,8 @@ class Handler:
 
     def matches(self, event: AlertEvent) -> bool:
         """Whether every filter of this handler accepts ``event``."""
+        if not self.filters:
+            return True
         return all(getattr(event, attr) in accepted for attr, accepted in self.filters.items())
 
     async def run(self, event: AlertEvent) -> str | None:
@@ -79,6 +81,9 @@ class Dispatcher:
     def __init__(self, *others: Dispatcher) -> None:
         self._table: dict[str, list[Handler]] = {t: [] for t in EVENT_TYPES}
         self._names: dict[str, HandlerFunc] = {}
+        # Per event type: the candidate handlers (one per name) when none has a filter, so
+        # matching is a lookup; None when filters must be checked event by event.
+        self._unfiltered: dict[str, tuple[Handler, ...] | None] = {}
         for other in others:
             for handlers in other._table.values():
                 for handler in handlers:
@@ -124,6 +129,7 @@ class Dispatcher:
             )
         self._names[handler.name] = handler.func
         self._table[handler.event_type].append(handler)
+        self._unfiltered.clear()
 
     def on(
         self, event_type: str, *, name: str | None = None, **filters: str | Iterable[str]
@@ -143,6 +149,12 @@ class Dispatcher:
 
     def match(self, event: AlertEvent) -> list[Handler]:
         """The handlers ``event`` goes to, each function at most once."""
+        try:
+            unfiltered = self._unfiltered[event.type]
+        except KeyError:
+            unfiltered = self._unfiltered[event.type] = self._without_filters(event.type)
+        if unfiltered is not None:
+            return list(unfiltered)
         found: list[Handler] = []
         seen: set[str] = set()
         for handler in (*self._table[event.type], *self._table["*"]):
@@ -150,6 +162,15 @@ class Dispatcher:
                 seen.add(handler.name)
                 found.append(handler)
         return found
+
+    def _without_filters(self, event_type: str) -> tuple[Handler, ...] | None:
+        candidates = (*self._table[event_type], *self._table["*"])
+        if any(handler.filters for handler in candidates):
+            return None
+        first: dict[str, Handler] = {}
+        for handler in candidates:
+            first.setdefault(handler.name, handler)
+        return tuple(first.values())
 
     def get(self, name: str) -> Handler | None:
         """The first handler registered under ``name``."""
