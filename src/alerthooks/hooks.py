@@ -72,6 +72,22 @@ _EXTRA_HEADERS: dict[int, list[tuple[bytes, bytes]]] = {
     413: [(b"connection", b"close")],
 }
 _EXPIRED = -1.0
+# The response headers of each fixed answer, built once; see _response_headers.
+_HEADERS_BY_ANSWER: dict[tuple[int, bytes], list[tuple[bytes, bytes]]] = {}
+
+
+def _response_headers(answer: tuple[int, bytes]) -> list[tuple[bytes, bytes]]:
+    headers = _HEADERS_BY_ANSWER.get(answer)
+    if headers is None:
+        status, body = answer
+        headers = [
+            *_JSON_HEADERS,
+            (b"content-length", str(len(body)).encode()),
+            *_EXTRA_HEADERS.get(status, ()),
+        ]
+        if len(_HEADERS_BY_ANSWER) < 256:  # answers carrying a rejection reason vary a little
+            _HEADERS_BY_ANSWER[answer] = headers
+    return headers
 
 
 class _BodyTooLarge(Exception):
@@ -205,7 +221,9 @@ class AlertHooks:
             {"stripe": stripe_allowed_ips, "chargebee": chargebee_allowed_ips}, trusted_proxies
         )
         self._warned: set[str] = set()
-        self._inflight: dict[tuple[str, str], asyncio.Future[tuple[int, bytes]]] = {}
+        # Events being delivered now, each with the futures of concurrent duplicates waiting
+        # for its answer.
+        self._inflight: dict[tuple[str, str], list[asyncio.Future[tuple[int, bytes]]]] = {}
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
         # Requests reading their body, by task, with their deadline (see _sweep).
@@ -297,20 +315,15 @@ class AlertHooks:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            status, body = await self._http(scope, receive)
-            extra = _EXTRA_HEADERS.get(status, ())
+            answer = await self._http(scope, receive)
             await send(
                 {
                     "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        *_JSON_HEADERS,
-                        (b"content-length", str(len(body)).encode()),
-                        *extra,
-                    ],
+                    "status": answer[0],
+                    "headers": _response_headers(answer),
                 }
             )
-            await send({"type": "http.response.body", "body": body})
+            await send({"type": "http.response.body", "body": answer[1]})
         elif kind == "lifespan":
             await self._lifespan_protocol(receive, send)
         else:
@@ -472,20 +485,20 @@ class AlertHooks:
             logger.warning("%s event acknowledged without an id; not stored", provider.name)
             return _IGNORED
         key = (provider.name, event_id)
-        inflight = self._inflight.get(key)
-        if inflight is not None:
-            return await asyncio.shield(inflight)
-        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        waiting = self._inflight.get(key)
+        if waiting is not None:
+            future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+            waiting.append(future)
+            return await future
+        self._inflight[key] = waiting = []
+        answer = _STORE_DOWN
         try:
             answer = await self._deliver(provider, event_id, payload, body)
-        except BaseException:
-            future.set_result(_STORE_DOWN)
-            raise
-        else:
-            future.set_result(answer)
         finally:
             del self._inflight[key]
+            for future in waiting:
+                if not future.done():
+                    future.set_result(answer)
         return answer
 
     async def _deliver(
@@ -531,8 +544,11 @@ class AlertHooks:
             logger.info("%s event %s queued (%s)", provider.name, event_id, event.type)
             return _ACCEPTED
         if begun.claimed:
-            by_name = {h.name: h for h in handlers}
-            to_run = [by_name[name] for name in begun.claimed if name in by_name]
+            if begun.claimed == delivery.handlers:
+                to_run = handlers
+            else:
+                by_name = {h.name: h for h in handlers}
+                to_run = [by_name[name] for name in begun.claimed if name in by_name]
             results = await self._run(event, to_run)
             try:
                 await self.store.finish(provider.name, event_id, results, owner=self.owner)
@@ -555,7 +571,8 @@ class AlertHooks:
         if not begun.new and not begun.claimed:
             logger.info("%s event %s is a duplicate", provider.name, event_id)
             return _DUPLICATE
-        logger.info("%s event %s accepted (%s)", provider.name, event_id, event.type)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("%s event %s accepted (%s)", provider.name, event_id, event.type)
         return _ACCEPTED
 
     async def _run(self, event: AlertEvent, handlers: list[Handler]) -> dict[str, str | None]:
