@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timezone
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
 import click
 
 from alerthooks import __version__
+from alerthooks.hooks import AlertHooks
+from alerthooks.store import Store, StoreError
+
+T = TypeVar("T")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,3 +31,226 @@ def cli() -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="alerthooks")
+
+
+# -- durable inbox: serve, worker, events, replay ---------------------------------------------
+
+_STORE_OPTION = click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    default=None,
+    help="Store URL (memory://, sqlite:///PATH, postgresql://…); default: env "
+    "ALERTHOOKS_STORE, else sqlite:///alerthooks.db.",
+)
+
+
+def _use_store(store_url: str | None) -> None:
+    """Make ``--store`` the default of every AlertHooks the target module builds."""
+    if store_url:
+        from alerthooks.store import STORE_ENV
+
+        os.environ[STORE_ENV] = store_url
+
+
+def _load_target(target: str) -> Any:
+    """Import ``MODULE:ATTR`` from the working directory, as uvicorn does."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise click.UsageError(
+            f"expected MODULE:ATTR (for example examples.app:app), got {target!r}"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise click.ClickException(f"cannot import {module_name!r}: no such module") from None
+        raise click.ClickException(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise click.ClickException(f"cannot import {module_name!r}: {exc}") from None
+    try:
+        found: Any = module
+        for part in attr.split("."):
+            found = getattr(found, part)
+    except AttributeError:
+        raise click.ClickException(f"module {module_name!r} has no attribute {attr!r}") from None
+    return found
+
+
+def _load_hooks(target: str) -> AlertHooks:
+    found = _load_target(target)
+    if not isinstance(found, AlertHooks):
+        raise click.ClickException(f"{target} is a {type(found).__name__}, not an AlertHooks")
+    return found
+
+
+def _open_cli_store(store_url: str | None) -> Store:
+    from alerthooks.store import open_store
+    from alerthooks.store.sqlite import SQLiteStore
+
+    try:
+        store = open_store(store_url)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if isinstance(store, SQLiteStore) and not Path(store.path).exists():
+        raise click.ClickException(
+            f"no store at {store.path} (pass --store URL or set ALERTHOOKS_STORE)"
+        )
+    return store
+
+
+def _run_store(store: Store, operation: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        try:
+            return await operation(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except StoreError as exc:
+        raise click.ClickException(f"store unavailable: {exc}") from None
+
+
+@cli.command()
+@click.argument("target", metavar="MODULE:ATTR")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+@_STORE_OPTION
+def serve(target: str, host: str, port: int, store_url: str | None) -> None:
+    """Serve an AlertHooks (at the root: /stripe, /chargebee) or any ASGI app with uvicorn.
+
+    The worker runs in the app's lifespan: an AlertHooks at the root starts it itself, a host
+    app needs lifespan=hooks.lifespan.
+    """
+    import uvicorn
+
+    _use_store(store_url)
+    app = _load_target(target)
+    if not callable(app):
+        raise click.ClickException(f"{target} is a {type(app).__name__}, not an ASGI app")
+    lifespan: Literal["on", "auto"] = "on" if isinstance(app, AlertHooks) else "auto"
+    click.echo(f"alerthooks serving {target} on http://{host}:{port}")
+    uvicorn.run(app, host=host, port=port, lifespan=lifespan, log_level="info")
+
+
+@cli.command()
+@click.argument("target", metavar="MODULE:ATTR")
+@_STORE_OPTION
+def worker(target: str, store_url: str | None) -> None:
+    """Run the queued-mode worker of an AlertHooks alone (split web and worker processes)."""
+    _use_store(store_url)
+    hooks = _load_hooks(target)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        await hooks.startup()
+        try:
+            await hooks.worker.run_forever()
+        finally:
+            await hooks.shutdown()
+
+    click.echo(f"alerthooks worker for {target} on {hooks.store.url}")
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+        asyncio.run(run())
+
+
+def _is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+@cli.command()
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "running", "failed", "dead", "done"]),
+    default=None,
+    help="Only events with a handler in this state.",
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@_STORE_OPTION
+def events(status: str | None, limit: int, store_url: str | None) -> None:
+    """List stored events, newest first, with each handler's outcome."""
+    store = _open_cli_store(store_url)
+    found = _run_store(store, lambda s: s.events(status=status, limit=limit))  # type: ignore[arg-type]
+    rows: list[tuple[str, ...]] = []
+    for event in found:
+        received = event.received_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        for o in event.outcomes or (None,):
+            rows.append(
+                (
+                    received,
+                    event.provider,
+                    event.event_id,
+                    event.event_type or "",
+                    o.handler if o else "-",
+                    o.status if o else "-",
+                    str(o.attempts) if o else "",
+                    (o.last_error or "") if o else "",
+                )
+            )
+    headers = ("received", "provider", "event", "type", "handler", "status", "attempts", "error")
+    if _is_terminal():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers, title=f"{len(found)} event(s)")
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+    else:
+        click.echo("\t".join(headers))
+        for row in rows:
+            click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+
+
+@cli.command()
+@click.argument("event_ids", nargs=-1, metavar="[EVENT_ID]...")
+@click.option("--dead", is_flag=True, help="Replay every dead handler instead of given events.")
+@click.option(
+    "--app",
+    "target",
+    metavar="MODULE:ATTR",
+    default=None,
+    help="Run the handlers now in this process with this AlertHooks (uses its store) instead "
+    "of leaving them to a running worker.",
+)
+@_STORE_OPTION
+def replay(
+    event_ids: tuple[str, ...], dead: bool, target: str | None, store_url: str | None
+) -> None:
+    """Run the failed or dead handlers of EVENT_IDs (or with --dead, every dead one) again."""
+    if bool(event_ids) == dead:
+        raise click.UsageError("give EVENT_ID... or --dead (one of them)")
+    hooks: AlertHooks | None = None
+    if target is not None:
+        _use_store(store_url)
+        hooks = _load_hooks(target)
+        store = hooks.store
+    else:
+        store = _open_cli_store(store_url)
+
+    async def run(s: Store) -> tuple[int, int]:
+        count = await s.replay(event_ids, dead=dead)
+        if hooks is None or not count:
+            return count, 0
+        await hooks.drain()
+        still = await s.events(status="failed", limit=10_000)
+        still_dead = await s.events(status="dead", limit=10_000)
+        return count, len(still) + len(still_dead)
+
+    count, failing = _run_store(store, run)
+    what = "dead handlers" if dead else "failed or dead handlers of " + ", ".join(event_ids)
+    if not count:
+        raise click.ClickException(f"nothing to replay: no {what}")
+    if hooks is None:
+        click.echo(f"{count} handler(s) queued again; a running worker runs them")
+    else:
+        click.echo(
+            f"{count} handler(s) ran again; {failing} stored event(s) have failed or dead handlers"
+        )

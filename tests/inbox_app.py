@@ -1,0 +1,36 @@
+"""An app the CLI tests serve in subprocesses: each handled event id is appended, fsynced, to the
+file named by env ALERTHOOKS_TEST_OUT, so a test can count runs even across SIGKILL."""
+
+from __future__ import annotations
+
+import os
+
+from alerthooks import AlertEvent, AlertHooks
+
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+
+hooks = AlertHooks(
+    stripe_secret=STRIPE_SECRET,
+    chargebee_auth=(CB_USER, CB_PASSWORD),
+    mode="inline" if os.environ.get("ALERTHOOKS_TEST_MODE") == "inline" else "queued",
+    worker=os.environ.get("ALERTHOOKS_TEST_WORKER", "1") == "1",
+    lease_seconds=float(os.environ.get("ALERTHOOKS_TEST_LEASE", "300")),
+    max_attempts=3,
+    retry_backoff=0.01,
+    retry_backoff_max=0.05,
+    poll_interval=0.1,
+)
+
+not_an_app = 42
+
+
+@hooks.on("*", name="record")
+def record(event: AlertEvent) -> None:
+    if os.environ.get("ALERTHOOKS_TEST_FAIL"):
+        raise RuntimeError("told to fail")
+    fd = os.open(os.environ["ALERTHOOKS_TEST_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f"{event.id}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)

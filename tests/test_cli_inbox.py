@@ -1,0 +1,390 @@
+"""The inbox CLI: serve, worker, events, replay — real processes on loopback, real stores."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from alerthooks import AlertEvent, AlertHooks
+from alerthooks.cli import cli
+from alerthooks.store import open_store
+from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
+
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+from .stores import POSTGRES_URL, postgres_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """An ``alerthooks`` subprocess with its output in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.handle = log.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-c", "from alerthooks.cli import main; main()", *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            code = self.popen.wait(15)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            code = self.popen.wait()
+        self.handle.close()
+        return code
+
+
+def serve(port: int, env: dict[str, str], log: Path) -> Proc:
+    proc = Proc(["serve", "tests.inbox_app:hooks", "--port", str(port)], env, log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.05)
+    proc.stop()
+    raise AssertionError(f"server not ready: {log.read_text()}")
+
+
+def signed(payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(payload).encode()
+    return body, {"Stripe-Signature": stripe_signature_header(body, STRIPE_SECRET)}
+
+
+def handled(out: Path) -> Counter[str]:
+    return Counter(out.read_text().split()) if out.exists() else Counter()
+
+
+def wait_handled(out: Path, expected: set[str], timeout: float = 30) -> Counter[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = handled(out)
+        if expected <= set(counts):
+            return counts
+        time.sleep(0.05)
+    missing = expected - set(handled(out))
+    raise AssertionError(f"{len(missing)} acknowledged event(s) never handled")
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    monkeypatch.chdir(ROOT)
+    env = {
+        "ALERTHOOKS_STORE": f"sqlite:///{tmp_path}/inbox.db",
+        "ALERTHOOKS_TEST_OUT": str(tmp_path / "handled.txt"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sys.modules.pop("tests.inbox_app", None)  # its AlertHooks reads the env when imported
+    yield env
+    sys.modules.pop("tests.inbox_app", None)
+
+
+# -- crash safety and replicas ----------------------------------------------------------------
+
+
+async def test_sigkill_mid_stream_loses_no_acknowledged_event(
+    tmp_path: Path, inbox: dict[str, str]
+) -> None:
+    port = free_port()
+    env = {**inbox, "ALERTHOOKS_TEST_LEASE": "1"}
+    server = serve(port, env, tmp_path / "serve.log")
+    payloads = [stripe_alert_triggered() for _ in range(300)]
+    acked: set[str] = set()
+    gate = asyncio.Semaphore(32)
+
+    async def deliver(client: httpx.AsyncClient, payload: dict[str, Any]) -> None:
+        async with gate:
+            body, headers = signed(payload)
+            try:
+                response = await client.post("/stripe", content=body, headers=headers)
+            except httpx.TransportError:
+                return
+            if response.status_code == 200:
+                acked.add(payload["id"])
+                if len(acked) == 100:
+                    server.popen.kill()
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        await asyncio.gather(*(deliver(client, p) for p in payloads))
+    assert server.stop() == -signal.SIGKILL
+    assert 100 <= len(acked) < len(payloads)
+    restarted = serve(port, env, tmp_path / "restart.log")
+    try:
+        counts = wait_handled(Path(inbox["ALERTHOOKS_TEST_OUT"]), acked)
+    finally:
+        restarted.stop()
+    # Only work in flight at the kill may run twice.
+    assert sum(1 for n in counts.values() if n > 1) <= 32
+
+
+async def test_two_servers_on_one_postgres_handle_each_event_once(tmp_path: Path) -> None:
+    async with postgres_schema() as url:
+        out = tmp_path / "handled.txt"
+        env = {"ALERTHOOKS_STORE": url, "ALERTHOOKS_TEST_OUT": str(out)}
+        ports = [free_port(), free_port()]
+        servers = [serve(p, env, tmp_path / f"serve{p}.log") for p in ports]
+        try:
+            payloads = [stripe_alert_triggered() for _ in range(80)]
+            sends = [
+                (payload, random.choice(ports))
+                for payload in payloads
+                for _ in range(random.choice((1, 2)))
+            ]
+            random.shuffle(sends)
+            gate = asyncio.Semaphore(32)
+
+            async def deliver(client: httpx.AsyncClient, payload: dict[str, Any], port: int) -> int:
+                body, headers = signed(payload)
+                for _ in range(100):  # retry like a provider does on 5xx
+                    async with gate:
+                        response = await client.post(
+                            f"http://127.0.0.1:{port}/stripe", content=body, headers=headers
+                        )
+                    if response.status_code == 200:
+                        return 200
+                    await asyncio.sleep(0.05)
+                return response.status_code
+
+            async with httpx.AsyncClient(timeout=10) as client:
+                codes = await asyncio.gather(*(deliver(client, p, port) for p, port in sends))
+            assert set(codes) == {200}
+            wait_handled(out, {p["id"] for p in payloads})
+            assert POSTGRES_URL
+            schema = url.rsplit("schema=", 1)[1]
+            conn = await asyncpg.connect(POSTGRES_URL)
+            try:
+                for _ in range(100):
+                    left = await conn.fetchval(
+                        f'SELECT count(*) FROM "{schema}".alerthooks_outcomes'
+                        " WHERE status <> 'done'"
+                    )
+                    if left == 0:
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                await conn.close()
+        finally:
+            for server in servers:
+                server.stop()
+        counts = handled(out)
+        assert set(counts) == {p["id"] for p in payloads}
+        assert set(counts.values()) == {1}
+
+
+def test_split_web_and_worker_processes(tmp_path: Path, inbox: dict[str, str]) -> None:
+    port = free_port()
+    web = serve(port, {**inbox, "ALERTHOOKS_TEST_WORKER": "0"}, tmp_path / "web.log")
+    worker = Proc(["worker", "tests.inbox_app:hooks"], inbox, tmp_path / "worker.log")
+    try:
+        payloads = [stripe_alert_triggered() for _ in range(10)]
+        for payload in payloads:
+            body, headers = signed(payload)
+            response = httpx.post(f"http://127.0.0.1:{port}/stripe", content=body, headers=headers)
+            assert response.status_code == 200
+        counts = wait_handled(Path(inbox["ALERTHOOKS_TEST_OUT"]), {p["id"] for p in payloads})
+        assert set(counts.values()) == {1}
+    finally:
+        web.stop()
+        code = worker.stop(signal.SIGTERM)
+    assert code == 0, (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in (tmp_path / "worker.log").read_text()
+
+
+# -- events and replay ------------------------------------------------------------------------
+
+
+def exhaust(url: str, out: str) -> tuple[str, str]:
+    """Store one event whose handler is dead after its attempts, and one that was handled."""
+    hooks = AlertHooks(
+        stripe_secret=STRIPE_SECRET,
+        chargebee_auth=(CB_USER, CB_PASSWORD),
+        store=url,
+        mode="queued",
+        max_attempts=2,
+        retry_backoff=0.001,
+        retry_backoff_max=0.001,
+    )
+    failing = {"on": True}
+
+    @hooks.on("*", name="record")
+    def record(event: AlertEvent) -> None:
+        if failing["on"]:
+            raise RuntimeError("told to fail")
+
+    dead, done = stripe_alert_triggered(), stripe_alert_triggered()
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=hooks)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            body, headers = signed(dead)
+            assert (await client.post("/stripe", content=body, headers=headers)).status_code == 200
+            for _ in range(100):
+                await hooks.drain()
+                if await hooks.store.events(status="dead"):
+                    break
+                await asyncio.sleep(0.005)
+            failing["on"] = False
+            body, headers = signed(done)
+            assert (await client.post("/stripe", content=body, headers=headers)).status_code == 200
+            await hooks.drain()
+        await hooks.shutdown()
+
+    asyncio.run(run())
+    return dead["id"], done["id"]
+
+
+def test_events_lists_outcomes_and_replay_dead_runs_them_again(
+    runner: CliRunner, inbox: dict[str, str]
+) -> None:
+    dead_id, done_id = exhaust(inbox["ALERTHOOKS_STORE"], inbox["ALERTHOOKS_TEST_OUT"])
+    listed = runner.invoke(cli, ["events"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0].split("\t") == [
+        "received",
+        "provider",
+        "event",
+        "type",
+        "handler",
+        "status",
+        "attempts",
+        "error",
+    ]
+    assert [line.split("\t")[2] for line in lines[1:]] == [done_id, dead_id]
+    dead_rows = runner.invoke(cli, ["events", "--status", "dead", "--limit", "5"])
+    (row,) = dead_rows.output.splitlines()[1:]
+    assert row.split("\t")[1:] == [
+        "stripe",
+        dead_id,
+        "billing.alert.triggered",
+        "record",
+        "dead",
+        "2",
+        "RuntimeError: told to fail",
+    ]
+    replayed = runner.invoke(cli, ["replay", "--dead", "--app", "tests.inbox_app:hooks"])
+    assert replayed.exit_code == 0, replayed.output
+    assert (
+        "1 handler(s) ran again; 0 stored event(s) have failed or dead handlers" in replayed.output
+    )
+    assert handled(Path(inbox["ALERTHOOKS_TEST_OUT"])) == Counter({dead_id: 1})
+    assert runner.invoke(cli, ["events", "--status", "dead"]).output.count("\n") == 1
+
+
+def test_replay_by_id_leaves_work_to_the_worker(runner: CliRunner, inbox: dict[str, str]) -> None:
+    dead_id, _ = exhaust(inbox["ALERTHOOKS_STORE"], inbox["ALERTHOOKS_TEST_OUT"])
+    result = runner.invoke(cli, ["replay", dead_id, "--store", inbox["ALERTHOOKS_STORE"]])
+    assert (result.exit_code, result.output) == (
+        0,
+        "1 handler(s) queued again; a running worker runs them\n",
+    )
+    pending = runner.invoke(cli, ["events", "--status", "pending"])
+    assert dead_id in pending.output
+
+
+def test_events_table_on_a_terminal(
+    runner: CliRunner, inbox: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exhaust(inbox["ALERTHOOKS_STORE"], inbox["ALERTHOOKS_TEST_OUT"])
+    import alerthooks.cli as cli_module
+
+    monkeypatch.setattr(cli_module, "_is_terminal", lambda: True)
+    result = runner.invoke(cli, ["events", "--status", "dead"], color=True)
+    assert result.exit_code == 0, result.output
+    assert "1 event(s)" in result.output and "dead" in result.output
+
+
+# -- every error is one line ------------------------------------------------------------------
+
+
+async def create_store(url: str) -> None:
+    store = open_store(url)
+    await store.open()
+    await store.close()
+
+
+def closed_port_url() -> str:
+    return f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["serve", "no_colon"], 2, "expected MODULE:ATTR"),
+        (
+            ["serve", "no_such_module_xyz:app"],
+            1,
+            "cannot import 'no_such_module_xyz': no such module",
+        ),
+        (["serve", "tests.inbox_app:missing"], 1, "has no attribute 'missing'"),
+        (["serve", "tests.inbox_app:not_an_app"], 1, "is a int, not an ASGI app"),
+        (["serve", "tests.broken_app:hooks"], 1, "unsupported store URL scheme 'redis'"),
+        (["worker", "tests.inbox_app:not_an_app"], 1, "is a int, not an AlertHooks"),
+        (["worker", "tests.broken_app:hooks"], 1, "cannot import 'tests.broken_app'"),
+        (["events", "--store", "redis://x"], 1, "unsupported store URL scheme 'redis'"),
+        (["events", "--store", "sqlite:///nowhere/none.db"], 1, "no store at nowhere/none.db"),
+        (["events", "--status", "exploded"], 2, "Invalid value for '--status'"),
+        (["events", "--limit", "0"], 2, "Invalid value for '--limit'"),
+        (["events", "--store", "CLOSED"], 1, "store unavailable: postgres"),
+        (["replay"], 2, "give EVENT_ID... or --dead"),
+        (["replay", "evt_1", "--dead"], 2, "give EVENT_ID... or --dead"),
+        (
+            ["replay", "evt_unknown"],
+            1,
+            "nothing to replay: no failed or dead handlers of evt_unknown",
+        ),
+        (["replay", "--dead"], 1, "nothing to replay: no dead handlers"),
+        (["replay", "--dead", "--app", "tests.inbox_app:nope"], 1, "has no attribute 'nope'"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(
+    runner: CliRunner, inbox: dict[str, str], args: list[str], code: int, message: str
+) -> None:
+    asyncio.run(create_store(inbox["ALERTHOOKS_STORE"]))
+    args = [closed_port_url() if a == "CLOSED" else a for a in args]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    if code == 1:
+        assert result.output.count("\n") == 1
