@@ -75,7 +75,7 @@ async def asgi_call(
 class ServedApp:
     """An ASGI app served by a real uvicorn server on a free loopback port, in a thread."""
 
-    def __init__(self, app: Any, **config: Any) -> None:
+    def __init__(self, app: Any, port: int = 0, **config: Any) -> None:
         import socket
         import threading
 
@@ -83,7 +83,7 @@ class ServedApp:
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.port: int = self.sock.getsockname()[1]
         self.server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", lifespan="on", **config)

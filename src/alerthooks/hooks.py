@@ -12,14 +12,14 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
 from alerthooks.events import AlertEvent
-from alerthooks.providers import NotAnAlert, Provider, Rejected
-from alerthooks.providers.chargebee import ChargebeeProvider
+from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
+from alerthooks.providers.chargebee import ChargebeeProvider, EventFetcher
 from alerthooks.providers.stripe import DEFAULT_TOLERANCE, StripeProvider
 from alerthooks.sources import (
     TRUSTED_PROXIES_ENV,
@@ -55,6 +55,7 @@ _HANDLER_FAILED = _answer(500, error="a handler failed; retry later")
 _BUSY = _answer(503, error="event is being handled elsewhere; retry later")
 _STORE_DOWN = _answer(503, error="store unavailable; retry later")
 _NOT_CONFIGURED = _answer(503, error="provider not configured")
+_API_DOWN = _answer(503, error="provider API unavailable; retry later")
 _NOT_FOUND = _answer(404, error="not found")
 _FORBIDDEN = _answer(403, error="source not allowed")
 _METHOD_NOT_ALLOWED = _answer(405, error="method not allowed")
@@ -170,6 +171,12 @@ class AlertHooks:
     ``ALERTHOOKS_TRUSTED_PROXIES``) names the proxies whose ``X-Forwarded-For`` is believed.
     Each takes CIDRs as a list, a comma-separated string or ``@path`` to a file
     (see :mod:`alerthooks.sources`).
+
+    ``chargebee_verify="fetch"`` fetches each Chargebee event back from the API by id
+    (``chargebee_site`` / ``chargebee_api_key``, default env ``CHARGEBEE_SITE`` /
+    ``CHARGEBEE_API_KEY``) and dispatches what the API returns, not what was posted: an id the
+    API does not know is answered 401, an API that cannot be reached 503. Basic auth, when
+    configured, is checked as well.
     """
 
     def __init__(
@@ -193,15 +200,27 @@ class AlertHooks:
         stripe_allowed_ips: Networks | None = None,
         chargebee_allowed_ips: Networks | None = None,
         trusted_proxies: Networks | None = None,
+        chargebee_verify: Literal["auth", "fetch"] = "auth",
+        chargebee_site: str | None = None,
+        chargebee_api_key: str | None = None,
     ) -> None:
         if mode not in ("inline", "queued"):
             raise ValueError(f"mode must be 'inline' or 'queued', got {mode!r}")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.stripe = StripeProvider(_stripe_secrets(stripe_secret), tolerance=stripe_tolerance)
+        if chargebee_verify not in ("auth", "fetch"):
+            raise ValueError(
+                f"chargebee_verify must be 'auth' or 'fetch', got {chargebee_verify!r}"
+            )
         self.chargebee = ChargebeeProvider(
             _chargebee_credentials(chargebee_auth),
             allow_unauthenticated=chargebee_allow_unauthenticated,
+            fetcher=(
+                EventFetcher(site=chargebee_site, api_key=chargebee_api_key)
+                if chargebee_verify == "fetch"
+                else None
+            ),
         )
         self.store: Store = store if isinstance(store, Store) else open_store(store)
         self.max_body_bytes = max_body_bytes
@@ -217,6 +236,12 @@ class AlertHooks:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._routes: dict[str, Provider] = {"/stripe": self.stripe, "/chargebee": self.chargebee}
         self.providers: dict[str, Provider] = {p.name: p for p in self._routes.values()}
+        # Providers that confirm each delivery with their API (chargebee_verify="fetch").
+        self._confirmers: dict[str, Callable[[str], Awaitable[dict[str, Any]]]] = {
+            p.name: confirm
+            for p in self.providers.values()
+            if (confirm := getattr(p, "confirm", None)) is not None
+        }
         self.sources = _source_filter(
             {"stripe": stripe_allowed_ips, "chargebee": chargebee_allowed_ips}, trusted_proxies
         )
@@ -294,6 +319,10 @@ class AlertHooks:
         await self.worker.stop()
         self._opened = False
         await self.store.close()
+        for provider in self.providers.values():
+            aclose = getattr(provider, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Run queued work now and return once none is due (retries scheduled for later are
@@ -504,6 +533,20 @@ class AlertHooks:
     async def _deliver(
         self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
     ) -> tuple[int, bytes]:
+        if self._confirmers and provider.name in self._confirmers:
+            try:
+                payload = await self._confirmers[provider.name](event_id)
+            except Rejected as exc:
+                logger.info(
+                    "%s event %s rejected (%d): %s", provider.name, event_id, exc.status, exc.reason
+                )
+                return _answer(exc.status, error=exc.reason)
+            except Unavailable as exc:
+                logger.error(
+                    "%s event %s not confirmed, answering 503: %s", provider.name, event_id, exc
+                )
+                return _API_DOWN
+            body = json.dumps(payload, separators=(",", ":")).encode()
         event: AlertEvent | None
         try:
             event = provider.normalize(payload)

@@ -25,6 +25,11 @@ class Rejected(Exception):
         self.reason = reason
 
 
+class Unavailable(Exception):
+    """A provider's API could not confirm a delivery (unreachable, failing); answer 503 so the
+    provider retries."""
+
+
 class NotAnAlert(Exception):
     """A verified event that is acknowledged but not dispatched; ``reason`` says why."""
 

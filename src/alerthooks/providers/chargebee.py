@@ -1,22 +1,42 @@
-"""Chargebee: HTTP Basic authentication and ``alert_status_changed`` normalization."""
+"""Chargebee: HTTP Basic authentication, ``alert_status_changed`` normalization, and optional
+confirmation of each delivery by fetching the event back from the Chargebee API."""
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import hmac
+import os
+import re
 from base64 import b64decode
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+import httpx
+
 from alerthooks.events import AlertEvent
-from alerthooks.providers import NotAnAlert, Rejected, build_event, mapping, number, text
+from alerthooks.providers import (
+    NotAnAlert,
+    Rejected,
+    Unavailable,
+    build_event,
+    mapping,
+    number,
+    text,
+)
 
 ALERT_EVENT_TYPE = "alert_status_changed"
 AUTH_HEADER = "authorization"
 _ALARM_TYPES = {"in_alarm": "alert.triggered", "within_limit": "alert.cleared"}
 _MODES = ("absolute", "percentage")
+SITE_ENV = "CHARGEBEE_SITE"
+API_KEY_ENV = "CHARGEBEE_API_KEY"
+API_BASE_ENV = "ALERTHOOKS_CHARGEBEE_API_BASE"
+DEFAULT_FETCH_TIMEOUT = 10.0
+_EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+_SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 
 
 def parse_basic_auth(header: str | None) -> tuple[str, str]:
@@ -108,27 +128,135 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     )
 
 
+def event_url(api_base: str, event_id: str) -> str:
+    """``GET`` URL of one event: ``{api_base}/api/v2/events/{event_id}``.
+
+    Raises :class:`Rejected` (401) for an id that is not a plain Chargebee id, so a posted id
+    can never steer the request to another resource.
+    """
+    if not _EVENT_ID.fullmatch(event_id):
+        raise Rejected(401, "event id is malformed")
+    return f"{api_base.rstrip('/')}/api/v2/events/{event_id}"
+
+
+def fetched_event(status: int, data: Any, event_id: str) -> dict[str, Any]:
+    """The event in the API's answer to ``GET /api/v2/events/{event_id}``.
+
+    Raises :class:`Rejected` (401) when Chargebee does not know the id (the delivery was not
+    Chargebee's) or answers with another event, and :class:`Unavailable` when the API failed.
+    """
+    if status == 404:
+        raise Rejected(401, "event not found at Chargebee")
+    if status != 200:
+        raise Unavailable(f"Chargebee API answered {status}")
+    event = data.get("event") if isinstance(data, dict) else None
+    if not isinstance(event, dict):
+        raise Unavailable("Chargebee API answer holds no event")
+    if event.get("id") != event_id:
+        raise Rejected(401, "Chargebee returned a different event")
+    return event
+
+
+class EventFetcher:
+    """Fetches events from the Chargebee API, to dispatch what Chargebee holds rather than what
+    was posted (``AlertHooks(chargebee_verify="fetch")``).
+
+    ``site`` and ``api_key`` default to env ``CHARGEBEE_SITE`` / ``CHARGEBEE_API_KEY``. Env
+    ``ALERTHOOKS_CHARGEBEE_API_BASE`` (or ``api_base``) replaces ``https://{site}.chargebee.com``,
+    for local fakes.
+    """
+
+    def __init__(
+        self,
+        *,
+        site: str | None = None,
+        api_key: str | None = None,
+        api_base: str | None = None,
+        timeout: float = DEFAULT_FETCH_TIMEOUT,
+    ) -> None:
+        site = site or os.environ.get(SITE_ENV) or None
+        api_key = api_key or os.environ.get(API_KEY_ENV) or None
+        api_base = api_base or os.environ.get(API_BASE_ENV) or None
+        if not api_key:
+            raise ValueError(
+                f"chargebee_verify='fetch' needs chargebee_api_key (or env {API_KEY_ENV})"
+            )
+        if api_base is None:
+            if not site:
+                raise ValueError(
+                    f"chargebee_verify='fetch' needs chargebee_site (or env {SITE_ENV})"
+                )
+            if not _SITE.fullmatch(site):
+                raise ValueError(f"chargebee_site: {site!r} is not a Chargebee site name")
+            api_base = f"https://{site}.chargebee.com"
+        elif not api_base.startswith(("http://", "https://")):
+            raise ValueError(f"{API_BASE_ENV}: {api_base!r} is not an http(s) URL")
+        self.api_base = api_base
+        self.timeout = timeout
+        self._api_key = api_key
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"EventFetcher(api_base={self.api_base!r}, api_key=<hidden>)"
+
+    async def fetch(self, event_id: str) -> dict[str, Any]:
+        """The event Chargebee holds under ``event_id``; see :func:`fetched_event`."""
+        url = event_url(self.api_base, event_id)
+        client = self._client_for_this_loop()
+        try:
+            response = await client.get(url, auth=(self._api_key, ""))
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"Chargebee API unreachable: {type(exc).__name__}") from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        return fetched_event(response.status_code, data, event_id)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.aclose()
+
+    def _client_for_this_loop(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            self._client_loop = loop
+        return self._client
+
+
 class ChargebeeProvider:
     """Chargebee deliveries, authenticated with one or more Basic auth pairs."""
 
     name = "chargebee"
 
     def __init__(
-        self, credentials: Sequence[tuple[str, str]], *, allow_unauthenticated: bool = False
+        self,
+        credentials: Sequence[tuple[str, str]],
+        *,
+        allow_unauthenticated: bool = False,
+        fetcher: EventFetcher | None = None,
     ) -> None:
         self._credentials = tuple((str(u), str(p)) for u, p in credentials)
         self.allow_unauthenticated = allow_unauthenticated
+        self.fetcher = fetcher
+        # With a fetcher, the receiver dispatches the event fetched back from the API.
+        self.confirm = fetcher.fetch if fetcher is not None else None
 
     def __repr__(self) -> str:
         return (
             f"ChargebeeProvider(credentials=<{len(self._credentials)} hidden>, "
-            f"allow_unauthenticated={self.allow_unauthenticated})"
+            f"allow_unauthenticated={self.allow_unauthenticated}, fetcher={self.fetcher!r})"
         )
 
     @property
     def configured(self) -> bool:
-        """True when a credential pair is set or unauthenticated delivery was opted into."""
-        return bool(self._credentials) or self.allow_unauthenticated
+        """True when a credential pair or a fetcher is set, or unauthenticated delivery was
+        opted into."""
+        return bool(self._credentials) or self.allow_unauthenticated or self.fetcher is not None
 
     @property
     def credentials(self) -> tuple[tuple[str, str], ...]:
@@ -137,7 +265,7 @@ class ChargebeeProvider:
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise :class:`Rejected` (401) unless Basic auth matches a configured pair."""
-        if self.allow_unauthenticated and not self._credentials:
+        if not self._credentials and (self.allow_unauthenticated or self.fetcher is not None):
             return
         verify(headers.get(AUTH_HEADER), self._credentials)
 
@@ -152,3 +280,8 @@ class ChargebeeProvider:
         return value if isinstance(value, str) else None
 
     normalize = staticmethod(normalize)
+
+    async def aclose(self) -> None:
+        """Close the fetcher's connections, if any."""
+        if self.fetcher is not None:
+            await self.fetcher.aclose()
