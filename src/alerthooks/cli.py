@@ -11,12 +11,25 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import timezone
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import click
+from rich.console import Console
 
 from alerthooks import __version__
 from alerthooks.hooks import AlertHooks
+from alerthooks.manager import (
+    AlertManager,
+    ApplyResult,
+    Config,
+    ConfigError,
+    Credentials,
+    Plan,
+    PlanError,
+    ProviderError,
+    load_config,
+    render_plan,
+)
 from alerthooks.store import Store, StoreError
 
 T = TypeVar("T")
@@ -254,3 +267,129 @@ def replay(
         click.echo(
             f"{count} handler(s) ran again; {failing} stored event(s) have failed or dead handlers"
         )
+
+
+# -- alert manager: `alerthooks plan` / `alerthooks apply` -----------------------------------
+
+
+def _fail_lines(message: str) -> NoReturn:
+    for line in message.splitlines() or [message]:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(1)
+
+
+def _plan_console() -> Console:
+    # rich drops colour by itself when stdout is not a terminal or NO_COLOR is set.
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+
+
+def _load_alerts(config_path: str) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        _fail_lines(str(exc))
+
+
+_CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    default="alerts.toml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The alerts file.",
+)
+
+
+@cli.command("plan")
+@_CONFIG_OPTION
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there is nothing to change, 2 when there are changes (1 on error).",
+)
+def plan_command(config_path: str, detailed_exitcode: bool) -> None:
+    """Show what `apply` would change in Stripe and Chargebee; writes nothing."""
+    config = _load_alerts(config_path)
+    try:
+        manager = AlertManager(config, Credentials.from_env())
+    except ConfigError as exc:
+        _fail_lines(str(exc))
+
+    async def run() -> Plan:
+        async with manager:
+            return await manager.plan()
+
+    try:
+        plan = asyncio.run(run())
+    except (PlanError, ProviderError) as exc:
+        _fail_lines(str(exc))
+    render_plan(plan, _plan_console())
+    if detailed_exitcode and plan.has_changes:
+        sys.exit(2)
+
+
+@cli.command("apply")
+@_CONFIG_OPTION
+@click.option("--yes", is_flag=True, help="Apply without asking (required without a terminal).")
+@click.option("--prune", is_flag=True, help="Remove managed alerts whose key left the config.")
+@click.option("--live", is_flag=True, help="Allow applying with live-mode credentials.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Requests in flight at once, per provider.",
+)
+def apply_command(config_path: str, yes: bool, prune: bool, live: bool, concurrency: int) -> None:
+    """Make Stripe and Chargebee match the config; asks first unless --yes."""
+    config = _load_alerts(config_path)
+    try:
+        manager = AlertManager(config, Credentials.from_env(), concurrency=concurrency)
+    except ConfigError as exc:
+        _fail_lines(str(exc))
+    live_providers = manager.live_providers()
+    if live_providers and not live:
+        _fail_lines(
+            f"{', '.join(live_providers)}: live-mode credentials; pass --live to apply to live mode"
+        )
+    if not yes and not sys.stdin.isatty():
+        _fail_lines("refusing to apply without confirmation: stdin is not a terminal; pass --yes")
+    console = _plan_console()
+
+    async def run() -> ApplyResult | None:
+        async with manager:
+            plan = await manager.plan(prune=prune)
+            render_plan(plan, console)
+            if not plan.has_changes:
+                return None
+            if not yes and not click.confirm("Apply these changes?", default=False):
+                _fail_lines("apply cancelled")
+            return await manager.apply(plan)
+
+    try:
+        result = asyncio.run(run())
+    except (PlanError, ProviderError) as exc:
+        _fail_lines(str(exc))
+    if result is None:
+        return
+    for outcome in result.outcomes:
+        change = outcome.change
+        status = "failed" if outcome.error else "done"
+        click.echo(
+            f"{status}: {change.provider} {change.kind.value} {change.key}: {outcome.message}"
+        )
+    for new in result.secrets:
+        click.echo(
+            f"{new.provider} webhook endpoint {new.url} created; signing secret (shown only "
+            f"once): {new.secret}\nPut it in STRIPE_WEBHOOK_SECRET where the receiver runs."
+        )
+    if result.failed:
+        for outcome in result.failed:
+            click.echo(f"error: {outcome.error}", err=True)
+        click.echo(
+            f"error: {len(result.failed)} of {len(result.outcomes)} changes failed; "
+            "run apply again to finish",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"Applied {len(result.outcomes)} changes.")

@@ -1,0 +1,239 @@
+"""Execute a plan: independent changes run concurrently, each request retried on 429, 5xx,
+resets and timeouts, every write carrying an idempotency key."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerthooks.manager.api import ProviderAPI, ProviderError, RetryPolicy
+from alerthooks.manager.chargebee import ChargebeeAPI
+from alerthooks.manager.config import Config, ConfigError, Credentials, stripe_key_mode
+from alerthooks.manager.plan import Change, ChangeKind, Plan, build_plan
+from alerthooks.manager.stripe import StripeAPI
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying one change did; ``error`` is set when it failed."""
+
+    change: Change
+    message: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class NewEndpointSecret:
+    """The signing secret of a webhook endpoint created by this apply (shown only once)."""
+
+    provider: str
+    url: str
+    secret: str
+
+
+@dataclass
+class ApplyResult:
+    """Every change's outcome, and the secrets of newly created endpoints."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    secrets: list[NewEndpointSecret] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        """Outcomes with an error; a later apply picks these up again."""
+        return [o for o in self.outcomes if o.error is not None]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every change succeeded."""
+        return not self.failed
+
+
+def idempotency_key(*parts: Any) -> str:
+    """A stable idempotency key derived from the planned change."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return f"alerthooks-{digest[:48]}"
+
+
+def make_apis(
+    config: Config,
+    credentials: Credentials,
+    *,
+    concurrency: int = 8,
+    retry: RetryPolicy | None = None,
+) -> dict[str, ProviderAPI]:
+    """One API client per provider the config names, from ``credentials``.
+
+    Raises :class:`ConfigError` (one line per problem, before any request) when a credential
+    is missing or malformed.
+    """
+    problems: list[str] = []
+    stripe_key = credentials.stripe_api_key
+    if config.stripe is not None:
+        if not stripe_key:
+            problems.append("STRIPE_API_KEY: not set ([stripe] is configured)")
+        else:
+            try:
+                stripe_key_mode(stripe_key)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    auth: tuple[str, str] | None = None
+    if config.chargebee is not None:
+        if not credentials.chargebee_api_key:
+            problems.append("CHARGEBEE_API_KEY: not set ([chargebee] is configured)")
+        if not credentials.chargebee_site:
+            problems.append("CHARGEBEE_SITE: not set ([chargebee] is configured)")
+        user = credentials.chargebee_webhook_username
+        password = credentials.chargebee_webhook_password
+        if user and password:
+            auth = (user, password)
+        elif config.chargebee.webhook_url:
+            problems.append(
+                "CHARGEBEE_WEBHOOK_USERNAME/CHARGEBEE_WEBHOOK_PASSWORD: not set "
+                "(chargebee.webhook_url needs Basic auth credentials)"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+    apis: dict[str, ProviderAPI] = {}
+    if config.stripe is not None and stripe_key:
+        apis["stripe"] = StripeAPI(
+            stripe_key,
+            api_base=credentials.stripe_api_base,
+            concurrency=concurrency,
+            retry=retry,
+        )
+    if config.chargebee is not None:
+        assert credentials.chargebee_api_key and credentials.chargebee_site
+        apis["chargebee"] = ChargebeeAPI(
+            credentials.chargebee_api_key,
+            credentials.chargebee_site,
+            api_base=credentials.chargebee_api_base,
+            concurrency=concurrency,
+            retry=retry,
+            webhook_auth=auth,
+        )
+    return apis
+
+
+async def apply_plan(plan: Plan, apis: Mapping[str, ProviderAPI]) -> ApplyResult:
+    """Apply every write in ``plan`` concurrently (each provider's client bounds how many
+    requests are in flight). A failed change does not stop the others; the next apply
+    finishes what this one left."""
+    run = uuid.uuid4().hex
+    result = ApplyResult()
+    changes = [c for c in plan.changes if c.is_write]
+    outcomes = await asyncio.gather(
+        *(_apply_change(c, apis[c.provider], run, result) for c in changes)
+    )
+    result.outcomes.extend(outcomes)
+    return result
+
+
+async def _apply_change(change: Change, api: ProviderAPI, run: str, result: ApplyResult) -> Outcome:
+    try:
+        message = await _execute(change, api, run, result)
+    except ProviderError as exc:
+        logger.error("%s %s %s failed: %s", change.provider, change.kind.value, change.key, exc)
+        return Outcome(change, "failed", str(exc))
+    logger.info("%s %s %s: %s", change.provider, change.kind.value, change.key, message)
+    return Outcome(change, message)
+
+
+async def _execute(change: Change, api: ProviderAPI, run: str, result: ApplyResult) -> str:
+    kind = change.kind
+    remote = change.remote
+    desired = change.desired
+    if kind in (ChangeKind.CREATE, ChangeKind.REPLACE):
+        # Stable across runs: a rerun of the same planned create replays instead of duplicating.
+        key = idempotency_key(
+            api.name,
+            "create",
+            api.key_of(desired),
+            api.desired_spec(desired),
+            remote.id if remote else None,
+        )
+        created = await api.create_alert(desired, key)
+        if created.enabled != desired.enabled:
+            await api.set_enabled(created.id, desired.enabled, idempotency_key(run, created.id))
+        message = f"created {created.id}"
+        if remote is not None:
+            await api.remove_alert(remote.id, idempotency_key(run, "remove", remote.id))
+            message += f", removed {remote.id}"
+        return message
+    if kind is ChangeKind.UPDATE:
+        assert remote is not None
+        await api.update_alert(remote.id, desired, idempotency_key(run, "update", remote.id))
+        return f"updated {remote.id}"
+    if kind in (ChangeKind.ACTIVATE, ChangeKind.DEACTIVATE):
+        assert remote is not None
+        enabled = kind is ChangeKind.ACTIVATE
+        await api.set_enabled(remote.id, enabled, idempotency_key(run, kind.value, remote.id))
+        return f"{kind.value}d {remote.id}"
+    if kind is ChangeKind.DELETE:
+        assert remote is not None
+        await api.remove_alert(remote.id, idempotency_key(run, "remove", remote.id))
+        return f"removed {remote.id}"
+    if kind is ChangeKind.CREATE_ENDPOINT:
+        created_endpoint = await api.create_endpoint(
+            change.key, idempotency_key(run, "endpoint", api.name, change.key)
+        )
+        if created_endpoint.secret:
+            result.secrets.append(NewEndpointSecret(api.name, change.key, created_endpoint.secret))
+        return f"created endpoint {created_endpoint.id}"
+    if kind is ChangeKind.UPDATE_ENDPOINT:
+        assert change.endpoint is not None
+        await api.fix_endpoint(
+            change.endpoint, idempotency_key(run, "endpoint", change.endpoint.id)
+        )
+        return f"updated endpoint {change.endpoint.id}"
+    raise AssertionError(f"unexpected change kind {kind}")  # pragma: no cover
+
+
+async def close_apis(apis: Mapping[str, ProviderAPI]) -> None:
+    """Close every client made by :func:`make_apis`."""
+    await asyncio.gather(*(api.aclose() for api in apis.values()))
+
+
+class AlertManager:
+    """Plan and apply one config against the providers it names, reusing one HTTP client per
+    provider. Use as ``async with AlertManager(config, Credentials.from_env()) as m:``.
+
+    Raises :class:`ConfigError` on construction when a credential is missing or malformed.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        credentials: Credentials,
+        *,
+        concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.config = config
+        self.apis = make_apis(config, credentials, concurrency=concurrency, retry=retry)
+
+    async def __aenter__(self) -> AlertManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await close_apis(self.apis)
+
+    def live_providers(self) -> list[str]:
+        """Providers whose credentials are live mode (``--live`` is needed to apply)."""
+        return [name for name, api in self.apis.items() if api.mode == "live"]
+
+    async def plan(self, *, prune: bool = False) -> Plan:
+        """Read the providers and diff against the config (see :func:`build_plan`)."""
+        return await build_plan(self.config, self.apis, prune=prune)
+
+    async def apply(self, plan: Plan) -> ApplyResult:
+        """Apply ``plan`` (see :func:`apply_plan`)."""
+        return await apply_plan(plan, self.apis)

@@ -1,0 +1,359 @@
+"""Chargebee alerts and webhook endpoints, over Chargebee's HTTP API (``/api/v2``).
+
+One shared ``httpx.AsyncClient`` is used instead of the chargebee SDK: the SDK (v3) is
+synchronous and opens a new HTTP client for every request, so running calls concurrently would
+mean a thread per call and a fresh connection (and TLS handshake) each time.
+
+The key is kept in the alert's ``meta`` as ``{"alerthooks": {"key": "..."}}``. ``threshold``
+and ``enabled`` change in place; any other change is a replace (create, then delete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from alerthooks.manager.api import (
+    CreatedEndpoint,
+    ProviderError,
+    RemoteAlert,
+    RemoteEndpoint,
+    RetryPolicy,
+    TransientError,
+    with_retries,
+)
+from alerthooks.manager.config import ChargebeeAlert, chargebee_site_mode
+
+ALERT_EVENT = "alert_status_changed"
+ALERT_TYPE = "usage_exceeded"
+PAGE_SIZE = 100
+IDEMPOTENCY_HEADER = "chargebee-idempotency-key"
+_MARKER_FIELD = "alerthooks"
+
+
+def marker_meta(key: str) -> str:
+    """The ``meta`` JSON string that marks an alert as managed under ``key``."""
+    return json.dumps({_MARKER_FIELD: {"key": key}}, separators=(",", ":"))
+
+
+def key_from_meta(meta: Any) -> str | None:
+    """The key in an alert's ``meta`` (a JSON string or object), or ``None``."""
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            return None
+    if isinstance(meta, dict):
+        marker = meta.get(_MARKER_FIELD)
+        key = marker.get("key") if isinstance(marker, dict) else None
+        if isinstance(key, str):
+            return key
+    return None
+
+
+def form_encode(params: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Chargebee's (and Stripe's) bracket form encoding: ``threshold[mode]``, ``events[0]``."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        full = f"{prefix}[{name}]" if prefix else str(name)
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            pairs.extend(form_encode(value, full))
+        elif isinstance(value, list | tuple):
+            pairs.extend(form_encode({str(i): v for i, v in enumerate(value)}, full))
+        elif isinstance(value, bool):
+            pairs.append((full, "true" if value else "false"))
+        else:
+            pairs.append((full, str(value)))
+    return pairs
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+class ChargebeeAPI:
+    """Chargebee's alert and webhook-endpoint API for one site.
+
+    ``api_base`` replaces ``https://{site}.chargebee.com`` (plain ``http://`` works, for
+    fakes); at most ``concurrency`` requests are in flight at once. ``webhook_auth`` is the
+    (username, password) a created or corrected endpoint sends as Basic auth.
+    """
+
+    name = "chargebee"
+    updatable: frozenset[str] = frozenset({"threshold"})
+    event = ALERT_EVENT
+
+    def __init__(
+        self,
+        api_key: str,
+        site: str,
+        *,
+        api_base: str | None = None,
+        concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+        webhook_auth: tuple[str, str] | None = None,
+    ) -> None:
+        self.mode = chargebee_site_mode(site)
+        self.account = f"{self.mode} mode (site {site})"
+        self._retry = retry or RetryPolicy()
+        self._webhook_auth = webhook_auth
+        base = (api_base or f"https://{site}.chargebee.com").rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=f"{base}/api/v2",
+            auth=httpx.BasicAuth(api_key, ""),
+            timeout=self._retry.timeout,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            headers={"Accept": "application/json"},
+        )
+        self._limit = asyncio.Semaphore(concurrency)
+
+    def __repr__(self) -> str:
+        return f"ChargebeeAPI({self.account})"
+
+    async def aclose(self) -> None:
+        """Close the shared HTTP client."""
+        await self._client.aclose()
+
+    # -- config side ---------------------------------------------------------------------
+
+    def key_of(self, alert: ChargebeeAlert) -> str:
+        """The configured alert's key."""
+        return alert.key
+
+    def desired_spec(self, alert: ChargebeeAlert) -> dict[str, Any]:
+        """Name, metered feature, threshold, subscription and description."""
+        return {
+            "name": alert.name,
+            "metered_feature_id": alert.metered_feature_id,
+            "threshold": (alert.threshold.mode, float(alert.threshold.value)),
+            "subscription_id": alert.subscription_id,
+            "description": alert.description,
+        }
+
+    def check_limits(
+        self, desired: list[ChargebeeAlert], kept_remote: list[RemoteAlert]
+    ) -> list[str]:
+        """Chargebee documents no per-feature alert limit."""
+        return []
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def list_alerts(self) -> list[RemoteAlert]:
+        """Every alert on the site, 100 per page."""
+        return [
+            self._remote_alert(entry["alert"])
+            for entry in await self._list("/alerts", "list alerts")
+            if isinstance(entry.get("alert"), dict)
+        ]
+
+    def _remote_alert(self, obj: dict[str, Any]) -> RemoteAlert:
+        threshold = obj.get("threshold") or {}
+        return RemoteAlert(
+            provider=self.name,
+            id=str(obj["id"]),
+            key=key_from_meta(obj.get("meta")),
+            enabled=obj.get("status") != "disabled",
+            spec={
+                "name": obj.get("name"),
+                "metered_feature_id": obj.get("metered_feature_id"),
+                "threshold": (threshold.get("mode"), _number(threshold.get("value"))),
+                "subscription_id": obj.get("subscription_id") or None,
+                "description": obj.get("description") or None,
+            },
+            raw=obj,
+        )
+
+    async def list_endpoints(self) -> list[RemoteEndpoint]:
+        """Every webhook endpoint on the site."""
+        endpoints = []
+        for entry in await self._list("/webhook_endpoints", "list webhook endpoints"):
+            obj = entry.get("webhook_endpoint")
+            if isinstance(obj, dict):
+                endpoints.append(
+                    RemoteEndpoint(
+                        provider=self.name,
+                        id=str(obj["id"]),
+                        url=obj.get("url") or "",
+                        events=tuple(obj.get("enabled_events") or ()),
+                        enabled=not obj.get("disabled", False),
+                    )
+                )
+        return endpoints
+
+    async def _list(self, path: str, what: str) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        offset: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": PAGE_SIZE}
+            if offset:
+                params["offset"] = offset
+            body = await self._call("GET", path, what, params=params)
+            entries.extend(e for e in body.get("list") or () if isinstance(e, dict))
+            offset = body.get("next_offset")
+            if not offset:
+                return entries
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def create_alert(self, alert: ChargebeeAlert, idempotency_key: str) -> RemoteAlert:
+        """Create the alert with the ownership marker in ``meta`` (created enabled)."""
+        params = {
+            "type": ALERT_TYPE,
+            "name": alert.name,
+            "metered_feature_id": alert.metered_feature_id,
+            "threshold": {
+                "mode": alert.threshold.mode,
+                "value": _format_number(alert.threshold.value),
+            },
+            "subscription_id": alert.subscription_id,
+            "description": alert.description,
+            "meta": marker_meta(alert.key),
+        }
+        body = await self._call(
+            "POST", "/alerts", f"create alert {alert.key!r}", data=params, key=idempotency_key
+        )
+        return self._remote_alert(body["alert"])
+
+    async def update_alert(
+        self, alert_id: str, alert: ChargebeeAlert, idempotency_key: str
+    ) -> None:
+        """Set threshold and status in place."""
+        params = {
+            "threshold": {
+                "mode": alert.threshold.mode,
+                "value": _format_number(alert.threshold.value),
+            },
+            "status": "enabled" if alert.enabled else "disabled",
+        }
+        await self._call(
+            "POST",
+            f"/alerts/{alert_id}",
+            f"update alert {alert_id}",
+            data=params,
+            key=idempotency_key,
+        )
+
+    async def set_enabled(self, alert_id: str, enabled: bool, idempotency_key: str) -> None:
+        """Enable or disable."""
+        params = {"status": "enabled" if enabled else "disabled"}
+        await self._call(
+            "POST",
+            f"/alerts/{alert_id}",
+            f"update alert {alert_id}",
+            data=params,
+            key=idempotency_key,
+        )
+
+    async def remove_alert(self, alert_id: str, idempotency_key: str) -> None:
+        """Delete."""
+        await self._call(
+            "POST",
+            f"/alerts/{alert_id}/delete",
+            f"delete alert {alert_id}",
+            key=idempotency_key,
+            missing_ok=True,
+        )
+
+    async def create_endpoint(self, url: str, idempotency_key: str) -> CreatedEndpoint:
+        """Create an endpoint sending ``alert_status_changed`` with Basic auth."""
+        params: dict[str, Any] = {
+            "name": "alerthooks",
+            "url": url,
+            "api_version": "v2",
+            "enabled_events": [ALERT_EVENT],
+        }
+        params.update(self._auth_params())
+        body = await self._call(
+            "POST",
+            "/webhook_endpoints",
+            f"create webhook endpoint {url}",
+            data=params,
+            key=idempotency_key,
+        )
+        return CreatedEndpoint(id=str(body["webhook_endpoint"]["id"]))
+
+    async def fix_endpoint(self, endpoint: RemoteEndpoint, idempotency_key: str) -> None:
+        """Enable the endpoint, add ``alert_status_changed`` and set Basic auth."""
+        events = list(endpoint.events)
+        if ALERT_EVENT not in events:
+            events.append(ALERT_EVENT)
+        params: dict[str, Any] = {"enabled_events": events, "disabled": False}
+        params.update(self._auth_params())
+        await self._call(
+            "POST",
+            f"/webhook_endpoints/{endpoint.id}",
+            f"update webhook endpoint {endpoint.id}",
+            data=params,
+            key=idempotency_key,
+        )
+
+    def _auth_params(self) -> dict[str, str]:
+        if self._webhook_auth is None:
+            return {}
+        username, password = self._webhook_auth
+        return {"basic_auth_username": username, "basic_auth_password": password}
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        params: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        key: str | None = None,
+        missing_ok: bool = False,
+    ) -> dict[str, Any]:
+        headers = {IDEMPOTENCY_HEADER: key} if key else {}
+        content = form_encode(data) if data is not None else None
+
+        async def attempt(_: int) -> dict[str, Any]:
+            async with self._limit:
+                try:
+                    response = await self._client.request(
+                        method,
+                        path,
+                        params=params,
+                        data=dict(content) if content else None,
+                        headers=headers,
+                    )
+                    await response.aread()
+                except httpx.TimeoutException:
+                    raise TransientError("timed out") from None
+                except httpx.TransportError as exc:
+                    raise TransientError(f"connection failed ({type(exc).__name__})") from None
+            status = response.status_code
+            if status == 429 or status >= 500:
+                raise TransientError(f"HTTP {status}", retry_after=_retry_after(response))
+            if status == 404 and missing_ok:
+                return {}
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if status >= 400 or not isinstance(body, dict):
+                message = body.get("message") if isinstance(body, dict) else None
+                raise ProviderError(f"{what}: HTTP {status}: {message or 'unexpected response'}")
+            return body
+
+        return await with_retries(attempt, self._retry, f"chargebee: {what}")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

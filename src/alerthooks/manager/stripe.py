@@ -1,0 +1,283 @@
+"""Stripe billing alerts and webhook endpoints, through the official SDK's async client.
+
+Stripe alerts have no metadata, so the key lives in the title: ``"API calls reached 100
+[alerthooks:api-100]"``. The marker is stripped before titles are compared, so a changed title
+is still seen (and is a replace, as is every change but ``enabled``: Stripe alerts cannot be
+edited, only activated, deactivated and archived).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from typing import Any, cast
+
+import stripe
+
+from alerthooks.manager.api import (
+    CreatedEndpoint,
+    ProviderError,
+    RemoteAlert,
+    RemoteEndpoint,
+    RetryPolicy,
+    TransientError,
+    with_retries,
+)
+from alerthooks.manager.config import (
+    STRIPE_ALERTS_PER_PAIR,
+    StripeAlert,
+    stripe_key_mode,
+    stripe_marker,
+)
+
+ALERT_EVENT = "billing.alert.triggered"
+PAGE_SIZE = 100
+_MARKER = re.compile(r"^(?P<title>.*) \[alerthooks:(?P<key>[A-Za-z0-9][A-Za-z0-9_.-]*)\]$", re.S)
+
+
+def split_title(title: str) -> tuple[str, str | None]:
+    """``(title without marker, key)``; the key is ``None`` for an unmanaged alert."""
+    match = _MARKER.match(title)
+    if match is None:
+        return title, None
+    return match["title"], match["key"]
+
+
+def _id_of(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return cast(str, value["id"])
+
+
+class StripeAPI:
+    """Stripe's billing-alert and webhook-endpoint API for one account.
+
+    ``api_base`` replaces ``https://api.stripe.com`` (plain ``http://`` works, for fakes);
+    at most ``concurrency`` requests are in flight at once.
+    """
+
+    name = "stripe"
+    updatable: frozenset[str] = frozenset()
+    event = ALERT_EVENT
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.mode = stripe_key_mode(api_key)
+        self.account = f"{self.mode} mode ({api_key[:8]}…)"
+        self._retry = retry or RetryPolicy()
+        self._http = stripe.HTTPXClient(timeout=self._retry.timeout)
+        self._client = stripe.StripeClient(
+            api_key,
+            http_client=self._http,
+            base_addresses={"api": api_base.rstrip("/")} if api_base else None,
+            max_network_retries=0,
+        )
+        self._limit = asyncio.Semaphore(concurrency)
+
+    def __repr__(self) -> str:
+        return f"StripeAPI({self.account})"
+
+    async def aclose(self) -> None:
+        """Close the shared HTTP client."""
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    # -- config side ---------------------------------------------------------------------
+
+    def key_of(self, alert: StripeAlert) -> str:
+        """The configured alert's key."""
+        return alert.key
+
+    def desired_spec(self, alert: StripeAlert) -> dict[str, Any]:
+        """Title (without marker), meter, gte and customer: everything but ``enabled``."""
+        return {
+            "title": alert.title,
+            "meter": alert.meter,
+            "gte": alert.gte,
+            "customer": alert.customer,
+        }
+
+    def check_limits(self, desired: list[StripeAlert], kept_remote: list[RemoteAlert]) -> list[str]:
+        """At most 25 alerts per (meter, customer), counting remote alerts the plan keeps."""
+        counts = Counter((a.meter, a.customer) for a in desired)
+        others = Counter((r.spec["meter"], r.spec["customer"]) for r in kept_remote)
+        problems = []
+        for index, alert in enumerate(desired):
+            pair = (alert.meter, alert.customer)
+            total = counts[pair] + others[pair]
+            if total > STRIPE_ALERTS_PER_PAIR and counts[pair] > 0:
+                who = alert.customer or "all customers"
+                problems.append(
+                    f"stripe.alerts[{index}] (key {alert.key!r}): meter: {total} alerts would "
+                    f"exist on meter {alert.meter!r} for {who} ({others[pair]} of them not in "
+                    f"this file); Stripe allows at most {STRIPE_ALERTS_PER_PAIR}"
+                )
+                counts[pair] = 0  # report each pair once
+        return problems
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def list_alerts(self) -> list[RemoteAlert]:
+        """Every active and inactive alert, newest first, 100 per page."""
+        alerts: list[RemoteAlert] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": PAGE_SIZE}
+            if after:
+                params["starting_after"] = after
+            page = await self._call(
+                "list alerts",
+                lambda p=params: self._client.v1.billing.alerts.list_async(params=p),  # type: ignore[misc]
+            )
+            for obj in page.data:
+                remote = self._remote_alert(obj)
+                if remote is not None:
+                    alerts.append(remote)
+            if not page.has_more or not page.data:
+                return alerts
+            after = page.data[-1].id
+
+    def _remote_alert(self, obj: Any) -> RemoteAlert | None:
+        if obj.get("status") == "archived":
+            return None
+        threshold = obj.get("usage_threshold") or {}
+        filters = threshold.get("filters") or []
+        customer = next(
+            (_id_of(f.get("customer")) for f in filters if f.get("type") == "customer"), None
+        )
+        title, key = split_title(obj.get("title") or "")
+        return RemoteAlert(
+            provider=self.name,
+            id=obj["id"],
+            key=key,
+            enabled=obj.get("status") == "active",
+            spec={
+                "title": title,
+                "meter": _id_of(threshold.get("meter")),
+                "gte": threshold.get("gte"),
+                "customer": customer,
+            },
+            raw=obj.to_dict() if hasattr(obj, "to_dict") else dict(obj),
+        )
+
+    async def list_endpoints(self) -> list[RemoteEndpoint]:
+        """Every webhook endpoint, 100 per page."""
+        endpoints: list[RemoteEndpoint] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": PAGE_SIZE}
+            if after:
+                params["starting_after"] = after
+            page = await self._call(
+                "list webhook endpoints",
+                lambda p=params: self._client.v1.webhook_endpoints.list_async(params=p),  # type: ignore[misc]
+            )
+            for obj in page.data:
+                endpoints.append(
+                    RemoteEndpoint(
+                        provider=self.name,
+                        id=obj["id"],
+                        url=obj.get("url") or "",
+                        events=tuple(obj.get("enabled_events") or ()),
+                        enabled=obj.get("status") != "disabled",
+                    )
+                )
+            if not page.has_more or not page.data:
+                return endpoints
+            after = page.data[-1].id
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def create_alert(self, alert: StripeAlert, idempotency_key: str) -> RemoteAlert:
+        """Create the alert, titled with the ownership marker (always created active)."""
+        usage: dict[str, Any] = {"gte": alert.gte, "meter": alert.meter, "recurrence": "one_time"}
+        if alert.customer:
+            usage["filters"] = [{"type": "customer", "customer": alert.customer}]
+        params: Any = {
+            "alert_type": "usage_threshold",
+            "title": alert.title + stripe_marker(alert.key),
+            "usage_threshold": usage,
+        }
+        obj = await self._call(
+            f"create alert {alert.key!r}",
+            lambda: self._client.v1.billing.alerts.create_async(
+                params=params, options={"idempotency_key": idempotency_key}
+            ),
+        )
+        remote = self._remote_alert(obj)
+        if remote is None:
+            raise ProviderError(f"create alert {alert.key!r}: Stripe returned an archived alert")
+        return remote
+
+    async def update_alert(self, alert_id: str, alert: StripeAlert, idempotency_key: str) -> None:
+        """Stripe alerts cannot be edited; only ``enabled`` changes in place."""
+        await self.set_enabled(alert_id, alert.enabled, idempotency_key)
+
+    async def set_enabled(self, alert_id: str, enabled: bool, idempotency_key: str) -> None:
+        """Activate or deactivate."""
+        alerts = self._client.v1.billing.alerts
+        method = alerts.activate_async if enabled else alerts.deactivate_async
+        verb = "activate" if enabled else "deactivate"
+        await self._call(
+            f"{verb} alert {alert_id}",
+            lambda: method(alert_id, options={"idempotency_key": idempotency_key}),
+        )
+
+    async def remove_alert(self, alert_id: str, idempotency_key: str) -> None:
+        """Archive (Stripe alerts cannot be deleted)."""
+        await self._call(
+            f"archive alert {alert_id}",
+            lambda: self._client.v1.billing.alerts.archive_async(
+                alert_id, options={"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def create_endpoint(self, url: str, idempotency_key: str) -> CreatedEndpoint:
+        """Create an endpoint sending ``billing.alert.triggered``; returns its signing secret."""
+        params: Any = {
+            "url": url,
+            "enabled_events": [ALERT_EVENT],
+            "description": "alerthooks usage alerts",
+        }
+        obj = await self._call(
+            f"create webhook endpoint {url}",
+            lambda: self._client.v1.webhook_endpoints.create_async(
+                params=params, options={"idempotency_key": idempotency_key}
+            ),
+        )
+        return CreatedEndpoint(id=obj["id"], secret=obj.get("secret"))
+
+    async def fix_endpoint(self, endpoint: RemoteEndpoint, idempotency_key: str) -> None:
+        """Enable the endpoint and add ``billing.alert.triggered`` to its events."""
+        events = list(endpoint.events)
+        if ALERT_EVENT not in events and "*" not in events:
+            events.append(ALERT_EVENT)
+        params: Any = {"enabled_events": events, "disabled": False}
+        await self._call(
+            f"update webhook endpoint {endpoint.id}",
+            lambda: self._client.v1.webhook_endpoints.update_async(
+                endpoint.id, params=params, options={"idempotency_key": idempotency_key}
+            ),
+        )
+
+    async def _call(self, what: str, request: Any) -> Any:
+        async def attempt(_: int) -> Any:
+            async with self._limit:
+                try:
+                    return await request()
+                except stripe.APIConnectionError:
+                    raise TransientError("connection failed or timed out") from None
+                except stripe.StripeError as exc:
+                    status = exc.http_status or 0
+                    if status in (409, 429) or status >= 500:
+                        raise TransientError(f"HTTP {status}") from None
+                    message = exc.user_message or (exc.error.message if exc.error else None)
+                    raise ProviderError(f"{what}: HTTP {status}: {message or exc}") from None
+
+        return await with_retries(attempt, self._retry, f"stripe: {what}")
