@@ -1,7 +1,8 @@
-"""Test kit: realistic payload builders, provider signing, and helpers to deliver events to an
-:class:`~alerthooks.AlertHooks` without the providers."""
+"""Test kit: realistic payload builders, provider signing, and clients that deliver signed
+events to an :class:`~alerthooks.AlertHooks` (or an app mounting one) without the providers."""
 
 from alerthooks.testing.builders import (
+    build_sample,
     chargebee_alert_status_changed,
     chargebee_subscription_created,
     load_sample,
@@ -9,12 +10,17 @@ from alerthooks.testing.builders import (
     stripe_alert_triggered,
     stripe_customer_created,
 )
+from alerthooks.testing.client import AlertHooksClient, SyncAlertHooksClient, find_hooks
 from alerthooks.testing.signing import chargebee_auth_headers, stripe_signature_header
 
 __all__ = [
+    "AlertHooksClient",
+    "SyncAlertHooksClient",
+    "build_sample",
     "chargebee_alert_status_changed",
     "chargebee_auth_headers",
     "chargebee_subscription_created",
+    "find_hooks",
     "load_sample",
     "sample_names",
     "stripe_alert_triggered",

@@ -9,7 +9,8 @@ import copy
 import json
 import secrets
 import time
-from functools import cache
+from collections.abc import Callable
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -24,9 +25,10 @@ _SAMPLES = {
 }
 
 
-def sample_names() -> list[str]:
-    """Names accepted by :func:`load_sample` (and ``alerthooks send --sample``)."""
-    return sorted(_SAMPLES)
+def sample_names(provider: str | None = None) -> list[str]:
+    """Names accepted by :func:`load_sample`, :func:`build_sample` and ``alerthooks send
+    --sample``; with ``provider`` (``"stripe"`` or ``"chargebee"``), only that provider's."""
+    return sorted(n for n in _SAMPLES if provider is None or n.startswith(provider + "_"))
 
 
 def _fixtures_dir() -> Path:
@@ -41,7 +43,9 @@ def _sample_text(name: str) -> str:
     try:
         filename = _SAMPLES[name]
     except KeyError:
-        raise ValueError(f"unknown sample {name!r}; choose one of {sample_names()}") from None
+        raise ValueError(
+            f"unknown sample {name!r}; choose one of {', '.join(sample_names())}"
+        ) from None
     return (_fixtures_dir() / filename).read_text()
 
 
@@ -162,3 +166,24 @@ def chargebee_subscription_created(*, id: str | None = None, **overrides: Any) -
     payload["id"] = id or _chargebee_id()
     payload["occurred_at"] = int(time.time())
     return _merge(payload, overrides)
+
+
+def build_sample(name: str) -> dict[str, Any]:
+    """The named sample as a fresh delivery: a new event id and the current time.
+
+    ``stripe_alert_triggered_expanded_meter`` is :func:`stripe_alert_triggered` with an expanded
+    meter, the ``chargebee_alert_*`` samples are :func:`chargebee_alert_status_changed`, and so on.
+    """
+    builders: dict[str, Callable[[], dict[str, Any]]] = {
+        "stripe_alert_triggered": stripe_alert_triggered,
+        "stripe_alert_triggered_expanded_meter": partial(
+            stripe_alert_triggered, expanded_meter=True
+        ),
+        "stripe_customer_created": stripe_customer_created,
+        "chargebee_alert_in_alarm": partial(chargebee_alert_status_changed, "in_alarm"),
+        "chargebee_alert_within_limit": partial(chargebee_alert_status_changed, "within_limit"),
+        "chargebee_subscription_created": chargebee_subscription_created,
+    }
+    if name not in builders:
+        raise ValueError(f"unknown sample {name!r}; choose one of {', '.join(sample_names())}")
+    return builders[name]()

@@ -1,0 +1,347 @@
+"""Deliver signed webhooks to an :class:`~alerthooks.AlertHooks`, or an app that mounts one,
+in-process: no server, no provider.
+
+``AlertHooksClient`` is an ``httpx.AsyncClient``; ``SyncAlertHooksClient`` runs one in a
+background thread for plain (non-async) tests. Both add ``send_stripe``, ``send_chargebee`` and
+``drain``, sign with the hooks' own credentials, and run the app's lifespan while open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from starlette.routing import Mount
+
+from alerthooks.hooks import AlertHooks
+from alerthooks.testing.signing import chargebee_auth_headers, stripe_signature_header
+
+logger = logging.getLogger(__name__)
+
+Payload = Mapping[str, Any] | str | bytes
+DEFAULT_DRAIN_TIMEOUT = 30.0
+
+
+def find_hooks(app: Any) -> tuple[AlertHooks, str]:
+    """The one :class:`AlertHooks` inside ``app`` and the path it is mounted at.
+
+    ``app`` is an ``AlertHooks`` (mounted at ``""``) or a Starlette/FastAPI app whose routes
+    ``Mount`` one, possibly nested or behind middleware. Raises ``LookupError`` when there is
+    none, or several.
+    """
+    found = list(_mounted(app, "", depth=0))
+    if not found:
+        raise LookupError(f"no AlertHooks is mounted in {app!r}; pass hooks= and prefix=")
+    if len({id(hooks) for hooks, _ in found}) > 1:
+        where = ", ".join(repr(prefix or "/") for _, prefix in found)
+        raise LookupError(f"several AlertHooks are mounted ({where}); pass hooks= to choose one")
+    return found[0]
+
+
+def _mounted(app: Any, prefix: str, *, depth: int) -> Iterator[tuple[AlertHooks, str]]:
+    if depth > 16:
+        return
+    if isinstance(app, AlertHooks):
+        yield app, prefix
+        return
+    routes = getattr(app, "routes", None)
+    if routes is None:
+        # Middleware wraps the app it was given as ``.app``.
+        inner = getattr(app, "app", None)
+        if inner is not None and inner is not app:
+            yield from _mounted(inner, prefix, depth=depth + 1)
+        return
+    for route in routes:
+        if isinstance(route, Mount):
+            yield from _mounted(route.app, prefix + route.path, depth=depth + 1)
+
+
+def _locate(app: Any, hooks: AlertHooks | None, prefix: str | None) -> tuple[AlertHooks, str]:
+    if hooks is None:
+        found, at = find_hooks(app)
+        return found, at if prefix is None else prefix.rstrip("/")
+    if prefix is not None:
+        return hooks, prefix.rstrip("/")
+    if app is hooks:
+        return hooks, ""
+    for candidate, at in _mounted(app, "", depth=0):
+        if candidate is hooks:
+            return hooks, at
+    raise LookupError("the given hooks are not mounted in the app; pass prefix= too")
+
+
+def _encode(payload: Payload) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return json.dumps(payload).encode()
+
+
+def _stripe_request(
+    hooks: AlertHooks, payload: Payload, secret: str | None, timestamp: int | None
+) -> tuple[bytes, dict[str, str]]:
+    body = _encode(payload)
+    headers = {"content-type": "application/json"}
+    secret = secret if secret is not None else next(iter(hooks.stripe.secrets), None)
+    if secret is not None:
+        headers["stripe-signature"] = stripe_signature_header(body, secret, timestamp)
+    return body, headers
+
+
+def _chargebee_request(
+    hooks: AlertHooks, payload: Payload, auth: tuple[str, str] | None
+) -> tuple[bytes, dict[str, str]]:
+    body = _encode(payload)
+    headers = {"content-type": "application/json"}
+    auth = auth if auth is not None else next(iter(hooks.chargebee.credentials), None)
+    if auth is not None:
+        headers.update(chargebee_auth_headers(*auth))
+    return body, headers
+
+
+def _queued(hooks: AlertHooks) -> bool:
+    return getattr(hooks, "mode", "inline") == "queued"
+
+
+async def _drain(hooks: AlertHooks, timeout: float) -> None:  # noqa: ASYNC109 - drain's own API
+    drain = getattr(hooks, "drain", None)
+    if drain is not None:
+        await drain(timeout=timeout)
+
+
+class _Lifespan:
+    """Drive an ASGI app's lifespan protocol: startup on enter, shutdown on exit.
+
+    An app that does not speak the protocol (raises before answering) is used without it.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._to_app: asyncio.Queue[dict[str, Any]] | None = None
+        self._from_app: asyncio.Queue[dict[str, Any]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def _exchange(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Send ``message``; the app's answer, or None when the app returned without one."""
+        assert self._task is not None and self._to_app is not None and self._from_app is not None
+        await self._to_app.put(message)
+        answer = asyncio.ensure_future(self._from_app.get())
+        await asyncio.wait({answer, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if answer.done():
+            return answer.result()
+        answer.cancel()
+        return None
+
+    async def startup(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self._to_app, self._from_app = asyncio.Queue(), asyncio.Queue()
+        self._task = asyncio.create_task(self.app(scope, self._to_app.get, self._from_app.put))
+        answer = await self._exchange({"type": "lifespan.startup"})
+        if answer is None:
+            with contextlib.suppress(Exception):
+                self._task.result()
+            logger.debug("%r does not support the lifespan protocol", self.app)
+            self._task = None
+        elif answer["type"] == "lifespan.startup.failed":
+            task, self._task = self._task, None
+            await asyncio.wait({task}, timeout=1.0)
+            error = task.exception() if task.done() and not task.cancelled() else None
+            if error is not None:
+                raise error
+            raise RuntimeError(f"app startup failed: {answer.get('message', '')}")
+
+    async def shutdown(self) -> None:
+        if self._task is None:
+            return
+        answer = await self._exchange({"type": "lifespan.shutdown"})
+        task, self._task = self._task, None
+        if answer is not None and answer["type"] == "lifespan.shutdown.failed":
+            raise RuntimeError(f"app shutdown failed: {answer.get('message', '')}")
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class AlertHooksClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` bound to ``app`` in-process, which sends signed deliveries.
+
+    ``app`` is an :class:`AlertHooks` or a Starlette/FastAPI app mounting one; the hooks and
+    their mount prefix are found by walking its routes, or given as ``hooks=`` and ``prefix=``.
+    Use it as ``async with AlertHooksClient(app) as client:``, which runs the app's lifespan.
+    In queued mode each send waits until the worker is idle (``drain=False`` to not wait).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        hooks: AlertHooks | None = None,
+        prefix: str | None = None,
+        base_url: str = "http://testserver",
+        lifespan: bool = True,
+        drain: bool = True,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        self.hooks, self.prefix = _locate(app, hooks, prefix)
+        self.auto_drain = drain
+        self.drain_timeout = drain_timeout
+        self._lifespan = _Lifespan(app) if lifespan else None
+        super().__init__(transport=httpx.ASGITransport(app=app), base_url=base_url, **kwargs)
+
+    async def __aenter__(self) -> AlertHooksClient:
+        await super().__aenter__()
+        if self._lifespan is not None:
+            try:
+                await self._lifespan.startup()
+            except BaseException:
+                await super().__aexit__(None, None, None)
+                raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        try:
+            if self._lifespan is not None:
+                await self._lifespan.shutdown()
+        finally:
+            await super().__aexit__(exc_type, exc_value, traceback)
+
+    async def send_stripe(
+        self,
+        payload: Payload,
+        *,
+        secret: str | None = None,
+        timestamp: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """POST ``payload`` to the Stripe endpoint with a valid ``Stripe-Signature``.
+
+        Signed with the hooks' first secret unless ``secret`` is given; ``timestamp`` (Unix
+        seconds, default now) backdates the signature. A dict is sent as JSON, str and bytes as
+        they are. Returns the response (after draining the queue in queued mode).
+        """
+        body, sent = _stripe_request(self.hooks, payload, secret, timestamp)
+        response = await self.post(
+            f"{self.prefix}/stripe", content=body, headers={**sent, **(headers or {})}
+        )
+        await self._settle()
+        return response
+
+    async def send_chargebee(
+        self,
+        payload: Payload,
+        *,
+        auth: tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """POST ``payload`` to the Chargebee endpoint with the hooks' first Basic credentials
+        (or ``auth``). Returns the response (after draining the queue in queued mode)."""
+        body, sent = _chargebee_request(self.hooks, payload, auth)
+        response = await self.post(
+            f"{self.prefix}/chargebee", content=body, headers={**sent, **(headers or {})}
+        )
+        await self._settle()
+        return response
+
+    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - as hooks.drain
+        """In queued mode, return once the worker has no due work; otherwise return at once."""
+        if _queued(self.hooks):
+            await _drain(self.hooks, self.drain_timeout if timeout is None else timeout)
+
+    async def _settle(self) -> None:
+        if self.auto_drain:
+            await self.drain()
+
+
+class SyncAlertHooksClient:
+    """The blocking twin of :class:`AlertHooksClient`: the same arguments and methods, run on an
+    event loop in a background thread.
+
+    Use it as ``with SyncAlertHooksClient(app) as client:`` so the lifespan (and in queued mode
+    the worker) runs for the whole block; used without ``with``, it opens on first use and
+    :meth:`close` ends it.
+    """
+
+    __test__ = False
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        self._client = AlertHooksClient(app, **kwargs)
+        self.hooks, self.prefix = self._client.hooks, self._client.prefix
+        self._stack: contextlib.ExitStack | None = None
+        self._portal: BlockingPortal | None = None
+
+    def __enter__(self) -> SyncAlertHooksClient:
+        self._open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _open(self) -> BlockingPortal:
+        if self._portal is None:
+            with contextlib.ExitStack() as stack:
+                portal = stack.enter_context(start_blocking_portal())
+                portal.call(self._client.__aenter__)
+                stack.callback(lambda: portal.call(self._client.__aexit__))
+                self._stack, self._portal = stack.pop_all(), portal
+        return self._portal
+
+    def close(self) -> None:
+        """Run the app's shutdown and stop the background event loop."""
+        stack, self._stack, self._portal = self._stack, None, None
+        if stack is not None:
+            stack.close()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Any request to the app, as ``httpx.AsyncClient.request`` takes it."""
+        return self._open().call(functools.partial(self._client.request, method, url, **kwargs))
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        """GET ``url`` from the app."""
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        """POST to ``url`` in the app."""
+        return self.request("POST", url, **kwargs)
+
+    def send_stripe(
+        self,
+        payload: Payload,
+        *,
+        secret: str | None = None,
+        timestamp: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Like :meth:`AlertHooksClient.send_stripe`, blocking."""
+        send = functools.partial(
+            self._client.send_stripe, payload, secret=secret, timestamp=timestamp, headers=headers
+        )
+        return self._open().call(send)
+
+    def send_chargebee(
+        self,
+        payload: Payload,
+        *,
+        auth: tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Like :meth:`AlertHooksClient.send_chargebee`, blocking."""
+        send = functools.partial(self._client.send_chargebee, payload, auth=auth, headers=headers)
+        return self._open().call(send)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """In queued mode, return once the worker has no due work; otherwise return at once."""
+        self._open().call(self._client.drain, timeout)
