@@ -51,11 +51,10 @@ CREATE TABLE IF NOT EXISTS alerthooks_events (
     event_type TEXT,
     body BLOB NOT NULL,
     received_at REAL NOT NULL,
-    UNIQUE (provider, event_id)
+    UNIQUE (event_id, provider)
 );
 CREATE TABLE IF NOT EXISTS alerthooks_outcomes (
-    provider TEXT NOT NULL,
-    event_id TEXT NOT NULL,
+    seq INTEGER NOT NULL REFERENCES alerthooks_events (seq),
     handler TEXT NOT NULL,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -63,11 +62,14 @@ CREATE TABLE IF NOT EXISTS alerthooks_outcomes (
     owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0,
     due_at REAL NOT NULL,
-    PRIMARY KEY (provider, event_id, handler)
+    PRIMARY KEY (seq, handler)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at);
-CREATE INDEX IF NOT EXISTS alerthooks_outcomes_event ON alerthooks_outcomes (event_id);
 """
+# Outcomes are keyed by the event's sequence number, not its (random) id: new rows append to the
+# end of the b-tree, so a group commit writes a few pages instead of one per event.
+
+_SEQ = "SELECT seq FROM alerthooks_events WHERE event_id = ? AND provider = ?"
 
 # When a pair becomes claimable: pending/failed at due_at, running when its lease expires.
 _CLAIMABLE_AT = "CASE WHEN status = 'running' THEN lease_until ELSE due_at END"
@@ -96,13 +98,20 @@ def _parse_url(url: str) -> tuple[str, float]:
     return path, timeout
 
 
-def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+class _OpFailed(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _resolve_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def _ts(value: float) -> datetime:
@@ -202,36 +211,55 @@ class SQLiteStore(Store):
             self._conn = None
 
     def _run_batch(self, batch: list[_Op]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+        try:
+            outcomes = self._transaction(batch)
+        except _OpFailed:
+            # One operation failed: run each alone so the others still commit.
+            outcomes = []
+            for op in batch:
+                try:
+                    outcomes += self._transaction([op])
+                except _OpFailed as failed:
+                    outcomes.append((False, failed.error))
+                except StoreError as exc:
+                    outcomes.append((False, exc))
+        except StoreError as exc:
+            outcomes = [(False, exc)] * len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for op, (ok, value) in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(op.loop, []).append((op.future, ok, value))
+        for loop, results in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
+                loop.call_soon_threadsafe(_resolve_all, results)
+
+    def _transaction(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+        """Run ``batch`` in one transaction and one commit; raise _OpFailed when an operation
+        raised (nothing is committed then) and StoreError when the database failed."""
         try:
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                results: list[tuple[bool, Any]] = []
                 for op in batch:
-                    conn.execute("SAVEPOINT op")
                     try:
-                        outcomes.append((True, op.fn(conn)))
-                        conn.execute("RELEASE op")
+                        results.append((True, op.fn(conn)))
                     except Exception as exc:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        if isinstance(exc, sqlite3.Error):
-                            exc = StoreError(f"sqlite: {exc}")
-                        outcomes.append((False, exc))
+                        if isinstance(exc, sqlite3.Error) and len(batch) == 1:
+                            raise
+                        raise _OpFailed(exc) from exc
                 conn.execute("COMMIT")
+                return results
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        except _OpFailed:
+            raise
         except (sqlite3.Error, StoreError, OSError) as exc:
             logger.warning("sqlite store %s: %s", self.path, exc)
             if not isinstance(exc, sqlite3.OperationalError) or "locked" not in str(exc):
                 self._disconnect()
-            error = exc if isinstance(exc, StoreError) else StoreError(f"sqlite: {exc}")
-            outcomes = [(False, error)] * len(batch)
-        for op, (ok, value) in zip(batch, outcomes, strict=True):
-            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
-                op.loop.call_soon_threadsafe(_resolve, op.future, ok, value)
+            raise exc if isinstance(exc, StoreError) else StoreError(f"sqlite: {exc}") from exc
 
     async def open(self) -> None:
         """Start the writer thread and create the schema if needed."""
@@ -261,30 +289,23 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (d.provider, d.event_id, d.event_type, d.body, d.received_at.timestamp()),
             )
-            new = cur.rowcount == 1
-            if new:
+            if cur.rowcount == 1:
+                seq = cur.lastrowid
                 status, lease_until = ("running", now + lease) if claim else ("pending", 0.0)
                 conn.executemany(
-                    "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status, owner,"
-                    " lease_until, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO alerthooks_outcomes (seq, handler, status, owner, lease_until,"
+                    " due_at) VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        (
-                            d.provider,
-                            d.event_id,
-                            h,
-                            status,
-                            owner if claim else None,
-                            lease_until,
-                            now,
-                        )
+                        (seq, h, status, owner if claim else None, lease_until, now)
                         for h in d.handlers
                     ],
                 )
                 return Begun(True, d.handlers if claim else (), ())
+            (seq,) = conn.execute(_SEQ, (d.event_id, d.provider)).fetchone()
             conn.executemany(
-                "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status, due_at)"
-                " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
-                [(d.provider, d.event_id, h, now) for h in d.handlers],
+                "INSERT INTO alerthooks_outcomes (seq, handler, status, due_at)"
+                " VALUES (?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
+                [(seq, h, now) for h in d.handlers],
             )
             if not claim:
                 return Begun(False, (), ())
@@ -292,8 +313,8 @@ class SQLiteStore(Store):
             busy: list[str] = []
             for handler, status, lease_until in conn.execute(
                 "SELECT handler, status, lease_until FROM alerthooks_outcomes"
-                " WHERE provider = ? AND event_id = ? AND status NOT IN ('done', 'dead')",
-                (d.provider, d.event_id),
+                " WHERE seq = ? AND status NOT IN ('done', 'dead')",
+                (seq,),
             ).fetchall():
                 if status == "running" and lease_until > now:
                     busy.append(handler)
@@ -301,8 +322,8 @@ class SQLiteStore(Store):
                     claimed.append(handler)
             conn.executemany(
                 "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
-                " WHERE provider = ? AND event_id = ? AND handler = ?",
-                [(owner, now + lease, d.provider, d.event_id, h) for h in claimed],
+                " WHERE seq = ? AND handler = ?",
+                [(owner, now + lease, seq, h) for h in claimed],
             )
             return Begun(False, tuple(claimed), tuple(busy))
 
@@ -325,26 +346,27 @@ class SQLiteStore(Store):
 
         def op(conn: sqlite3.Connection) -> None:
             now = time.time()
+            row = conn.execute(_SEQ, (event_id, provider)).fetchone()
+            if row is None:
+                return
             for handler, error in results.items():
                 if error is None:
                     conn.execute(
                         "UPDATE alerthooks_outcomes SET status = 'done', last_error = NULL,"
                         " attempts = attempts + 1, owner = NULL, lease_until = 0"
-                        " WHERE provider = ? AND event_id = ? AND handler = ? AND status != 'done'",
-                        (provider, event_id, handler),
+                        " WHERE seq = ? AND handler = ? AND status != 'done'",
+                        (row[0], handler),
                     )
                 else:
                     conn.execute(
                         "UPDATE alerthooks_outcomes SET status = ?, last_error = ?,"
                         " attempts = attempts + 1, owner = NULL, lease_until = 0, due_at = ?"
-                        " WHERE provider = ? AND event_id = ? AND handler = ?"
-                        " AND status = 'running' AND owner = ?",
+                        " WHERE seq = ? AND handler = ? AND status = 'running' AND owner = ?",
                         (
                             "dead" if handler in dead else "failed",
                             error,
                             now + delays.get(handler, 0.0),
-                            provider,
-                            event_id,
+                            row[0],
                             handler,
                             owner,
                         ),
@@ -358,9 +380,8 @@ class SQLiteStore(Store):
         def op(conn: sqlite3.Connection) -> list[Claim]:
             now = time.time()
             rows = conn.execute(
-                "SELECT o.provider, o.event_id, o.handler, o.attempts, e.body"
-                " FROM alerthooks_outcomes o JOIN alerthooks_events e"
-                " ON e.provider = o.provider AND e.event_id = o.event_id"
+                "SELECT o.seq, e.provider, e.event_id, o.handler, o.attempts, e.body"
+                " FROM alerthooks_outcomes o JOIN alerthooks_events e ON e.seq = o.seq"
                 " WHERE (o.status IN ('pending', 'failed') AND o.due_at <= ?)"
                 " OR (o.status = 'running' AND o.lease_until <= ?)"
                 " ORDER BY CASE WHEN o.status = 'running' THEN o.lease_until ELSE o.due_at END"
@@ -369,10 +390,10 @@ class SQLiteStore(Store):
             ).fetchall()
             conn.executemany(
                 "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
-                " WHERE provider = ? AND event_id = ? AND handler = ?",
-                [(owner, now + lease, p, e, h) for p, e, h, _, _ in rows],
+                " WHERE seq = ? AND handler = ?",
+                [(owner, now + lease, seq, h) for seq, _, _, h, _, _ in rows],
             )
-            return [Claim(p, e, bytes(body), h, attempts) for p, e, h, attempts, body in rows]
+            return [Claim(p, e, bytes(body), h, n) for _, p, e, h, n, body in rows]
 
         return await self._submit(op)
 
@@ -393,7 +414,8 @@ class SQLiteStore(Store):
             for event_id in ids:
                 cur = conn.execute(
                     "UPDATE alerthooks_outcomes SET status = 'pending', attempts = 0, due_at = ?"
-                    " WHERE event_id = ? AND status IN ('failed', 'dead')",
+                    " WHERE seq IN (SELECT seq FROM alerthooks_events WHERE event_id = ?)"
+                    " AND status IN ('failed', 'dead')",
                     (now, event_id),
                 )
                 count += cur.rowcount
@@ -419,8 +441,8 @@ class SQLiteStore(Store):
             found = _load(
                 conn,
                 "SELECT seq, provider, event_id, event_type, body, received_at"
-                " FROM alerthooks_events WHERE provider = ? AND event_id = ?",
-                (provider, event_id),
+                " FROM alerthooks_events WHERE event_id = ? AND provider = ?",
+                (event_id, provider),
             )
             return found[0] if found else None
 
@@ -439,8 +461,8 @@ class SQLiteStore(Store):
                 return _load(conn, f"{columns} ORDER BY seq DESC LIMIT ?", (limit,))
             return _load(
                 conn,
-                f"{columns} WHERE (provider, event_id) IN (SELECT provider, event_id"
-                " FROM alerthooks_outcomes WHERE status = ?) ORDER BY seq DESC LIMIT ?",
+                f"{columns} WHERE seq IN (SELECT seq FROM alerthooks_outcomes WHERE status = ?)"
+                " ORDER BY seq DESC LIMIT ?",
                 (status, limit),
             )
 
@@ -449,13 +471,13 @@ class SQLiteStore(Store):
 
 def _load(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[StoredEvent]:
     found: list[StoredEvent] = []
-    for _, provider, event_id, event_type, body, received_at in conn.execute(sql, params):
+    for seq, provider, event_id, event_type, body, received_at in conn.execute(sql, params):
         outcomes = tuple(
             Outcome(handler, status, attempts, error, _ts(due) if status == "failed" else None)
             for handler, status, attempts, error, due in conn.execute(
                 "SELECT handler, status, attempts, last_error, due_at FROM alerthooks_outcomes"
-                " WHERE provider = ? AND event_id = ? ORDER BY handler",
-                (provider, event_id),
+                " WHERE seq = ? ORDER BY handler",
+                (seq,),
             )
         )
         found.append(
