@@ -129,6 +129,10 @@ class SQLiteStore(Store):
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # Writer-thread only: sequence numbers of events begun and not finished yet, so finish
+        # needs no lookup; ``_new_seqs`` holds those of the open transaction until it commits.
+        self._seqs: dict[tuple[str, str], int] = {}
+        self._new_seqs: dict[tuple[str, str], int] = {}
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
@@ -179,6 +183,7 @@ class SQLiteStore(Store):
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA cache_size=-32768")  # 32 MiB of hot index pages
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     for statement in _SCHEMA.split(";"):
@@ -238,6 +243,7 @@ class SQLiteStore(Store):
         try:
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
+            self._new_seqs.clear()
             try:
                 results: list[tuple[bool, Any]] = []
                 for op in batch:
@@ -248,6 +254,9 @@ class SQLiteStore(Store):
                             raise
                         raise _OpFailed(exc) from exc
                 conn.execute("COMMIT")
+                if len(self._seqs) > 100_000:
+                    self._seqs.clear()
+                self._seqs.update(self._new_seqs)
                 return results
             except BaseException:
                 if conn.in_transaction:
@@ -292,14 +301,14 @@ class SQLiteStore(Store):
             if cur.rowcount == 1:
                 seq = cur.lastrowid
                 status, lease_until = ("running", now + lease) if claim else ("pending", 0.0)
-                conn.executemany(
-                    "INSERT INTO alerthooks_outcomes (seq, handler, status, owner, lease_until,"
-                    " due_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (seq, h, status, owner if claim else None, lease_until, now)
-                        for h in d.handlers
-                    ],
-                )
+                for h in d.handlers:
+                    conn.execute(
+                        "INSERT INTO alerthooks_outcomes (seq, handler, status, owner,"
+                        " lease_until, due_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (seq, h, status, owner if claim else None, lease_until, now),
+                    )
+                if claim and d.handlers and seq is not None:
+                    self._new_seqs[(d.provider, d.event_id)] = seq
                 return Begun(True, d.handlers if claim else (), ())
             (seq,) = conn.execute(_SEQ, (d.event_id, d.provider)).fetchone()
             conn.executemany(
@@ -346,7 +355,8 @@ class SQLiteStore(Store):
 
         def op(conn: sqlite3.Connection) -> None:
             now = time.time()
-            row = conn.execute(_SEQ, (event_id, provider)).fetchone()
+            seq = self._seqs.pop((provider, event_id), None)
+            row = (seq,) if seq is not None else conn.execute(_SEQ, (event_id, provider)).fetchone()
             if row is None:
                 return
             for handler, error in results.items():
