@@ -133,3 +133,55 @@ def read_response(sock: Any, timeout: float) -> bytes:
                 if name.strip().lower() == b"content-length" and len(body) >= int(value):
                     return data
     return data
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to ``target``, to take a database away and bring it back.
+
+    ``stop`` closes the listener and resets every open connection (the port refuses, like a
+    database that is down); ``start`` listens again on the same port.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._transports: set[asyncio.BaseTransport] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for transport in list(self._transports):
+            transport.abort()  # type: ignore[attr-defined]
+        self._transports.clear()
+        if server is not None:
+            await server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._transports.update((writer.transport, up_writer.transport))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._transports.discard(writer.transport)
+        self._transports.discard(up_writer.transport)

@@ -351,3 +351,42 @@ def test_repr_of_everything_holding_credentials_hides_them() -> None:
     texts = [repr(o) for o in objects] + [str(o) for o in objects]
     _assert_clean(texts, CB_USER)
     assert "hidden" in repr(hooks.stripe) and "hidden" in repr(hooks.chargebee)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_database_password_is_not_shown_when_the_database_is_down(
+    captured: _Capture,
+) -> None:
+    password = "DbPaSsWoRdMaRkEr"
+    url = f"postgresql://alerts:{password}@127.0.0.1:{_closed_port()}/test?schema=s1"
+    hooks = _hooks(store=url)
+    await hooks.startup()
+    alert = json.dumps(stripe_alert_triggered()).encode()
+    status, answer, _ = await asgi_call(
+        hooks, **_stripe(alert, stripe_signature_header(alert, STRIPE_SECRET))
+    )
+    assert status == 503
+    await hooks.shutdown()
+    assert any("unavailable" in t for t in captured.texts)
+    texts = [*captured.texts, answer.decode(), repr(hooks), repr(hooks.store)]
+    _assert_clean(texts, password)
+    assert "alerts:***@127.0.0.1" in repr(hooks)
+
+
+def test_redact_url_hides_only_the_password() -> None:
+    from alerthooks.store import redact_url
+
+    assert redact_url("postgresql://u:p%40ss@db:5432/x?schema=a") == (
+        "postgresql://u:***@db:5432/x?schema=a"
+    )
+    assert redact_url("postgresql://u@db/x") == "postgresql://u@db/x"
+    assert redact_url("postgresql://u:a@b@db/x") == "postgresql://u:***@db/x"
+    assert redact_url("sqlite:///alerthooks.db") == "sqlite:///alerthooks.db"
+    assert redact_url("memory://") == "memory://"

@@ -30,7 +30,7 @@ from alerthooks.manager import (
     load_config,
     render_plan,
 )
-from alerthooks.store import Store, StoreError
+from alerthooks.store import Store, StoreError, redact_url
 
 T = TypeVar("T")
 
@@ -169,7 +169,7 @@ def worker(target: str, store_url: str | None) -> None:
         finally:
             await hooks.shutdown()
 
-    click.echo(f"alerthooks worker for {target} on {hooks.store.url}")
+    click.echo(f"alerthooks worker for {target} on {redact_url(hooks.store.url)}")
     with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
         asyncio.run(run())
 

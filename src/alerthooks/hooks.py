@@ -28,7 +28,7 @@ from alerthooks.sources import (
     allowed_ips_env,
     networks_setting,
 )
-from alerthooks.store import Delivery, Store, StoreError, open_store
+from alerthooks.store import Delivery, Store, StoreError, open_store, redact_url
 from alerthooks.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ class AlertHooks:
     def __repr__(self) -> str:
         return (
             f"AlertHooks(stripe={self.stripe!r}, chargebee={self.chargebee!r}, "
-            f"store={self.store.url!r}, sources={self.sources!r})"
+            f"store={redact_url(self.store.url)!r}, sources={self.sources!r})"
         )
 
     # -- handlers -------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ class AlertHooks:
         try:
             await self._open()
         except StoreError as exc:
-            logger.error("store %s unavailable at startup: %s", self.store.url, exc)
+            logger.error("store %s unavailable at startup: %s", redact_url(self.store.url), exc)
         if self.mode == "queued" and self.run_worker:
             await self.worker.start()
 

@@ -161,6 +161,19 @@ class Store(abc.ABC):
         """Newest stored events first; with ``status``, only events having an outcome in it."""
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password (``user:password@``) replaced by ``***``, for logs and repr."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{slash}{tail}"
+
+
 def open_store(url: str | None = None) -> Store:
     """Build the store for ``url``; default: env ``ALERTHOOKS_STORE`` or ``./alerthooks.db``."""
     url = url or os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
