@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import os
 import signal
 import sys
@@ -393,3 +394,151 @@ def apply_command(config_path: str, yes: bool, prune: bool, live: bool, concurre
         )
         sys.exit(1)
     click.echo(f"Applied {len(result.outcomes)} changes.")
+
+
+# -- test kit: `alerthooks send` ---------------------------------------------------------------
+
+_PROVIDER_LABELS = {"stripe": "Stripe", "chargebee": "Chargebee"}
+_DEFAULT_SAMPLES = {"stripe": "stripe_alert_triggered", "chargebee": "chargebee_alert_in_alarm"}
+
+
+def _send_fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _send_body(provider: str, file: str | None, sample: str | None) -> tuple[bytes, str]:
+    """The bytes to send and a label saying where they came from."""
+    from alerthooks.testing.builders import build_sample, sample_names
+
+    if file is not None and sample is not None:
+        _send_fail("give a FILE or --sample, not both")
+    if file is not None:
+        try:
+            body = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+        except OSError as exc:
+            _send_fail(f"cannot read {file}: {exc.strerror or exc}")
+        return body, "stdin" if file == "-" else file
+    choices = sample_names(provider)
+    name = sample or _DEFAULT_SAMPLES[provider]
+    if name not in choices and f"{provider}_{name}" in choices:
+        name = f"{provider}_{name}"
+    if name not in choices:
+        other = next((p for p in _PROVIDER_LABELS if name in sample_names(p)), None)
+        what = f"a {_PROVIDER_LABELS[other]} sample" if other else "not a sample"
+        _send_fail(f"--sample {name!r} is {what}; choose one of {', '.join(choices)}")
+    return json.dumps(build_sample(name)).encode(), f"sample {name}"
+
+
+def _send_headers(
+    provider: str, body: bytes, secret: str | None, auth: str | None
+) -> dict[str, str]:
+    from alerthooks.hooks import CHARGEBEE_PASSWORD_ENV, CHARGEBEE_USERNAME_ENV, STRIPE_SECRET_ENV
+    from alerthooks.testing.signing import chargebee_auth_headers, stripe_signature_header
+
+    headers = {"content-type": "application/json", "user-agent": f"alerthooks-send/{__version__}"}
+    if provider == "stripe":
+        if auth is not None:
+            _send_fail("--auth is for chargebee; Stripe deliveries are signed with --secret")
+        if secret is None:
+            secret = next(
+                (s.strip() for s in os.environ.get(STRIPE_SECRET_ENV, "").split(",") if s.strip()),
+                None,
+            )
+        if not secret:
+            _send_fail(f"no Stripe signing secret: pass --secret or set {STRIPE_SECRET_ENV}")
+        headers["stripe-signature"] = stripe_signature_header(body, secret)
+        return headers
+    if secret is not None:
+        _send_fail("--secret is for stripe; Chargebee deliveries use --auth USER:PASS")
+    if auth is not None:
+        user, colon, password = auth.partition(":")
+        if not colon:
+            _send_fail("--auth takes USER:PASS")
+    else:
+        user = os.environ.get(CHARGEBEE_USERNAME_ENV, "")
+        password = os.environ.get(CHARGEBEE_PASSWORD_ENV, "")
+        if not (user or password):
+            _send_fail(
+                "no Chargebee credentials: pass --auth USER:PASS or set "
+                f"{CHARGEBEE_USERNAME_ENV} and {CHARGEBEE_PASSWORD_ENV}"
+            )
+    headers.update(chargebee_auth_headers(user, password))
+    return headers
+
+
+def _event_id(body: bytes) -> str | None:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    event_id = payload.get("id") if isinstance(payload, dict) else None
+    return event_id if isinstance(event_id, str) else None
+
+
+@cli.command("send")
+@click.argument("provider", type=click.Choice(["stripe", "chargebee"]))
+@click.argument("file", required=False, metavar="[FILE]")
+@click.option(
+    "--sample",
+    metavar="NAME",
+    help="A built-in sample, sent with a fresh event id (default: the provider's alert; "
+    "see `alerthooks send --help` for names).",
+)
+@click.option(
+    "--url", required=True, help="The endpoint, e.g. http://127.0.0.1:8000/webhooks/stripe."
+)
+@click.option(
+    "--secret", metavar="WHSEC", help="Stripe signing secret; default: env STRIPE_WEBHOOK_SECRET."
+)
+@click.option(
+    "--auth",
+    metavar="USER:PASS",
+    help="Chargebee Basic credentials; default: env CHARGEBEE_WEBHOOK_USERNAME and _PASSWORD.",
+)
+@click.option(
+    "--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True)
+)
+def send_command(
+    provider: str,
+    file: str | None,
+    sample: str | None,
+    url: str,
+    secret: str | None,
+    auth: str | None,
+    timeout: float,
+) -> None:
+    """Sign a sample (or FILE, `-` for stdin) as PROVIDER would and POST it to --url; print
+    the answer. Exits 1 when the answer is not 2xx or nothing answers.
+
+    Samples: stripe_alert_triggered, stripe_alert_triggered_expanded_meter,
+    stripe_customer_created, chargebee_alert_in_alarm, chargebee_alert_within_limit,
+    chargebee_subscription_created (the provider prefix may be left off).
+    """
+    import httpx
+
+    body, source = _send_body(provider, file, sample)
+    headers = _send_headers(provider, body, secret, auth)
+    event_id = _event_id(body)
+    # rich drops colour by itself when stdout is not a terminal or NO_COLOR is set.
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"POST {url} ({source}" + (f", event {event_id})" if event_id else ")"), markup=False)
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=timeout)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        _send_fail(f"invalid --url {url!r}: {exc}")
+    except httpx.TimeoutException:
+        _send_fail(f"no answer from {url} within {timeout:g}s")
+    except httpx.HTTPError as exc:
+        _send_fail(f"cannot reach {url}: {exc or type(exc).__name__}")
+    ok = response.is_success
+    out.print(
+        f"{response.status_code} {response.reason_phrase}".rstrip(),
+        style="green" if ok else "red",
+        markup=False,
+    )
+    if response.content:
+        # The highlighter also bolds brackets, which NO_COLOR users do not want either.
+        out.print(response.text, markup=False, highlight=not out.no_color)
+    if not ok:
+        _send_fail(f"{url} answered {response.status_code} {response.reason_phrase}".rstrip())
