@@ -23,7 +23,12 @@ from alerthooks import AlertEvent, AlertHooks
 from alerthooks.providers import NotAnAlert
 from alerthooks.providers.chargebee import normalize as chargebee_normalize
 from alerthooks.providers.stripe import normalize as stripe_normalize
-from alerthooks.testing import chargebee_auth_headers, load_sample, stripe_signature_header
+from alerthooks.testing import (
+    chargebee_auth_headers,
+    load_sample,
+    stripe_alert_triggered,
+    stripe_signature_header,
+)
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
 from .hostile import asgi_call
@@ -248,3 +253,54 @@ def test_a_field_the_model_rejects_is_not_an_alert_rather_than_an_error() -> Non
 
     with pytest.raises(NotAnAlert, match="type"):
         build_event(**{**event.model_dump(), "type": "alert.exploded"})
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_hostile_ids_and_error_texts_never_fail_a_durable_store(
+    backend: str, tmp_path: Any
+) -> None:
+    """A verified payload whose id or type no database can key on (NUL, lone surrogates, huge)
+    is acknowledged as having no usable id, not answered 503 forever; a handler error message
+    with such characters is recorded like any other."""
+    from .stores import store_url
+
+    async with store_url(backend, tmp_path) as url:
+        hooks = AlertHooks(
+            stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD), store=url
+        )
+        calls: list[str] = []
+
+        @hooks.on("*")
+        def fails_once(event: AlertEvent) -> None:
+            calls.append(event.id)
+            if len(calls) == 1:
+                raise ValueError("bad \x00 byte and \ud800 surrogate")
+
+        try:
+            for key, value in [
+                ("id", "evt_\ud800"),
+                ("id", "evt_\x00"),
+                ("id", "evt_" + "x" * 5000),
+                ("id", "evt_é"),
+                ("type", "billing.alert.triggered\x00"),
+            ]:
+                payload = stripe_alert_triggered()
+                payload[key] = value
+                path, body, headers = _deliver_args("stripe", payload)
+                status, answer, _ = await asgi_call(
+                    hooks, path=path, headers=headers, chunks=[body]
+                )
+                assert status == 200, (key, value, answer)
+            good = stripe_alert_triggered()
+            path, body, headers = _deliver_args("stripe", good)
+            status, _, _ = await asgi_call(hooks, path=path, headers=headers, chunks=[body])
+            assert status == 500  # the handler failed; its error text was stored
+            stored = await hooks.store.get("stripe", good["id"])
+            assert stored is not None
+            assert stored.outcomes[0].status == "failed"
+            assert "bad \\x00 byte" in (stored.outcomes[0].last_error or "")
+            status, _, _ = await asgi_call(hooks, path=path, headers=headers, chunks=[body])
+            assert status == 200
+            assert calls == [good["id"], good["id"]]
+        finally:
+            await hooks.shutdown()

@@ -58,8 +58,18 @@ class Handler:
             logger.exception(
                 "handler %s failed for %s event %s", self.name, event.provider, event.id
             )
-            return f"{type(exc).__name__}: {exc}"[:1000]
+            return _error_text(exc)
         return None
+
+
+def _error_text(exc: Exception) -> str:
+    """A short description of ``exc`` that any store can keep (no NUL, no lone surrogates)."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<unprintable message>"
+    text = f"{type(exc).__name__}: {message}"[:1000]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _name_of(func: Callable[..., Any]) -> str:

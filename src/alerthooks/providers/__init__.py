@@ -106,3 +106,12 @@ def build_event(**fields: Any) -> AlertEvent:
     except ValidationError as exc:
         where = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
         raise NotAnAlert(f"normalized event is invalid in {where}") from None
+
+
+def clean_key(value: Any) -> str | None:
+    """``value`` if it can be a stored key (event id or type): a non-empty string of at most 255
+    printable ASCII characters. Anything else (NUL, lone surrogates, megabytes) is None, so a
+    hostile but verified payload is acknowledged rather than failing every store write."""
+    if isinstance(value, str) and 0 < len(value) <= 255 and value.isascii() and value.isprintable():
+        return value
+    return None

@@ -22,6 +22,7 @@ from alerthooks.providers import (
     Rejected,
     Unavailable,
     build_event,
+    clean_key,
     mapping,
     number,
     text,
@@ -271,13 +272,11 @@ class ChargebeeProvider:
 
     def event_id(self, payload: Mapping[str, Any]) -> str | None:
         """The ``ev_…`` id."""
-        value = payload.get("id")
-        return value if isinstance(value, str) and value else None
+        return clean_key(payload.get("id"))
 
     def event_type(self, payload: Mapping[str, Any]) -> str | None:
         """Chargebee's ``event_type``, such as ``alert_status_changed``."""
-        value = payload.get("event_type")
-        return value if isinstance(value, str) else None
+        return clean_key(payload.get("event_type"))
 
     normalize = staticmethod(normalize)
 

@@ -10,7 +10,7 @@ from typing import Any
 import stripe
 
 from alerthooks.events import AlertEvent
-from alerthooks.providers import NotAnAlert, Rejected, build_event, mapping, number, text
+from alerthooks.providers import NotAnAlert, Rejected, build_event, clean_key, mapping, number, text
 
 ALERT_EVENT_TYPE = "billing.alert.triggered"
 SIGNATURE_HEADER = "stripe-signature"
@@ -132,12 +132,10 @@ class StripeProvider:
 
     def event_id(self, payload: Mapping[str, Any]) -> str | None:
         """The ``evt_…`` id."""
-        value = payload.get("id")
-        return value if isinstance(value, str) and value else None
+        return clean_key(payload.get("id"))
 
     def event_type(self, payload: Mapping[str, Any]) -> str | None:
         """Stripe's event type, such as ``billing.alert.triggered``."""
-        value = payload.get("type")
-        return value if isinstance(value, str) else None
+        return clean_key(payload.get("type"))
 
     normalize = staticmethod(normalize)
