@@ -8,7 +8,7 @@ speaks :class:`~alerthooks.events.AlertEvent`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -96,13 +96,20 @@ def number(obj: Mapping[str, Any], key: str, *, where: str, required: bool = Tru
     return value
 
 
+# The model's validator called with the fields dict as is: AlertEvent(**fields) would unpack and
+# repack the keywords and go through BaseModel.__init__ (3.9 -> 2.2 us per event).
+_validate_event: Callable[[dict[str, Any]], AlertEvent] = (
+    AlertEvent.__pydantic_validator__.validate_python
+)
+
+
 def build_event(**fields: Any) -> AlertEvent:
     """An :class:`AlertEvent` from normalized fields; raise NotAnAlert if the model rejects one.
 
     The normalizers check every field first; this keeps a field they missed from becoming a 500.
     """
     try:
-        return AlertEvent(**fields)
+        return _validate_event(fields)
     except ValidationError as exc:
         where = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
         raise NotAnAlert(f"normalized event is invalid in {where}") from None
