@@ -34,13 +34,18 @@ class MemoryStore(Store):
     ) -> Begun:
         """See :meth:`Store.begin`."""
         key = (delivery.provider, delivery.event_id)
-        new = key not in self._events
         now = time.time()
-        if new:
+        rows = self._outcomes.get(key)
+        new = rows is None
+        if rows is None:
             self._events[key] = delivery
+            if claim:  # the common case: every handler of a new event is leased to the caller
+                until = now + lease
+                rows = self._outcomes[key] = {
+                    name: _Row("running", 0, None, owner, until, now) for name in delivery.handlers
+                }
+                return Begun(True, tuple(rows), ())
             rows = self._outcomes[key] = {}
-        else:
-            rows = self._outcomes[key]
         for name in delivery.handlers:
             if name not in rows:
                 rows[name] = _Row(due_at=now)
