@@ -560,7 +560,7 @@ class AlertHooks:
             event_type=provider.event_type(payload),
             body=body,
             received_at=datetime.now(timezone.utc),
-            handlers=tuple(h.name for h in handlers),
+            handlers=tuple([h.name for h in handlers]),
         )
         queued = self.mode == "queued"
         try:

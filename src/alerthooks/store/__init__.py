@@ -11,7 +11,7 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 DEFAULT_STORE_URL = "sqlite:///alerthooks.db"
 STORE_ENV = "ALERTHOOKS_STORE"
@@ -24,9 +24,12 @@ class StoreError(Exception):
     """The store could not be reached or refused a write; the receiver answers 503."""
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """A verified event about to be recorded, with the handlers it goes to."""
+class Delivery(NamedTuple):
+    """A verified event about to be recorded, with the handlers it goes to.
+
+    A named tuple rather than a frozen dataclass: one is built per delivery, at a third of the
+    cost.
+    """
 
     provider: str
     event_id: str
@@ -36,9 +39,8 @@ class Delivery:
     handlers: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Begun:
-    """What :meth:`Store.begin` found.
+class Begun(NamedTuple):
+    """What :meth:`Store.begin` found (a named tuple, like :class:`Delivery`).
 
     ``new``: the event was not stored before. ``claimed``: handlers the caller now holds a lease
     on and should run. ``busy``: handlers another live lease holds (another replica is running
