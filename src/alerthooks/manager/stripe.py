@@ -136,14 +136,14 @@ class StripeAPI:
                 lambda p=params: self._client.v1.billing.alerts.list_async(params=p),  # type: ignore[misc]
             )
             for obj in page.data:
-                remote = self._remote_alert(obj)
+                remote = self._remote_alert(obj.to_dict())
                 if remote is not None:
                     alerts.append(remote)
             if not page.has_more or not page.data:
                 return alerts
             after = page.data[-1].id
 
-    def _remote_alert(self, obj: Any) -> RemoteAlert | None:
+    def _remote_alert(self, obj: dict[str, Any]) -> RemoteAlert | None:
         if obj.get("status") == "archived":
             return None
         threshold = obj.get("usage_threshold") or {}
@@ -163,7 +163,7 @@ class StripeAPI:
                 "gte": threshold.get("gte"),
                 "customer": customer,
             },
-            raw=obj.to_dict() if hasattr(obj, "to_dict") else dict(obj),
+            raw=obj,
         )
 
     async def list_endpoints(self) -> list[RemoteEndpoint]:
@@ -178,7 +178,8 @@ class StripeAPI:
                 "list webhook endpoints",
                 lambda p=params: self._client.v1.webhook_endpoints.list_async(params=p),  # type: ignore[misc]
             )
-            for obj in page.data:
+            for item in page.data:
+                obj = item.to_dict()
                 endpoints.append(
                     RemoteEndpoint(
                         provider=self.name,
@@ -210,7 +211,7 @@ class StripeAPI:
                 params=params, options={"idempotency_key": idempotency_key}
             ),
         )
-        remote = self._remote_alert(obj)
+        remote = self._remote_alert(obj.to_dict())
         if remote is None:
             raise ProviderError(f"create alert {alert.key!r}: Stripe returned an archived alert")
         return remote
@@ -251,7 +252,8 @@ class StripeAPI:
                 params=params, options={"idempotency_key": idempotency_key}
             ),
         )
-        return CreatedEndpoint(id=obj["id"], secret=obj.get("secret"))
+        data = obj.to_dict()
+        return CreatedEndpoint(id=data["id"], secret=data.get("secret"))
 
     async def fix_endpoint(self, endpoint: RemoteEndpoint, idempotency_key: str) -> None:
         """Enable the endpoint and add ``billing.alert.triggered`` to its events."""
