@@ -284,6 +284,10 @@ def _plan_console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
 
 
+def _can_prompt() -> bool:
+    return sys.stdin.isatty()
+
+
 def _load_alerts(config_path: str) -> Config:
     try:
         return load_config(config_path)
@@ -353,7 +357,7 @@ def apply_command(config_path: str, yes: bool, prune: bool, live: bool, concurre
         _fail_lines(
             f"{', '.join(live_providers)}: live-mode credentials; pass --live to apply to live mode"
         )
-    if not yes and not sys.stdin.isatty():
+    if not yes and not _can_prompt():
         _fail_lines("refusing to apply without confirmation: stdin is not a terminal; pass --yes")
     console = _plan_console()
 

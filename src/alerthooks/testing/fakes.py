@@ -117,6 +117,9 @@ class _FakeAPI:
         self.hang = hang
         #: Calls per endpoint, as ``"METHOD /route/{template}"``; faulted calls count too.
         self.calls: Counter[str] = Counter()
+        #: The most calls that were being answered at the same time.
+        self.max_in_flight = 0
+        self._in_flight = 0
         self._faults: list[Fault] = []
         self._idempotent: dict[str, tuple[str, int, dict[str, Any]]] = {}
         self._lock = threading.RLock()
@@ -194,6 +197,7 @@ class _FakeAPI:
         """Forget every object, call count, fault and idempotency key."""
         with self._lock:
             self.calls.clear()
+            self.max_in_flight = 0
             self._faults.clear()
             self._idempotent.clear()
             self.latency = 0.0
@@ -232,6 +236,15 @@ class _FakeAPI:
     async def _handle(self, request: Request, method: str, template: str, handler: _Handler) -> Any:
         with self._lock:
             self.calls[f"{method} {template}"] += 1
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            return await self._answer(request, method, template, handler)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    async def _answer(self, request: Request, method: str, template: str, handler: _Handler) -> Any:
         if self.latency:
             await asyncio.sleep(self.latency)
         if not self._authorized(request):
