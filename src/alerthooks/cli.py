@@ -397,7 +397,8 @@ def apply_command(config_path: str, yes: bool, prune: bool, live: bool, concurre
             err=True,
         )
         sys.exit(1)
-    click.echo(f"Applied {len(result.outcomes)} changes.")
+    count = len(result.outcomes)
+    click.echo(f"Applied {count} change{'s' if count != 1 else ''}.")
 
 
 # -- test kit: `alerthooks send` ---------------------------------------------------------------
