@@ -11,10 +11,14 @@ from alerthooks.testing.builders import (
     stripe_customer_created,
 )
 from alerthooks.testing.client import AlertHooksClient, SyncAlertHooksClient, find_hooks
+from alerthooks.testing.fakes import FakeChargebee, FakeStripe, Fault
 from alerthooks.testing.signing import chargebee_auth_headers, stripe_signature_header
 
 __all__ = [
     "AlertHooksClient",
+    "FakeChargebee",
+    "FakeStripe",
+    "Fault",
     "SyncAlertHooksClient",
     "build_sample",
     "chargebee_alert_status_changed",
