@@ -157,18 +157,14 @@ async def test_stripe_edits_are_replaces(
     fields = {"customer": "cus_1", **change}
     await sync(config([s_alert("a", customer="cus_1")]), stripe_api, chargebee_api)
     (old,) = managed(stripe_api)["a"]
-    plan, result = await sync(
-        config([s_alert("a", **fields)]), stripe_api, chargebee_api
-    )
+    plan, result = await sync(config([s_alert("a", **fields)]), stripe_api, chargebee_api)
     assert kinds(plan) == [("stripe", "replace", "a")]
     assert result is not None and result.ok
     (new,) = managed(stripe_api)["a"]
     assert new["id"] != old["id"]
     archived = {a["id"]: a["status"] for a in stripe_api.alerts(archived=True)}
     assert archived[old["id"]] == "archived"
-    again, _ = await sync(
-        config([s_alert("a", **fields)]), stripe_api, chargebee_api, apply=False
-    )
+    again, _ = await sync(config([s_alert("a", **fields)]), stripe_api, chargebee_api, apply=False)
     assert not again.has_changes
 
 
@@ -318,7 +314,7 @@ async def test_faults_are_retried_without_duplicates(
         fake.inject(kind, method="POST", path=path, times=2, after=after)
         fake.inject(kind, method="GET", path=path)
     data = config([s_alert("a"), s_alert("b")], [c_alert("x"), c_alert("y")])
-    plan, result = await sync(data, stripe_api, chargebee_api)
+    _, result = await sync(data, stripe_api, chargebee_api)
     assert result is not None and result.ok, result.failed
     assert {k: len(v) for k, v in managed(stripe_api).items()} == {"a": 1, "b": 1}
     assert {k: len(v) for k, v in managed(chargebee_api).items()} == {"x": 1, "y": 1}
