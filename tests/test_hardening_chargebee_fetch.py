@@ -151,7 +151,9 @@ async def test_api_answering_with_another_event_is_401(fake: FakeChargebee) -> N
     assert seen == []
 
 
-@pytest.mark.parametrize("event_id", ["../../customers/cus_1", "ev 1", "ev_1?x=1", "ev_%2F", "é"])
+@pytest.mark.parametrize(
+    "event_id", ["../../customers/cus_1", "ev 1", "ev_1?x=1", "ev_%2F", "ev_#"]
+)
 async def test_malformed_event_id_is_401_without_calling_the_api(
     fake: FakeChargebee, event_id: str
 ) -> None:
@@ -159,6 +161,16 @@ async def test_malformed_event_id_is_401_without_calling_the_api(
     status, answer = await _post(hooks, chargebee_alert_status_changed(id=event_id))
     assert status == 401
     assert answer == {"error": "event id is malformed"}
+    assert fake.requests == []
+    assert seen == []
+
+
+async def test_unusable_event_id_is_acknowledged_without_calling_the_api(
+    fake: FakeChargebee,
+) -> None:
+    hooks, seen = _hooks()
+    status, answer = await _post(hooks, chargebee_alert_status_changed(id="ev_é\x00"))
+    assert (status, answer) == (200, {"status": "ignored"})
     assert fake.requests == []
     assert seen == []
 
