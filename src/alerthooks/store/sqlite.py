@@ -2,9 +2,12 @@
 
 One writer thread owns the connection. Callers queue operations; the thread runs everything
 queued so far in ONE transaction with ONE commit (group commit), so concurrent deliveries share
-the fsync, then hands each caller its result on its event loop. The event loop never blocks on
-SQLite. ``BEGIN IMMEDIATE`` makes every batch exclusive, so several processes on one file (for
-instance uvicorn workers) still never claim the same work twice.
+the fsync, then hands each caller its result on its event loop. A ``begin`` that leases
+handlers is committed first, without waiting for an fsync, in a transaction of its own: nothing
+is answered on it alone (the receiver answers after ``finish``, whose fsync makes both durable),
+and its caller runs handlers while the durable writes of the batch wait for theirs. The event
+loop never blocks on SQLite. ``BEGIN IMMEDIATE`` makes every batch exclusive, so several
+processes on one file (for instance uvicorn workers) still never claim the same work twice.
 
 URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; ``?busy_timeout=S``
 sets how long to wait for another process's lock before answering 503 (default 5 s).
@@ -81,6 +84,7 @@ class _Op:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    durable: bool = True
 
 
 def _parse_url(url: str) -> tuple[str, float]:
@@ -132,6 +136,7 @@ class SQLiteStore(Store):
         # Writer-thread only: sequence numbers of events begun and not finished yet, so finish
         # needs no lookup; ``_new_seqs`` holds those of the open transaction until it commits.
         self._seqs: dict[tuple[str, str], int] = {}
+        self._synchronous_full = True
         self._new_seqs: dict[tuple[str, str], int] = {}
 
     def __repr__(self) -> str:
@@ -147,12 +152,15 @@ class SQLiteStore(Store):
                 )
                 self._thread.start()
 
-    async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``fn`` in the writer's next transaction. ``durable=False`` is for a write no answer
+        depends on until a later durable write: it commits without waiting for the fsync (the
+        next durable commit's fsync covers it)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._thread is None or not self._thread.is_alive():
             self._start()
-        self._queue.put(_Op(fn, future, loop))
+        self._queue.put(_Op(fn, future, loop, durable))
         return await future
 
     def _writer(self) -> None:
@@ -183,6 +191,7 @@ class SQLiteStore(Store):
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
+                self._synchronous_full = True
                 conn.execute("PRAGMA cache_size=-32768")  # 32 MiB of hot index pages
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -216,14 +225,27 @@ class SQLiteStore(Store):
             self._conn = None
 
     def _run_batch(self, batch: list[_Op]) -> None:
+        # Writes no answer waits on commit first, without fsync, and their callers go on (running
+        # handlers) while the durable rest of the batch waits for its fsync.
+        light = [op for op in batch if not op.durable]
+        if light:
+            if len(light) < len(batch):
+                self._run_group(light, durable=False)
+                self._run_group([op for op in batch if op.durable], durable=True)
+            else:
+                self._run_group(light, durable=False)
+        else:
+            self._run_group(batch, durable=True)
+
+    def _run_group(self, batch: list[_Op], *, durable: bool) -> None:
         try:
-            outcomes = self._transaction(batch)
+            outcomes = self._transaction(batch, durable=durable)
         except _OpFailed:
             # One operation failed: run each alone so the others still commit.
             outcomes = []
             for op in batch:
                 try:
-                    outcomes += self._transaction([op])
+                    outcomes += self._transaction([op], durable=durable)
                 except _OpFailed as failed:
                     outcomes.append((False, failed.error))
                 except StoreError as exc:
@@ -237,11 +259,15 @@ class SQLiteStore(Store):
             with contextlib.suppress(RuntimeError):  # the caller's loop is closed
                 loop.call_soon_threadsafe(_resolve_all, results)
 
-    def _transaction(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
-        """Run ``batch`` in one transaction and one commit; raise _OpFailed when an operation
-        raised (nothing is committed then) and StoreError when the database failed."""
+    def _transaction(self, batch: list[_Op], *, durable: bool = True) -> list[tuple[bool, Any]]:
+        """Run ``batch`` in one transaction and one commit (fsynced when ``durable``); raise
+        _OpFailed when an operation raised (nothing is committed then) and StoreError when the
+        database failed."""
         try:
             conn = self._connect()
+            if durable != self._synchronous_full:
+                conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                self._synchronous_full = durable
             conn.execute("BEGIN IMMEDIATE")
             self._new_seqs.clear()
             try:
@@ -336,7 +362,9 @@ class SQLiteStore(Store):
             )
             return Begun(False, tuple(claimed), tuple(busy))
 
-        return await self._submit(op)
+        # A begin that leases handlers is answered only after finish, whose fsync covers it; one
+        # that leases none (queued mode, no handler, a duplicate) is an answer by itself.
+        return await self._submit(op, durable=not (claim and d.handlers))
 
     async def finish(
         self,
