@@ -7,7 +7,10 @@ cost of the framework itself shows. Variants, measured in one run with rounds al
   ``json.loads`` + a type check: the irreducible work.
 - ``construct_event``: the same route with ``stripe.Webhook.construct_event``, as Stripe's docs
   show it.
-- ``memory``: alerthooks mounted in Starlette with the memory store.
+- ``memory``: alerthooks with the memory store, served as the ASGI app itself (as
+  ``uvicorn module:hooks`` serves it).
+- ``memory mounted``: the same inside a Starlette app, ``Mount("/webhooks", app=hooks)``, as the
+  quickstart shows it: Starlette's middleware and routing come on top.
 - ``sqlite``: alerthooks with the SQLite store, one delivery at a time.
 - ``sqlite x32``: alerthooks with the SQLite store, 32 deliveries in flight.
 
@@ -68,6 +71,7 @@ class Variant:
     name: str
     app: App
     concurrency: int = 1
+    path: str = PATH
     handled: list[int] = field(default_factory=lambda: [0])
     startup: Callable[[], Awaitable[None]] | None = None
     shutdown: Callable[[], Awaitable[None]] | None = None
@@ -111,13 +115,16 @@ def construct_event_app(handled: list[int]) -> App:
     return Starlette(routes=[Route(PATH, stripe_webhook, methods=["POST"])])
 
 
-def alerthooks_variant(name: str, store: str, concurrency: int = 1) -> Variant:
-    """alerthooks mounted in Starlette, as the README shows it, with a counting handler."""
+def alerthooks_variant(
+    name: str, store: str, concurrency: int = 1, *, mounted: bool = False
+) -> Variant:
+    """alerthooks with a counting handler: the ASGI app itself, or mounted in Starlette."""
     hooks = AlertHooks(stripe_secret=SECRET, chargebee_auth=("bench", "bench"), store=store)
     variant = Variant(
         name,
-        Starlette(routes=[Mount("/webhooks", app=hooks)]),
+        Starlette(routes=[Mount("/webhooks", app=hooks)]) if mounted else hooks,
         concurrency,
+        path=PATH if mounted else "/stripe",
         startup=hooks.startup,
         shutdown=hooks.shutdown,
     )
@@ -142,8 +149,9 @@ def sqlite_available(directory: str) -> bool:
 # -- requests and the driver ------------------------------------------------------------------
 
 
-def prepare(count: int) -> list[Prepared]:
-    """``count`` unique signed ``billing.alert.triggered`` deliveries, as Stripe sends them."""
+def prepare(count: int, path: str = PATH) -> list[Prepared]:
+    """``count`` unique signed ``billing.alert.triggered`` deliveries to ``path``, as Stripe
+    sends them."""
     prepared = []
     for _ in range(count):
         body = json.dumps(stripe_alert_triggered(), indent=2).encode()
@@ -162,8 +170,8 @@ def prepare(count: int) -> list[Prepared]:
             "http_version": "1.1",
             "method": "POST",
             "scheme": "http",
-            "path": PATH,
-            "raw_path": PATH.encode(),
+            "path": path,
+            "raw_path": path.encode(),
             "root_path": "",
             "query_string": b"",
             "headers": headers,
@@ -243,6 +251,7 @@ async def run(
                 "construct_event", construct_event_app(construct_handled), handled=construct_handled
             ),
             alerthooks_variant("memory", "memory://"),
+            alerthooks_variant("memory mounted", "memory://", mounted=True),
         ]
         if sqlite_available(directory):
             variants.append(alerthooks_variant("sqlite", f"sqlite:///{directory}/seq.db"))
@@ -260,7 +269,7 @@ async def run(
         for variant in variants:
             if variant.startup is not None:
                 await variant.startup()
-            await timed_round(variant, prepare(min(200, sizes[variant.name])))  # warm-up
+            await timed_round(variant, prepare(min(200, sizes[variant.name]), variant.path))
 
         results: dict[str, list[float]] = {v.name: [] for v in variants}
         for r in range(rounds):
@@ -269,7 +278,7 @@ async def run(
                 order.reverse()
             for variant in order:
                 # Signed just before the round: the 300 s tolerance holds however long runs are.
-                requests = prepare(sizes[variant.name])
+                requests = prepare(sizes[variant.name], variant.path)
                 results[variant.name].append(await timed_round(variant, requests))
 
         for variant in variants:
