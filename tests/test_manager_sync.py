@@ -434,3 +434,23 @@ async def test_webhook_endpoints_are_corrected(
     assert chargebee_api.endpoint_auth[cb_endpoint["id"]] == ("hook-user", "hook-pass")
     again, _ = await sync(config([], [], **sections), stripe_api, chargebee_api, apply=False)
     assert again.changes == []
+
+
+async def test_alert_removed_then_readded_is_created_anew(
+    stripe_api: FakeStripe, chargebee_api: FakeChargebee
+) -> None:
+    # The same planned create, so the same idempotency key; the provider replays the first
+    # answer, naming an alert that no longer exists.
+    data = config([s_alert("a")], [c_alert("x")])
+    await sync(data, stripe_api, chargebee_api)
+    first = (managed(stripe_api)["a"][0]["id"], managed(chargebee_api)["x"][0]["id"])
+    await sync(config([], []), stripe_api, chargebee_api, prune=True)
+    assert managed(stripe_api) == {} and managed(chargebee_api) == {}
+    plan, result = await sync(data, stripe_api, chargebee_api)
+    assert kinds(plan) == [("chargebee", "create", "x"), ("stripe", "create", "a")]
+    assert result is not None and result.ok
+    (a,) = managed(stripe_api)["a"]
+    (x,) = managed(chargebee_api)["x"]
+    assert (a["id"], x["id"]) != first and a["id"] != first[0] and x["id"] != first[1]
+    again, _ = await sync(data, stripe_api, chargebee_api, apply=False)
+    assert not again.has_changes

@@ -73,6 +73,9 @@ class RemoteAlert:
     enabled: bool
     spec: Mapping[str, Any]
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: Set on a just-created alert when the provider answered its first attempt from an earlier
+    #: request with the same idempotency key (the alert was made by an earlier run).
+    replayed: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

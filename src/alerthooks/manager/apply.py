@@ -161,6 +161,13 @@ async def _execute(change: Change, api: ProviderAPI, run: str, result: ApplyResu
             remote.id if remote else None,
         )
         created = await api.create_alert(desired, key)
+        if created.replayed:
+            # An earlier run made this alert, yet the listing did not show it: it has been
+            # archived or deleted since. Make a new one under a key of this run.
+            logger.info(
+                "%s %s: earlier alert %s is gone; creating anew", api.name, change.key, created.id
+            )
+            created = await api.create_alert(desired, idempotency_key(run, key))
         if created.enabled != desired.enabled:
             await api.set_enabled(created.id, desired.enabled, idempotency_key(run, created.id))
         message = f"created {created.id}"

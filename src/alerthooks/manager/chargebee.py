@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ ALERT_EVENT = "alert_status_changed"
 ALERT_TYPE = "usage_exceeded"
 PAGE_SIZE = 100
 IDEMPOTENCY_HEADER = "chargebee-idempotency-key"
+REPLAYED_HEADER = "chargebee-idempotency-replayed"
 _MARKER_FIELD = "alerthooks"
 
 
@@ -224,7 +226,7 @@ class ChargebeeAPI:
         body = await self._call(
             "POST", "/alerts", f"create alert {alert.key!r}", data=params, key=idempotency_key
         )
-        return self._remote_alert(body["alert"])
+        return replace(self._remote_alert(body["alert"]), replayed=bool(body.get("_replayed")))
 
     async def update_alert(
         self, alert_id: str, alert: ChargebeeAlert, idempotency_key: str
@@ -316,10 +318,12 @@ class ChargebeeAPI:
         key: str | None = None,
         missing_ok: bool = False,
     ) -> dict[str, Any]:
+        """The answer's JSON body; ``"_replayed"`` is added (True) when the first attempt was
+        answered from an earlier request with the same idempotency key."""
         headers = {IDEMPOTENCY_HEADER: key} if key else {}
         content = form_encode(data) if data is not None else None
 
-        async def attempt(_: int) -> dict[str, Any]:
+        async def attempt(number: int) -> dict[str, Any]:
             async with self._limit:
                 try:
                     response = await self._client.request(
@@ -346,6 +350,8 @@ class ChargebeeAPI:
             if status >= 400 or not isinstance(body, dict):
                 message = body.get("message") if isinstance(body, dict) else None
                 raise ProviderError(f"{what}: HTTP {status}: {message or 'unexpected response'}")
+            if number == 0 and response.headers.get(REPLAYED_HEADER) == "true":
+                body["_replayed"] = True
             return body
 
         return await with_retries(attempt, self._retry, f"chargebee: {what}")

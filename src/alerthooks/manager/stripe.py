@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from dataclasses import replace
 from typing import Any, cast
 
 import stripe
@@ -33,6 +34,7 @@ from alerthooks.manager.config import (
 
 ALERT_EVENT = "billing.alert.triggered"
 PAGE_SIZE = 100
+_REPLAYED = "idempotent-replayed"
 _MARKER = re.compile(r"^(?P<title>.*) \[alerthooks:(?P<key>[A-Za-z0-9][A-Za-z0-9_.-]*)\]$", re.S)
 
 
@@ -205,16 +207,17 @@ class StripeAPI:
             "title": alert.title + stripe_marker(alert.key),
             "usage_threshold": usage,
         }
-        obj = await self._call(
+        obj, attempt = await self._call_counted(
             f"create alert {alert.key!r}",
             lambda: self._client.v1.billing.alerts.create_async(
                 params=params, options={"idempotency_key": idempotency_key}
             ),
         )
         remote = self._remote_alert(obj.to_dict())
-        if remote is None:
-            raise ProviderError(f"create alert {alert.key!r}: Stripe returned an archived alert")
-        return remote
+        if remote is None:  # an earlier run's alert, archived since
+            return RemoteAlert(self.name, obj.id, alert.key, False, {}, replayed=True)
+        headers = obj.last_response.headers if obj.last_response is not None else {}
+        return replace(remote, replayed=attempt == 0 and headers.get(_REPLAYED) == "true")
 
     async def update_alert(self, alert_id: str, alert: StripeAlert, idempotency_key: str) -> None:
         """Stripe alerts cannot be edited; only ``enabled`` changes in place."""
@@ -269,10 +272,15 @@ class StripeAPI:
         )
 
     async def _call(self, what: str, request: Any) -> Any:
-        async def attempt(_: int) -> Any:
+        return (await self._call_counted(what, request))[0]
+
+    async def _call_counted(self, what: str, request: Any) -> tuple[Any, int]:
+        """The answer, and the number of the attempt that got it (0 = the first)."""
+
+        async def attempt(number: int) -> tuple[Any, int]:
             async with self._limit:
                 try:
-                    return await request()
+                    return await request(), number
                 except stripe.APIConnectionError:
                     raise TransientError("connection failed or timed out") from None
                 except stripe.StripeError as exc:
