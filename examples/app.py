@@ -23,7 +23,7 @@ hooks = AlertHooks()
 async def notify(event: AlertEvent) -> None:
     """Print every alert that fired, whichever provider sent it."""
     print(
-        f"[{event.provider}] {event.alert_name!r} triggered: "
+        f"[{event.provider}] {event.alert_name!r} triggered ({event.id}): "
         f"value={event.value} threshold={event.threshold} ({event.threshold_mode}) "
         f"customer={event.customer_id} subscription={event.subscription_id}",
         flush=True,
@@ -33,7 +33,7 @@ async def notify(event: AlertEvent) -> None:
 @hooks.on("alert.cleared", provider="chargebee")
 def cleared(event: AlertEvent) -> None:
     """Chargebee also says when usage is back within the limit."""
-    print(f"[{event.provider}] {event.alert_name!r} cleared", flush=True)
+    print(f"[{event.provider}] {event.alert_name!r} cleared ({event.id})", flush=True)
 
 
 async def health(request: object) -> PlainTextResponse:

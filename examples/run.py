@@ -1,9 +1,13 @@
-"""What `make run` does: serve examples/app.py on 127.0.0.1:8000 with local development
-credentials, and print how to send it a signed sample."""
+"""What `make run` does: serve examples/app.py on 127.0.0.1:8000 (env PORT overrides) with local
+development credentials, and print ready-to-paste `alerthooks send` lines that deliver a signed
+sample to it; the example's handlers print what they received."""
 
 from __future__ import annotations
 
+import logging
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,10 +21,36 @@ DEV_CREDENTIALS = {
 }
 
 
+def alerthooks_command() -> str:
+    """The `alerthooks` script beside this Python (.venv/bin/alerthooks under `make run`)."""
+    script = Path(sys.executable).parent / "alerthooks"
+    if script.exists():
+        relative = os.path.relpath(script)
+        return relative if relative.startswith(".") else os.path.join(".", relative)
+    return shutil.which("alerthooks") or "alerthooks"
+
+
+def send_lines(base: str) -> list[str]:
+    """One `alerthooks send` line per provider, with the credentials this server accepts."""
+    command = alerthooks_command()
+    secret = os.environ["STRIPE_WEBHOOK_SECRET"].split(",")[0].strip()
+    auth = f"{os.environ['CHARGEBEE_WEBHOOK_USERNAME']}:{os.environ['CHARGEBEE_WEBHOOK_PASSWORD']}"
+    stripe = [command, "send", "stripe", "--sample", "stripe_alert_triggered"]
+    chargebee = [command, "send", "chargebee", "--sample", "chargebee_alert_in_alarm"]
+    return [
+        shlex.join([*stripe, "--url", f"{base}/stripe", "--secret", secret]),
+        shlex.join([*chargebee, "--url", f"{base}/chargebee", "--auth", auth]),
+    ]
+
+
 def main() -> None:
     for name, value in DEV_CREDENTIALS.items():
         os.environ.setdefault(name, value)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    # The receiver logs each delivery's outcome (accepted, duplicate, not an alert, rejected).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    from alerthooks.testing import sample_names
+
     base = f"http://{HOST}:{PORT}/webhooks"
     print(f"alerthooks example on http://{HOST}:{PORT}")
     print(
@@ -31,6 +61,10 @@ def main() -> None:
         f"  Chargebee: POST {base}/chargebee  (Basic {os.environ['CHARGEBEE_WEBHOOK_USERNAME']}:"
         f"{os.environ['CHARGEBEE_WEBHOOK_PASSWORD']})"
     )
+    print("Send it a signed sample from another shell in this directory:")
+    for line in send_lines(base):
+        print(f"  {line}")
+    print(f"Other samples (--sample): {', '.join(sample_names())}")
     sys.stdout.flush()
     uvicorn.run("examples.app:app", host=HOST, port=PORT, log_level="info")
 

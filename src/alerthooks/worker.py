@@ -141,8 +141,13 @@ class Worker:
                 logger.warning("worker cannot reach the store: %s", exc)
             except Exception:
                 logger.exception("worker loop failed; retrying")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            # Not asyncio.wait_for: on Python < 3.12 it swallows a cancel that arrives as the
+            # wake-up does, and stop() then waits for this loop forever.
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({woken}, timeout=delay)
+            finally:
+                woken.cancel()
 
     async def _run_event(self, claims: Sequence[Claim]) -> None:
         hooks = self.hooks

@@ -108,16 +108,6 @@ def _chargebee_request(
     return body, headers
 
 
-def _queued(hooks: AlertHooks) -> bool:
-    return getattr(hooks, "mode", "inline") == "queued"
-
-
-async def _drain(hooks: AlertHooks, timeout: float) -> None:  # noqa: ASYNC109 - drain's own API
-    drain = getattr(hooks, "drain", None)
-    if drain is not None:
-        await drain(timeout=timeout)
-
-
 class _Lifespan:
     """Drive an ASGI app's lifespan protocol: startup on enter, shutdown on exit.
 
@@ -258,8 +248,8 @@ class AlertHooksClient(httpx.AsyncClient):
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - as hooks.drain
         """In queued mode, return once the worker has no due work; otherwise return at once."""
-        if _queued(self.hooks):
-            await _drain(self.hooks, self.drain_timeout if timeout is None else timeout)
+        if self.hooks.mode == "queued":
+            await self.hooks.drain(self.drain_timeout if timeout is None else timeout)
 
     async def _settle(self) -> None:
         if self.auto_drain:

@@ -1,0 +1,187 @@
+"""Every example in examples/ runs here, so the documentation cannot rot: each app is imported
+and driven in-process, and examples/run.py (`make run`) is started as a real server that the
+`alerthooks send` lines it prints deliver every sample to."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+
+from alerthooks.testing import (
+    AlertHooksClient,
+    chargebee_alert_status_changed,
+    sample_names,
+    stripe_alert_triggered,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+APPS = sorted(p for p in EXAMPLES.glob("*.py") if p.name != "run.py")
+DEV_ENV = {
+    "STRIPE_WEBHOOK_SECRET": "whsec_examples",
+    "CHARGEBEE_WEBHOOK_USERNAME": "examples",
+    "CHARGEBEE_WEBHOOK_PASSWORD": "pass:word",
+}
+
+
+def _import(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def example_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name, value in DEV_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ALERTHOOKS_STORE", f"sqlite:///{tmp_path / 'example.db'}")
+    monkeypatch.chdir(tmp_path)
+
+
+def test_every_example_is_covered() -> None:
+    """A new example must be driven by this module (or by its own test, named here)."""
+    assert {p.name for p in EXAMPLES.iterdir()} == {
+        "app.py",  # test_each_example_app_receives_both_providers, test_make_run_…
+        "fastapi_app.py",  # test_each_example_app_receives_both_providers
+        "run.py",  # test_make_run_prints_send_lines_that_deliver_every_sample
+        "alerts.toml",  # tests/test_manager_config.py
+    }
+
+
+@pytest.mark.usefixtures("example_env")
+@pytest.mark.parametrize("path", APPS, ids=[p.stem for p in APPS])
+async def test_each_example_app_receives_both_providers(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = _import(path)
+    stripe = stripe_alert_triggered()
+    in_alarm = chargebee_alert_status_changed("in_alarm")
+    cleared = chargebee_alert_status_changed("within_limit")
+    async with AlertHooksClient(module.app) as client:
+        assert client.prefix == "/webhooks"
+        answers = [
+            await client.send_stripe(stripe),
+            await client.send_chargebee(in_alarm),
+            await client.send_chargebee(cleared),
+        ]
+    assert [r.status_code for r in answers] == [200, 200, 200], [r.text for r in answers]
+    printed = capsys.readouterr().out
+    stripe_alert_id = stripe["data"]["object"]["alert"]["id"]
+    if path.name == "app.py":
+        assert f"triggered ({stripe['id']})" in printed
+        assert f"triggered ({in_alarm['id']})" in printed
+        assert f"cleared ({cleared['id']})" in printed
+    elif path.name == "fastapi_app.py":
+        assert printed.startswith(f"stripe alert {stripe_alert_id} on meter mtr_")
+        assert in_alarm["id"] not in printed
+    else:  # an example added later: at least something reached a handler
+        assert printed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """examples/run.py in a subprocess, its stdout and stderr in one log file."""
+
+    def __init__(self, log: Path, env: dict[str, str]) -> None:
+        self.log = log
+        self.port = int(env["PORT"])
+        self._handle = log.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "examples/run.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._handle,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.output(), re.MULTILINE)
+            if match:
+                return match
+            assert self.popen.poll() is None, f"server exited:\n{self.output()}"
+            assert time.monotonic() < deadline, f"no {pattern!r} in:\n{self.output()}"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._handle.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    env = {k: v for k, v in os.environ.items() if k not in DEV_ENV}
+    env.update(
+        PORT=str(_free_port()),
+        ALERTHOOKS_STORE=f"sqlite:///{tmp_path / 'run.db'}",
+        PYTHONUNBUFFERED="1",
+        NO_COLOR="1",
+    )
+    running = Server(tmp_path / "server.log", env)
+    try:
+        running.wait_for(r"Application startup complete")
+        assert httpx.get(f"http://127.0.0.1:{running.port}/health").text == "ok"
+        yield running
+    finally:
+        running.stop()
+
+
+def test_make_run_prints_send_lines_that_deliver_every_sample(server: Server) -> None:
+    lines = {
+        m.group(1): m.group(0).strip()
+        for m in re.finditer(r"^  \S*alerthooks send (stripe|chargebee) .*$", server.output(), re.M)
+    }
+    assert set(lines) == {"stripe", "chargebee"}, server.output()
+    if Path(sys.executable).parent == ROOT / ".venv" / "bin":  # as under `make run`
+        assert lines["stripe"].startswith(".venv/bin/alerthooks send stripe --sample ")
+    # One `alerthooks send` per sample, all at once: each is a fresh Python process.
+    running = {}
+    for sample in sample_names():
+        argv = shlex.split(lines[sample.split("_")[0]])
+        argv[argv.index("--sample") + 1] = sample
+        running[sample] = subprocess.Popen(
+            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    for sample, proc in running.items():
+        provider = sample.split("_")[0]
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "200 OK" in out
+        event_id = re.search(r"event (\S+)\)", out)
+        assert event_id, out
+        eid = re.escape(event_id.group(1))
+        if sample.endswith(("customer_created", "subscription_created")):
+            server.wait_for(rf"{provider} event {eid} is not an alert")
+        elif sample.endswith("within_limit"):
+            server.wait_for(rf"^\[chargebee\] '.+' cleared \({eid}\)$")
+        else:
+            server.wait_for(rf"^\[{provider}\] '.+' triggered \({eid}\): value=")
