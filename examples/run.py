@@ -61,6 +61,8 @@ def main() -> None:
         f"  Chargebee: POST {base}/chargebee  (Basic {os.environ['CHARGEBEE_WEBHOOK_USERNAME']}:"
         f"{os.environ['CHARGEBEE_WEBHOOK_PASSWORD']})"
     )
+    store = os.environ.get("ALERTHOOKS_STORE", "sqlite:///alerthooks.db")
+    print(f"  Store:     {store}  (ALERTHOOKS_STORE; inspect with `alerthooks events`)")
     print("Send it a signed sample from another shell in this directory:")
     for line in send_lines(base):
         print(f"  {line}")
