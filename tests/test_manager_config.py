@@ -70,7 +70,10 @@ def test_defaults() -> None:
         (_stripe(customer=["cus_1", "cus_2"]), "stripe.alerts[0] (key 'api-100'): customer: "),
         (_stripe(enabled="yes"), "stripe.alerts[0] (key 'api-100'): enabled: "),
         (_stripe(colour="red"), "stripe.alerts[0] (key 'api-100'): colour: unknown field"),
-        (_stripe(key="has space"), "stripe.alerts[0] (key 'has space'): key: "),
+        (
+            _stripe(key="has space"),
+            "stripe.alerts[0] (key 'has space'): key: must start with a letter or digit",
+        ),
         (_stripe(key=None), "stripe.alerts[0]: key: "),
         (_chargebee(name="n" * 51), "chargebee.alerts[0] (key 'calls-80'): name: "),
         (
@@ -97,8 +100,8 @@ def test_defaults() -> None:
             _chargebee(threshold={"mode": "absolute", "value": -1}),
             "chargebee.alerts[0] (key 'calls-80'): threshold.value: ",
         ),
-        ({"stripe": {"webhook_url": "not a url"}}, "stripe: webhook_url: "),
-        ({"paypal": {}}, "paypal: (table): unknown field"),
+        ({"stripe": {"webhook_url": "not a url"}}, "stripe: webhook_url: must be an http"),
+        ({"paypal": {}}, "paypal: unknown table"),
     ],
 )
 def test_invalid_field_is_one_line_naming_key_and_field(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -454,3 +456,32 @@ async def test_alert_removed_then_readded_is_created_anew(
     assert (a["id"], x["id"]) != first and a["id"] != first[0] and x["id"] != first[1]
     again, _ = await sync(data, stripe_api, chargebee_api, apply=False)
     assert not again.has_changes
+
+
+async def test_no_credential_or_secret_reaches_the_logs(
+    stripe_api: FakeStripe, chargebee_api: FakeChargebee, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for fake, path in ((stripe_api, "/v1/billing/alerts"), (chargebee_api, "/api/v2/alerts")):
+        fake.inject("reset", method="POST", path=path, after=True)
+        fake.inject("500", method="POST", path=path)
+    sections = {
+        "stripe": {"webhook_url": "https://example.com/hooks/stripe"},
+        "chargebee": {"webhook_url": "https://example.com/hooks/chargebee"},
+    }
+    env = {**stripe_api.env(), **chargebee_api.env(), **CB_AUTH}
+    manager = AlertManager(
+        parse_config(config([s_alert("a")], [c_alert("x")], **sections)),
+        Credentials.from_env(env),
+        retry=FAST,
+    )
+    async with manager:
+        result = await manager.apply(await manager.plan())
+    assert result.ok
+    (secret,) = result.secrets
+    assert "Request to Stripe api" in caplog.text  # the SDK did log at DEBUG
+    assert "retrying" in caplog.text
+    basic = base64.b64encode(f"{chargebee_api.api_key}:".encode()).decode()
+    for value in (stripe_api.api_key, basic, "hook-pass", secret.secret):
+        assert value not in caplog.text
+        assert value not in repr(manager.apis) and value not in repr(result)

@@ -95,7 +95,7 @@ class CreatedEndpoint:
     reveals one (Stripe, only at creation)."""
 
     id: str
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)
 
 
 class ProviderAPI(Protocol):

@@ -36,7 +36,7 @@ class NewEndpointSecret:
 
     provider: str
     url: str
-    secret: str
+    secret: str = field(repr=False)
 
 
 @dataclass

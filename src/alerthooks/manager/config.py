@@ -181,6 +181,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 def _describe(error: Any, data: Mapping[str, Any], source: str) -> str:
     loc: tuple[Any, ...] = tuple(error["loc"])
     message: str = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        message = (
+            "must be an http:// or https:// URL"
+            if "http" in pattern
+            else (
+                "must start with a letter or digit and contain only letters, digits, '_', '.', '-'"
+            )
+        )
     where = ".".join(str(p) for p in loc[:1]) or "(top level)"
     field_path = ".".join(str(p) for p in loc[1:])
     if len(loc) >= 3 and loc[1] == "alerts" and isinstance(loc[2], int):
@@ -189,7 +198,9 @@ def _describe(error: Any, data: Mapping[str, Any], source: str) -> str:
         where = f"{loc[0]}.alerts[{loc[2]}]" + (f" (key {key!r})" if key else "")
         field_path = ".".join(str(p) for p in loc[3:])
     if error["type"] == "extra_forbidden":
-        message = "unknown field"
+        message = "unknown field" if field_path else "unknown table"
+        if not field_path:
+            return f"{source}: {where}: {message}"
     if not field_path and ":" in message and error["type"] == "value_error":
         # Our model validators name the field themselves ("title: ...").
         return f"{source}: {where}: {message}"

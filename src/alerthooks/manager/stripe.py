@@ -9,6 +9,7 @@ edited, only activated, deactivated and archived).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import Counter
 from dataclasses import replace
@@ -36,6 +37,23 @@ ALERT_EVENT = "billing.alert.triggered"
 PAGE_SIZE = 100
 _REPLAYED = "idempotent-replayed"
 _MARKER = re.compile(r"^(?P<title>.*) \[alerthooks:(?P<key>[A-Za-z0-9][A-Za-z0-9_.-]*)\]$", re.S)
+
+
+_SECRET = re.compile(r"whsec_[A-Za-z0-9]+")
+
+
+class _RedactSigningSecrets(logging.Filter):
+    """The SDK logs whole response bodies at DEBUG, and a created endpoint's body holds its
+    signing secret; keep the secret out of logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "whsec_" in record.msg:
+            record.msg = _SECRET.sub("whsec_[redacted]", record.msg)
+        return True
+
+
+if not any(isinstance(f, _RedactSigningSecrets) for f in logging.getLogger("stripe").filters):
+    logging.getLogger("stripe").addFilter(_RedactSigningSecrets())
 
 
 def split_title(title: str) -> tuple[str, str | None]:

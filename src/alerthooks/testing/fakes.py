@@ -331,6 +331,8 @@ class FakeStripe(_FakeAPI):
     def __init__(self, *, api_key: str = "sk_test_fake", **options: Any) -> None:
         self.api_key = api_key
         self._alerts: dict[str, dict[str, Any]] = {}
+        # Ids of the alerts that are not archived, per (meter, customer): the 25 limit.
+        self._by_pair: dict[tuple[str, str | None], set[str]] = {}
         self._endpoints: dict[str, dict[str, Any]] = {}
         super().__init__(**options)
 
@@ -340,7 +342,14 @@ class FakeStripe(_FakeAPI):
 
     def _clear(self) -> None:
         self._alerts.clear()
+        self._by_pair.clear()
         self._endpoints.clear()
+
+    def _set_status(self, alert: dict[str, Any], status: str) -> None:
+        alert["status"] = status
+        if status == "archived":
+            pair = (alert["usage_threshold"]["meter"], _customer_of(alert))
+            self._by_pair.get(pair, set()).discard(alert["id"])
 
     # -- state for tests -------------------------------------------------------------------
 
@@ -365,7 +374,7 @@ class FakeStripe(_FakeAPI):
         """Create an alert directly, as someone using the dashboard would."""
         with self._lock:
             alert = self._make_alert(title, meter, gte, customer)
-            alert["status"] = status
+            self._set_status(alert, status)
             return dict(alert)
 
     def endpoints(self) -> list[dict[str, Any]]:
@@ -446,6 +455,7 @@ class FakeStripe(_FakeAPI):
             },
         }
         self._alerts[alert["id"]] = alert
+        self._by_pair.setdefault((meter, customer), set()).add(alert["id"])
         return alert
 
     def _create_alert(self, params: dict[str, Any], _: dict[str, str]) -> _Result:
@@ -467,14 +477,7 @@ class FakeStripe(_FakeAPI):
         if not isinstance(filters, list) or len(filters) > 1:
             return self._error(400, "at most one filter", "parameter_invalid")
         customer = filters[0].get("customer") if filters else None
-        same_pair = [
-            a
-            for a in self._alerts.values()
-            if a["status"] != "archived"
-            and a["usage_threshold"]["meter"] == meter
-            and _customer_of(a) == customer
-        ]
-        if len(same_pair) >= 25:
+        if len(self._by_pair.get((meter, customer), ())) >= 25:
             return self._error(
                 400, "You can have at most 25 alerts per meter and customer", "limit_exceeded"
             )
@@ -493,7 +496,7 @@ class FakeStripe(_FakeAPI):
                 return self._error(404, f"No such alert: '{path['id']}'", "resource_missing")
             if alert["status"] == "archived":
                 return self._error(400, "This alert is archived", "alert_archived")
-            alert["status"] = status
+            self._set_status(alert, status)
             return 200, dict(alert)
 
         return handler
