@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -248,3 +251,27 @@ def test_concurrency_must_be_positive(env: dict[str, Any], config_file: Path) ->
     result = run(["apply", "--config", str(config_file), "--concurrency", "0"], env)
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_fakes_serve_from_the_command_line(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alerthooks.testing.fakes", "--latency", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        env: dict[str, str | None] = dict(UNSET)
+        for _ in range(5):
+            name, _, value = proc.stdout.readline().strip().removeprefix("export ").partition("=")
+            env[name] = value
+        assert env["ALERTHOOKS_STRIPE_API_BASE"].startswith("http://127.0.0.1:")  # type: ignore[union-attr]
+        config_file = tmp_path / "alerts.toml"
+        config_file.write_text(CONFIG.replace("webhook_url", "# webhook_url"))
+        applied = run(["apply", "--config", str(config_file), "--yes"], env)
+        assert applied.exit_code == 0, applied.output
+        plan = run(["plan", "--config", str(config_file), "--detailed-exitcode"], env)
+        assert plan.exit_code == 0, plan.output
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -794,4 +795,26 @@ def _num(value: Any) -> float | int | None:
     return int(number) if number.is_integer() else number
 
 
-__all__ = ["FakeChargebee", "FakeStripe", "Fault"]
+def main(argv: list[str] | None = None) -> None:
+    """``python -m alerthooks.testing.fakes [--latency S]``: serve both fakes until interrupted,
+    printing the environment that points ``alerthooks plan``/``apply`` at them."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m alerthooks.testing.fakes")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
+    args = parser.parse_args(argv)
+    stripe_api, chargebee_api = (
+        FakeStripe(latency=args.latency),
+        FakeChargebee(latency=args.latency),
+    )
+    with stripe_api, chargebee_api:
+        for name, value in {**stripe_api.env(), **chargebee_api.env()}.items():
+            print(f"export {name}={value}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+__all__ = ["FakeChargebee", "FakeStripe", "Fault", "main"]
+
+if __name__ == "__main__":
+    main()
