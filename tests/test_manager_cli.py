@@ -275,3 +275,12 @@ def test_fakes_serve_from_the_command_line(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(10)
+
+
+def test_provider_refusals_are_one_line(
+    fakes: tuple[FakeStripe, FakeChargebee], env: dict[str, Any], config_file: Path
+) -> None:
+    result = run(["plan", "--config", str(config_file)], {**env, "STRIPE_API_KEY": "sk_test_x"})
+    assert_one_line_error(result, "stripe: list alerts: HTTP 401: invalid API key")
+    result = run(["plan", "--config", str(config_file)], {**env, "CHARGEBEE_API_KEY": "wrong"})
+    assert_one_line_error(result, "chargebee: list alerts: HTTP 401: invalid API key")

@@ -349,7 +349,9 @@ class ChargebeeAPI:
                 body = None
             if status >= 400 or not isinstance(body, dict):
                 message = body.get("message") if isinstance(body, dict) else None
-                raise ProviderError(f"{what}: HTTP {status}: {message or 'unexpected response'}")
+                raise ProviderError(
+                    f"chargebee: {what}: HTTP {status}: {message or 'unexpected response'}"
+                )
             if number == 0 and response.headers.get(REPLAYED_HEADER) == "true":
                 body["_replayed"] = True
             return body

@@ -211,7 +211,13 @@ async def build_plan(
         for name, section in sections
         if section is not None
     ]
-    plans = await asyncio.gather(*jobs)
+    # Let every provider finish reading before reporting the first failure.
+    outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+    plans = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        plans.append(outcome)
     problems = [p for _, errors in plans for p in errors]
     if problems:
         raise PlanError("\n".join(problems))

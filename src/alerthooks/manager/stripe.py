@@ -306,6 +306,8 @@ class StripeAPI:
                     if status in (409, 429) or status >= 500:
                         raise TransientError(f"HTTP {status}") from None
                     message = exc.user_message or (exc.error.message if exc.error else None)
-                    raise ProviderError(f"{what}: HTTP {status}: {message or exc}") from None
+                    raise ProviderError(
+                        f"stripe: {what}: HTTP {status}: {message or exc}"
+                    ) from None
 
         return await with_retries(attempt, self._retry, f"stripe: {what}")
