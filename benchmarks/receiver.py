@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import statistics
 import sys
@@ -35,22 +34,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import stripe
+from apps import PATH, SECRET, App, construct_event_app, floor_app, signed_alert
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.store import open_store
-from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
-SECRET = "whsec_benchmark_secret_0123456789"
-PATH = "/webhooks/stripe"
-ALERT_TYPE = "billing.alert.triggered"
-ACCEPTED = b'{"status":"accepted"}'
-
-App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 Prepared = tuple[dict[str, Any], bytes]
 
 TARGETS = (
@@ -75,44 +65,6 @@ class Variant:
     handled: list[int] = field(default_factory=lambda: [0])
     startup: Callable[[], Awaitable[None]] | None = None
     shutdown: Callable[[], Awaitable[None]] | None = None
-
-
-def floor_app(handled: list[int]) -> App:
-    """The irreducible work in a Starlette route: check the HMAC, parse, check the type."""
-
-    async def stripe_webhook(request: Request) -> Response:
-        body = await request.body()
-        try:
-            stripe.WebhookSignature.verify_header(
-                body.decode(), request.headers.get("stripe-signature"), SECRET, 300
-            )
-            payload = json.loads(body)
-        except (ValueError, stripe.SignatureVerificationError):
-            return Response(status_code=400)
-        if isinstance(payload, dict) and payload.get("type") == ALERT_TYPE:
-            handled[0] += 1
-        return Response(ACCEPTED, media_type="application/json")
-
-    return Starlette(routes=[Route(PATH, stripe_webhook, methods=["POST"])])
-
-
-def construct_event_app(handled: list[int]) -> App:
-    """The route Stripe's docs show: ``stripe.Webhook.construct_event``."""
-
-    async def stripe_webhook(request: Request) -> Response:
-        payload = await request.body()
-        sig_header = request.headers.get("stripe-signature")
-        try:
-            event = stripe.Webhook.construct_event(payload, sig_header, SECRET)
-        except ValueError:
-            return Response(status_code=400)
-        except stripe.SignatureVerificationError:
-            return Response(status_code=400)
-        if event["type"] == ALERT_TYPE:
-            handled[0] += 1
-        return Response(ACCEPTED, media_type="application/json")
-
-    return Starlette(routes=[Route(PATH, stripe_webhook, methods=["POST"])])
 
 
 def alerthooks_variant(
@@ -154,7 +106,7 @@ def prepare(count: int, path: str = PATH) -> list[Prepared]:
     sends them."""
     prepared = []
     for _ in range(count):
-        body = json.dumps(stripe_alert_triggered(), indent=2).encode()
+        body, signature = signed_alert()
         headers = [
             (b"host", b"127.0.0.1:8000"),
             (b"user-agent", b"Stripe/1.0 (+https://stripe.com/docs/webhooks)"),
@@ -162,7 +114,7 @@ def prepare(count: int, path: str = PATH) -> list[Prepared]:
             (b"cache-control", b"no-cache"),
             (b"accept", b"*/*; q=0.5, application/xml"),
             (b"content-length", str(len(body)).encode()),
-            (b"stripe-signature", stripe_signature_header(body, SECRET).encode()),
+            (b"stripe-signature", signature.encode()),
         ]
         scope = {
             "type": "http",

@@ -15,7 +15,7 @@ def _run(script: str, *args: str) -> str:
         [sys.executable, str(BENCHMARKS / script), *args],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -25,4 +25,11 @@ def test_receiver_benchmark_runs_every_variant_and_checks_answers() -> None:
     out = _run("receiver.py", "--events", "20", "--rounds", "2", "--concurrency", "4")
     for variant in ("floor", "construct_event", "memory"):
         assert f"  {variant} " in out
+    assert "ratios vs floor:" in out
+
+
+def test_http_benchmark_serves_every_app_and_checks_answers() -> None:
+    out = _run("http_e2e.py", "--requests", "40", "--rounds", "1", "--connections", "4")
+    for app in ("floor", "example memory", "example sqlite"):
+        assert f"  {app} " in out
     assert "ratios vs floor:" in out
