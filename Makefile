@@ -25,6 +25,7 @@ $(VENV)/.installed-bench: $(STAMP)
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/receiver.py
 	$(BIN)/python benchmarks/http_e2e.py
+	$(BIN)/python benchmarks/sync.py
 
 check: $(STAMP)
 	$(BIN)/ruff check .

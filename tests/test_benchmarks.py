@@ -33,3 +33,9 @@ def test_http_benchmark_serves_every_app_and_checks_answers() -> None:
     for app in ("floor", "example memory", "example sqlite"):
         assert f"  {app} " in out
     assert "ratios vs floor:" in out
+
+
+def test_sync_benchmark_makes_the_minimum_calls() -> None:
+    out = _run("sync.py", "--alerts", "120", "--latency", "0.001")
+    assert out.count("calls ") == 4
+    assert "ABOVE MINIMUM" not in out
