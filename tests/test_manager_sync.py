@@ -22,7 +22,10 @@ from alerthooks.manager import (
 )
 from alerthooks.testing.fakes import FakeChargebee, FakeStripe
 
-FAST = RetryPolicy(attempts=4, backoff=0.005, max_backoff=0.02, timeout=0.5)
+# Quick backoff; a timeout long enough that a loaded machine never trips it by accident...
+FAST = RetryPolicy(attempts=4, backoff=0.005, max_backoff=0.02, timeout=10)
+# ...and a short one for the tests that inject timeouts (the fakes hold those answers 1 s).
+SHORT_TIMEOUT = RetryPolicy(attempts=4, backoff=0.005, max_backoff=0.02, timeout=0.3)
 CB_AUTH = {"CHARGEBEE_WEBHOOK_USERNAME": "hook-user", "CHARGEBEE_WEBHOOK_PASSWORD": "hook-pass"}
 
 
@@ -82,10 +85,11 @@ async def sync(
     prune: bool = False,
     apply: bool = True,
     concurrency: int = 8,
+    retry: RetryPolicy = FAST,
 ) -> tuple[Plan, ApplyResult | None]:
     env = {**stripe_api.env(), **chargebee_api.env(), **CB_AUTH}
     manager = AlertManager(
-        parse_config(data), Credentials.from_env(env), concurrency=concurrency, retry=FAST
+        parse_config(data), Credentials.from_env(env), concurrency=concurrency, retry=retry
     )
     async with manager:
         plan = await manager.plan(prune=prune)
@@ -316,7 +320,7 @@ async def test_faults_are_retried_without_duplicates(
         fake.inject(kind, method="POST", path=path, times=2, after=after)
         fake.inject(kind, method="GET", path=path)
     data = config([s_alert("a"), s_alert("b")], [c_alert("x"), c_alert("y")])
-    _, result = await sync(data, stripe_api, chargebee_api)
+    _, result = await sync(data, stripe_api, chargebee_api, retry=SHORT_TIMEOUT)
     assert result is not None and result.ok, result.failed
     assert {k: len(v) for k, v in managed(stripe_api).items()} == {"a": 1, "b": 1}
     assert {k: len(v) for k, v in managed(chargebee_api).items()} == {"x": 1, "y": 1}
@@ -357,7 +361,7 @@ async def test_lost_create_answers_do_not_duplicate_on_rerun(
     stripe_api.inject("reset", method="POST", path="/v1/billing/alerts", after=True, times=4)
     chargebee_api.inject("timeout", method="POST", path="/api/v2/alerts", after=True, times=4)
     data = config([s_alert("a")], [c_alert("x")])
-    _, result = await sync(data, stripe_api, chargebee_api)
+    _, result = await sync(data, stripe_api, chargebee_api, retry=SHORT_TIMEOUT)
     assert result is not None and len(result.failed) == 2
     assert "gave up after 4 attempts" in (result.failed[0].error or "")
     _, result = await sync(data, stripe_api, chargebee_api)
