@@ -1,0 +1,112 @@
+"""The pytest plugin as users meet it: the README's test files, copied verbatim, and the
+fixtures taken by name, run by pytest in a fresh process (pytester)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # Warnings are errors, so the kit's own deprecations cannot hide; pytest-asyncio only asks
+    # for its loop scope to be set, as any project using it does.
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error", *args)
+
+
+def readme_files() -> dict[str, str]:
+    """The ```python blocks of the README's testing section that start with `# <file>.py`."""
+    text = README.read_text()
+    start = text.index("\n## Testing your handlers\n")
+    end = text.find("\n## ", start + 1)
+    section = text[start : end if end != -1 else None]
+    files = {}
+    for block in re.findall(r"```python\n(.*?)```", section, re.DOTALL):
+        first, _, _ = block.partition("\n")
+        name = re.fullmatch(r"# (\w+\.py)", first.strip())
+        if name:
+            files[name.group(1)] = block
+    return files
+
+
+def test_readme_names_an_app_its_conftest_and_tests_for_each_provider_and_queued_mode() -> None:
+    files = readme_files()
+    assert set(files) == {"myapp.py", "conftest.py", "test_myapp.py", "test_queued.py"}
+    assert "send_stripe" in files["test_myapp.py"]
+    assert "send_chargebee" in files["test_myapp.py"]
+    assert 'mode="queued"' in files["test_queued.py"]
+
+
+def test_tests_written_as_the_readme_says_pass_and_fixtures_work_by_name(
+    pytester: pytest.Pytester,
+) -> None:
+    for name, source in readme_files().items():
+        pytester.makepyfile(**{name.removesuffix(".py"): source})
+    pytester.makepyfile(
+        test_fixtures="""
+        import contextlib
+
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        from alerthooks import AlertHooks
+
+        hooks = AlertHooks(
+            stripe_secret="whsec_plugin",
+            chargebee_auth=("user", "pass:word"),
+            store="memory://",
+            mode="queued",
+        )
+        phases, seen, ids = [], [], []
+        hooks.on("*")(seen.append)
+
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            phases.append("startup")
+            async with hooks.lifespan():
+                yield
+            phases.append("shutdown")
+
+
+        app = Starlette(routes=[Mount("/in", app=hooks)], lifespan=lifespan)
+
+
+        def test_first(alerthooks_client, stripe_alert, chargebee_alert, chargebee_alert_cleared):
+            client = alerthooks_client(app)
+            assert client.prefix == "/in"
+            assert phases == ["startup"]
+            for payload in (chargebee_alert, chargebee_alert_cleared):
+                assert client.send_chargebee(payload).status_code == 200
+            # queued mode: the sync client drained the worker before returning
+            assert client.send_stripe(stripe_alert).status_code == 200
+            assert [e.type for e in seen] == ["alert.triggered", "alert.cleared", "alert.triggered"]
+            assert client.send_stripe(stripe_alert, secret="whsec_wrong").status_code == 400
+            ids.extend([stripe_alert["id"], chargebee_alert["id"]])
+
+
+        def test_second(alerthooks_client, stripe_alert, chargebee_alert):
+            assert phases == ["startup", "shutdown"]
+            assert stripe_alert["id"] not in ids and chargebee_alert["id"] not in ids
+            explicit = alerthooks_client(app, hooks=hooks, prefix="/in", drain=False)
+            assert explicit.send_stripe(stripe_alert).status_code == 200
+            explicit.drain()
+            assert seen[-1].id == stripe_alert["id"]
+        """
+    )
+    # One pytest process for both: the README's 4 tests and these 2.
+    result = run(pytester)
+    result.assert_outcomes(passed=6)
+
+
+def test_fixtures_are_listed_with_their_docs(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    result = pytester.runpytest_inprocess("--fixtures", "-p", "no:cacheprovider")
+    for name in ("alerthooks_client", "stripe_alert", "chargebee_alert", "chargebee_alert_cleared"):
+        result.stdout.fnmatch_lines([f"{name}*alerthooks*pytest_plugin.py*"])
