@@ -489,3 +489,25 @@ async def test_no_credential_or_secret_reaches_the_logs(
     for value in (stripe_api.api_key, basic, "hook-pass", secret.secret):
         assert value not in caplog.text
         assert value not in repr(manager.apis) and value not in repr(result)
+
+
+async def test_replace_in_a_full_stripe_pair_archives_first(
+    stripe_api: FakeStripe, chargebee_api: FakeChargebee
+) -> None:
+    stripe_api.add_alert("manual", "mtr_1", 1, customer="cus_1")  # unmanaged, counts too
+    alerts = [s_alert(f"a{i}", gte=i + 2, customer="cus_1") for i in range(24)]
+    await sync(config(alerts), stripe_api, chargebee_api)
+    alerts[0] = s_alert("a0", gte=1000, customer="cus_1")
+    plan, result = await sync(config(alerts), stripe_api, chargebee_api)
+    (change,) = plan.changes
+    assert change.kind is ChangeKind.REPLACE and change.remove_first
+    assert "removed first" in change.detail
+    assert result is not None and result.ok, result.failed
+    (a0,) = managed(stripe_api)["a0"]
+    assert a0["usage_threshold"]["gte"] == 1000
+    assert len(stripe_api.alerts()) == 25
+    # With room in the pair (or a move to another pair) the new alert comes first.
+    alerts[1] = s_alert("a1", gte=5, customer="cus_2")
+    plan, _ = await sync(config(alerts), stripe_api, chargebee_api)
+    (change,) = plan.changes
+    assert change.kind is ChangeKind.REPLACE and not change.remove_first

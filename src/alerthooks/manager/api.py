@@ -123,6 +123,13 @@ class ProviderAPI(Protocol):
         """Problems with the provider's limits once the plan is applied (one line each)."""
         ...
 
+    def replace_removes_first(
+        self, alert: Any, old: RemoteAlert, desired: list[Any], kept_remote: list[RemoteAlert]
+    ) -> bool:
+        """Whether replacing ``old`` with ``alert`` must remove ``old`` first, because the
+        provider would refuse one more alert in the meantime."""
+        ...
+
     async def list_alerts(self) -> list[RemoteAlert]:
         """Every alert on the account, all pages."""
         ...

@@ -160,6 +160,8 @@ async def _execute(change: Change, api: ProviderAPI, run: str, result: ApplyResu
             api.desired_spec(desired),
             remote.id if remote else None,
         )
+        if remote is not None and change.remove_first:
+            await api.remove_alert(remote.id, idempotency_key(run, "remove", remote.id))
         created = await api.create_alert(desired, key)
         if created.replayed:
             # An earlier run made this alert, yet the listing did not show it: it has been
@@ -171,7 +173,9 @@ async def _execute(change: Change, api: ProviderAPI, run: str, result: ApplyResu
         if created.enabled != desired.enabled:
             await api.set_enabled(created.id, desired.enabled, idempotency_key(run, created.id))
         message = f"created {created.id}"
-        if remote is not None:
+        if remote is not None and change.remove_first:
+            message += f", removed {remote.id} first"
+        elif remote is not None:
             await api.remove_alert(remote.id, idempotency_key(run, "remove", remote.id))
             message += f", removed {remote.id}"
         return message

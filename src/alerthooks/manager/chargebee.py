@@ -150,6 +150,16 @@ class ChargebeeAPI:
         """Chargebee documents no per-feature alert limit."""
         return []
 
+    def replace_removes_first(
+        self,
+        alert: ChargebeeAlert,
+        old: RemoteAlert,
+        desired: list[ChargebeeAlert],
+        kept_remote: list[RemoteAlert],
+    ) -> bool:
+        """Never: create first, so the alert is never missing."""
+        return False
+
     # -- reads ---------------------------------------------------------------------------
 
     async def list_alerts(self) -> list[RemoteAlert]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ class Change:
     desired: Any = None
     remote: RemoteAlert | None = None
     endpoint: RemoteEndpoint | None = None
+    #: For a replace: remove the old alert before creating the new one (a provider limit).
+    remove_first: bool = False
 
     @property
     def is_write(self) -> bool:
@@ -239,6 +242,16 @@ async def _plan_provider(
     # Alerts that stay besides the configured ones: unmanaged, and managed but kept unpruned.
     kept = [r for r in remote if r.id not in removed and (r.key is None or r.key not in wanted)]
     problems = api.check_limits(list(section.alerts), kept)
+    changes = [
+        dataclasses.replace(
+            c, remove_first=True, detail=f"{c.detail} (old one removed first: provider limit)"
+        )
+        if c.kind is ChangeKind.REPLACE
+        and c.remote is not None
+        and api.replace_removes_first(c.desired, c.remote, list(section.alerts), kept)
+        else c
+        for c in changes
+    ]
     plan = ProviderPlan(
         provider=api.name,
         mode=api.mode,

@@ -141,6 +141,22 @@ class StripeAPI:
                 counts[pair] = 0  # report each pair once
         return problems
 
+    def replace_removes_first(
+        self,
+        alert: StripeAlert,
+        old: RemoteAlert,
+        desired: list[StripeAlert],
+        kept_remote: list[RemoteAlert],
+    ) -> bool:
+        """True when the replacement stays in a (meter, customer) pair that will be full."""
+        pair = (alert.meter, alert.customer)
+        if (old.spec["meter"], old.spec["customer"]) != pair:
+            return False
+        total = sum(1 for a in desired if (a.meter, a.customer) == pair) + sum(
+            1 for r in kept_remote if (r.spec["meter"], r.spec["customer"]) == pair
+        )
+        return total >= STRIPE_ALERTS_PER_PAIR
+
     # -- reads ---------------------------------------------------------------------------
 
     async def list_alerts(self) -> list[RemoteAlert]:
