@@ -1,7 +1,8 @@
 """Alert sync at scale: plan and apply N alerts per provider against the stateful fakes.
 
 The fakes (``alerthooks.testing.FakeStripe`` / ``FakeChargebee``, loopback HTTP) add a fixed
-latency to every API call and count calls per endpoint. Two runs per provider, both providers at
+latency to every API call and count calls per endpoint. They run in a child process, so their own
+CPU time does not share the manager's interpreter. Two runs per provider, both providers at
 once, as ``alerthooks apply`` does:
 
 - ``create``: nothing exists yet; plan, then apply N creates.
@@ -21,9 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import multiprocessing
 import sys
 import time
 from collections.abc import Mapping
+from multiprocessing.connection import Connection
 from typing import Any
 
 from alerthooks.manager import AlertManager, Credentials, parse_config
@@ -61,24 +64,42 @@ def config(count: int) -> dict[str, Any]:
     }
 
 
-def _calls(fake: FakeStripe | FakeChargebee) -> tuple[int, int, int]:
-    """(list calls, create calls, every call) so far."""
+def serve_fakes(conn: Connection, latency: float) -> None:
+    """Child process: run both fakes; answer ``clear``, ``state`` and ``stop`` over ``conn``."""
+    with FakeStripe(latency=latency) as stripe_api, FakeChargebee(latency=latency) as cb_api:
+        fakes = {"stripe": stripe_api, "chargebee": cb_api}
+        conn.send({**stripe_api.env(), **cb_api.env()})
+        while (command := conn.recv()) != "stop":
+            if command == "clear":
+                for fake in fakes.values():
+                    fake.calls.clear()
+                conn.send(None)
+            elif command == "state":
+                conn.send({n: (dict(f.calls), len(f.alerts())) for n, f in fakes.items()})
+
+
+def _calls(calls: Mapping[str, int]) -> tuple[int, int, int]:
+    """(list calls, create calls, every call) from a fake's call counts."""
     lists = creates = 0
-    for endpoint, n in fake.calls.items():
+    for endpoint, n in calls.items():
         method, path = endpoint.split(" ", 1)
         if path.rstrip("/").endswith("/alerts"):
             if method == "GET":
                 lists += n
             elif method == "POST":
                 creates += n
-    return lists, creates, fake.total_calls
+    return lists, creates, sum(calls.values())
+
+
+def _ask(conn: Connection, command: str) -> Any:
+    conn.send(command)
+    return conn.recv()
 
 
 async def _run(
-    manager: AlertManager, fakes: Mapping[str, FakeStripe | FakeChargebee], apply: bool
+    manager: AlertManager, conn: Connection, apply: bool
 ) -> tuple[float, dict[str, tuple[int, int, int]], int]:
-    for fake in fakes.values():
-        fake.calls.clear()
+    _ask(conn, "clear")
     started = time.perf_counter()
     plan = await manager.plan()
     writes = sum(1 for change in plan.changes if change.is_write)
@@ -87,7 +108,8 @@ async def _run(
         if not result.ok:
             raise SystemExit(f"apply failed: {[o for o in result.failed][:3]}")
     wall = time.perf_counter() - started
-    return wall, {name: _calls(fake) for name, fake in fakes.items()}, writes
+    state = _ask(conn, "state")
+    return wall, {name: _calls(calls) for name, (calls, _) in state.items()}, writes
 
 
 def _report(
@@ -122,24 +144,36 @@ def _report(
 async def main_async(count: int, latency: float, concurrency: int) -> int:
     """Run ``create`` then ``re-plan``; return 1 when a count or bound was missed."""
     settings = parse_config(config(count), source="benchmarks/sync.py")
-    with FakeStripe(latency=latency) as stripe_api, FakeChargebee(latency=latency) as cb_api:
-        fakes = {"stripe": stripe_api, "chargebee": cb_api}
-        credentials = Credentials.from_env({**stripe_api.env(), **cb_api.env()})
+    conn, child_conn = multiprocessing.Pipe()
+    child = multiprocessing.get_context("spawn").Process(
+        target=serve_fakes, args=(child_conn, latency), daemon=True
+    )
+    child.start()
+    try:
+        if not conn.poll(60):
+            raise SystemExit("the fakes did not start")
+        credentials = Credentials.from_env(conn.recv())
         print(
             f"sync: {count} alerts per provider, {latency * 1000:.0f} ms per API call, "
             f"concurrency {concurrency} per provider, both providers at once"
         )
         async with AlertManager(settings, credentials, concurrency=concurrency) as manager:
-            wall, calls, writes = await _run(manager, fakes, apply=True)
+            wall, calls, writes = await _run(manager, conn, apply=True)
             if writes != 2 * count:
                 raise SystemExit(f"create: planned {writes} writes for {2 * count} alerts")
             ok = _report("create", wall, calls, 0, count, latency, concurrency)
-            if len(stripe_api.alerts()) != count or len(cb_api.alerts()) != count:
-                raise SystemExit("create: the fakes do not hold every configured alert")
-            wall, calls, writes = await _run(manager, fakes, apply=False)
+            held = {name: alerts for name, (_, alerts) in _ask(conn, "state").items()}
+            if set(held.values()) != {count}:
+                raise SystemExit(f"create: the fakes hold {held} alerts, not {count} each")
+            wall, calls, writes = await _run(manager, conn, apply=False)
             if writes:
                 raise SystemExit(f"re-plan: {writes} changes planned after a full apply")
             ok &= _report("re-plan", wall, calls, count, 0, latency, concurrency)
+    finally:
+        conn.send("stop")
+        child.join(30)
+        if child.is_alive():
+            child.kill()
     return 0 if ok else 1
 
 
