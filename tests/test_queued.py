@@ -128,6 +128,32 @@ async def test_exhausted_attempts_are_dead_until_replayed(url: str) -> None:
     await hooks.shutdown()
 
 
+@pytest.mark.parametrize("mode", ["queued", "inline"])
+async def test_a_handler_outliving_its_lease_keeps_it(url: str, mode: str) -> None:
+    hooks = make_hooks(url, mode=mode, lease_seconds=0.3)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @hooks.on("alert.triggered")
+    async def slow(event: AlertEvent) -> None:
+        started.set()
+        await release.wait()
+
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        posted = asyncio.create_task(post_stripe(client, payload))
+        running = asyncio.create_task(hooks.drain()) if mode == "queued" else None
+        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.sleep(0.7)  # more than two leases
+        assert await hooks.store.claim(owner="another-replica", lease=10, limit=10) == []
+        release.set()
+        assert (await posted).status_code == 200
+        if running is not None:
+            await running
+    stored = await hooks.store.get("stripe", payload["id"])
+    assert stored is not None and [(o.status, o.attempts) for o in stored.outcomes] == [("done", 1)]
+    await hooks.shutdown()
+
+
 async def test_lifespan_worker_runs_handlers_without_drain(url: str) -> None:
     hooks = make_hooks(url, mode="queued", poll_interval=30)
     done = asyncio.Event()

@@ -118,6 +118,17 @@ async def test_failure_from_a_worker_that_lost_its_lease_is_ignored(store: Store
     assert statuses(await store.get("stripe", "evt_1"))["a"] == ("done", 1)
 
 
+async def test_extend_renews_only_the_owners_running_leases(store: Store) -> None:
+    await store.begin(delivery("evt_1"), owner="w1", lease=0)
+    await store.extend("stripe", "evt_1", ["a"], owner="w1", lease=60)
+    await store.extend("stripe", "evt_1", ["b"], owner="someone-else", lease=60)
+    again = await store.begin(delivery("evt_1"), owner="w2", lease=60)
+    assert (again.claimed, again.busy) == (("b",), ("a",))
+    await store.finish("stripe", "evt_1", {"a": None}, owner="w1")
+    await store.extend("stripe", "evt_1", ["a"], owner="w1", lease=60)
+    assert statuses(await store.get("stripe", "evt_1"))["a"] == ("done", 1)
+
+
 async def test_new_handler_on_redelivery_gets_an_outcome(store: Store) -> None:
     await store.begin(delivery("evt_1", "a"), owner="w1", lease=60)
     await store.finish("stripe", "evt_1", {"a": None}, owner="w1")

@@ -29,7 +29,7 @@ from alerthooks.sources import (
     networks_setting,
 )
 from alerthooks.store import Delivery, Store, StoreError, open_store, redact_url
-from alerthooks.worker import Worker
+from alerthooks.worker import LeaseKeeper, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -580,10 +580,10 @@ class AlertHooks:
         if event is None:
             return _IGNORED
         if queued:
+            self.worker.wake()  # a redelivery may add handlers registered since
             if not begun.new:
                 logger.info("%s event %s is a duplicate", provider.name, event_id)
                 return _DUPLICATE
-            self.worker.wake()
             logger.info("%s event %s queued (%s)", provider.name, event_id, event.type)
             return _ACCEPTED
         if begun.claimed:
@@ -592,7 +592,11 @@ class AlertHooks:
             else:
                 by_name = {h.name: h for h in handlers}
                 to_run = [by_name[name] for name in begun.claimed if name in by_name]
-            results = await self._run(event, to_run)
+            keeper = LeaseKeeper(self, provider.name, event_id, begun.claimed)
+            try:
+                results = await self._run(event, to_run)
+            finally:
+                keeper.stop()
             try:
                 await self.store.finish(provider.name, event_id, results, owner=self.owner)
             except Exception:

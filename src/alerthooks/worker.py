@@ -31,6 +31,50 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     return float(min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
 
+class LeaseKeeper:
+    """Renews a running event's leases every third of ``lease_seconds`` until :meth:`stop`, so
+    a handler that outlives its lease is not claimed and run again elsewhere meanwhile."""
+
+    def __init__(
+        self, hooks: AlertHooks, provider: str, event_id: str, handlers: Sequence[str]
+    ) -> None:
+        self.hooks, self.provider, self.event_id, self.handlers = (
+            hooks,
+            provider,
+            event_id,
+            handlers,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._interval = hooks.lease_seconds / 3
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(self._interval, self._due)
+        self._renewing: asyncio.Task[None] | None = None
+
+    def _due(self) -> None:
+        self._renewing = self._loop.create_task(self._renew())
+        self._timer = self._loop.call_later(self._interval, self._due)
+
+    async def _renew(self) -> None:
+        hooks = self.hooks
+        try:
+            await hooks.store.extend(
+                self.provider,
+                self.event_id,
+                self.handlers,
+                owner=hooks.owner,
+                lease=hooks.lease_seconds,
+            )
+        except StoreError as exc:
+            logger.warning("%s event %s: lease not renewed: %s", self.provider, self.event_id, exc)
+
+    def stop(self) -> None:
+        """Stop renewing (the caller records the outcomes next)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._renewing is not None and not self._renewing.done():
+            self._renewing.cancel()
+
+
 class Worker:
     """Runs the handlers of queued events for one :class:`~alerthooks.AlertHooks`.
 
@@ -152,17 +196,33 @@ class Worker:
     async def _run_event(self, claims: Sequence[Claim]) -> None:
         hooks = self.hooks
         first = claims[0]
-        results: dict[str, str | None] = {}
         event = self._event(first)
         if isinstance(event, str):
             results = {c.handler: event for c in claims}
         else:
-            handlers = [hooks.dispatcher.get(c.handler) for c in claims]
-            missing = {c.handler for c, h in zip(claims, handlers, strict=True) if h is None}
-            results = {name: "handler is not registered in this process" for name in missing}
-            runnable = [h for h in handlers if h is not None]
-            errors = await asyncio.gather(*(h.run(event) for h in runnable))
-            results.update({h.name: error for h, error in zip(runnable, errors, strict=True)})
+            keeper = LeaseKeeper(hooks, first.provider, first.event_id, [c.handler for c in claims])
+            try:
+                results = await self._run_handlers(event, claims)
+            finally:
+                keeper.stop()
+        await self._record(claims, results)
+
+    async def _run_handlers(
+        self, event: AlertEvent, claims: Sequence[Claim]
+    ) -> dict[str, str | None]:
+        handlers = [self.hooks.dispatcher.get(c.handler) for c in claims]
+        missing = {c.handler for c, h in zip(claims, handlers, strict=True) if h is None}
+        results: dict[str, str | None] = {
+            name: "handler is not registered in this process" for name in missing
+        }
+        runnable = [h for h in handlers if h is not None]
+        errors = await asyncio.gather(*(h.run(event) for h in runnable))
+        results.update({h.name: error for h, error in zip(runnable, errors, strict=True)})
+        return results
+
+    async def _record(self, claims: Sequence[Claim], results: dict[str, str | None]) -> None:
+        hooks = self.hooks
+        first = claims[0]
         retry_in: dict[str, float] = {}
         dead: list[str] = []
         for claim in claims:

@@ -134,6 +134,13 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def extend(
+        self, provider: str, event_id: str, handlers: Collection[str], *, owner: str, lease: float
+    ) -> None:
+        """Renew ``owner``'s leases on these running handlers to ``lease`` seconds from now, so a
+        handler that runs long is not claimed by another worker meanwhile."""
+
+    @abc.abstractmethod
     async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
         """Lease up to ``limit`` due pairs to ``owner`` for ``lease`` seconds, oldest due first:
         pending ones, failed ones whose ``due_at`` has passed, and running ones whose lease

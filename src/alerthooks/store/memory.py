@@ -91,6 +91,17 @@ class MemoryStore(Store):
                 continue
             row.owner, row.lease_until = None, 0.0
 
+    async def extend(
+        self, provider: str, event_id: str, handlers: Collection[str], *, owner: str, lease: float
+    ) -> None:
+        """See :meth:`Store.extend`."""
+        rows = self._outcomes.get((provider, event_id), {})
+        until = time.time() + lease
+        for name in handlers:
+            row = rows.get(name)
+            if row is not None and row.status == "running" and row.owner == owner:
+                row.lease_until = until
+
     async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
         now = time.time()

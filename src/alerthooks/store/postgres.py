@@ -284,6 +284,22 @@ class PostgresStore(Store):
                 owner,
             )
 
+    async def extend(
+        self, provider: str, event_id: str, handlers: Collection[str], *, owner: str, lease: float
+    ) -> None:
+        """See :meth:`Store.extend`."""
+        async with self._conn() as conn:
+            await conn.execute(
+                f"UPDATE alerthooks_outcomes SET lease_until = {_lease(4)}"
+                " WHERE provider = $1 AND event_id = $2 AND handler = ANY($3::text[])"
+                " AND status = 'running' AND owner = $5",
+                provider,
+                event_id,
+                list(handlers),
+                lease,
+                owner,
+            )
+
     async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
         async with self._conn() as conn:

@@ -412,6 +412,23 @@ class SQLiteStore(Store):
 
         await self._submit(op)
 
+    async def extend(
+        self, provider: str, event_id: str, handlers: Collection[str], *, owner: str, lease: float
+    ) -> None:
+        """See :meth:`Store.extend`."""
+        names = list(handlers)
+
+        def op(conn: sqlite3.Connection) -> None:
+            until = time.time() + lease
+            conn.executemany(
+                "UPDATE alerthooks_outcomes SET lease_until = ? WHERE seq = (SELECT seq FROM"
+                " alerthooks_events WHERE event_id = ? AND provider = ?) AND handler = ?"
+                " AND status = 'running' AND owner = ?",
+                [(until, event_id, provider, name, owner) for name in names],
+            )
+
+        await self._submit(op)
+
     async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
 
