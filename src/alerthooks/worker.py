@@ -197,6 +197,7 @@ class Worker:
         hooks = self.hooks
         first = claims[0]
         event = self._event(first)
+        results: dict[str, str | None]
         if isinstance(event, str):
             results = {c.handler: event for c in claims}
         else:
