@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -201,3 +202,68 @@ def test_sync_client_opens_on_first_use_and_closes_on_close(
     client.close()
     assert len(seen) == 1
     assert CB_PASSWORD  # what the hooks fixture configures and the client signs with
+
+
+def queued_hooks(**options: Any) -> AlertHooks:
+    return AlertHooks(
+        stripe_secret=STRIPE_SECRET,
+        chargebee_auth=(CB_USER, CB_PASSWORD),
+        store="memory://",
+        mode="queued",
+        **options,
+    )
+
+
+async def test_queued_send_returns_once_the_worker_ran_the_handlers() -> None:
+    hooks = queued_hooks()
+    seen: list[AlertEvent] = []
+
+    @hooks.on("*")
+    async def slow(event: AlertEvent) -> None:
+        await asyncio.sleep(0.05)
+        seen.append(event)
+
+    app = Starlette(routes=[Mount("/webhooks", app=hooks)], lifespan=hooks.lifespan)
+    stripe, chargebee = stripe_alert_triggered(), chargebee_alert_status_changed("within_limit")
+    async with AlertHooksClient(app) as client:
+        assert (await client.send_stripe(stripe)).status_code == 200
+        assert [e.id for e in seen] == [stripe["id"]]
+        assert (await client.send_chargebee(chargebee)).status_code == 200
+        assert [e.id for e in seen] == [stripe["id"], chargebee["id"]]
+
+
+async def test_without_auto_drain_work_waits_for_an_explicit_drain() -> None:
+    hooks = queued_hooks(worker=False)  # no background worker: only drain() runs handlers
+    seen: list[AlertEvent] = []
+    hooks.on("alert.triggered")(seen.append)
+    payload = stripe_alert_triggered()
+    async with AlertHooksClient(hooks, drain=False) as client:
+        assert (await client.send_stripe(payload)).status_code == 200
+        assert seen == []
+        await client.drain()
+        assert [e.id for e in seen] == [payload["id"]]
+
+
+async def test_drain_times_out_while_a_handler_is_still_running() -> None:
+    hooks = queued_hooks(worker=False)
+    release = asyncio.Event()
+
+    @hooks.on("alert.triggered")
+    async def stuck(event: AlertEvent) -> None:
+        await release.wait()
+
+    async with AlertHooksClient(hooks, drain_timeout=0.1) as client:
+        with pytest.raises(TimeoutError):
+            await client.send_stripe(stripe_alert_triggered())
+        release.set()
+        await client.drain()
+
+
+def test_sync_client_drains_queued_work_on_its_own_loop() -> None:
+    hooks = queued_hooks()
+    seen: list[AlertEvent] = []
+    hooks.on("alert.triggered")(seen.append)
+    payload = chargebee_alert_status_changed()
+    with SyncAlertHooksClient(hooks) as client:
+        assert client.send_chargebee(payload).status_code == 200
+        assert [e.id for e in seen] == [payload["id"]]

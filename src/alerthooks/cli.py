@@ -47,6 +47,14 @@ def main() -> None:
     cli(prog_name="alerthooks")
 
 
+def _console(**options: Any) -> Console:
+    """A rich Console on stdout: styled on a terminal, and plain (no escape codes at all) when
+    stdout is not a terminal or NO_COLOR is set; rich alone keeps bold and dim under NO_COLOR."""
+    if os.environ.get("NO_COLOR"):
+        options.setdefault("color_system", None)
+    return Console(**options)
+
+
 # -- durable inbox: serve, worker, events, replay ---------------------------------------------
 
 _STORE_OPTION = click.option(
@@ -210,13 +218,12 @@ def events(status: str | None, limit: int, store_url: str | None) -> None:
             )
     headers = ("received", "provider", "event", "type", "handler", "status", "attempts", "error")
     if _is_terminal():
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(*headers, title=f"{len(found)} event(s)")
         for row in rows:
             table.add_row(*row)
-        Console().print(table)
+        _console().print(table)
     else:
         click.echo("\t".join(headers))
         for row in rows:
@@ -281,7 +288,7 @@ def _fail_lines(message: str) -> NoReturn:
 
 def _plan_console() -> Console:
     # rich drops colour by itself when stdout is not a terminal or NO_COLOR is set.
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+    return _console(width=None if sys.stdout.isatty() else 160, highlight=False)
 
 
 def _can_prompt() -> bool:
@@ -525,8 +532,7 @@ def send_command(
     body, source = _send_body(provider, file, sample)
     headers = _send_headers(provider, body, secret, auth)
     event_id = _event_id(body)
-    # rich drops colour by itself when stdout is not a terminal or NO_COLOR is set.
-    out = Console(highlight=False, soft_wrap=True)
+    out = _console(highlight=False, soft_wrap=True)
     out.print(f"POST {url} ({source}" + (f", event {event_id})" if event_id else ")"), markup=False)
     try:
         response = httpx.post(url, content=body, headers=headers, timeout=timeout)
@@ -543,7 +549,6 @@ def send_command(
         markup=False,
     )
     if response.content:
-        # The highlighter also bolds brackets, which NO_COLOR users do not want either.
-        out.print(response.text, markup=False, highlight=not out.no_color)
+        out.print(response.text, markup=False, highlight=True)
     if not ok:
         _send_fail(f"{url} answered {response.status_code} {response.reason_phrase}".rstrip())
