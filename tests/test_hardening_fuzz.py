@@ -379,3 +379,62 @@ def test_content_length_with_leading_zeros_is_read_as_a_number() -> None:
     status, _, _ = _run(asgi_call(hooks, headers=headers, chunks=[body]))
     assert status == 200
     assert len(seen) == 1
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats()
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=25,
+)
+
+
+@st.composite
+def _alert_shaped(draw: st.DrawFn, provider: str) -> dict[str, Any]:
+    """A JSON object that looks enough like an alert to get past the first checks."""
+    payload: dict[str, Any] = draw(st.dictionaries(st.text(max_size=10), _json_values, max_size=4))
+    if provider == "stripe":
+        payload["type"] = draw(st.sampled_from(["billing.alert.triggered", "customer.created"]))
+        payload.setdefault(
+            "data", {"object": draw(st.dictionaries(st.text(max_size=8), _json_values))}
+        )
+    else:
+        payload["event_type"] = draw(st.sampled_from(["alert_status_changed", "x"]))
+        payload.setdefault("content", draw(_json_values))
+    payload["id"] = draw(st.one_of(st.text(max_size=12), _json_values))
+    return payload
+
+
+_encodings = st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32", "latin-1"])
+
+
+@_SETTINGS
+@given(
+    provider=st.sampled_from(["stripe", "chargebee"]),
+    data=st.data(),
+    encoding=_encodings,
+    raw=st.one_of(st.none(), st.binary(max_size=200)),
+)
+def test_verified_garbage_in_any_encoding_is_answered_without_5xx(
+    provider: str, data: st.DataObject, encoding: str, raw: bytes | None
+) -> None:
+    """Correctly signed bodies of any shape or encoding get past verification; what follows
+    (decoding, parsing, normalizing, recording) answers 200 or 400, never a 5xx."""
+    hooks, seen = _hooks()
+    if raw is None:
+        text = json.dumps(data.draw(_alert_shaped(provider)), ensure_ascii=False)
+        body = text.encode(encoding, "surrogatepass" if encoding.startswith("utf") else "replace")
+    else:
+        body = raw
+    if provider == "stripe":
+        header = stripe_signature_header(body.decode("utf-8", "replace"), STRIPE_SECRET)
+        headers = [(b"stripe-signature", header.encode())]
+    else:
+        headers = [(b"authorization", _basic(CB_USER, CB_PASSWORD))]
+    status, answer, _ = _run(asgi_call(hooks, path=f"/{provider}", headers=headers, chunks=[body]))
+    assert status in (200, 400), answer
+    for event in seen:
+        assert event.provider == provider
