@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
 from alerthooks import AlertEvent, AlertHooks
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
@@ -20,6 +23,8 @@ hooks = AlertHooks(
     retry_backoff_max=0.05,
     poll_interval=0.1,
 )
+
+host = Starlette(routes=[Mount("/webhooks", app=hooks)], lifespan=hooks.lifespan)
 
 not_an_app = 42
 

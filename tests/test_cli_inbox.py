@@ -64,8 +64,8 @@ class Proc:
         return code
 
 
-def serve(port: int, env: dict[str, str], log: Path) -> Proc:
-    proc = Proc(["serve", "tests.inbox_app:hooks", "--port", str(port)], env, log)
+def serve(port: int, env: dict[str, str], log: Path, target: str = "tests.inbox_app:hooks") -> Proc:
+    proc = Proc(["serve", target, "--port", str(port)], env, log)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
@@ -208,6 +208,24 @@ async def test_two_servers_on_one_postgres_handle_each_event_once(tmp_path: Path
         counts = handled(out)
         assert set(counts) == {p["id"] for p in payloads}
         assert set(counts.values()) == {1}
+
+
+def test_serve_a_host_app_runs_the_worker_through_its_lifespan(
+    tmp_path: Path, inbox: dict[str, str]
+) -> None:
+    port = free_port()
+    server = serve(port, inbox, tmp_path / "host.log", target="tests.inbox_app:host")
+    try:
+        payload = stripe_alert_triggered()
+        body, headers = signed(payload)
+        url = f"http://127.0.0.1:{port}/webhooks/stripe"
+        assert httpx.post(url, content=body, headers=headers).status_code == 200
+        assert wait_handled(Path(inbox["ALERTHOOKS_TEST_OUT"]), {payload["id"]}, timeout=10)
+    finally:
+        server.stop()
+    log = (tmp_path / "host.log").read_text()
+    assert "Application shutdown complete" in log and "Traceback" not in log
+    assert f"stripe event {payload['id']} queued" in log  # alerthooks' own log lines show
 
 
 def test_split_web_and_worker_processes(tmp_path: Path, inbox: dict[str, str]) -> None:

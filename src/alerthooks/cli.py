@@ -75,6 +75,19 @@ def _use_store(store_url: str | None) -> None:
         os.environ[STORE_ENV] = store_url
 
 
+def _log_to_stderr() -> None:
+    """Show alerthooks' own log lines (events accepted, handlers failing, the store down) beside
+    uvicorn's, unless the app configured logging itself."""
+    import logging
+
+    package = logging.getLogger("alerthooks")
+    if not package.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        package.addHandler(handler)
+        package.setLevel(logging.INFO)
+
+
 def _load_target(target: str) -> Any:
     """Import ``MODULE:ATTR`` from the working directory, as uvicorn does."""
     module_name, sep, attr = target.partition(":")
@@ -154,6 +167,7 @@ def serve(target: str, host: str, port: int, store_url: str | None) -> None:
     if not callable(app):
         raise click.ClickException(f"{target} is a {type(app).__name__}, not an ASGI app")
     lifespan: Literal["on", "auto"] = "on" if isinstance(app, AlertHooks) else "auto"
+    _log_to_stderr()
     click.echo(f"alerthooks serving {target} on http://{host}:{port}")
     uvicorn.run(app, host=host, port=port, lifespan=lifespan, log_level="info")
 
@@ -178,6 +192,7 @@ def worker(target: str, store_url: str | None) -> None:
         finally:
             await hooks.shutdown()
 
+    _log_to_stderr()
     click.echo(f"alerthooks worker for {target} on {redact_url(hooks.store.url)}")
     with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
         asyncio.run(run())
