@@ -6,6 +6,8 @@
   docs show it.
 - ``floor``: ``floor_app`` for ``uvicorn --app-dir benchmarks apps:floor``, with ``GET /count``
   answering how many alerts it accepted.
+- ``alerthooks``: AlertHooks with the memory store and one counting handler, mounted at
+  ``/webhooks`` like the example but printing nothing; ``GET /count`` likewise.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import stripe
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
+from alerthooks import AlertEvent, AlertHooks
 from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
 SECRET = "whsec_benchmark_secret_0123456789"
@@ -82,3 +85,22 @@ async def _count(request: Request) -> PlainTextResponse:
 
 
 floor = floor_app(_FLOOR_HANDLED, Route("/count", _count))
+
+
+_HOOKS_HANDLED = [0]
+_hooks = AlertHooks(stripe_secret=SECRET, chargebee_auth=("bench", "bench"), store="memory://")
+
+
+@_hooks.on("alert.triggered")
+async def _count_alert(event: AlertEvent) -> None:
+    _HOOKS_HANDLED[0] += 1
+
+
+async def _hooks_count(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(str(_HOOKS_HANDLED[0]))
+
+
+alerthooks = Starlette(
+    routes=[Route("/count", _hooks_count), Mount("/webhooks", app=_hooks)],
+    lifespan=_hooks.lifespan,
+)

@@ -1,5 +1,9 @@
 """End to end over HTTP: the example app served by uvicorn, the floor app beside it.
 
+Apps: ``floor`` (see ``apps.py``); ``alerthooks`` (memory store, a counting handler, mounted at
+/webhooks, printing nothing); ``example memory`` and ``example sqlite``: ``examples/app.py``
+as ``make run`` serves it (its handler prints a line per alert), with either store.
+
 Each app runs in its own uvicorn process on a free loopback port; a load generator in another
 process keeps 32 keep-alive connections busy with unique, signed Stripe alert deliveries (built
 before the clock starts) and reports requests/s and p50/p99 latency. Rounds alternate between
@@ -146,6 +150,15 @@ class Server:
                 time.sleep(0.1)
         raise SystemExit(f"{self.name}: uvicorn did not start in 30 s:\n{self.log()}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (Linux /proc; 0 elsewhere)."""
+        assert self.process is not None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log(self) -> str:
         assert self.output is not None
         self.output.flush()
@@ -176,6 +189,7 @@ class Server:
 
 
 def _drive(server: Server, count: int, connections: int, timeout: float) -> dict[str, Any]:
+    cpu = server.cpu_seconds()
     done = subprocess.run(
         [
             *(sys.executable, __file__, "client", "--port", str(server.port)),
@@ -189,6 +203,7 @@ def _drive(server: Server, count: int, connections: int, timeout: float) -> dict
     if done.returncode != 0:
         raise SystemExit(f"{server.name}: load generator failed:\n{done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
+    result["server_cpu"] = server.cpu_seconds() - cpu
     statuses = {int(k): v for k, v in result["statuses"].items()}
     if result["count"] != count or set(statuses) != {200}:
         raise SystemExit(f"{server.name}: answers were not all 200: {statuses}\n{server.log()}")
@@ -216,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="alerthooks-http-") as directory:
         servers = [
             Server("floor", "apps:floor", app_dir=str(ROOT / "benchmarks")),
+            Server("alerthooks", "apps:alerthooks", app_dir=str(ROOT / "benchmarks")),
             Server("example memory", "examples.app:app", {"ALERTHOOKS_STORE": "memory://"}),
             Server(
                 "example sqlite",
@@ -243,16 +259,25 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.requests} requests x {args.rounds} rounds alternated, medians; "
         f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {_server_stack()}"
     )
-    rates = {}
+    rates: dict[str, float] = {}
+    per_cpu: dict[str, float] = {}
     for name, runs in results.items():
         rates[name] = statistics.median(run["count"] / run["elapsed"] for run in runs)
         p50 = statistics.median(run["p50_ms"] for run in runs)
         p99 = statistics.median(run["p99_ms"] for run in runs)
+        per_cpu[name] = statistics.median(
+            run["count"] / max(run["server_cpu"], 1e-9) for run in runs
+        )
         print(
             f"  {name:<15} {rates[name]:>8,.0f} requests/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
         )
     floor = rates["floor"]
     print("ratios vs floor: " + " | ".join(f"{n} {r / floor:.2f}" for n, r in rates.items()))
+    if per_cpu["floor"] > 0:
+        print(
+            "requests per server CPU-second: "
+            + " | ".join(f"{n} {c:,.0f} ({c / per_cpu['floor']:.2f})" for n, c in per_cpu.items())
+        )
     return 0
 
 

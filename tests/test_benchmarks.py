@@ -30,7 +30,7 @@ def test_receiver_benchmark_runs_every_variant_and_checks_answers() -> None:
 
 def test_http_benchmark_serves_every_app_and_checks_answers() -> None:
     out = _run("http_e2e.py", "--requests", "40", "--rounds", "1", "--connections", "4")
-    for app in ("floor", "example memory", "example sqlite"):
+    for app in ("floor", "alerthooks", "example memory", "example sqlite"):
         assert f"  {app} " in out
     assert "ratios vs floor:" in out
 
