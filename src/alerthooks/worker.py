@@ -71,8 +71,8 @@ class LeaseKeeper:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._renewing is not None and not self._renewing.done():
-            self._renewing.cancel()
+        # A renewal in flight is left to finish: it only touches leases still held, and
+        # cancelling a query midway costs a Postgres connection.
 
 
 class Worker:
