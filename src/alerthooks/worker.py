@@ -63,7 +63,7 @@ class LeaseKeeper:
                 owner=hooks.owner,
                 lease=hooks.lease_seconds,
             )
-        except StoreError as exc:
+        except Exception as exc:  # logged, never left unretrieved in the task
             logger.warning("%s event %s: lease not renewed: %s", self.provider, self.event_id, exc)
 
     def stop(self) -> None:
