@@ -390,3 +390,34 @@ def test_redact_url_hides_only_the_password() -> None:
     assert redact_url("postgresql://u:a@b@db/x") == "postgresql://u:***@db/x"
     assert redact_url("sqlite:///alerthooks.db") == "sqlite:///alerthooks.db"
     assert redact_url("memory://") == "memory://"
+
+
+async def test_repr_of_manager_and_test_kit_objects_hides_credentials() -> None:
+    from alerthooks.manager.chargebee import ChargebeeAPI
+    from alerthooks.manager.config import Credentials
+    from alerthooks.manager.stripe import StripeAPI
+    from alerthooks.providers.chargebee import EventFetcher
+    from alerthooks.testing.client import AlertHooksClient
+
+    stripe_key = "sk_test_StRiPeKeYmArKeR123"
+    chargebee_key = "test_CbKeYmArKeR456"
+    credentials = Credentials(
+        stripe_api_key=stripe_key,
+        chargebee_api_key=chargebee_key,
+        chargebee_site="acme-test",
+        chargebee_webhook_username=CB_USER,
+        chargebee_webhook_password=CB_PASSWORD,
+    )
+    stripe_api = StripeAPI(stripe_key, api_base="http://127.0.0.1:9")
+    chargebee_api = ChargebeeAPI(chargebee_key, "acme-test", api_base="http://127.0.0.1:9")
+    fetcher = EventFetcher(site="acme-test", api_key=chargebee_key)
+    hooks = _hooks()
+    client = AlertHooksClient(hooks, lifespan=False)
+    try:
+        objects: list[Any] = [credentials, stripe_api, chargebee_api, fetcher, client]
+        texts = [repr(o) for o in objects] + [str(o) for o in objects]
+        _assert_clean(texts, stripe_key, chargebee_key, stripe_key[8:], CB_USER)
+    finally:
+        await stripe_api.aclose()
+        await chargebee_api.aclose()
+        await client.aclose()
