@@ -83,3 +83,22 @@ def test_events_without_a_terminal_are_tab_separated(store: list[str]) -> None:
     result = CliRunner().invoke(cli.cli, ["events", *store], env={"FORCE_COLOR": "1"})
     assert result.stdout.startswith("received\tprovider\tevent\t")
     assert "\tstripe\tevt_shown\tbilling.alert.triggered\tnotify\tdone\t" in result.stdout
+
+
+@pytest.mark.parametrize("env", [{}, {"FORCE_COLOR": "1"}], ids=["not-a-terminal", "terminal"])
+def test_apply_shows_progress_only_on_a_terminal(plan_env: list[str], env: dict[str, str]) -> None:
+    apply = ["apply", *plan_env[1:], "--yes"]
+    result = CliRunner().invoke(cli.cli, apply, env={**env, "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "done: stripe create api-100: created alrt_" in result.stdout
+    assert ("applying" in result.stdout) is bool(env)  # the bar, cleared when done
+
+
+async def test_apply_reports_each_outcome_as_it_finishes(plan_env: list[str]) -> None:
+    from alerthooks.manager import AlertManager, Credentials, load_config
+
+    seen = []
+    async with AlertManager(load_config(plan_env[2]), Credentials.from_env()) as manager:
+        plan = await manager.plan()
+        result = await manager.apply(plan, on_outcome=seen.append)
+    assert seen and sorted(map(id, seen)) == sorted(map(id, result.outcomes))

@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timezone
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
@@ -301,6 +301,24 @@ def _fail_lines(message: str) -> NoReturn:
     sys.exit(1)
 
 
+@contextlib.contextmanager
+def _progress(console: Console, what: str, total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on a terminal, cleared when done; nothing when output is not a terminal.
+    Yields the function to call as each step finishes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn(what),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda: progress.advance(task)
+
+
 def _plan_console() -> Console:
     # rich drops colour by itself when stdout is not a terminal or NO_COLOR is set.
     return _console(width=None if sys.stdout.isatty() else 160, highlight=False)
@@ -391,7 +409,8 @@ def apply_command(config_path: str, yes: bool, prune: bool, live: bool, concurre
                 return None
             if not yes and not click.confirm("Apply these changes?", default=False):
                 _fail_lines("apply cancelled")
-            return await manager.apply(plan)
+            with _progress(console, "applying", sum(1 for c in plan.changes if c.is_write)) as done:
+                return await manager.apply(plan, on_outcome=lambda outcome: done())
 
     try:
         result = asyncio.run(run())

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,16 +123,25 @@ def make_apis(
     return apis
 
 
-async def apply_plan(plan: Plan, apis: Mapping[str, ProviderAPI]) -> ApplyResult:
+async def apply_plan(
+    plan: Plan,
+    apis: Mapping[str, ProviderAPI],
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> ApplyResult:
     """Apply every write in ``plan`` concurrently (each provider's client bounds how many
     requests are in flight). A failed change does not stop the others; the next apply
-    finishes what this one left."""
+    finishes what this one left. ``on_outcome`` is called as each change finishes (progress)."""
     run = uuid.uuid4().hex
     result = ApplyResult()
     changes = [c for c in plan.changes if c.is_write]
-    outcomes = await asyncio.gather(
-        *(_apply_change(c, apis[c.provider], run, result) for c in changes)
-    )
+
+    async def one(change: Change) -> Outcome:
+        outcome = await _apply_change(change, apis[change.provider], run, result)
+        if on_outcome is not None:
+            on_outcome(outcome)
+        return outcome
+
+    outcomes = await asyncio.gather(*(one(c) for c in changes))
     result.outcomes.extend(outcomes)
     return result
 
@@ -245,6 +254,8 @@ class AlertManager:
         """Read the providers and diff against the config (see :func:`build_plan`)."""
         return await build_plan(self.config, self.apis, prune=prune)
 
-    async def apply(self, plan: Plan) -> ApplyResult:
+    async def apply(
+        self, plan: Plan, on_outcome: Callable[[Outcome], None] | None = None
+    ) -> ApplyResult:
         """Apply ``plan`` (see :func:`apply_plan`)."""
-        return await apply_plan(plan, self.apis)
+        return await apply_plan(plan, self.apis, on_outcome)
