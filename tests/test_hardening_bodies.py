@@ -143,3 +143,32 @@ def test_chunked_body_past_the_limit_is_cut_off_and_not_read_further(
     assert app.consumed <= LIMIT + 2 * len(chunk) + 65536
     assert pushed < offered / 4
     assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("POST", "/nope", 404), ("PUT", "/stripe", 405)],
+    ids=["unknown-path", "wrong-method"],
+)
+def test_answer_before_the_body_closes_the_connection_and_stops_reading(
+    served: tuple[ServedApp, _CountingApp], method: str, path: str, status: int
+) -> None:
+    server, _ = served
+    chunk = b"x" * 8192
+    frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    offered = 64 * 1024 * 1024
+    pushed = 0
+    head = _head(path, {"Transfer-Encoding": "chunked", "Stripe-Signature": "t=1,v1=00"})
+    with _connect(server) as sock:
+        sock.sendall(head.replace(b"POST", method.encode(), 1))
+        sock.settimeout(2)
+        try:
+            while pushed < offered:
+                sock.sendall(frame)
+                pushed += len(chunk)
+        except (TimeoutError, ConnectionResetError, BrokenPipeError):
+            pass
+        response = read_response(sock, 5)
+        assert _status(response) == status
+        assert b"connection: close" in response.lower()
+    assert pushed < offered / 4

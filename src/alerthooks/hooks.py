@@ -67,8 +67,10 @@ _TIMEOUT = _answer(408, error="body not received in time")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 # Answers given before the whole body was read close the connection, so the server stops reading.
 _EXTRA_HEADERS: dict[int, list[tuple[bytes, bytes]]] = {
+    400: [(b"connection", b"close")],
     403: [(b"connection", b"close")],
-    405: [(b"allow", b"POST")],
+    404: [(b"connection", b"close")],
+    405: [(b"allow", b"POST"), (b"connection", b"close")],
     408: [(b"connection", b"close")],
     413: [(b"connection", b"close")],
 }
