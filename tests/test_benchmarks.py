@@ -25,7 +25,7 @@ def test_receiver_benchmark_runs_every_variant_and_checks_answers() -> None:
     out = _run("receiver.py", "--events", "20", "--rounds", "2", "--concurrency", "4")
     for variant in ("floor", "construct_event", "memory"):
         assert f"  {variant} " in out
-    assert "ratios vs floor:" in out
+    assert "ratios vs floor (median of per-round ratios):" in out
 
 
 def test_http_benchmark_serves_every_app_and_checks_answers() -> None:
