@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.providers import NotAnAlert
@@ -204,6 +205,12 @@ async def test_every_single_field_mutation_gives_a_whole_event_or_a_logged_ack(
                 problems.append(f"{describe}: handler ran {len(seen)} times")
                 continue
             event = seen[0]
+            try:
+                if AlertEvent.model_validate(event.model_dump()) != event:
+                    problems.append(f"{describe}: the event differs from its validated model")
+            except ValidationError as exc:
+                problems.append(f"{describe}: the event is not a valid model: {exc}")
+                continue
             if expected is None:
                 # A non-alert fixture can only become an alert by touching its type.
                 if not _touches(touched, sources["type"]):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol, overload
 
 from pydantic import ValidationError
 
-from alerthooks.events import AlertEvent
+from alerthooks.events import AlertEvent, EventType, ThresholdMode
 
 
 class Rejected(Exception):
@@ -58,6 +60,14 @@ class Provider(Protocol):
 
     def normalize(self, payload: dict[str, Any]) -> AlertEvent:
         """Build the event, or raise :class:`NotAnAlert`."""
+
+
+@overload
+def text(obj: Mapping[str, Any], key: str, *, where: str, required: Literal[True] = ...) -> str: ...
+
+
+@overload
+def text(obj: Mapping[str, Any], key: str, *, where: str, required: bool) -> str | None: ...
 
 
 def text(obj: Mapping[str, Any], key: str, *, where: str, required: bool = True) -> str | None:
@@ -122,3 +132,58 @@ def clean_key(value: Any) -> str | None:
     if isinstance(value, str) and 0 < len(value) <= 255 and value.isascii() and value.isprintable():
         return value
     return None
+
+
+_FIELD_NAMES = tuple(AlertEvent.model_fields)
+_object_setattr = object.__setattr__
+
+
+def checked_event(
+    *,
+    id: str,
+    provider: str,
+    type: EventType,
+    alert_id: str,
+    alert_name: str | None,
+    meter_id: str | None,
+    customer_id: str | None,
+    subscription_id: str | None,
+    threshold: Decimal | None,
+    threshold_mode: ThresholdMode | None,
+    value: Decimal | None,
+    occurred_at: datetime,
+    livemode: bool | None,
+    raw: dict[str, Any],
+) -> AlertEvent:
+    """An :class:`AlertEvent` from fields the caller has already checked one by one, without
+    validating them again (what ``AlertEvent.model_construct`` does, at a third of its cost).
+
+    For normalizers that check the type of every field they read, as both built-in ones do;
+    every field is a required keyword, so an event is never half-filled. Anything less checked
+    goes through :func:`build_event`.
+    """
+    event = object.__new__(AlertEvent)
+    _object_setattr(
+        event,
+        "__dict__",
+        {
+            "id": id,
+            "provider": provider,
+            "type": type,
+            "alert_id": alert_id,
+            "alert_name": alert_name,
+            "meter_id": meter_id,
+            "customer_id": customer_id,
+            "subscription_id": subscription_id,
+            "threshold": threshold,
+            "threshold_mode": threshold_mode,
+            "value": value,
+            "occurred_at": occurred_at,
+            "livemode": livemode,
+            "raw": raw,
+        },
+    )
+    _object_setattr(event, "__pydantic_fields_set__", set(_FIELD_NAMES))
+    _object_setattr(event, "__pydantic_extra__", None)
+    _object_setattr(event, "__pydantic_private__", None)
+    return event

@@ -16,12 +16,12 @@ from typing import Any
 
 import httpx
 
-from alerthooks.events import AlertEvent
+from alerthooks.events import AlertEvent, EventType
 from alerthooks.providers import (
     NotAnAlert,
     Rejected,
     Unavailable,
-    build_event,
+    checked_event,
     clean_key,
     mapping,
     number,
@@ -30,7 +30,10 @@ from alerthooks.providers import (
 
 ALERT_EVENT_TYPE = "alert_status_changed"
 AUTH_HEADER = "authorization"
-_ALARM_TYPES = {"in_alarm": "alert.triggered", "within_limit": "alert.cleared"}
+_ALARM_TYPES: dict[str, EventType] = {
+    "in_alarm": "alert.triggered",
+    "within_limit": "alert.cleared",
+}
 _MODES = ("absolute", "percentage")
 SITE_ENV = "CHARGEBEE_SITE"
 API_KEY_ENV = "CHARGEBEE_API_KEY"
@@ -111,7 +114,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         occurred_at = datetime.fromtimestamp(occurred, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
         raise NotAnAlert("event.occurred_at is out of range") from None
-    return build_event(
+    return checked_event(
         id=event_id,
         provider="chargebee",
         type=_ALARM_TYPES[alarm],

@@ -10,7 +10,15 @@ from typing import Any
 import stripe
 
 from alerthooks.events import AlertEvent
-from alerthooks.providers import NotAnAlert, Rejected, build_event, clean_key, mapping, number, text
+from alerthooks.providers import (
+    NotAnAlert,
+    Rejected,
+    checked_event,
+    clean_key,
+    mapping,
+    number,
+    text,
+)
 
 ALERT_EVENT_TYPE = "billing.alert.triggered"
 SIGNATURE_HEADER = "stripe-signature"
@@ -75,7 +83,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         meter = text(meter, "id", where="alert.usage_threshold.meter")
     elif not isinstance(meter, str) or not meter:
         raise NotAnAlert("alert.usage_threshold.meter is missing or not an id or object")
-    return build_event(
+    return checked_event(
         id=event_id,
         provider="stripe",
         type="alert.triggered",
