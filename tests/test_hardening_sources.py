@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alerthooks import AlertEvent, AlertHooks
-from alerthooks.sources import SourceConfigError, parse_networks
+from alerthooks.sources import SourceConfigError, SourceFilter, parse_networks
 from alerthooks.testing import (
     chargebee_alert_status_changed,
     chargebee_auth_headers,
@@ -19,7 +22,7 @@ from alerthooks.testing import (
 )
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
-from .hostile import ServedApp, asgi_call, read_response
+from .hostile import ServedApp, asgi_call, examples, read_response
 
 STRIPE_IPS = ["3.18.12.63", "13.235.14.237/32", "2600:1f18::/32"]
 PROXIES = ["10.0.0.0/8"]
@@ -295,3 +298,55 @@ def test_allowlist_over_a_real_server(
     # uvicorn's own proxy-header handling would rewrite the client; alerthooks decides itself.
     with ServedApp(hooks, proxy_headers=False) as server:
         assert _post_over_socket(server.port, forwarded) == expected
+
+
+# -- properties of the client address ------------------------------------------------------------
+
+_ips = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(str),
+    st.sampled_from(["10.0.0.1", "10.2.3.4", ALLOWED, OTHER, "garbage", "", " ", "[::1]:80"]),
+)
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(
+    peer=_ips,
+    chain=st.lists(_ips, max_size=6),
+    split=st.booleans(),
+)
+def test_client_is_never_chosen_left_of_an_untrusted_hop(
+    peer: str, chain: list[str], split: bool
+) -> None:
+    """Whatever the chain, the chosen client is the peer itself unless the peer is a trusted
+    proxy, and every hop to the right of the chosen address is a trusted proxy: an address a
+    client prepended can never be chosen over the last untrusted hop."""
+    networks = parse_networks(PROXIES, setting="trusted_proxies")
+    sources = SourceFilter({"stripe": ()}, networks)
+    headers = (
+        [(b"x-forwarded-for", hop.encode()) for hop in chain]
+        if split
+        else [(b"x-forwarded-for", ", ".join(chain).encode())]
+    )
+    scope = {"client": (peer, 1), "headers": headers if chain else []}
+    chosen = sources.client_address(scope)
+
+    def parsed(text: str) -> Any:
+        try:
+            address = ipaddress.ip_address(text.strip().strip("[]").split("]")[0])
+        except ValueError:
+            return None
+        mapped = getattr(address, "ipv4_mapped", None)
+        return mapped or address
+
+    direct = parsed(peer)
+    trusted = direct is not None and any(direct in n for n in networks)
+    if not trusted or not chain:
+        assert chosen == direct
+        return
+    if chosen is None:
+        return  # an unreadable hop: refused
+    hops = [parsed(h) for h in ", ".join(chain).split(",")]
+    assert chosen in hops
+    index = len(hops) - 1 - hops[::-1].index(chosen)
+    assert all(h is not None and any(h in n for n in networks) for h in hops[index + 1 :])
