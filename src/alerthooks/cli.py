@@ -528,11 +528,14 @@ def _event_id(body: bytes) -> str | None:
 @click.option(
     "--sample",
     metavar="NAME",
-    help="A built-in sample, sent with a fresh event id (default: the provider's alert; "
-    "see `alerthooks send --help` for names).",
+    help="A built-in sample (listed above), sent with a fresh event id; default: the "
+    "provider's alert.",
 )
 @click.option(
-    "--url", required=True, help="The endpoint, e.g. http://127.0.0.1:8000/webhooks/stripe."
+    "--url",
+    required=True,
+    metavar="URL",
+    help="The endpoint, e.g. http://127.0.0.1:8000/webhooks/stripe.",
 )
 @click.option(
     "--secret", metavar="WHSEC", help="Stripe signing secret; default: env STRIPE_WEBHOOK_SECRET."
@@ -543,7 +546,12 @@ def _event_id(body: bytes) -> str | None:
     help="Chargebee Basic credentials; default: env CHARGEBEE_WEBHOOK_USERNAME and _PASSWORD.",
 )
 @click.option(
-    "--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True)
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    type=click.FloatRange(min=0, min_open=True),
+    help="How long to wait for the answer.",
 )
 def send_command(
     provider: str,
