@@ -350,3 +350,43 @@ def test_client_is_never_chosen_left_of_an_untrusted_hop(
     assert chosen in hops
     index = len(hops) - 1 - hops[::-1].index(chosen)
     assert all(h is not None and any(h in n for n in networks) for h in hops[index + 1 :])
+
+
+@pytest.mark.parametrize(
+    ("source", "env", "message"),
+    [
+        (
+            'AlertHooks(store="memory://")',
+            {"ALERTHOOKS_STRIPE_ALLOWED_IPS": "1.2.3.4,nope"},
+            "ALERTHOOKS_STRIPE_ALLOWED_IPS: 'nope' is not an IP address or CIDR network",
+        ),
+        (
+            'AlertHooks(store="memory://", chargebee_verify="fetch")',
+            {"CHARGEBEE_API_KEY": ""},
+            "chargebee_verify='fetch' needs chargebee_api_key (or env CHARGEBEE_API_KEY)",
+        ),
+    ],
+    ids=["bad-allowlist-env", "fetch-without-key"],
+)
+def test_serve_reports_a_hardening_config_error_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    env: dict[str, str],
+    message: str,
+) -> None:
+    from click.testing import CliRunner
+
+    from alerthooks.cli import cli
+
+    module = f"hardening_app_{abs(hash(source))}"
+    (tmp_path / f"{module}.py").write_text(f"from alerthooks import AlertHooks\nhooks = {source}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["serve", f"{module}:hooks", "--port", "0"])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert message in lines[0]
+    assert "Traceback" not in result.output
