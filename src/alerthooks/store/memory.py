@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from alerthooks.store import Begun, Claim, Delivery, Outcome, Status, Store, StoredEvent
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     status: Status = "pending"
     attempts: int = 0
