@@ -179,7 +179,15 @@ class SQLiteStore(Store):
                     stop = True
                     break
                 batch.append(item)
-            self._run_batch(batch)
+            try:
+                self._run_batch(batch)
+            except Exception as exc:  # a bug must not kill the writer and hang every caller
+                logger.exception("sqlite store %s: batch failed", self.path)
+                self._disconnect()
+                error = StoreError(f"sqlite: {type(exc).__name__}: {exc}")
+                for op in batch:
+                    with contextlib.suppress(RuntimeError):
+                        op.loop.call_soon_threadsafe(_resolve_all, [(op.future, False, error)])
         self._disconnect()
 
     def _connect(self) -> sqlite3.Connection:
