@@ -406,3 +406,22 @@ def test_errors_are_one_line_without_traceback(
     assert result.exception is None or isinstance(result.exception, SystemExit)
     if code == 1:
         assert result.output.count("\n") == 1
+
+
+def test_serve_on_a_taken_port_fails_with_one_error_line(
+    tmp_path: Path, inbox: dict[str, str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = Proc(
+            ["serve", "tests.inbox_app:hooks", "--port", str(port)], inbox, tmp_path / "p.log"
+        )
+        code = proc.popen.wait(30)
+        proc.stop()
+    log = (tmp_path / "p.log").read_text()
+    assert code != 0
+    (error,) = [line for line in log.splitlines() if line.startswith("ERROR")]
+    assert f"('127.0.0.1', {port})" in error and "address already in use" in error
+    assert "Traceback" not in log
