@@ -192,30 +192,38 @@ class PostgresStore(Store):
         """See :meth:`Store.begin`."""
         d = delivery
         handlers = list(d.handlers)
-        async with self._conn() as conn, conn.transaction():
+        async with self._conn() as conn:
+            # The common case, a new event, in one statement and one round trip. A concurrent
+            # insert of the same event makes this one wait for it, then do nothing.
             new = await conn.fetchval(
-                "INSERT INTO alerthooks_events (provider, event_id, event_type, body, received_at)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+                "WITH event AS (INSERT INTO alerthooks_events"
+                " (provider, event_id, event_type, body, received_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true AS new),"
+                " outcomes AS (INSERT INTO alerthooks_outcomes"
+                " (provider, event_id, handler, status, owner, lease_until)"
+                " SELECT $1, $2, h, $7::text, $8::text,"
+                f" CASE WHEN $7::text = 'running' THEN {_lease(9)} END"
+                " FROM unnest($6::text[]) AS h WHERE EXISTS (SELECT 1 FROM event))"
+                " SELECT new FROM event",
                 d.provider,
                 d.event_id,
                 d.event_type,
                 d.body,
                 d.received_at,
+                handlers,
+                "running" if claim else "pending",
+                owner if claim else None,
+                lease,
             )
             if new:
-                if handlers:
-                    await conn.execute(
-                        "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status,"
-                        f" owner, lease_until) SELECT $1, $2, h, $4, $5, CASE WHEN $4 = 'running'"
-                        f" THEN {_lease(6)} END FROM unnest($3::text[]) AS h",
-                        d.provider,
-                        d.event_id,
-                        handlers,
-                        "running" if claim else "pending",
-                        owner if claim else None,
-                        lease,
-                    )
                 return Begun(True, d.handlers if claim else (), ())
+            return await self._begin_again(conn, d, owner=owner, lease=lease, claim=claim)
+
+    async def _begin_again(
+        self, conn: _Conn, d: Delivery, *, owner: str, lease: float, claim: bool
+    ) -> Begun:
+        handlers = list(d.handlers)
+        async with conn.transaction():
             if handlers:
                 await conn.execute(
                     "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status)"
