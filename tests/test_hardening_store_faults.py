@@ -11,6 +11,7 @@ event's handler ran exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -250,3 +251,54 @@ async def test_postgres_backends_terminated_recovers_and_never_acks_unrecorded(
     finally:
         await admin.close()
     await receiver.check()
+
+
+async def _wait_for(condition: Any, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "the worker did not resume by itself"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_queued_worker_survives_an_outage_and_resumes_by_itself(
+    backend: str, tmp_path: Path
+) -> None:
+    """The worker keeps running through the outage (no drain, no restart) and handles what
+    was accepted before and after it once the database is back."""
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            path = tmp_path / "inbox.db"
+            url = f"sqlite:///{path}?busy_timeout=0.2"
+        else:
+            pg = await stack.enter_async_context(postgres_schema())
+            target = urlsplit(POSTGRES_URL or "")
+            proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+            stack.push_async_callback(proxy.stop)
+            await proxy.start()
+            url = _through(pg, proxy.port)
+        receiver = _Receiver(url, "queued")
+        receiver.hooks.run_worker = True
+        receiver.hooks.worker.poll_interval = 0.05
+        await receiver.hooks.startup()
+        before = _event()
+        assert await receiver.deliver(before) == 200
+        await _wait_for(lambda: receiver.ran[before["id"]] == 1)
+        lock = None
+        if backend == "sqlite":
+            lock = sqlite3.connect(path, isolation_level=None)
+            lock.execute("BEGIN EXCLUSIVE")
+        else:
+            await proxy.stop()
+        await _all_503(receiver)
+        await asyncio.sleep(0.3)  # the worker polls the unavailable store meanwhile
+        if lock is not None:
+            lock.execute("ROLLBACK")
+            lock.close()
+        else:
+            await proxy.start()
+        after = _event()
+        await receiver.deliver_until_accepted(after)
+        await _wait_for(lambda: receiver.ran[after["id"]] == 1)
+        assert receiver.hooks.worker.started
+        await receiver.check()
