@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from click.testing import CliRunner
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.cli import cli
-from alerthooks.store import open_store
+from alerthooks.store import Delivery, open_store
 from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
@@ -351,6 +352,31 @@ def test_events_table_on_a_terminal(
     assert "1 event(s)" in result.output and "dead" in result.output
 
 
+def test_prune_deletes_old_handled_events_only(runner: CliRunner, inbox: dict[str, str]) -> None:
+    async def seed() -> None:
+        store = open_store(inbox["ALERTHOOKS_STORE"])
+        now = datetime.now(timezone.utc)
+        for event_id, received, error in [
+            ("evt_old_done", now - timedelta(days=40), None),
+            ("evt_old_failed", now - timedelta(days=40), "boom"),
+            ("evt_recent_done", now - timedelta(days=2), None),
+        ]:
+            delivery = Delivery(
+                "stripe", event_id, "billing.alert.triggered", b"{}", received, ("h",)
+            )
+            await store.begin(delivery, owner="w", lease=60)
+            await store.finish("stripe", event_id, {"h": error}, owner="w")
+        await store.close()
+
+    asyncio.run(seed())
+    result = runner.invoke(cli, ["prune", "--older-than", "30"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("pruned 1 event(s) received before ")
+    listed = runner.invoke(cli, ["events"]).output
+    assert "evt_old_done" not in listed
+    assert "evt_old_failed" in listed and "evt_recent_done" in listed
+
+
 # -- every error is one line ------------------------------------------------------------------
 
 
@@ -383,6 +409,9 @@ def closed_port_url() -> str:
         (["events", "--status", "exploded"], 2, "Invalid value for '--status'"),
         (["events", "--limit", "0"], 2, "Invalid value for '--limit'"),
         (["events", "--store", "CLOSED"], 1, "store unavailable: postgres"),
+        (["prune", "--older-than", "0"], 2, "Invalid value for '--older-than'"),
+        (["prune", "--store", "sqlite:///nowhere/none.db"], 1, "no store at nowhere/none.db"),
+        (["prune", "--store", "CLOSED"], 1, "store unavailable: postgres"),
         (["replay"], 2, "give EVENT_ID... or --dead"),
         (["replay", "evt_1", "--dead"], 2, "give EVENT_ID... or --dead"),
         (

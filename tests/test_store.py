@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
@@ -230,6 +230,37 @@ async def test_replay_by_event_id_resets_only_failed_and_dead(store: Store) -> N
     }
     assert statuses(await store.get("stripe", "evt_2")) == {"a": ("dead", 1)}
     assert await store.replay(["evt_1"]) == 0
+
+
+async def test_prune_removes_only_old_events_whose_handlers_are_done(store: Store) -> None:
+    now = datetime.now(timezone.utc)
+    old = now - timedelta(days=40)
+    for event_id in ("evt_old_done", "evt_old_failed", "evt_new_done"):
+        received = old if event_id.startswith("evt_old") else now
+        await store.begin(
+            delivery(event_id, "a")._replace(received_at=received), owner="w", lease=60
+        )
+    none = delivery("evt_old_none")._replace(received_at=old, handlers=())
+    await store.begin(none, owner="w", lease=60)
+    await store.finish("stripe", "evt_old_done", {"a": None}, owner="w")
+    await store.finish("stripe", "evt_old_failed", {"a": "x"}, owner="w")
+    await store.finish("stripe", "evt_new_done", {"a": None}, owner="w")
+    assert await store.prune(before=now - timedelta(days=30)) == 2
+    assert await store.get("stripe", "evt_old_done") is None
+    assert await store.get("stripe", "evt_old_none") is None
+    assert [e.event_id for e in await store.events()] == ["evt_new_done", "evt_old_failed"]
+    assert await store.prune(before=now - timedelta(days=30)) == 0
+    again = await store.begin(delivery("evt_old_done", "a"), owner="w", lease=60)
+    assert (again.new, again.claimed) == (True, ("a",))
+
+
+async def test_prune_goes_in_batches(store: Store) -> None:
+    old = datetime.now(timezone.utc) - timedelta(days=40)
+    for i in range(3):
+        no_handlers = delivery(f"evt_{i}")._replace(received_at=old, handlers=())
+        await store.begin(no_handlers, owner="w", lease=60)
+    cutoff = datetime.now(timezone.utc)
+    assert [await store.prune(before=cutoff, limit=2) for _ in range(3)] == [2, 1, 0]
 
 
 async def test_events_are_newest_first_with_limit_and_status(store: Store) -> None:

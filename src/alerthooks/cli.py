@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
 
@@ -290,6 +290,36 @@ def replay(
         click.echo(
             f"{count} handler(s) ran again; {failing} stored event(s) have failed or dead handlers"
         )
+
+
+@cli.command()
+@click.option(
+    "--older-than",
+    "days",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="DAYS",
+    help="Delete events received more than DAYS ago whose handlers are all done.",
+)
+@_STORE_OPTION
+def prune(days: int, store_url: str | None) -> None:
+    """Delete old, fully handled events; failed, dead and pending ones are kept.
+
+    A provider's redelivery of a pruned event runs its handlers again, so keep more than the
+    providers' retry window (Stripe retries for 3 days).
+    """
+    store = _open_cli_store(store_url)
+    before = datetime.now(timezone.utc) - timedelta(days=days)
+
+    async def run(s: Store) -> int:
+        total = 0
+        while (gone := await s.prune(before=before)) > 0:
+            total += gone
+        return total
+
+    total = _run_store(store, run)
+    click.echo(f"pruned {total} event(s) received before {before:%Y-%m-%d %H:%M} UTC")
 
 
 # -- alert manager: `alerthooks plan` / `alerthooks apply` -----------------------------------

@@ -154,6 +154,13 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def prune(self, *, before: datetime, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` events received before ``before`` whose handlers are all done
+        (or that had none), with their outcomes; return how many events went (call again while
+        it returns ``limit``). A redelivery of a pruned event
+        counts as new, so keep more than the providers' retry window (Stripe: 3 days)."""
+
+    @abc.abstractmethod
     async def next_due(self) -> float | None:
         """Seconds until the next pair becomes claimable (0 when one is due now), or None when
         nothing is waiting. Running pairs count from their lease expiry.

@@ -135,6 +135,18 @@ class MemoryStore(Store):
                     count += 1
         return count
 
+    async def prune(self, *, before: datetime, limit: int = 10_000) -> int:
+        """See :meth:`Store.prune`."""
+        gone = [
+            key
+            for key, delivery in self._events.items()
+            if delivery.received_at < before
+            and all(row.status == "done" for row in self._outcomes[key].values())
+        ]
+        for key in gone[:limit]:
+            del self._events[key], self._outcomes[key]
+        return min(len(gone), limit)
+
     async def next_due(self) -> float | None:
         """See :meth:`Store.next_due`."""
         times = [

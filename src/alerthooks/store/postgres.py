@@ -16,6 +16,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -348,6 +349,24 @@ class PostgresStore(Store):
                     list(event_ids),
                 )
         return int(status.rsplit(" ", 1)[-1])
+
+    async def prune(self, *, before: datetime, limit: int = 10_000) -> int:
+        """See :meth:`Store.prune`."""
+        async with self._conn() as conn:
+            gone = await conn.fetchval(
+                "WITH old AS (SELECT provider, event_id FROM alerthooks_events e"
+                " WHERE received_at < $1 AND NOT EXISTS (SELECT 1 FROM alerthooks_outcomes o"
+                " WHERE o.provider = e.provider AND o.event_id = e.event_id"
+                " AND o.status <> 'done') ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED),"
+                " outcomes AS (DELETE FROM alerthooks_outcomes o USING old"
+                " WHERE o.provider = old.provider AND o.event_id = old.event_id),"
+                " events AS (DELETE FROM alerthooks_events e USING old"
+                " WHERE e.provider = old.provider AND e.event_id = old.event_id RETURNING 1)"
+                " SELECT count(*) FROM events",
+                before,
+                limit,
+            )
+        return int(gone)
 
     async def next_due(self) -> float | None:
         """See :meth:`Store.next_due`."""

@@ -486,6 +486,32 @@ class SQLiteStore(Store):
 
         return await self._submit(op)
 
+    async def prune(self, *, before: datetime, limit: int = 10_000) -> int:
+        """See :meth:`Store.prune`."""
+        cutoff = before.timestamp()
+
+        def op(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS alerthooks_prune (seq INTEGER PRIMARY KEY)"
+            )
+            conn.execute("DELETE FROM alerthooks_prune")
+            conn.execute(
+                "INSERT INTO alerthooks_prune SELECT seq FROM alerthooks_events e"
+                " WHERE received_at < ? AND NOT EXISTS (SELECT 1 FROM alerthooks_outcomes o"
+                " WHERE o.seq = e.seq AND o.status != 'done') ORDER BY seq LIMIT ?",
+                (cutoff, limit),
+            )
+            conn.execute(
+                "DELETE FROM alerthooks_outcomes WHERE seq IN (SELECT seq FROM alerthooks_prune)"
+            )
+            cur = conn.execute(
+                "DELETE FROM alerthooks_events WHERE seq IN (SELECT seq FROM alerthooks_prune)"
+            )
+            self._seqs.clear()
+            return cur.rowcount
+
+        return await self._submit(op)
+
     async def next_due(self) -> float | None:
         """See :meth:`Store.next_due`."""
 
