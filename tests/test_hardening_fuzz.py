@@ -438,3 +438,19 @@ def test_verified_garbage_in_any_encoding_is_answered_without_5xx(
     assert status in (200, 400), answer
     for event in seen:
         assert event.provider == provider
+
+
+async def test_websocket_upgrade_is_refused_not_an_error() -> None:
+    hooks, seen = _hooks()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/stripe", "headers": [], "subprotocols": []}
+    await hooks(scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    assert seen == []

@@ -357,6 +357,10 @@ class AlertHooks:
             await send({"type": "http.response.body", "body": answer[1]})
         elif kind == "lifespan":
             await self._lifespan_protocol(receive, send)
+        elif kind == "websocket":
+            # Anyone may try an upgrade; refuse it (the server answers 403) rather than erroring.
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
         else:
             raise RuntimeError(f"AlertHooks does not serve {kind!r} connections")
 
