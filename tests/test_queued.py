@@ -330,3 +330,30 @@ def test_backoff_doubles_with_jitter_and_a_cap() -> None:
         delays = [backoff(attempt, 2.0, 60.0) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1
+
+
+async def test_only_handlers_that_outlive_a_third_of_the_lease_renew_it(url: str) -> None:
+    hooks = make_hooks(url, lease_seconds=1.5)  # renewals tick every 0.5 s
+    renewed: list[str] = []
+    extend = hooks.store.extend
+
+    async def spy(provider: str, event_id: str, *args: Any, **kwargs: Any) -> None:
+        renewed.append(event_id)
+        await extend(provider, event_id, *args, **kwargs)
+
+    hooks.store.extend = spy  # type: ignore[method-assign]
+    slow_id = "evt_slow"
+
+    @hooks.on("alert.triggered")
+    async def handler(event: AlertEvent) -> None:
+        if event.id == slow_id:
+            await asyncio.sleep(1.2)  # lives through two ticks whenever it starts
+
+    async with client_for(hooks) as client:
+        quick = [stripe_alert_triggered() for _ in range(20)]
+        for payload in quick:
+            assert (await post_stripe(client, payload)).status_code == 200
+        assert (await post_stripe(client, stripe_alert_triggered(id=slow_id))).status_code == 200
+    assert slow_id in renewed
+    assert not set(renewed) & {p["id"] for p in quick}
+    await hooks.shutdown()

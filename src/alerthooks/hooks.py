@@ -29,7 +29,7 @@ from alerthooks.sources import (
     networks_setting,
 )
 from alerthooks.store import Delivery, Store, StoreError, open_store, redact_url
-from alerthooks.worker import LeaseKeeper, Worker
+from alerthooks.worker import LeaseKeeper, LeaseRenewals, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +234,7 @@ class AlertHooks:
         self.retry_backoff_max = retry_backoff_max
         self.run_worker = worker
         self.worker = Worker(self, concurrency=worker_concurrency, poll_interval=poll_interval)
+        self.lease_renewals = LeaseRenewals(self)
         self.dispatcher = Dispatcher()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._routes: dict[str, Provider] = {"/stripe": self.stripe, "/chargebee": self.chargebee}

@@ -33,7 +33,12 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 
 class LeaseKeeper:
     """Renews a running event's leases every third of ``lease_seconds`` until :meth:`stop`, so
-    a handler that outlives its lease is not claimed and run again elsewhere meanwhile."""
+    a handler that outlives its lease is not claimed and run again elsewhere meanwhile.
+
+    Keepers share one timer per :class:`AlertHooks` (:class:`LeaseRenewals`): starting and
+    stopping one is a dict entry, not a timer of its own, since nearly every handler finishes
+    long before its first renewal.
+    """
 
     def __init__(
         self, hooks: AlertHooks, provider: str, event_id: str, handlers: Sequence[str]
@@ -44,14 +49,14 @@ class LeaseKeeper:
             event_id,
             handlers,
         )
-        self._loop = asyncio.get_running_loop()
-        self._interval = hooks.lease_seconds / 3
-        self._timer: asyncio.TimerHandle | None = self._loop.call_later(self._interval, self._due)
+        #: Renewal ticks this keeper has lived through; it renews from the second on.
+        self.ticks = 0
         self._renewing: asyncio.Task[None] | None = None
+        hooks.lease_renewals.add(self)
 
-    def _due(self) -> None:
-        self._renewing = self._loop.create_task(self._renew())
-        self._timer = self._loop.call_later(self._interval, self._due)
+    def renew(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Extend the leases in the background."""
+        self._renewing = loop.create_task(self._renew())
 
     async def _renew(self) -> None:
         hooks = self.hooks
@@ -68,11 +73,43 @@ class LeaseKeeper:
 
     def stop(self) -> None:
         """Stop renewing (the caller records the outcomes next)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.hooks.lease_renewals.discard(self)
         # A renewal in flight is left to finish: it only touches leases still held, and
         # cancelling a query midway costs a Postgres connection.
+
+
+class LeaseRenewals:
+    """The running :class:`LeaseKeeper` objects of one :class:`AlertHooks`, and the one timer
+    that renews them: it ticks every third of ``lease_seconds`` while any is running, and a
+    keeper renews from its second tick on, so every lease is renewed within two thirds of it."""
+
+    def __init__(self, hooks: AlertHooks) -> None:
+        self.hooks = hooks
+        self._keepers: dict[LeaseKeeper, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, keeper: LeaseKeeper) -> None:
+        """Renew ``keeper``'s leases until :meth:`discard`."""
+        self._keepers[keeper] = None
+        if self._timer is None or self._loop is not asyncio.get_running_loop():
+            self._loop = asyncio.get_running_loop()
+            self._timer = self._loop.call_later(self.hooks.lease_seconds / 3, self._tick)
+
+    def discard(self, keeper: LeaseKeeper) -> None:
+        """Stop renewing ``keeper``'s leases."""
+        self._keepers.pop(keeper, None)
+
+    def _tick(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        for keeper in list(self._keepers):
+            keeper.ticks += 1
+            if keeper.ticks >= 2:
+                keeper.renew(loop)
+        self._timer = (
+            loop.call_later(self.hooks.lease_seconds / 3, self._tick) if self._keepers else None
+        )
 
 
 class Worker:
