@@ -156,6 +156,34 @@ async def test_a_handler_outliving_its_lease_keeps_it(url: str, mode: str) -> No
     await hooks.shutdown()
 
 
+async def test_handler_cancelled_at_stop_is_due_again_at_once(url: str) -> None:
+    hooks = make_hooks(url, mode="queued", lease_seconds=300)
+    started = asyncio.Event()
+
+    @hooks.on("alert.triggered", name="stuck")
+    async def stuck(event: AlertEvent) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        assert (await post_stripe(client, payload)).status_code == 200
+    await hooks.worker.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await hooks.worker.stop(grace=0.05)
+    stored = await hooks.store.get("stripe", payload["id"])
+    assert stored is not None
+    (outcome,) = stored.outcomes
+    assert (outcome.status, outcome.attempts, outcome.last_error) == (
+        "failed",
+        1,
+        "interrupted: the worker stopped",
+    )
+    (claim,) = await hooks.store.claim(owner="next-worker", lease=60, limit=10)
+    assert (claim.event_id, claim.attempts) == (payload["id"], 1)
+    await hooks.shutdown()
+
+
 async def test_lifespan_worker_runs_handlers_without_drain(url: str) -> None:
     hooks = make_hooks(url, mode="queued", poll_interval=30)
     done = asyncio.Event()

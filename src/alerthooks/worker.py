@@ -43,12 +43,10 @@ class LeaseKeeper:
     def __init__(
         self, hooks: AlertHooks, provider: str, event_id: str, handlers: Sequence[str]
     ) -> None:
-        self.hooks, self.provider, self.event_id, self.handlers = (
-            hooks,
-            provider,
-            event_id,
-            handlers,
-        )
+        self.hooks = hooks
+        self.provider = provider
+        self.event_id = event_id
+        self.handlers = handlers
         #: Renewal ticks this keeper has lived through; it renews from the second on.
         self.ticks = 0
         self._renewing: asyncio.Task[None] | None = None
@@ -146,8 +144,8 @@ class Worker:
         logger.info("worker %s started", self.hooks.owner)
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming, give running handlers ``grace`` seconds, then cancel them (their leases
-        expire and another worker runs them again)."""
+        """Stop claiming, give running handlers ``grace`` seconds, then cancel them: each is
+        recorded as an interrupted attempt, due again at once for the next worker."""
         task, self._loop_task = self._loop_task, None
         if task is not None:
             task.cancel()
@@ -241,6 +239,12 @@ class Worker:
             keeper = LeaseKeeper(hooks, first.provider, first.event_id, [c.handler for c in claims])
             try:
                 results = await self._run_handlers(event, claims)
+            except asyncio.CancelledError:
+                interrupted: dict[str, str | None] = {
+                    c.handler: "interrupted: the worker stopped" for c in claims
+                }
+                await asyncio.shield(self._record(claims, interrupted, retry_now=True))
+                raise
             finally:
                 keeper.stop()
         await self._record(claims, results)
@@ -258,7 +262,9 @@ class Worker:
         results.update({h.name: error for h, error in zip(runnable, errors, strict=True)})
         return results
 
-    async def _record(self, claims: Sequence[Claim], results: dict[str, str | None]) -> None:
+    async def _record(
+        self, claims: Sequence[Claim], results: dict[str, str | None], *, retry_now: bool = False
+    ) -> None:
         hooks = self.hooks
         first = claims[0]
         retry_in: dict[str, float] = {}
@@ -277,8 +283,10 @@ class Worker:
                     attempt,
                 )
             else:
-                retry_in[claim.handler] = backoff(
-                    attempt, hooks.retry_backoff, hooks.retry_backoff_max
+                retry_in[claim.handler] = (
+                    0.0
+                    if retry_now
+                    else backoff(attempt, hooks.retry_backoff, hooks.retry_backoff_max)
                 )
         try:
             await hooks.store.finish(
