@@ -306,6 +306,7 @@ def test_events_lists_outcomes_and_replay_dead_runs_them_again(
         "handler",
         "status",
         "attempts",
+        "next attempt",
         "error",
     ]
     assert [line.split("\t")[2] for line in lines[1:]] == [done_id, dead_id]
@@ -318,6 +319,7 @@ def test_events_lists_outcomes_and_replay_dead_runs_them_again(
         "record",
         "dead",
         "2",
+        "",
         "RuntimeError: told to fail",
     ]
     replayed = runner.invoke(cli, ["replay", "--dead", "--app", "tests.inbox_app:hooks"])
@@ -375,6 +377,24 @@ def test_prune_deletes_old_handled_events_only(runner: CliRunner, inbox: dict[st
     listed = runner.invoke(cli, ["events"]).output
     assert "evt_old_done" not in listed
     assert "evt_old_failed" in listed and "evt_recent_done" in listed
+
+
+def test_events_show_when_a_failed_handler_runs_next(
+    runner: CliRunner, inbox: dict[str, str]
+) -> None:
+    async def seed() -> None:
+        store = open_store(inbox["ALERTHOOKS_STORE"])
+        now = datetime.now(timezone.utc)
+        delivery = Delivery("stripe", "evt_later", "billing.alert.triggered", b"{}", now, ("h",))
+        await store.begin(delivery, owner="w", lease=60)
+        await store.finish("stripe", "evt_later", {"h": "boom"}, owner="w", retry_in={"h": 3600})
+        await store.close()
+
+    asyncio.run(seed())
+    (row,) = runner.invoke(cli, ["events", "--status", "failed"]).output.splitlines()[1:]
+    next_attempt = datetime.strptime(row.split("\t")[7], "%Y-%m-%d %H:%M:%S")
+    delay = next_attempt.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc)
+    assert timedelta(minutes=58) < delay <= timedelta(hours=1)
 
 
 # -- every error is one line ------------------------------------------------------------------

@@ -216,8 +216,12 @@ def events(status: str | None, limit: int, store_url: str | None) -> None:
     store = _open_cli_store(store_url)
     found = _run_store(store, lambda s: s.events(status=status, limit=limit))  # type: ignore[arg-type]
     rows: list[tuple[str, ...]] = []
+
+    def when(moment: datetime | None) -> str:
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
     for event in found:
-        received = event.received_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        received = when(event.received_at)
         for o in event.outcomes or (None,):
             rows.append(
                 (
@@ -228,10 +232,21 @@ def events(status: str | None, limit: int, store_url: str | None) -> None:
                     o.handler if o else "-",
                     o.status if o else "-",
                     str(o.attempts) if o else "",
+                    when(o.due_at) if o else "",
                     (o.last_error or "") if o else "",
                 )
             )
-    headers = ("received", "provider", "event", "type", "handler", "status", "attempts", "error")
+    headers = (
+        "received",
+        "provider",
+        "event",
+        "type",
+        "handler",
+        "status",
+        "attempts",
+        "next attempt",
+        "error",
+    )
     if _is_terminal():
         from rich.table import Table
 
