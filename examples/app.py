@@ -32,8 +32,11 @@ async def notify(event: AlertEvent) -> None:
 
 @hooks.on("alert.cleared", provider="chargebee")
 def cleared(event: AlertEvent) -> None:
-    """Chargebee also says when usage is back within the limit."""
-    print(f"[{event.provider}] {event.alert_name!r} cleared ({event.id})", flush=True)
+    """Chargebee also says when usage is back within the limit.
+
+    A plain ``def`` runs in a worker thread, beside the event loop's own output: the line and
+    its newline go out in one write so that the two never interleave mid-line."""
+    print(f"[{event.provider}] {event.alert_name!r} cleared ({event.id})\n", end="", flush=True)
 
 
 async def health(request: object) -> PlainTextResponse:

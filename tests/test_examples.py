@@ -182,6 +182,6 @@ def test_make_run_prints_send_lines_that_deliver_every_sample(server: Server) ->
         if sample.endswith(("customer_created", "subscription_created")):
             server.wait_for(rf"{provider} event {eid} is not an alert")
         elif sample.endswith("within_limit"):
-            server.wait_for(rf"^\[chargebee\] '.+' cleared \({eid}\)$")
+            server.wait_for(rf"^\[chargebee\] '.+' cleared \({eid}\)")
         else:
             server.wait_for(rf"^\[{provider}\] '.+' triggered \({eid}\): value=")
