@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -159,25 +160,25 @@ class StripeAPI:
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def list_alerts(self) -> list[RemoteAlert]:
-        """Every active and inactive alert, newest first, 100 per page."""
-        alerts: list[RemoteAlert] = []
+    async def _list_all(self, what: str, list_async: Callable[..., Any]) -> list[dict[str, Any]]:
+        """Every object of a Stripe list, as dicts, following ``starting_after`` 100 at a time
+        (each page needs the previous page's last id, so pages are read one after another)."""
+        objects: list[dict[str, Any]] = []
         after: str | None = None
         while True:
             params: dict[str, Any] = {"limit": PAGE_SIZE}
             if after:
                 params["starting_after"] = after
-            page = await self._call(
-                "list alerts",
-                lambda p=params: self._client.v1.billing.alerts.list_async(params=p),  # type: ignore[misc]
-            )
-            for obj in page.data:
-                remote = self._remote_alert(obj.to_dict())
-                if remote is not None:
-                    alerts.append(remote)
+            page = await self._call(what, lambda p=params: list_async(params=p))  # type: ignore[misc]
+            objects.extend(item.to_dict() for item in page.data)
             if not page.has_more or not page.data:
-                return alerts
+                return objects
             after = page.data[-1].id
+
+    async def list_alerts(self) -> list[RemoteAlert]:
+        """Every active and inactive alert, newest first, 100 per page."""
+        alerts = await self._list_all("list alerts", self._client.v1.billing.alerts.list_async)
+        return [remote for obj in alerts if (remote := self._remote_alert(obj)) is not None]
 
     def _remote_alert(self, obj: dict[str, Any]) -> RemoteAlert | None:
         if obj.get("status") == "archived":
@@ -204,30 +205,19 @@ class StripeAPI:
 
     async def list_endpoints(self) -> list[RemoteEndpoint]:
         """Every webhook endpoint, 100 per page."""
-        endpoints: list[RemoteEndpoint] = []
-        after: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": PAGE_SIZE}
-            if after:
-                params["starting_after"] = after
-            page = await self._call(
-                "list webhook endpoints",
-                lambda p=params: self._client.v1.webhook_endpoints.list_async(params=p),  # type: ignore[misc]
+        endpoints = await self._list_all(
+            "list webhook endpoints", self._client.v1.webhook_endpoints.list_async
+        )
+        return [
+            RemoteEndpoint(
+                provider=self.name,
+                id=obj["id"],
+                url=obj.get("url") or "",
+                events=tuple(obj.get("enabled_events") or ()),
+                enabled=obj.get("status") != "disabled",
             )
-            for item in page.data:
-                obj = item.to_dict()
-                endpoints.append(
-                    RemoteEndpoint(
-                        provider=self.name,
-                        id=obj["id"],
-                        url=obj.get("url") or "",
-                        events=tuple(obj.get("enabled_events") or ()),
-                        enabled=obj.get("status") != "disabled",
-                    )
-                )
-            if not page.has_more or not page.data:
-                return endpoints
-            after = page.data[-1].id
+            for obj in endpoints
+        ]
 
     # -- writes --------------------------------------------------------------------------
 
