@@ -433,6 +433,7 @@ def closed_port_url() -> str:
         (["prune", "--store", "sqlite:///nowhere/none.db"], 1, "no store at nowhere/none.db"),
         (["prune", "--store", "CLOSED"], 1, "store unavailable: postgres"),
         (["replay"], 2, "give EVENT_ID... or --dead"),
+        (["replayy"], 2, "No such command 'replayy'"),
         (["replay", "evt_1", "--dead"], 2, "give EVENT_ID... or --dead"),
         (
             ["replay", "evt_unknown"],
@@ -453,8 +454,10 @@ def test_errors_are_one_line_without_traceback(
     assert message in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    if code == 1:
-        assert result.output.count("\n") == 1
+    assert result.output.count("\n") == 1
+    assert result.output.startswith("error: ")
+    if code == 2:  # a usage error says where help is, on the same line
+        assert result.output.rstrip().endswith(" --help')")
 
 
 def test_serve_on_a_taken_port_fails_with_one_error_line(
