@@ -387,3 +387,79 @@ async def test_only_handlers_that_outlive_a_third_of_the_lease_renew_it(url: str
     assert slow_id in renewed
     assert not set(renewed) & {p["id"] for p in quick}
     await hooks.shutdown()
+
+
+async def _listening_worker(url: str, ran: list[str], fail_first: bool = False) -> AlertHooks:
+    """A worker alone (as `alerthooks worker` runs it) that polls only every minute, started and
+    listening: its first wake-up comes once its LISTEN connection is up."""
+    hooks = make_hooks(url, mode="queued", poll_interval=60, max_attempts=1)
+
+    @hooks.on("alert.triggered", name="record")
+    async def record(event: AlertEvent) -> None:
+        if fail_first and not ran:
+            ran.append("failed")
+            raise RuntimeError("first run fails")
+        ran.append(event.id)
+
+    wakes = asyncio.Event()
+    wake = hooks.worker.wake
+
+    def counting() -> None:
+        wakes.set()
+        wake()
+
+    hooks.worker.wake = counting  # type: ignore[method-assign]
+    await hooks.startup()
+    await asyncio.wait_for(wakes.wait(), 10)
+    return hooks
+
+
+async def _until(check: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_postgres_wakes_a_worker_in_another_process_at_once() -> None:
+    async with postgres_schema() as url:
+        ran: list[str] = []
+        worker = await _listening_worker(url, ran, fail_first=True)
+        receiver = make_hooks(url, mode="queued", worker=False)
+        receiver.on("alert.triggered", name="record")(lambda event: None)  # the same app's
+        try:
+            first, second = stripe_alert_triggered(), stripe_alert_triggered()
+            async with client_for(receiver) as client:
+                assert (await post_stripe(client, first)).status_code == 200
+                # The worker polls once a minute: only the NOTIFY can wake it this soon.
+                await _until(lambda: ran == ["failed"])
+                for _ in range(250):
+                    stored = await receiver.store.get("stripe", first["id"])
+                    assert stored is not None
+                    if stored.outcomes[0].status == "dead":
+                        break
+                    await asyncio.sleep(0.02)
+                assert stored.outcomes[0].status == "dead"
+                # `alerthooks replay --dead` in another process: the worker hears of it too.
+                assert await receiver.store.replay(dead=True) == 1
+                await _until(lambda: ran == ["failed", first["id"]])
+                # A lost listening connection comes back by itself.
+                import asyncpg
+
+                from .stores import POSTGRES_URL
+
+                admin = await asyncpg.connect(POSTGRES_URL)
+                try:
+                    terminated = await admin.fetchval(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE query LIKE 'LISTEN %alerthooks%' AND pid <> pg_backend_pid()"
+                    )
+                    assert terminated >= 1
+                finally:
+                    await admin.close()
+                await asyncio.sleep(1.5)  # the listener reconnects after a second
+                assert (await post_stripe(client, second)).status_code == 200
+                await _until(lambda: ran == ["failed", first["id"], second["id"]])
+        finally:
+            await receiver.shutdown()
+            await worker.shutdown()

@@ -2,7 +2,9 @@
 each outcome, retrying failures with exponential backoff and jitter until they are dead.
 
 The receiver wakes the worker when it records an event, so the common case has no polling delay;
-the worker also polls the store for retries coming due and for work other replicas recorded.
+a store that can tell (Postgres, through LISTEN/NOTIFY) wakes it when another process records
+work or replays some; and the worker polls the store for retries coming due and for anything
+else (every ``poll_interval`` seconds).
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ class Worker:
             return
         self._wake = asyncio.Event()
         self._loop_task = asyncio.create_task(self._loop(), name="alerthooks-worker")
+        self.hooks.store.watch(self.wake)  # work other processes record (Postgres: LISTEN)
         logger.info("worker %s started", self.hooks.owner)
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -148,6 +151,7 @@ class Worker:
         recorded as an interrupted attempt, due again at once for the next worker."""
         task, self._loop_task = self._loop_task, None
         if task is not None:
+            await self.hooks.store.unwatch()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
@@ -104,6 +104,14 @@ class Store(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Idempotent."""
+
+    def watch(self, wake: Callable[[], None]) -> None:  # noqa: B027 - optional hook
+        """Call ``wake`` (on the current event loop) whenever another process makes handlers due
+        in this store, until :meth:`unwatch`. Stores that cannot tell do nothing: the worker
+        polls them."""
+
+    async def unwatch(self) -> None:  # noqa: B027 - optional hook
+        """Stop calling the ``wake`` given to :meth:`watch`. Idempotent."""
 
     @abc.abstractmethod
     async def begin(

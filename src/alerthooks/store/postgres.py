@@ -7,6 +7,10 @@ replicas receiving the same event at once never both run a handler.
 URL: any libpq-style ``postgresql://user@host:port/db`` URL. Extra query parameters read here:
 ``schema=NAME`` keeps the tables in that schema (created when missing), ``pool_size=N`` caps the
 pool (default 10).
+
+Workers of other processes hear of new queued work at once: recording it sends a ``NOTIFY`` on
+channel ``alerthooks`` (payload: the schema, or empty) in the same transaction, and a worker
+keeps one connection ``LISTEN``ing (see :meth:`PostgresStore.watch`); polling covers the rest.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
 
     _Conn = PoolConnectionProxy[Any]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_CHANNEL = "alerthooks"  # NOTIFY payload: the schema ("" for the default), so schemas stay apart
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS alerthooks_schema (version integer NOT NULL)",
@@ -103,6 +108,7 @@ class PostgresStore(Store):
         self._dsn, self.schema, self.pool_size = _parse_url(url)
         self._pool: asyncpg.Pool | None = None
         self._lock: asyncio.Lock | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore(schema={self.schema!r})"
@@ -179,13 +185,60 @@ class PostgresStore(Store):
             pass
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Stop listening and close the pool."""
+        await self.unwatch()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), 10)
             except (asyncio.TimeoutError, OSError, asyncpg.InterfaceError):
                 pool.terminate()
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever another process queues work or replays some: a background
+        task keeps one connection (outside the pool) listening, and reconnects with backoff when
+        it is lost; it calls ``wake`` once on each (re)connection, for work queued meanwhile."""
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen(wake), name="alerthooks-listen")
+
+    async def unwatch(self) -> None:
+        """Stop listening."""
+        task, self._listener = self._listener, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self, wake: Callable[[], None]) -> None:
+        tag = self.schema or ""
+
+        def heard(conn: object, pid: int, channel: str, payload: object) -> None:
+            if payload == tag:
+                wake()
+
+        delay = 1.0
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=10)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _, lost=lost: lost.set())
+                await conn.add_listener(_CHANNEL, heard)
+                logger.debug("postgres store: listening for new work")
+                delay = 1.0
+                wake()
+                await lost.wait()
+                logger.warning("postgres store: lost its listening connection; polling meanwhile")
+            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+                logger.warning(
+                    "postgres store: cannot listen for new work (%s); polling meanwhile",
+                    f"{type(exc).__name__}: {exc}",
+                )
+            finally:
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def begin(
         self, delivery: Delivery, *, owner: str, lease: float, claim: bool = True
@@ -204,8 +257,11 @@ class PostgresStore(Store):
                 " (provider, event_id, handler, status, owner, lease_until)"
                 " SELECT $1, $2, h, $7::text, $8::text,"
                 f" CASE WHEN $7::text = 'running' THEN {_lease(9)} END"
-                " FROM unnest($6::text[]) AS h WHERE EXISTS (SELECT 1 FROM event))"
-                " SELECT new FROM event",
+                " FROM unnest($6::text[]) AS h WHERE EXISTS (SELECT 1 FROM event)),"
+                # Queued work: tell listening workers (sent when this statement commits).
+                " notified AS (SELECT pg_notify($10, $11) FROM event"
+                " WHERE $7::text = 'pending' AND cardinality($6::text[]) > 0)"
+                " SELECT new FROM event LEFT JOIN notified ON true",
                 d.provider,
                 d.event_id,
                 d.event_type,
@@ -215,6 +271,8 @@ class PostgresStore(Store):
                 "running" if claim else "pending",
                 owner if claim else None,
                 lease,
+                _CHANNEL,
+                self.schema or "",
             )
             if new:
                 return Begun(True, d.handlers if claim else (), ())
@@ -225,8 +283,9 @@ class PostgresStore(Store):
     ) -> Begun:
         handlers = list(d.handlers)
         async with conn.transaction():
+            added = 0
             if handlers:
-                await conn.execute(
+                status = await conn.execute(
                     "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status)"
                     " SELECT $1, $2, h, 'pending' FROM unnest($3::text[]) AS h"
                     " ON CONFLICT DO NOTHING",
@@ -234,7 +293,10 @@ class PostgresStore(Store):
                     d.event_id,
                     handlers,
                 )
+                added = int(status.rsplit(" ", 1)[-1])
             if not claim:
+                if added:  # handlers registered since the first delivery: queued work
+                    await self._notify(conn)
                 return Begun(False, (), ())
             claimed = await conn.fetch(
                 f"UPDATE alerthooks_outcomes SET status = 'running', owner = $3,"
@@ -333,9 +395,12 @@ class PostgresStore(Store):
             for r in rows
         ]
 
+    async def _notify(self, conn: _Conn) -> None:
+        await conn.execute("SELECT pg_notify($1, $2)", _CHANNEL, self.schema or "")
+
     async def replay(self, event_ids: Collection[str] = (), *, dead: bool = False) -> int:
         """See :meth:`Store.replay`."""
-        async with self._conn() as conn:
+        async with self._conn() as conn, conn.transaction():
             if dead:
                 status = await conn.execute(
                     "UPDATE alerthooks_outcomes SET status = 'pending', attempts = 0,"
@@ -348,7 +413,10 @@ class PostgresStore(Store):
                     " AND status IN ('failed', 'dead')",
                     list(event_ids),
                 )
-        return int(status.rsplit(" ", 1)[-1])
+            count = int(status.rsplit(" ", 1)[-1])
+            if count:
+                await self._notify(conn)
+        return count
 
     async def prune(self, *, before: datetime, limit: int = 10_000) -> int:
         """See :meth:`Store.prune`."""
