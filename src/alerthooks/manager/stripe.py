@@ -4,6 +4,11 @@ Stripe alerts have no metadata, so the key lives in the title: ``"API calls reac
 [alerthooks:api-100]"``. The marker is stripped before titles are compared, so a changed title
 is still seen (and is a replace, as is every change but ``enabled``: Stripe alerts cannot be
 edited, only activated, deactivated and archived).
+
+Requests go through the SDK's ``raw_request_async``: its authentication, form encoding,
+idempotency keys and error types, without turning every answer into ``StripeObject`` s (about
+0.2 ms of CPU per object, which was a third of a re-plan's wall time); answers are read as the
+JSON they are.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, cast
+from urllib.parse import quote
 
 import stripe
 
@@ -160,24 +166,25 @@ class StripeAPI:
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def _list_all(self, what: str, list_async: Callable[..., Any]) -> list[dict[str, Any]]:
-        """Every object of a Stripe list, as dicts, following ``starting_after`` 100 at a time
-        (each page needs the previous page's last id, so pages are read one after another)."""
+    async def _list_all(self, what: str, path: str) -> list[dict[str, Any]]:
+        """Every object of a Stripe list, following ``starting_after`` 100 at a time (each page
+        needs the previous page's last id, so pages are read one after another)."""
         objects: list[dict[str, Any]] = []
         after: str | None = None
         while True:
             params: dict[str, Any] = {"limit": PAGE_SIZE}
             if after:
                 params["starting_after"] = after
-            page = await self._call(what, lambda p=params: list_async(params=p))  # type: ignore[misc]
-            objects.extend(item.to_dict() for item in page.data)
-            if not page.has_more or not page.data:
+            page = await self._call(what, "get", path, params)
+            data = page.get("data") or []
+            objects.extend(data)
+            if not page.get("has_more") or not data:
                 return objects
-            after = page.data[-1].id
+            after = data[-1]["id"]
 
     async def list_alerts(self) -> list[RemoteAlert]:
         """Every active and inactive alert, newest first, 100 per page."""
-        alerts = await self._list_all("list alerts", self._client.v1.billing.alerts.list_async)
+        alerts = await self._list_all("list alerts", "/v1/billing/alerts")
         return [remote for obj in alerts if (remote := self._remote_alert(obj)) is not None]
 
     def _remote_alert(self, obj: dict[str, Any]) -> RemoteAlert | None:
@@ -205,9 +212,7 @@ class StripeAPI:
 
     async def list_endpoints(self) -> list[RemoteEndpoint]:
         """Every webhook endpoint, 100 per page."""
-        endpoints = await self._list_all(
-            "list webhook endpoints", self._client.v1.webhook_endpoints.list_async
-        )
+        endpoints = await self._list_all("list webhook endpoints", "/v1/webhook_endpoints")
         return [
             RemoteEndpoint(
                 provider=self.name,
@@ -231,16 +236,12 @@ class StripeAPI:
             "title": alert.title + stripe_marker(alert.key),
             "usage_threshold": usage,
         }
-        obj, attempt = await self._call_counted(
-            f"create alert {alert.key!r}",
-            lambda: self._client.v1.billing.alerts.create_async(
-                params=params, options={"idempotency_key": idempotency_key}
-            ),
+        obj, headers, attempt = await self._call_counted(
+            f"create alert {alert.key!r}", "post", "/v1/billing/alerts", params, idempotency_key
         )
-        remote = self._remote_alert(obj.to_dict())
+        remote = self._remote_alert(obj)
         if remote is None:  # an earlier run's alert, archived since
-            return RemoteAlert(self.name, obj.id, alert.key, False, {}, replayed=True)
-        headers = obj.last_response.headers if obj.last_response is not None else {}
+            return RemoteAlert(self.name, obj["id"], alert.key, False, {}, replayed=True)
         return replace(remote, replayed=attempt == 0 and headers.get(_REPLAYED) == "true")
 
     async def update_alert(self, alert_id: str, alert: StripeAlert, idempotency_key: str) -> None:
@@ -249,21 +250,23 @@ class StripeAPI:
 
     async def set_enabled(self, alert_id: str, enabled: bool, idempotency_key: str) -> None:
         """Activate or deactivate."""
-        alerts = self._client.v1.billing.alerts
-        method = alerts.activate_async if enabled else alerts.deactivate_async
         verb = "activate" if enabled else "deactivate"
         await self._call(
             f"{verb} alert {alert_id}",
-            lambda: method(alert_id, options={"idempotency_key": idempotency_key}),
+            "post",
+            f"/v1/billing/alerts/{quote(alert_id, safe='')}/{verb}",
+            {},
+            idempotency_key,
         )
 
     async def remove_alert(self, alert_id: str, idempotency_key: str) -> None:
         """Archive (Stripe alerts cannot be deleted)."""
         await self._call(
             f"archive alert {alert_id}",
-            lambda: self._client.v1.billing.alerts.archive_async(
-                alert_id, options={"idempotency_key": idempotency_key}
-            ),
+            "post",
+            f"/v1/billing/alerts/{quote(alert_id, safe='')}/archive",
+            {},
+            idempotency_key,
         )
 
     async def create_endpoint(self, url: str, idempotency_key: str) -> CreatedEndpoint:
@@ -273,13 +276,13 @@ class StripeAPI:
             "enabled_events": [ALERT_EVENT],
             "description": "alerthooks usage alerts",
         }
-        obj = await self._call(
+        data = await self._call(
             f"create webhook endpoint {url}",
-            lambda: self._client.v1.webhook_endpoints.create_async(
-                params=params, options={"idempotency_key": idempotency_key}
-            ),
+            "post",
+            "/v1/webhook_endpoints",
+            params,
+            idempotency_key,
         )
-        data = obj.to_dict()
         return CreatedEndpoint(id=data["id"], secret=data.get("secret"))
 
     async def fix_endpoint(self, endpoint: RemoteEndpoint, idempotency_key: str) -> None:
@@ -290,21 +293,43 @@ class StripeAPI:
         params: Any = {"enabled_events": events, "disabled": False}
         await self._call(
             f"update webhook endpoint {endpoint.id}",
-            lambda: self._client.v1.webhook_endpoints.update_async(
-                endpoint.id, params=params, options={"idempotency_key": idempotency_key}
-            ),
+            "post",
+            f"/v1/webhook_endpoints/{quote(endpoint.id, safe='')}",
+            params,
+            idempotency_key,
         )
 
-    async def _call(self, what: str, request: Any) -> Any:
-        return (await self._call_counted(what, request))[0]
+    async def _call(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        return (await self._call_counted(what, method, path, params, idempotency_key))[0]
 
-    async def _call_counted(self, what: str, request: Any) -> tuple[Any, int]:
-        """The answer, and the number of the attempt that got it (0 = the first)."""
+    async def _call_counted(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> tuple[dict[str, Any], Mapping[str, str], int]:
+        """The answer's JSON object and headers, and the number of the attempt that got it (0 =
+        the first)."""
+        options = {"idempotency_key": idempotency_key} if idempotency_key else {}
 
-        async def attempt(number: int) -> tuple[Any, int]:
+        async def attempt(number: int) -> tuple[dict[str, Any], Mapping[str, str], int]:
             async with self._limit:
                 try:
-                    return await request(), number
+                    response = await self._client.raw_request_async(
+                        method, path, **params, **options
+                    )
+                    if not isinstance(response.data, dict):
+                        raise ProviderError(f"stripe: {what}: the answer is not a JSON object")
+                    return response.data, response.headers, number
                 except stripe.APIConnectionError:
                     raise TransientError("connection failed or timed out") from None
                 except stripe.StripeError as exc:
