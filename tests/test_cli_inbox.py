@@ -331,6 +331,22 @@ def test_events_lists_outcomes_and_replay_dead_runs_them_again(
     assert runner.invoke(cli, ["events", "--status", "dead"]).output.count("\n") == 1
 
 
+@pytest.mark.parametrize("env", [{}, {"FORCE_COLOR": "1"}], ids=["not-a-terminal", "terminal"])
+def test_replay_with_app_shows_progress_only_on_a_terminal(
+    runner: CliRunner, inbox: dict[str, str], env: dict[str, str]
+) -> None:
+    dead_id, _ = exhaust(inbox["ALERTHOOKS_STORE"], inbox["ALERTHOOKS_TEST_OUT"])
+    replayed = runner.invoke(
+        cli, ["replay", "--dead", "--app", "tests.inbox_app:hooks"], env={**env, "COLUMNS": "200"}
+    )
+    assert replayed.exit_code == 0, replayed.output
+    assert ("replaying" in replayed.stdout) is bool(env)  # the bar, cleared when done
+    assert replayed.stdout.rstrip().endswith(
+        "1 handler(s) ran again; 0 stored event(s) have failed or dead handlers"
+    )
+    assert handled(Path(inbox["ALERTHOOKS_TEST_OUT"])) == Counter({dead_id: 1})
+
+
 def test_replay_by_id_leaves_work_to_the_worker(runner: CliRunner, inbox: dict[str, str]) -> None:
     dead_id, _ = exhaust(inbox["ALERTHOOKS_STORE"], inbox["ALERTHOOKS_TEST_OUT"])
     result = runner.invoke(cli, ["replay", dead_id, "--store", inbox["ALERTHOOKS_STORE"]])

@@ -288,6 +288,9 @@ def events(status: str | None, limit: int, store_url: str | None) -> None:
             click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
 
 
+_REPLAY_TIMEOUT = 3600.0  # replay --app: how long its handlers may run in all
+
+
 @cli.command()
 @click.argument("event_ids", nargs=-1, metavar="[EVENT_ID]...")
 @click.option("--dead", is_flag=True, help="Replay every dead handler instead of given events.")
@@ -318,7 +321,20 @@ def replay(
         count = await s.replay(event_ids, dead=dead)
         if hooks is None or not count:
             return count, 0
-        await hooks.drain()
+        with _progress(_console(), "replaying", count) as advance:
+            before, shown = hooks.worker.recorded, 0
+            drain = asyncio.ensure_future(hooks.drain(timeout=_REPLAY_TIMEOUT))
+            while not drain.done():
+                await asyncio.wait({drain}, timeout=0.1)
+                now = min(hooks.worker.recorded - before, count)
+                advance(now - shown)
+                shown = now
+            try:
+                await drain
+            except TimeoutError:
+                raise click.ClickException(
+                    f"replayed handlers still running after {_REPLAY_TIMEOUT:.0f} s; stopped"
+                ) from None
         still = await s.events(status="failed", limit=10_000)
         still_dead = await s.events(status="dead", limit=10_000)
         return count, len(still) + len(still_dead)
@@ -375,9 +391,9 @@ def _fail_lines(message: str) -> NoReturn:
 
 
 @contextlib.contextmanager
-def _progress(console: Console, what: str, total: int) -> Iterator[Callable[[], None]]:
+def _progress(console: Console, what: str, total: int) -> Iterator[Callable[..., None]]:
     """A progress bar on a terminal, cleared when done; nothing when output is not a terminal.
-    Yields the function to call as each step finishes."""
+    Yields the function to call as steps finish (with how many; one by default)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(
@@ -389,7 +405,7 @@ def _progress(console: Console, what: str, total: int) -> Iterator[Callable[[], 
         disable=not console.is_terminal,
     ) as progress:
         task = progress.add_task(what, total=total)
-        yield lambda: progress.advance(task)
+        yield lambda steps=1: progress.advance(task, steps)
 
 
 def _plan_console() -> Console:

@@ -126,6 +126,8 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        #: (event, handler) pairs whose outcome this worker has recorded: a progress count.
+        self.recorded = 0
 
     @property
     def started(self) -> bool:
@@ -309,6 +311,7 @@ class Worker:
                 exc,
             )
         else:
+            self.recorded += len(claims)
             logger.info(
                 "%s event %s: %d handler(s) ran, %d failed",
                 first.provider,
