@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -19,7 +20,7 @@ from alerthooks.testing import stripe_alert_triggered
 from alerthooks.worker import backoff
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, post_stripe
-from .stores import BACKENDS, postgres_schema, store_url
+from .stores import BACKENDS, POSTGRES_URL, postgres_schema, store_url
 
 
 def make_hooks(url: str, **options: Any) -> AlertHooks:
@@ -414,7 +415,7 @@ async def _listening_worker(url: str, ran: list[str], fail_first: bool = False) 
     return hooks
 
 
-async def _until(check: Any, timeout: float = 5.0) -> None:
+async def _until(check: Any, timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
@@ -444,10 +445,6 @@ async def test_postgres_wakes_a_worker_in_another_process_at_once() -> None:
                 assert await receiver.store.replay(dead=True) == 1
                 await _until(lambda: ran == ["failed", first["id"]])
                 # A lost listening connection comes back by itself.
-                import asyncpg
-
-                from .stores import POSTGRES_URL
-
                 admin = await asyncpg.connect(POSTGRES_URL)
                 try:
                     terminated = await admin.fetchval(

@@ -6,9 +6,8 @@ is still seen (and is a replace, as is every change but ``enabled``: Stripe aler
 edited, only activated, deactivated and archived).
 
 Requests go through the SDK's ``raw_request_async``: its authentication, form encoding,
-idempotency keys and error types, without turning every answer into ``StripeObject`` s (about
-0.2 ms of CPU per object, which was a third of a re-plan's wall time); answers are read as the
-JSON they are.
+idempotency keys and error types, with answers read as the JSON they are rather than turned into
+``StripeObject`` instances (about 0.2 ms of CPU per object, a third of a re-plan's wall time).
 """
 
 from __future__ import annotations
