@@ -442,6 +442,28 @@ async def test_webhook_endpoints_are_corrected(
     assert again.changes == []
 
 
+async def test_a_second_endpoint_sending_alerts_is_shown_and_left_alone(
+    stripe_api: FakeStripe, chargebee_api: FakeChargebee
+) -> None:
+    url = "https://example.com/hooks/stripe"
+    first = stripe_api.add_endpoint(url, ["billing.alert.triggered"])
+    second = stripe_api.add_endpoint(url, ["*"])
+    stripe_api.add_endpoint(url, ["billing.alert.triggered"], disabled=True)  # sends nothing
+    data = config([], [], stripe={"webhook_url": url})
+    plan, result = await sync(data, stripe_api, chargebee_api)
+    (extra,) = plan.changes
+    assert extra.kind is ChangeKind.EXTRA_ENDPOINT and not extra.is_write
+    assert extra.endpoint is not None
+    kept = ({first["id"], second["id"]} - {extra.endpoint.id}).pop()
+    assert extra.detail == (
+        f"{extra.endpoint.id} also sends billing.alert.triggered here, so each alert arrives"
+        f" twice (the receiver drops the copy); remove one of {kept}, {extra.endpoint.id} by hand"
+    )
+    assert not plan.has_changes
+    assert result is not None and result.outcomes == []
+    assert len(stripe_api.endpoints()) == 3
+
+
 async def test_alert_removed_then_readded_is_created_anew(
     stripe_api: FakeStripe, chargebee_api: FakeChargebee
 ) -> None:

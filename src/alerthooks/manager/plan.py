@@ -32,6 +32,10 @@ class ChangeKind(str, enum.Enum):
     KEEP = "keep"  # managed, key left the config, no --prune: left alone
     CREATE_ENDPOINT = "create endpoint"
     UPDATE_ENDPOINT = "update endpoint"
+    EXTRA_ENDPOINT = "extra endpoint"  # a second endpoint sending alerts to the URL: left alone
+
+
+_NOT_WRITES = frozenset({ChangeKind.KEEP, ChangeKind.EXTRA_ENDPOINT})
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Change:
     @property
     def is_write(self) -> bool:
         """Whether applying this change calls the provider."""
-        return self.kind is not ChangeKind.KEEP
+        return self.kind not in _NOT_WRITES
 
 
 @dataclass(frozen=True)
@@ -176,13 +180,24 @@ def _summary(spec: Mapping[str, Any]) -> str:
 
 def diff_endpoint(api: ProviderAPI, url: str, endpoints: Sequence[RemoteEndpoint]) -> list[Change]:
     """Create the endpoint for ``url``, or correct it when it lacks the alert event or is
-    disabled. Other endpoints are left alone."""
+    disabled. Other endpoints are left alone; a second one already sending alerts to ``url``
+    is shown (each alert would arrive twice), not removed: someone may have made it on purpose."""
     matches = [e for e in endpoints if e.url == url]
     if not matches:
         return [Change(api.name, ChangeKind.CREATE_ENDPOINT, url, f"events: {api.event}")]
-    for endpoint in matches:
-        if endpoint.enabled and (api.event in endpoint.events or "*" in endpoint.events):
-            return []
+    sending = [e for e in matches if e.enabled and (api.event in e.events or "*" in e.events)]
+    if sending:
+        return [
+            Change(
+                api.name,
+                ChangeKind.EXTRA_ENDPOINT,
+                url,
+                f"{extra.id} also sends {api.event} here, so each alert arrives twice (the"
+                f" receiver drops the copy); remove one of {sending[0].id}, {extra.id} by hand",
+                endpoint=extra,
+            )
+            for extra in sending[1:]
+        ]
     endpoint = matches[0]
     problems = []
     if not endpoint.enabled:
@@ -275,6 +290,7 @@ _STYLES = {
     ChangeKind.KEEP: "dim",
     ChangeKind.CREATE_ENDPOINT: "green",
     ChangeKind.UPDATE_ENDPOINT: "yellow",
+    ChangeKind.EXTRA_ENDPOINT: "dim",
 }
 
 
