@@ -23,7 +23,7 @@ def _run(script: str, *args: str) -> str:
 
 def test_receiver_benchmark_runs_every_variant_and_checks_answers() -> None:
     out = _run("receiver.py", "--events", "20", "--rounds", "2", "--concurrency", "4")
-    for variant in ("floor", "construct_event", "memory"):
+    for variant in ("floor", "construct_event", "memory", "memory mounted", "sqlite", "sqlite x4"):
         assert f"  {variant} " in out
     assert "ratios vs floor (median of per-round ratios):" in out
 

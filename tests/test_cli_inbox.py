@@ -201,6 +201,7 @@ async def test_two_servers_on_one_postgres_handle_each_event_once(tmp_path: Path
                     if left == 0:
                         break
                     await asyncio.sleep(0.05)
+                assert left == 0, f"{left} outcome(s) never recorded as done"
             finally:
                 await conn.close()
         finally:

@@ -344,9 +344,14 @@ def test_client_is_never_chosen_left_of_an_untrusted_hop(
     if not trusted or not chain:
         assert chosen == direct
         return
-    if chosen is None:
-        return  # an unreadable hop: refused
     hops = [parsed(h) for h in ", ".join(chain).split(",")]
+    if chosen is None:  # refused: only when an unreadable hop comes before any untrusted one
+        stop = next(
+            (h for h in reversed(hops) if h is None or not any(h in n for n in networks)),
+            "every hop is a readable trusted proxy",
+        )
+        assert stop is None
+        return
     assert chosen in hops
     index = len(hops) - 1 - hops[::-1].index(chosen)
     assert all(h is not None and any(h in n for n in networks) for h in hops[index + 1 :])

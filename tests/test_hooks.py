@@ -319,7 +319,11 @@ async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient, method:
 async def test_trailing_slash_is_accepted(
     client: httpx.AsyncClient, seen: list[AlertEvent]
 ) -> None:
-    assert (await post_stripe(client, stripe_alert_triggered(), path="/stripe/")).status_code == 200
+    payload = stripe_alert_triggered()
+    response = await post_stripe(client, payload, path="/stripe/")
+    assert response.status_code == 200
+    assert response.json() == {"status": "accepted"}
+    assert [event.id for event in seen] == [payload["id"]]
 
 
 # -- handler failures ---------------------------------------------------------------------------

@@ -131,9 +131,9 @@ async def test_exhausted_attempts_are_dead_until_replayed(url: str) -> None:
 
 @pytest.mark.parametrize("mode", ["queued", "inline"])
 async def test_a_handler_outliving_its_lease_keeps_it(url: str, mode: str) -> None:
-    # Renewed every third of a lease: a renewal may come up to 0.6 s late (a loaded CI machine)
-    # before another replica could take the work over.
-    hooks = make_hooks(url, mode=mode, lease_seconds=0.9)
+    # Renewed first at one to two thirds of a lease: a renewal may come 0.5 s late (a loaded CI
+    # machine) before another replica could take the work over.
+    hooks = make_hooks(url, mode=mode, lease_seconds=1.5)
     started, release = asyncio.Event(), asyncio.Event()
 
     @hooks.on("alert.triggered")
@@ -149,7 +149,7 @@ async def test_a_handler_outliving_its_lease_keeps_it(url: str, mode: str) -> No
         else:
             running = asyncio.create_task(post_stripe(client, payload))
         await asyncio.wait_for(started.wait(), 5)
-        await asyncio.sleep(2.0)  # more than two leases
+        await asyncio.sleep(3.2)  # more than two leases
         assert await hooks.store.claim(owner="another-replica", lease=10, limit=10) == []
         release.set()
         answer = await running
@@ -366,10 +366,13 @@ def test_backoff_doubles_with_jitter_and_a_cap() -> None:
 async def test_only_handlers_that_outlive_a_third_of_the_lease_renew_it(url: str) -> None:
     hooks = make_hooks(url, lease_seconds=1.5)  # renewals tick every 0.5 s
     renewed: list[str] = []
+    slow_renewed = asyncio.Event()
     extend = hooks.store.extend
 
     async def spy(provider: str, event_id: str, *args: Any, **kwargs: Any) -> None:
         renewed.append(event_id)
+        if event_id == slow_id:
+            slow_renewed.set()
         await extend(provider, event_id, *args, **kwargs)
 
     hooks.store.extend = spy  # type: ignore[method-assign]
@@ -377,8 +380,8 @@ async def test_only_handlers_that_outlive_a_third_of_the_lease_renew_it(url: str
 
     @hooks.on("alert.triggered")
     async def handler(event: AlertEvent) -> None:
-        if event.id == slow_id:
-            await asyncio.sleep(1.2)  # lives through two ticks whenever it starts
+        if event.id == slow_id:  # lives until its lease is renewed (two ticks, 0.5-1 s)
+            await asyncio.wait_for(slow_renewed.wait(), 10)
 
     async with client_for(hooks) as client:
         quick = [stripe_alert_triggered() for _ in range(20)]
@@ -445,16 +448,25 @@ async def test_postgres_wakes_a_worker_in_another_process_at_once() -> None:
                 assert await receiver.store.replay(dead=True) == 1
                 await _until(lambda: ran == ["failed", first["id"]])
                 # A lost listening connection comes back by itself.
+                listening = (
+                    "SELECT array_agg(pid) FROM pg_stat_activity"
+                    " WHERE query LIKE 'LISTEN %alerthooks%' AND pid <> pg_backend_pid()"
+                )
                 admin = await asyncpg.connect(POSTGRES_URL)
                 try:
-                    terminated = await admin.fetchval(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE query LIKE 'LISTEN %alerthooks%' AND pid <> pg_backend_pid()"
+                    old = await admin.fetchval(listening)
+                    assert old, "no connection is listening"
+                    await admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", old
                     )
-                    assert terminated >= 1
+                    for _ in range(500):  # the listener reconnects a second later
+                        now = await admin.fetchval(listening) or []
+                        if set(now) - set(old):
+                            break
+                        await asyncio.sleep(0.02)
+                    assert set(now) - set(old), "the listener did not reconnect"
                 finally:
                     await admin.close()
-                await asyncio.sleep(1.5)  # the listener reconnects after a second
                 assert (await post_stripe(client, second)).status_code == 200
                 await _until(lambda: ran == ["failed", first["id"], second["id"]])
         finally:

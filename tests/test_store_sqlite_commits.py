@@ -21,15 +21,18 @@ class _Commits:
     def __init__(self, store: SQLiteStore) -> None:
         self.statements: list[str] = []
         assert store._conn is not None
+        # The store only switches the mode when it changes: start from the connection's own.
+        (level,) = store._conn.execute("PRAGMA synchronous").fetchone()
+        self.mode = {1: "NORMAL", 2: "FULL"}[level]
         store._conn.set_trace_callback(self.statements.append)
 
     def take(self) -> list[str]:
-        modes, mode = [], "FULL"
+        modes = []
         for statement in self.statements:
             if statement.startswith("PRAGMA synchronous="):
-                mode = statement.split("=", 1)[1]
+                self.mode = statement.split("=", 1)[1]
             elif statement == "COMMIT":
-                modes.append(mode)
+                modes.append(self.mode)
         self.statements.clear()
         return modes
 

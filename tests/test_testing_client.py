@@ -201,7 +201,6 @@ def test_sync_client_opens_on_first_use_and_closes_on_close(
         client.close()
     client.close()
     assert len(seen) == 1
-    assert CB_PASSWORD  # what the hooks fixture configures and the client signs with
 
 
 def queued_hooks(**options: Any) -> AlertHooks:
