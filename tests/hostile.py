@@ -1,4 +1,4 @@
-"""Helpers for the hardening tests: raw ASGI calls, example counts, a server in a thread.
+"""Hardening test helpers: raw ASGI calls, example counts, a server in a thread, a TCP proxy.
 
 ``ALERTHOOKS_FULL_TESTS=1`` raises hypothesis example counts and load-test sizes to full size.
 """
