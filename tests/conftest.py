@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -55,3 +56,10 @@ async def post_chargebee(
     path: str = "/chargebee",
 ) -> httpx.Response:
     return await client.post(path, content=encode(payload), headers=chargebee_auth_headers(*auth))
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now: for a server to bind, or a refused connection."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -27,16 +27,10 @@ from alerthooks.cli import cli
 from alerthooks.store import Delivery, open_store
 from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
-from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port
 from .stores import POSTGRES_URL, postgres_schema
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proc:

@@ -19,7 +19,7 @@ from alerthooks import AlertEvent, AlertHooks
 from alerthooks.cli import cli
 from alerthooks.testing import sample_names, stripe_alert_triggered
 
-from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port
 
 CREDENTIAL_ENV = (
     "STRIPE_WEBHOOK_SECRET",
@@ -39,15 +39,9 @@ class Served:
         hooks.on("*")(self.seen.append)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(hooks: AlertHooks) -> Iterator[Served]:
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(hooks, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -166,7 +160,7 @@ def test_a_non_2xx_answer_prints_it_and_exits_1(served: Served) -> None:
 
 
 def test_connection_refused_is_one_line() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/webhooks/stripe"
+    url = f"http://127.0.0.1:{free_port()}/webhooks/stripe"
     result = send("stripe", "--url", url, "--secret", "whsec_x")
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1

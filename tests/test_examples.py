@@ -8,7 +8,6 @@ import importlib.util
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from alerthooks.testing import (
     sample_names,
     stripe_alert_triggered,
 )
+
+from .conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -92,12 +93,6 @@ async def test_each_example_app_receives_both_providers(
         assert printed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     """examples/run.py in a subprocess, its stdout and stderr in one log file."""
 
@@ -141,7 +136,7 @@ class Server:
 def server(tmp_path: Path) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if k not in DEV_ENV}
     env.update(
-        PORT=str(_free_port()),
+        PORT=str(free_port()),
         ALERTHOOKS_STORE=f"sqlite:///{tmp_path / 'run.db'}",
         PYTHONUNBUFFERED="1",
         NO_COLOR="1",

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +30,7 @@ from alerthooks.testing import (
     chargebee_subscription_created,
 )
 
-from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port
 from .hostile import ServedApp, asgi_call
 
 API_KEY = "test_ApIkEyMaRkEr123"
@@ -245,16 +244,10 @@ async def test_slow_api_times_out_as_503(fake: FakeChargebee) -> None:
     assert seen == []
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_unreachable_api_is_503_and_the_retry_succeeds_once_it_is_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port = _closed_port()
+    port = free_port()
     monkeypatch.setenv("ALERTHOOKS_CHARGEBEE_API_BASE", f"http://127.0.0.1:{port}")
     hooks, seen = _hooks()
     real = chargebee_alert_status_changed()

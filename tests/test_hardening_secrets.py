@@ -29,6 +29,7 @@ from alerthooks.testing import (
     stripe_signature_header,
 )
 
+from .conftest import free_port
 from .hostile import asgi_call
 
 STRIPE_SECRET = "whsec_SeCrEtMaRkEr0123456789abcdef"
@@ -353,19 +354,11 @@ def test_repr_of_everything_holding_credentials_hides_them() -> None:
     assert "hidden" in repr(hooks.stripe) and "hidden" in repr(hooks.chargebee)
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_database_password_is_not_shown_when_the_database_is_down(
     captured: _Capture,
 ) -> None:
     password = "DbPaSsWoRdMaRkEr"
-    url = f"postgresql://alerts:{password}@127.0.0.1:{_closed_port()}/test?schema=s1"
+    url = f"postgresql://alerts:{password}@127.0.0.1:{free_port()}/test?schema=s1"
     hooks = _hooks(store=url)
     await hooks.startup()
     alert = json.dumps(stripe_alert_triggered()).encode()

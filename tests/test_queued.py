@@ -19,7 +19,7 @@ from alerthooks.store.sqlite import SQLiteStore
 from alerthooks.testing import stripe_alert_triggered
 from alerthooks.worker import backoff
 
-from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, post_stripe
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port, post_stripe
 from .stores import BACKENDS, POSTGRES_URL, postgres_schema, store_url
 
 
@@ -297,12 +297,7 @@ async def test_locked_sqlite_answers_503_and_recovers(tmp_path: Path) -> None:
 
 
 async def test_unreachable_postgres_answers_503_and_startup_survives() -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    hooks = make_hooks(f"postgresql://postgres@127.0.0.1:{port}/test", mode="queued")
+    hooks = make_hooks(f"postgresql://postgres@127.0.0.1:{free_port()}/test", mode="queued")
     async with hooks.lifespan(), client_for(hooks) as client:
         response = await post_stripe(client, stripe_alert_triggered())
         assert response.status_code == 503

@@ -17,6 +17,7 @@ from alerthooks.store.memory import MemoryStore
 from alerthooks.store.postgres import PostgresStore
 from alerthooks.store.sqlite import SQLiteStore
 
+from .conftest import free_port
 from .stores import BACKENDS, DURABLE, POSTGRES_URL, postgres_schema, store_url
 
 Factory = Callable[[], Store]
@@ -453,12 +454,7 @@ async def test_newer_schema_version_is_refused(backend: str, tmp_path: Path) -> 
 
 
 async def test_postgres_unreachable_is_a_store_error() -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{port}/test")
+    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
     started = time.monotonic()
     with pytest.raises(StoreError, match="postgres"):
         await store.begin(delivery(), owner="w1", lease=60)
