@@ -471,6 +471,16 @@ def test_errors_are_one_line_without_traceback(
         assert result.output.rstrip().endswith(" --help')")
 
 
+def test_help_and_version_are_not_errors(runner: CliRunner) -> None:
+    bare = runner.invoke(cli, [])  # the help, as click shows it (exit 2 from click 8.2 on)
+    assert bare.exit_code in (0, 2) and "Commands:" in bare.output and "error:" not in bare.output
+    for args in (["--help"], ["events", "--help"], ["--version"]):
+        shown = runner.invoke(cli, args)
+        assert shown.exit_code == 0, shown.output
+        assert "error:" not in shown.output
+    assert runner.invoke(cli, ["--version"]).output.startswith("alerthooks, version ")
+
+
 def test_serve_on_a_taken_port_fails_with_one_error_line(
     tmp_path: Path, inbox: dict[str, str]
 ) -> None:

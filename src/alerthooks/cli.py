@@ -36,6 +36,12 @@ from alerthooks.store import Store, StoreError, redact_url
 T = TypeVar("T")
 
 
+# click >= 8.2 raises this for a group run without a command; older click prints help itself.
+_NoArgsIsHelp: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})
+)
+
+
 class _Group(click.Group):
     """A click group whose usage errors are one line too: the message and where help is."""
 
@@ -50,7 +56,10 @@ class _Group(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
-            super().main(args, prog_name, complete_var, False, **extra)
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _NoArgsIsHelp as exc:  # bare `alerthooks`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             click.echo(f"error: {exc.format_message()}{where}", err=True)
@@ -61,7 +70,7 @@ class _Group(click.Group):
         except click.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(1)
-        sys.exit(0)
+        sys.exit(code if isinstance(code, int) else 0)  # ctx.exit(n) returns n here
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
