@@ -124,6 +124,7 @@ class _FakeAPI:
         self._faults: list[Fault] = []
         self._idempotent: dict[str, tuple[str, int, dict[str, Any]]] = {}
         self._lock = threading.RLock()
+        self._endpoints: dict[str, dict[str, Any]] = {}
         self._closing = False
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -131,6 +132,11 @@ class _FakeAPI:
         self.app = Starlette(routes=self._routes())
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """Copies of the webhook endpoints."""
+        with self._lock:
+            return [json.loads(json.dumps(e)) for e in self._endpoints.values()]
 
     def start(self) -> None:
         """Serve on a free loopback port in a background thread."""
@@ -334,7 +340,6 @@ class FakeStripe(_FakeAPI):
         self._alerts: dict[str, dict[str, Any]] = {}
         # Ids of the alerts that are not archived, per (meter, customer): the 25 limit.
         self._by_pair: dict[tuple[str, str | None], set[str]] = {}
-        self._endpoints: dict[str, dict[str, Any]] = {}
         super().__init__(**options)
 
     def env(self) -> dict[str, str]:
@@ -377,11 +382,6 @@ class FakeStripe(_FakeAPI):
             alert = self._make_alert(title, meter, gte, customer)
             self._set_status(alert, status)
             return dict(alert)
-
-    def endpoints(self) -> list[dict[str, Any]]:
-        """Copies of the webhook endpoints."""
-        with self._lock:
-            return [json.loads(json.dumps(e)) for e in self._endpoints.values()]
 
     def add_endpoint(
         self, url: str, events: list[str], *, disabled: bool = False
@@ -561,7 +561,6 @@ class FakeChargebee(_FakeAPI):
         self.api_key = api_key
         self.site = site
         self._alerts: dict[str, dict[str, Any]] = {}
-        self._endpoints: dict[str, dict[str, Any]] = {}
         #: Basic auth each endpoint was given, by endpoint id (Chargebee never returns it).
         self.endpoint_auth: dict[str, tuple[str | None, str | None]] = {}
         super().__init__(**options)
@@ -610,11 +609,6 @@ class FakeChargebee(_FakeAPI):
             )
             alert["status"] = status
             return dict(alert)
-
-    def endpoints(self) -> list[dict[str, Any]]:
-        """Copies of the webhook endpoints."""
-        with self._lock:
-            return [json.loads(json.dumps(e)) for e in self._endpoints.values()]
 
     def add_endpoint(
         self, url: str, events: list[str], *, disabled: bool = False
