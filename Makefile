@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# The store tests run against this machine's PostgreSQL (trust auth); CI starts it if it is down.
+ALERTHOOKS_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+export ALERTHOOKS_TEST_POSTGRES_URL
 
 .PHONY: run test check lint typecheck bench clean
 

@@ -577,7 +577,9 @@ def _send_body(provider: str, file: str | None, sample: str | None) -> tuple[byt
 def _send_headers(
     provider: str, body: bytes, secret: str | None, auth: str | None
 ) -> dict[str, str]:
-    from alerthooks.hooks import CHARGEBEE_PASSWORD_ENV, CHARGEBEE_USERNAME_ENV, STRIPE_SECRET_ENV
+    from alerthooks.providers.chargebee import PASSWORD_ENV as CHARGEBEE_PASSWORD_ENV
+    from alerthooks.providers.chargebee import USERNAME_ENV as CHARGEBEE_USERNAME_ENV
+    from alerthooks.providers.stripe import SECRET_ENV as STRIPE_SECRET_ENV
     from alerthooks.testing.signing import chargebee_auth_headers, stripe_signature_header
 
     headers = {"content-type": "application/json", "user-agent": f"alerthooks-send/{__version__}"}

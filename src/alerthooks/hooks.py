@@ -10,22 +10,21 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
 from alerthooks.events import AlertEvent
-from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
-from alerthooks.providers.chargebee import ChargebeeProvider, EventFetcher
-from alerthooks.providers.stripe import DEFAULT_TOLERANCE, StripeProvider
+from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable, builtin_providers
 from alerthooks.sources import (
     TRUSTED_PROXIES_ENV,
     Networks,
     SourceFilter,
-    allowed_ips_env,
+    networks_from_env,
     networks_setting,
 )
 from alerthooks.store import Delivery, Store, StoreError, open_store, redact_url
@@ -39,9 +38,7 @@ Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
-STRIPE_SECRET_ENV = "STRIPE_WEBHOOK_SECRET"
-CHARGEBEE_USERNAME_ENV = "CHARGEBEE_WEBHOOK_USERNAME"
-CHARGEBEE_PASSWORD_ENV = "CHARGEBEE_WEBHOOK_PASSWORD"
+DEFAULT_TOLERANCE = 300
 
 
 def _answer(code: int, **fields: str) -> tuple[int, bytes]:
@@ -101,38 +98,51 @@ class _Disconnected(Exception):
     pass
 
 
-def _stripe_secrets(value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        value = os.environ.get(STRIPE_SECRET_ENV, "")
-    if isinstance(value, str):
-        value = value.split(",")
-    return [s.strip() for s in value if s and s.strip()]
+_PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
-def _chargebee_credentials(
-    value: tuple[str, str] | Sequence[tuple[str, str]] | None,
-) -> list[tuple[str, str]]:
-    if value is None:
-        user = os.environ.get(CHARGEBEE_USERNAME_ENV, "")
-        password = os.environ.get(CHARGEBEE_PASSWORD_ENV, "")
-        return [(user, password)] if user or password else []
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
-        return [value]  # type: ignore[list-item]
-    pairs = list(value)
-    for pair in pairs:
-        if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise TypeError("chargebee_auth takes a (user, password) tuple or a list of them")
-    return pairs  # type: ignore[return-value]
+def _legacy_providers(options: Mapping[str, Any]) -> list[Provider]:
+    """The built-in providers that the facade's shortcut keyword arguments describe
+    (``stripe_secret=``, ``chargebee_auth=``, …), each built as before: a credential or
+    allowlist left as None is read from the environment."""
+    from alerthooks.providers.chargebee import PASSWORD_ENV, USERNAME_ENV, Chargebee
+    from alerthooks.providers.stripe import SECRET_ENV, Stripe
+
+    given = {k for k, v in options.items() if v is not None}
+    built: list[Provider] = []
+    if any(k.startswith("stripe_") for k in given):
+        secret = options["stripe_secret"]
+        stripe = Stripe(
+            os.environ.get(SECRET_ENV, "") if secret is None else secret,
+            tolerance=options["stripe_tolerance"] or DEFAULT_TOLERANCE,
+            allowed_ips=options["stripe_allowed_ips"],
+        )
+        if options["stripe_allowed_ips"] is None:
+            stripe.allowed_ips = networks_from_env(stripe.name)
+        built.append(stripe)
+    if any(k.startswith("chargebee_") for k in given):
+        auth = options["chargebee_auth"]
+        if auth is None:
+            user, password = os.environ.get(USERNAME_ENV, ""), os.environ.get(PASSWORD_ENV, "")
+            auth = [(user, password)] if user or password else []
+        chargebee = Chargebee(
+            auth,
+            allow_unauthenticated=bool(options["chargebee_allow_unauthenticated"]),
+            verify=options["chargebee_verify"] or "auth",
+            site=options["chargebee_site"],
+            api_key=options["chargebee_api_key"],
+            allowed_ips=options["chargebee_allowed_ips"],
+        )
+        if options["chargebee_allowed_ips"] is None:
+            chargebee.allowed_ips = networks_from_env(chargebee.name)
+        built.append(chargebee)
+    return built
 
 
 def _source_filter(
-    allowed: Mapping[str, Networks | None], trusted_proxies: Networks | None
+    providers: Iterable[Provider], trusted_proxies: Networks | None
 ) -> SourceFilter | None:
-    lists = {}
-    for name, value in allowed.items():
-        networks = networks_setting(value, setting=f"{name}_allowed_ips", env=allowed_ips_env(name))
-        if networks is not None:
-            lists[name] = networks
+    lists = {p.name: p.allowed_ips for p in providers if p.allowed_ips is not None}
     proxies = networks_setting(trusted_proxies, setting="trusted_proxies", env=TRUSTED_PROXIES_ENV)
     return SourceFilter(lists, proxies or ()) if lists else None
 
@@ -150,14 +160,18 @@ def _route_path(scope: Scope) -> str:
 
 
 class AlertHooks:
-    """A receiver for Stripe and Chargebee usage-alert webhooks, and itself an ASGI app.
+    """A receiver for usage-alert webhooks, and itself an ASGI app.
 
-    Mount it (``Mount("/webhooks", app=hooks)``) to serve ``POST /stripe`` and
-    ``POST /chargebee``; register handlers with :meth:`on`.
+    Mount it (``Mount("/webhooks", app=hooks)``) to serve ``POST /{name}`` for each of
+    ``providers`` (:class:`~alerthooks.providers.Provider` objects); register handlers with
+    :meth:`on`. By default every built-in provider, configured from its environment
+    (``Stripe.from_env()``, ``Chargebee.from_env()``). A provider without credentials accepts
+    nothing.
 
-    Credentials left as None are read from the environment: ``STRIPE_WEBHOOK_SECRET``
-    (comma-separated for rotation) and ``CHARGEBEE_WEBHOOK_USERNAME`` /
-    ``CHARGEBEE_WEBHOOK_PASSWORD``. A provider without credentials accepts nothing.
+    The ``stripe_*`` and ``chargebee_*`` keyword arguments are shortcuts that build those
+    built-in providers (credentials left as None are read from the environment:
+    ``STRIPE_WEBHOOK_SECRET``, ``CHARGEBEE_WEBHOOK_USERNAME`` / ``CHARGEBEE_WEBHOOK_PASSWORD``);
+    giving a provider both in ``providers`` and by shortcut is a ``ValueError``.
 
     ``store`` is a URL (``memory://``, ``sqlite:///path.db``, ``postgresql://…``) or a
     :class:`~alerthooks.store.Store`; by default env ``ALERTHOOKS_STORE``, else SQLite at
@@ -184,13 +198,10 @@ class AlertHooks:
     def __init__(
         self,
         *,
-        stripe_secret: str | Sequence[str] | None = None,
-        chargebee_auth: tuple[str, str] | Sequence[tuple[str, str]] | None = None,
+        providers: Iterable[Provider] | None = None,
         store: str | Store | None = None,
-        chargebee_allow_unauthenticated: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         body_timeout: float = 10.0,
-        stripe_tolerance: int = DEFAULT_TOLERANCE,
         lease_seconds: float = 300.0,
         mode: Literal["inline", "queued"] = "inline",
         max_attempts: int = 8,
@@ -199,31 +210,60 @@ class AlertHooks:
         worker: bool = True,
         worker_concurrency: int = 16,
         poll_interval: float = 1.0,
-        stripe_allowed_ips: Networks | None = None,
-        chargebee_allowed_ips: Networks | None = None,
         trusted_proxies: Networks | None = None,
-        chargebee_verify: Literal["auth", "fetch"] = "auth",
+        stripe_secret: str | Sequence[str] | None = None,
+        stripe_tolerance: int | None = None,
+        stripe_allowed_ips: Networks | None = None,
+        chargebee_auth: tuple[str, str] | Sequence[tuple[str, str]] | None = None,
+        chargebee_allow_unauthenticated: bool | None = None,
+        chargebee_verify: Literal["auth", "fetch"] | None = None,
         chargebee_site: str | None = None,
         chargebee_api_key: str | None = None,
+        chargebee_allowed_ips: Networks | None = None,
     ) -> None:
         if mode not in ("inline", "queued"):
             raise ValueError(f"mode must be 'inline' or 'queued', got {mode!r}")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self.stripe = StripeProvider(_stripe_secrets(stripe_secret), tolerance=stripe_tolerance)
-        if chargebee_verify not in ("auth", "fetch"):
-            raise ValueError(
-                f"chargebee_verify must be 'auth' or 'fetch', got {chargebee_verify!r}"
-            )
-        self.chargebee = ChargebeeProvider(
-            _chargebee_credentials(chargebee_auth),
-            allow_unauthenticated=chargebee_allow_unauthenticated,
-            fetcher=(
-                EventFetcher(site=chargebee_site, api_key=chargebee_api_key)
-                if chargebee_verify == "fetch"
-                else None
-            ),
+        shortcuts = _legacy_providers(
+            {
+                "stripe_secret": stripe_secret,
+                "stripe_tolerance": stripe_tolerance,
+                "stripe_allowed_ips": stripe_allowed_ips,
+                "chargebee_auth": chargebee_auth,
+                "chargebee_allow_unauthenticated": chargebee_allow_unauthenticated,
+                "chargebee_verify": chargebee_verify,
+                "chargebee_site": chargebee_site,
+                "chargebee_api_key": chargebee_api_key,
+                "chargebee_allowed_ips": chargebee_allowed_ips,
+            }
         )
+        if providers is None:
+            by_shortcut = {p.name for p in shortcuts}
+            chosen = [p for p in builtin_providers() if p.name not in by_shortcut]
+            chosen = [*shortcuts, *chosen]
+        else:
+            chosen = list(providers)
+            names = {p.name for p in chosen}
+            for provider in shortcuts:
+                if provider.name in names:
+                    raise ValueError(
+                        f"provider {provider.name!r} is given both in providers= and by "
+                        f"{provider.name}_* keyword arguments; give it one way"
+                    )
+            chosen.extend(shortcuts)
+        self.providers: dict[str, Provider] = {}
+        for provider in chosen:
+            if not isinstance(provider, Provider):
+                raise TypeError(f"{provider!r} is not an alerthooks.providers.Provider")
+            name = provider.name
+            if not isinstance(name, str) or not _PROVIDER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"provider name {name!r} must be lower-case letters, digits, '_' or '-'"
+                )
+            if name in self.providers:
+                raise ValueError(f"two providers are named {name!r}")
+            self.providers[name] = provider
         self.store: Store = store if isinstance(store, Store) else open_store(store)
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
@@ -237,17 +277,8 @@ class AlertHooks:
         self.lease_renewals = LeaseRenewals(self)
         self.dispatcher = Dispatcher()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._routes: dict[str, Provider] = {"/stripe": self.stripe, "/chargebee": self.chargebee}
-        self.providers: dict[str, Provider] = {p.name: p for p in self._routes.values()}
-        # Providers that confirm each delivery with their API (chargebee_verify="fetch").
-        self._confirmers: dict[str, Callable[[str], Awaitable[dict[str, Any]]]] = {
-            p.name: confirm
-            for p in self.providers.values()
-            if (confirm := getattr(p, "confirm", None)) is not None
-        }
-        self.sources = _source_filter(
-            {"stripe": stripe_allowed_ips, "chargebee": chargebee_allowed_ips}, trusted_proxies
-        )
+        self._routes: dict[str, Provider] = {f"/{p.name}": p for p in self.providers.values()}
+        self.sources = _source_filter(self.providers.values(), trusted_proxies)
         self._warned: set[str] = set()
         # Events being delivered now, each with the futures of concurrent duplicates waiting
         # for its answer.
@@ -260,10 +291,18 @@ class AlertHooks:
         self._sweeper_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
+        providers = ", ".join(repr(p) for p in self.providers.values())
         return (
-            f"AlertHooks(stripe={self.stripe!r}, chargebee={self.chargebee!r}, "
+            f"AlertHooks(providers=[{providers}], "
             f"store={redact_url(self.store.url)!r}, sources={self.sources!r})"
         )
+
+    def __getattr__(self, name: str) -> Provider:
+        # hooks.stripe, hooks.chargebee, …: the provider of that name.
+        providers = self.__dict__.get("providers")
+        if providers is not None and name in providers:
+            return providers[name]  # type: ignore[no-any-return]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -323,9 +362,7 @@ class AlertHooks:
         self._opened = False
         await self.store.close()
         for provider in self.providers.values():
-            aclose = getattr(provider, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await provider.aclose()
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Run queued work now and return once none is due (retries scheduled for later are
@@ -485,13 +522,9 @@ class AlertHooks:
     def _warn_unconfigured(self, provider: Provider) -> None:
         if not provider.configured and provider.name not in self._warned:
             self._warned.add(provider.name)
-            hint = (
-                STRIPE_SECRET_ENV
-                if provider.name == "stripe"
-                else f"{CHARGEBEE_USERNAME_ENV}/{CHARGEBEE_PASSWORD_ENV}"
-            )
+            hint = f" (set {provider.env_hint})" if provider.env_hint else ""
             logger.warning(
-                "%s webhooks are refused: no credentials configured (set %s)", provider.name, hint
+                "%s webhooks are refused: no credentials configured%s", provider.name, hint
             )
 
     # -- delivery -------------------------------------------------------------------------------
@@ -540,9 +573,9 @@ class AlertHooks:
     async def _deliver(
         self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
     ) -> tuple[int, bytes]:
-        if self._confirmers and provider.name in self._confirmers:
+        if provider.confirms:
             try:
-                payload = await self._confirmers[provider.name](event_id)
+                payload = await provider.confirm(event_id, payload)
             except Rejected as exc:
                 logger.info(
                     "%s event %s rejected (%d): %s", provider.name, event_id, exc.status, exc.reason

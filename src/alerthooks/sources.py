@@ -104,6 +104,11 @@ def networks_setting(
     return parse_networks(value, setting=setting)
 
 
+def networks_from_env(provider: str) -> tuple[Network, ...] | None:
+    """``provider``'s allowlist from env ``ALERTHOOKS_{PROVIDER}_ALLOWED_IPS``; None when unset."""
+    return networks_setting(None, setting="", env=allowed_ips_env(provider))
+
+
 def _address(text: str) -> Address | None:
     text = text.strip().strip('"')
     if text.startswith("["):  # [v6]:port

@@ -1,189 +1,50 @@
-"""One module per provider: pure ``verify`` and ``normalize`` functions and a small class that
-binds them to configured credentials.
+"""Billing providers as plug-ins: the :class:`Provider` base class and one module per provider
+(``verify``, ``sign``, ``normalize``, ``from_env``).
 
-Only this package (and :mod:`alerthooks.manager`) knows a provider's payloads. Everything else
-speaks :class:`~alerthooks.events.AlertEvent`.
+Only this package (and :mod:`alerthooks.manager` and :mod:`alerthooks.testing`) knows a
+provider's payloads. Everything else speaks :class:`~alerthooks.events.AlertEvent` and calls
+the methods of :class:`Provider`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
-from datetime import datetime
-from decimal import Decimal
-from typing import Any, Literal, Protocol, overload
-
-from pydantic import ValidationError
-
-from alerthooks.events import AlertEvent, EventType, ThresholdMode
-
-
-class Rejected(Exception):
-    """A delivery failed authentication or could not be read; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-class Unavailable(Exception):
-    """A provider's API could not confirm a delivery (unreachable, failing); answer 503 so the
-    provider retries."""
-
-
-class NotAnAlert(Exception):
-    """A verified event that is acknowledged but not dispatched; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Provider(Protocol):
-    """What the receiver needs from a provider, bound to its credentials."""
-
-    name: str
-
-    @property
-    def configured(self) -> bool:
-        """Whether a credential (or an explicit opt-out) is set; otherwise fail closed."""
-
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """Raise :class:`Rejected` unless the delivery is authentic."""
-
-    def event_id(self, payload: Mapping[str, Any]) -> str | None:
-        """The provider's event id, or None when the payload has none."""
-
-    def event_type(self, payload: Mapping[str, Any]) -> str | None:
-        """The provider's own event type name."""
-
-    def normalize(self, payload: dict[str, Any]) -> AlertEvent:
-        """Build the event, or raise :class:`NotAnAlert`."""
-
-
-@overload
-def text(obj: Mapping[str, Any], key: str, *, where: str, required: Literal[True] = ...) -> str: ...
-
-
-@overload
-def text(obj: Mapping[str, Any], key: str, *, where: str, required: bool) -> str | None: ...
-
-
-def text(obj: Mapping[str, Any], key: str, *, where: str, required: bool = True) -> str | None:
-    """``obj[key]`` as a non-empty string; raise NotAnAlert when it is wrongly typed or missing."""
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise NotAnAlert(f"{where}.{key} is missing")
-        return None
-    if not isinstance(value, str) or not value:
-        raise NotAnAlert(f"{where}.{key} is not a non-empty string")
-    return value
-
-
-def mapping(obj: Mapping[str, Any], key: str, *, where: str) -> dict[str, Any]:
-    """``obj[key]`` as an object; raise NotAnAlert otherwise."""
-    value = obj.get(key)
-    if not isinstance(value, dict):
-        raise NotAnAlert(f"{where}.{key} is missing or not an object")
-    return value
-
-
-def number(obj: Mapping[str, Any], key: str, *, where: str, required: bool = True) -> Any:
-    """``obj[key]`` when it is a finite JSON number (not a bool); raise NotAnAlert otherwise.
-
-    Python's JSON parser reads ``NaN``, ``Infinity`` and ``1e999``; none of them is a usable
-    threshold, value or timestamp.
-    """
-    value = obj.get(key)
-    if value is None and not required:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise NotAnAlert(f"{where}.{key} is missing or not a number")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise NotAnAlert(f"{where}.{key} is not a finite number")
-    return value
-
-
-# The model's validator called with the fields dict as is: AlertEvent(**fields) would unpack and
-# repack the keywords and go through BaseModel.__init__ (3.9 -> 2.2 us per event).
-_validate_event: Callable[[dict[str, Any]], AlertEvent] = (
-    AlertEvent.__pydantic_validator__.validate_python
+from alerthooks.providers.base import (
+    NotAnAlert,
+    Provider,
+    Rejected,
+    Unavailable,
+    build_event,
+    checked_event,
+    clean_key,
+    mapping,
+    number,
+    text,
 )
+from alerthooks.providers.chargebee import Chargebee
+from alerthooks.providers.stripe import Stripe
+
+BUILTIN: tuple[type[Provider], ...] = (Stripe, Chargebee)
+"""The built-in providers, in route order: ``AlertHooks()`` builds each with ``from_env()``."""
 
 
-def build_event(**fields: Any) -> AlertEvent:
-    """An :class:`AlertEvent` from normalized fields; raise NotAnAlert if the model rejects one.
-
-    The normalizers check every field first; this keeps a field they missed from becoming a 500.
-    """
-    try:
-        return _validate_event(fields)
-    except ValidationError as exc:
-        where = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
-        raise NotAnAlert(f"normalized event is invalid in {where}") from None
+def builtin_providers() -> list[Provider]:
+    """Every built-in provider configured from its environment variables."""
+    return [cls.from_env() for cls in BUILTIN]
 
 
-def clean_key(value: Any) -> str | None:
-    """``value`` if it can be a stored key (event id or type): a non-empty string of at most 255
-    printable ASCII characters. Anything else (NUL, lone surrogates, megabytes) is None, so a
-    hostile but verified payload is acknowledged rather than failing every store write."""
-    if isinstance(value, str) and 0 < len(value) <= 255 and value.isascii() and value.isprintable():
-        return value
-    return None
-
-
-_FIELD_NAMES = tuple(AlertEvent.model_fields)
-_object_setattr = object.__setattr__
-
-
-def checked_event(
-    *,
-    id: str,
-    provider: str,
-    type: EventType,
-    alert_id: str,
-    alert_name: str | None,
-    meter_id: str | None,
-    customer_id: str | None,
-    subscription_id: str | None,
-    threshold: Decimal | None,
-    threshold_mode: ThresholdMode | None,
-    value: Decimal | None,
-    occurred_at: datetime,
-    livemode: bool | None,
-    raw: dict[str, Any],
-) -> AlertEvent:
-    """An :class:`AlertEvent` from fields the caller has already checked one by one, without
-    validating them again (what ``AlertEvent.model_construct`` does, at a third of its cost).
-
-    For normalizers that check the type of every field they read, as both built-in ones do;
-    every field is a required keyword, so an event is never half-filled. Anything less checked
-    goes through :func:`build_event`.
-    """
-    event = object.__new__(AlertEvent)
-    _object_setattr(
-        event,
-        "__dict__",
-        {
-            "id": id,
-            "provider": provider,
-            "type": type,
-            "alert_id": alert_id,
-            "alert_name": alert_name,
-            "meter_id": meter_id,
-            "customer_id": customer_id,
-            "subscription_id": subscription_id,
-            "threshold": threshold,
-            "threshold_mode": threshold_mode,
-            "value": value,
-            "occurred_at": occurred_at,
-            "livemode": livemode,
-            "raw": raw,
-        },
-    )
-    _object_setattr(event, "__pydantic_fields_set__", set(_FIELD_NAMES))
-    _object_setattr(event, "__pydantic_extra__", None)
-    _object_setattr(event, "__pydantic_private__", None)
-    return event
+__all__ = [
+    "BUILTIN",
+    "Chargebee",
+    "NotAnAlert",
+    "Provider",
+    "Rejected",
+    "Stripe",
+    "Unavailable",
+    "build_event",
+    "builtin_providers",
+    "checked_event",
+    "clean_key",
+    "mapping",
+    "number",
+    "text",
+]

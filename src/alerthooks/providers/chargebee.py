@@ -8,17 +8,18 @@ import binascii
 import hmac
 import os
 import re
-from base64 import b64decode
+from base64 import b64decode, b64encode
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from alerthooks.events import AlertEvent, EventType
-from alerthooks.providers import (
+from alerthooks.providers.base import (
     NotAnAlert,
+    Provider,
     Rejected,
     Unavailable,
     checked_event,
@@ -27,6 +28,7 @@ from alerthooks.providers import (
     number,
     text,
 )
+from alerthooks.sources import Networks, networks_from_env, parse_networks
 
 ALERT_EVENT_TYPE = "alert_status_changed"
 AUTH_HEADER = "authorization"
@@ -35,6 +37,8 @@ _ALARM_TYPES: dict[str, EventType] = {
     "within_limit": "alert.cleared",
 }
 _MODES = ("absolute", "percentage")
+USERNAME_ENV = "CHARGEBEE_WEBHOOK_USERNAME"
+PASSWORD_ENV = "CHARGEBEE_WEBHOOK_PASSWORD"
 SITE_ENV = "CHARGEBEE_SITE"
 API_KEY_ENV = "CHARGEBEE_API_KEY"
 API_BASE_ENV = "ALERTHOOKS_CHARGEBEE_API_BASE"
@@ -232,39 +236,105 @@ class EventFetcher:
         return self._client
 
 
-class ChargebeeProvider:
-    """Chargebee deliveries, authenticated with one or more Basic auth pairs."""
+def basic_auth_header(user: str, password: str) -> str:
+    """An RFC 7617 ``Authorization`` value: ``Basic base64(user:password)``."""
+    return "Basic " + b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _credential_pairs(
+    value: tuple[str, str] | Sequence[tuple[str, str]],
+) -> list[tuple[str, str]]:
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return [value]  # type: ignore[list-item]
+    pairs = list(value)
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise TypeError("chargebee_auth takes a (user, password) tuple or a list of them")
+    return [(str(u), str(p)) for u, p in pairs]
+
+
+class Chargebee(Provider):
+    """Chargebee deliveries, authenticated with one or more Basic auth pairs (the first signs
+    test deliveries; the others are accepted too, for rotation).
+
+    A pair missing its user or its password does not count: with no complete pair the provider
+    is not configured (503), unless ``allow_unauthenticated``. ``verify="fetch"`` fetches each
+    event back from the Chargebee API by id (``site`` / ``api_key``, default env
+    ``CHARGEBEE_SITE`` / ``CHARGEBEE_API_KEY``) and dispatches what the API returns: an id the
+    API does not know is answered 401, an API that cannot be reached 503. Basic auth, when
+    configured, is checked as well.
+    """
 
     name = "chargebee"
+    env_hint = f"{USERNAME_ENV}/{PASSWORD_ENV}"
+    alert_types = frozenset({ALERT_EVENT_TYPE})
 
     def __init__(
         self,
-        credentials: Sequence[tuple[str, str]],
+        auth: tuple[str, str] | Sequence[tuple[str, str]] = (),
         *,
         allow_unauthenticated: bool = False,
+        verify: Literal["auth", "fetch"] = "auth",
+        site: str | None = None,
+        api_key: str | None = None,
+        allowed_ips: Networks | None = None,
         fetcher: EventFetcher | None = None,
     ) -> None:
-        self._credentials = tuple((str(u), str(p)) for u, p in credentials)
+        if verify not in ("auth", "fetch"):
+            raise ValueError(f"chargebee_verify must be 'auth' or 'fetch', got {verify!r}")
+        pairs = _credential_pairs(auth)
+        self._credentials = tuple((u, p) for u, p in pairs if u and p)
+        #: Pairs given without a user or a password (ignored; see the warning at startup).
+        self.incomplete = len(pairs) - len(self._credentials)
         self.allow_unauthenticated = allow_unauthenticated
+        if fetcher is None and verify == "fetch":
+            fetcher = EventFetcher(site=site, api_key=api_key)
         self.fetcher = fetcher
-        # With a fetcher, the receiver dispatches the event fetched back from the API.
-        self.confirm = fetcher.fetch if fetcher is not None else None
+        self.confirms = fetcher is not None
+        self.allowed_ips = (
+            None
+            if allowed_ips is None
+            else parse_networks(allowed_ips, setting=f"{self.name}_allowed_ips")
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        allow_unauthenticated: bool = False,
+        verify: Literal["auth", "fetch"] = "auth",
+        site: str | None = None,
+        api_key: str | None = None,
+    ) -> Chargebee:
+        """Credentials from env ``CHARGEBEE_WEBHOOK_USERNAME`` / ``CHARGEBEE_WEBHOOK_PASSWORD``,
+        the allowlist from ``ALERTHOOKS_CHARGEBEE_ALLOWED_IPS``."""
+        user = os.environ.get(USERNAME_ENV, "")
+        password = os.environ.get(PASSWORD_ENV, "")
+        provider = cls(
+            [(user, password)] if user or password else [],
+            allow_unauthenticated=allow_unauthenticated,
+            verify=verify,
+            site=site,
+            api_key=api_key,
+        )
+        provider.allowed_ips = networks_from_env(cls.name)
+        return provider
 
     def __repr__(self) -> str:
         return (
-            f"ChargebeeProvider(credentials=<{len(self._credentials)} hidden>, "
+            f"Chargebee(credentials=<{len(self._credentials)} hidden>, "
             f"allow_unauthenticated={self.allow_unauthenticated}, fetcher={self.fetcher!r})"
         )
 
     @property
     def configured(self) -> bool:
-        """True when a credential pair or a fetcher is set, or unauthenticated delivery was
-        opted into."""
+        """True when a complete credential pair or a fetcher is set, or unauthenticated
+        delivery was opted into."""
         return bool(self._credentials) or self.allow_unauthenticated or self.fetcher is not None
 
     @property
     def credentials(self) -> tuple[tuple[str, str], ...]:
-        """The accepted (user, password) pairs (for signing test deliveries)."""
+        """The accepted (user, password) pairs."""
         return self._credentials
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
@@ -281,9 +351,30 @@ class ChargebeeProvider:
         """Chargebee's ``event_type``, such as ``alert_status_changed``."""
         return clean_key(payload.get("event_type"))
 
-    normalize = staticmethod(normalize)
+    def normalize(self, payload: dict[str, Any]) -> AlertEvent:
+        """See :func:`normalize`."""
+        return normalize(payload)
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        """``Authorization: Basic …`` with the first credential pair (none needed when
+        unauthenticated delivery is allowed)."""
+        if not self._credentials:
+            if self.configured:
+                return {}
+            raise ValueError(f"no Chargebee webhook credentials: set {self.env_hint}")
+        return {AUTH_HEADER: basic_auth_header(*self._credentials[0])}
+
+    async def confirm(self, event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The event as the Chargebee API holds it (with ``verify="fetch"``)."""
+        if self.fetcher is None:
+            return payload
+        return await self.fetcher.fetch(event_id)
 
     async def aclose(self) -> None:
         """Close the fetcher's connections, if any."""
         if self.fetcher is not None:
             await self.fetcher.aclose()
+
+
+ChargebeeProvider = Chargebee
+"""The former name of :class:`Chargebee`."""

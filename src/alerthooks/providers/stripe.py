@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -10,8 +14,9 @@ from typing import Any
 import stripe
 
 from alerthooks.events import AlertEvent
-from alerthooks.providers import (
+from alerthooks.providers.base import (
     NotAnAlert,
+    Provider,
     Rejected,
     checked_event,
     clean_key,
@@ -19,10 +24,12 @@ from alerthooks.providers import (
     number,
     text,
 )
+from alerthooks.sources import Networks, networks_from_env, parse_networks
 
 ALERT_EVENT_TYPE = "billing.alert.triggered"
 SIGNATURE_HEADER = "stripe-signature"
 DEFAULT_TOLERANCE = 300
+SECRET_ENV = "STRIPE_WEBHOOK_SECRET"
 
 # Bound once: the SDK resolves ``stripe.WebhookSignature`` lazily through a module __getattr__
 # that runs an import lookup on every access.
@@ -112,17 +119,51 @@ def _utc(timestamp: int | float) -> datetime:
         raise NotAnAlert("event timestamp is out of range") from None
 
 
-class StripeProvider:
-    """Stripe deliveries, verified with one or more webhook signing secrets."""
+class Stripe(Provider):
+    """Stripe deliveries, verified with one or more webhook signing secrets (the first signs
+    test deliveries; the others are accepted too, for rotation).
+
+    ``tolerance`` is how old (in seconds) a signature may be; it must be positive, as the
+    Stripe SDK takes 0 to mean "no check". ``allowed_ips`` restricts the source networks (see
+    :mod:`alerthooks.sources`).
+    """
 
     name = "stripe"
+    env_hint = SECRET_ENV
+    alert_types = frozenset({ALERT_EVENT_TYPE})
 
-    def __init__(self, secrets: Sequence[str], *, tolerance: int = DEFAULT_TOLERANCE) -> None:
-        self._secrets = tuple(secrets)
+    def __init__(
+        self,
+        secrets: str | Sequence[str] = (),
+        *,
+        tolerance: int = DEFAULT_TOLERANCE,
+        allowed_ips: Networks | None = None,
+    ) -> None:
+        if isinstance(secrets, str):
+            secrets = secrets.split(",")
+        self._secrets = tuple(s.strip() for s in secrets if s and s.strip())
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
+            raise ValueError(
+                f"stripe_tolerance must be a positive number of seconds, got {tolerance!r} "
+                "(the Stripe SDK takes 0 to mean no staleness check)"
+            )
         self.tolerance = tolerance
+        self.allowed_ips = (
+            None
+            if allowed_ips is None
+            else parse_networks(allowed_ips, setting=f"{self.name}_allowed_ips")
+        )
+
+    @classmethod
+    def from_env(cls, *, tolerance: int = DEFAULT_TOLERANCE) -> Stripe:
+        """Secrets from env ``STRIPE_WEBHOOK_SECRET`` (comma-separated to rotate), the
+        allowlist from ``ALERTHOOKS_STRIPE_ALLOWED_IPS``."""
+        provider = cls(os.environ.get(SECRET_ENV, ""), tolerance=tolerance)
+        provider.allowed_ips = networks_from_env(cls.name)
+        return provider
 
     def __repr__(self) -> str:
-        return f"StripeProvider(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
+        return f"Stripe(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
 
     @property
     def configured(self) -> bool:
@@ -131,7 +172,7 @@ class StripeProvider:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The accepted signing secrets (for signing test deliveries)."""
+        """The accepted signing secrets."""
         return self._secrets
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
@@ -146,4 +187,37 @@ class StripeProvider:
         """Stripe's event type, such as ``billing.alert.triggered``."""
         return clean_key(payload.get("type"))
 
-    normalize = staticmethod(normalize)
+    def normalize(self, payload: dict[str, Any]) -> AlertEvent:
+        """See :func:`normalize`."""
+        return normalize(payload)
+
+    def sign(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+        """A ``Stripe-Signature`` header for ``body`` under the first secret, dated
+        ``timestamp`` (Unix seconds, default now)."""
+        if not self._secrets:
+            raise ValueError(f"no Stripe signing secret: set {SECRET_ENV}")
+        return {SIGNATURE_HEADER: signature_header(body, self._secrets[0], timestamp)}
+
+
+StripeProvider = Stripe
+"""The former name of :class:`Stripe`."""
+
+
+def signature_header(
+    body: bytes | str,
+    secret: str,
+    timestamp: int | None = None,
+    *,
+    extra_secrets: Sequence[str] = (),
+) -> str:
+    """A ``Stripe-Signature`` value for ``body``: ``t=…,v1=…`` (one ``v1`` per secret).
+
+    Computed as Stripe does: HMAC-SHA256 over ``"{timestamp}.{body}"`` keyed by the secret.
+    """
+    raw = body.encode() if isinstance(body, str) else body
+    ts = int(time.time()) if timestamp is None else timestamp
+    signed = str(ts).encode() + b"." + raw
+    parts = [f"t={ts}"]
+    for key in (secret, *extra_secrets):
+        parts.append("v1=" + hmac.new(key.encode(), signed, hashlib.sha256).hexdigest())
+    return ",".join(parts)

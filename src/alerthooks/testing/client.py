@@ -91,7 +91,8 @@ def _stripe_request(
 ) -> tuple[bytes, dict[str, str]]:
     body = _encode(payload)
     headers = {"content-type": "application/json"}
-    secret = secret if secret is not None else next(iter(hooks.stripe.secrets), None)
+    if secret is None:
+        secret = next(iter(getattr(hooks.providers.get("stripe"), "secrets", ())), None)
     if secret is not None:
         headers["stripe-signature"] = stripe_signature_header(body, secret, timestamp)
     return body, headers
@@ -102,7 +103,8 @@ def _chargebee_request(
 ) -> tuple[bytes, dict[str, str]]:
     body = _encode(payload)
     headers = {"content-type": "application/json"}
-    auth = auth if auth is not None else next(iter(hooks.chargebee.credentials), None)
+    if auth is None:
+        auth = next(iter(getattr(hooks.providers.get("chargebee"), "credentials", ())), None)
     if auth is not None:
         headers.update(chargebee_auth_headers(*auth))
     return body, headers

@@ -1,34 +1,16 @@
-"""Sign deliveries the way the providers do."""
+"""Sign deliveries the way the providers do. Each provider's :meth:`~alerthooks.providers.
+Provider.sign` does it for configured credentials; these helpers take the credentials as
+arguments."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
-from base64 import b64encode
-
-
-def stripe_signature_header(
-    body: bytes | str,
-    secret: str,
-    timestamp: int | None = None,
-    *,
-    extra_secrets: tuple[str, ...] = (),
-) -> str:
-    """A ``Stripe-Signature`` value for ``body``: ``t=…,v1=…`` (one ``v1`` per secret).
-
-    Computed as Stripe does: HMAC-SHA256 over ``"{timestamp}.{body}"`` keyed by the secret.
-    """
-    raw = body.encode() if isinstance(body, str) else body
-    ts = int(time.time()) if timestamp is None else timestamp
-    signed = str(ts).encode() + b"." + raw
-    parts = [f"t={ts}"]
-    for key in (secret, *extra_secrets):
-        parts.append("v1=" + hmac.new(key.encode(), signed, hashlib.sha256).hexdigest())
-    return ",".join(parts)
+from alerthooks.providers.chargebee import basic_auth_header
+from alerthooks.providers.stripe import signature_header as stripe_signature_header
 
 
 def chargebee_auth_headers(user: str, password: str) -> dict[str, str]:
     """``Authorization: Basic …`` for Chargebee's webhook Basic auth (RFC 7617)."""
-    token = b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
+    return {"Authorization": basic_auth_header(user, password)}
+
+
+__all__ = ["chargebee_auth_headers", "stripe_signature_header"]

@@ -1,0 +1,238 @@
+"""The :class:`Provider` base class, the exceptions a provider raises, and the field readers its
+normalizer uses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal, TypeVar, overload
+
+from pydantic import ValidationError
+
+from alerthooks.events import AlertEvent, EventType, ThresholdMode
+from alerthooks.sources import Network
+
+
+class Rejected(Exception):
+    """A delivery failed authentication or could not be read; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Unavailable(Exception):
+    """A provider's API could not confirm a delivery (unreachable, failing); answer 503 so the
+    provider retries."""
+
+
+class NotAnAlert(Exception):
+    """A verified event that is acknowledged but not dispatched; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Provider:
+    """A billing provider's webhooks: subclass it to add one.
+
+    The receiver, the test kit and the CLI need nothing from a provider beyond what is here.
+    A subclass sets :attr:`name` and implements :meth:`verify`, :meth:`normalize` and
+    :meth:`sign`; the rest has defaults that fit most providers. Keep ``verify`` and
+    ``normalize`` pure functions of their arguments: the receiver may call them from any task.
+    """
+
+    name: str = ""
+    """The route (``POST /{name}``) and :attr:`AlertEvent.provider`: lower-case letters, digits,
+    ``_`` and ``-``."""
+
+    env_hint: str = ""
+    """What to set for this provider to accept deliveries (env variables), for the warning
+    logged when it has no credentials."""
+
+    alert_types: frozenset[str] = frozenset()
+    """The provider's own event types that are alerts. A verified event of such a type that
+    :meth:`normalize` cannot read is kept as ``unparsed``; other types are ``ignored``."""
+
+    allowed_ips: tuple[Network, ...] | None = None
+    """Source networks allowed to deliver (403 for others); None allows any source."""
+
+    confirms: bool = False
+    """Whether :meth:`confirm` checks each delivery with the provider's API."""
+
+    @property
+    def configured(self) -> bool:
+        """Whether credentials are set; without them the receiver answers 503 (fail closed)."""
+        return True
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise :class:`Rejected` unless the delivery is authentic. ``headers`` has lower-case
+        names; ``body`` is the exact bytes received."""
+        raise NotImplementedError
+
+    def event_id(self, payload: Mapping[str, Any]) -> str | None:
+        """The provider's event id (its deduplication key), or None when the payload has none
+        usable; by default ``payload["id"]``."""
+        return clean_key(payload.get("id"))
+
+    def event_type(self, payload: Mapping[str, Any]) -> str | None:
+        """The provider's own event type name; by default ``payload["type"]``."""
+        return clean_key(payload.get("type"))
+
+    def normalize(self, payload: dict[str, Any]) -> AlertEvent:
+        """Build the event, or raise :class:`NotAnAlert`."""
+        raise NotImplementedError
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        """Headers that make :meth:`verify` accept ``body``, as the provider would send them
+        (used by the test kit and ``alerthooks send``). Raises ``ValueError`` when this
+        provider has no credentials to sign with."""
+        raise NotImplementedError
+
+    async def confirm(self, event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload to dispatch, as the provider's API holds it (when :attr:`confirms`):
+        raise :class:`Rejected` when the API does not know the event, :class:`Unavailable` when
+        it cannot be asked. By default the payload as delivered."""
+        return payload
+
+    async def aclose(self) -> None:
+        """Release connections the provider opened (called at shutdown)."""
+
+    @classmethod
+    def from_env(cls: type[P]) -> P:
+        """The provider configured from environment variables; by default ``cls()``."""
+        return cls()
+
+
+P = TypeVar("P", bound=Provider)
+
+
+@overload
+def text(obj: Mapping[str, Any], key: str, *, where: str, required: Literal[True] = ...) -> str: ...
+
+
+@overload
+def text(obj: Mapping[str, Any], key: str, *, where: str, required: bool) -> str | None: ...
+
+
+def text(obj: Mapping[str, Any], key: str, *, where: str, required: bool = True) -> str | None:
+    """``obj[key]`` as a non-empty string; raise NotAnAlert when it is wrongly typed or missing."""
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise NotAnAlert(f"{where}.{key} is missing")
+        return None
+    if not isinstance(value, str) or not value:
+        raise NotAnAlert(f"{where}.{key} is not a non-empty string")
+    return value
+
+
+def mapping(obj: Mapping[str, Any], key: str, *, where: str) -> dict[str, Any]:
+    """``obj[key]`` as an object; raise NotAnAlert otherwise."""
+    value = obj.get(key)
+    if not isinstance(value, dict):
+        raise NotAnAlert(f"{where}.{key} is missing or not an object")
+    return value
+
+
+def number(obj: Mapping[str, Any], key: str, *, where: str, required: bool = True) -> Any:
+    """``obj[key]`` when it is a finite JSON number (not a bool); raise NotAnAlert otherwise.
+
+    Python's JSON parser reads ``NaN``, ``Infinity`` and ``1e999``; none of them is a usable
+    threshold, value or timestamp.
+    """
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise NotAnAlert(f"{where}.{key} is missing or not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise NotAnAlert(f"{where}.{key} is not a finite number")
+    return value
+
+
+# The model's validator called with the fields dict as is: AlertEvent(**fields) would unpack and
+# repack the keywords and go through BaseModel.__init__ (3.9 -> 2.2 us per event).
+_validate_event: Callable[[dict[str, Any]], AlertEvent] = (
+    AlertEvent.__pydantic_validator__.validate_python
+)
+
+
+def build_event(**fields: Any) -> AlertEvent:
+    """An :class:`AlertEvent` from normalized fields; raise NotAnAlert if the model rejects one.
+
+    The normalizers check every field first; this keeps a field they missed from becoming a 500.
+    """
+    try:
+        return _validate_event(fields)
+    except ValidationError as exc:
+        where = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+        raise NotAnAlert(f"normalized event is invalid in {where}") from None
+
+
+def clean_key(value: Any) -> str | None:
+    """``value`` if it can be a stored key (event id or type): a non-empty string of at most 255
+    printable ASCII characters. Anything else (NUL, lone surrogates, megabytes) is None, so a
+    hostile but verified payload is acknowledged rather than failing every store write."""
+    if isinstance(value, str) and 0 < len(value) <= 255 and value.isascii() and value.isprintable():
+        return value
+    return None
+
+
+_FIELD_NAMES = tuple(AlertEvent.model_fields)
+_object_setattr = object.__setattr__
+
+
+def checked_event(
+    *,
+    id: str,
+    provider: str,
+    type: EventType,
+    alert_id: str,
+    alert_name: str | None,
+    meter_id: str | None,
+    customer_id: str | None,
+    subscription_id: str | None,
+    threshold: Decimal | None,
+    threshold_mode: ThresholdMode | None,
+    value: Decimal | None,
+    occurred_at: datetime,
+    livemode: bool | None,
+    raw: dict[str, Any],
+) -> AlertEvent:
+    """An :class:`AlertEvent` from fields the caller has already checked one by one, without
+    validating them again (what ``AlertEvent.model_construct`` does, at a third of its cost).
+
+    For normalizers that check the type of every field they read, as both built-in ones do;
+    every field is a required keyword, so an event is never half-filled. Anything less checked
+    goes through :func:`build_event`.
+    """
+    event = object.__new__(AlertEvent)
+    _object_setattr(
+        event,
+        "__dict__",
+        {
+            "id": id,
+            "provider": provider,
+            "type": type,
+            "alert_id": alert_id,
+            "alert_name": alert_name,
+            "meter_id": meter_id,
+            "customer_id": customer_id,
+            "subscription_id": subscription_id,
+            "threshold": threshold,
+            "threshold_mode": threshold_mode,
+            "value": value,
+            "occurred_at": occurred_at,
+            "livemode": livemode,
+            "raw": raw,
+        },
+    )
+    _object_setattr(event, "__pydantic_fields_set__", set(_FIELD_NAMES))
+    _object_setattr(event, "__pydantic_extra__", None)
+    _object_setattr(event, "__pydantic_private__", None)
+    return event
