@@ -41,4 +41,14 @@ class AlertEvent(BaseModel):
     occurred_at: datetime
     """When the provider created the event, timezone-aware UTC."""
     livemode: bool | None = None
+    alert_type: str | None = None
+    """The provider's own kind of alert, e.g. ``usage_threshold``, ``usage_exceeded``,
+    ``spend_exceeded``."""
+    currency: str | None = None
+    """The currency of a money threshold, as the provider names it; None for usage ones."""
+    triggered_at: datetime | None = None
+    """When the provider says the alarm began, where it says so (timezone-aware UTC)."""
+    alert_key: str | None = None
+    """The key of an alert the manager owns (``alerts.toml``), recovered from its ownership
+    marker; None for alerts the manager does not own."""
     raw: dict[str, Any]

@@ -203,6 +203,10 @@ def checked_event(
     occurred_at: datetime,
     livemode: bool | None,
     raw: dict[str, Any],
+    alert_type: str | None = None,
+    currency: str | None = None,
+    triggered_at: datetime | None = None,
+    alert_key: str | None = None,
 ) -> AlertEvent:
     """An :class:`AlertEvent` from fields the caller has already checked one by one, without
     validating them again (what ``AlertEvent.model_construct`` does, at a third of its cost).
@@ -229,6 +233,10 @@ def checked_event(
             "value": value,
             "occurred_at": occurred_at,
             "livemode": livemode,
+            "alert_type": alert_type,
+            "currency": currency,
+            "triggered_at": triggered_at,
+            "alert_key": alert_key,
             "raw": raw,
         },
     )
