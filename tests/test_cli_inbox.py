@@ -310,7 +310,7 @@ def test_events_lists_outcomes_and_replay_dead_runs_them_again(
     assert row.split("\t")[1:] == [
         "stripe",
         dead_id,
-        "billing.alert.triggered",
+        "alert.triggered",  # normalized from the stored body
         "record",
         "dead",
         "2",
@@ -357,9 +357,9 @@ def test_events_table_on_a_terminal(
     runner: CliRunner, inbox: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     exhaust(inbox["ALERTHOOKS_STORE"], inbox["ALERTHOOKS_TEST_OUT"])
-    import alerthooks.cli as cli_module
+    from alerthooks.cli import core
 
-    monkeypatch.setattr(cli_module, "_is_terminal", lambda: True)
+    monkeypatch.setattr(core, "is_terminal", lambda: True)
     result = runner.invoke(cli, ["events", "--status", "dead"], color=True)
     assert result.exit_code == 0, result.output
     assert "1 event(s)" in result.output and "dead" in result.output
@@ -403,8 +403,9 @@ def test_events_show_when_a_failed_handler_runs_next(
 
     asyncio.run(seed())
     (row,) = runner.invoke(cli, ["events", "--status", "failed"]).output.splitlines()[1:]
-    next_attempt = datetime.strptime(row.split("\t")[7], "%Y-%m-%d %H:%M:%S")
-    delay = next_attempt.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc)
+    next_attempt = datetime.strptime(row.split("\t")[7], "%Y-%m-%d %H:%M:%S%z")  # "…Z": UTC
+    assert row.split("\t")[0].endswith("Z")
+    delay = next_attempt - datetime.now(timezone.utc)
     assert timedelta(minutes=58) < delay <= timedelta(hours=1)
 
 

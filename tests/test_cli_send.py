@@ -194,27 +194,27 @@ def test_an_invalid_url_is_one_line() -> None:
         ),
         (
             ["stripe", "--sample", "chargebee_alert_in_alarm", "--secret", "s"],
-            "--sample 'chargebee_alert_in_alarm' is a Chargebee sample; choose one of "
+            "--sample 'chargebee_alert_in_alarm' is a chargebee sample; choose one of "
             "stripe_alert_triggered, stripe_alert_triggered_expanded_meter, "
             "stripe_customer_created",
         ),
         (["stripe", "f.json", "--sample", "alert_triggered"], "give a FILE or --sample, not both"),
         (["stripe", "missing.json", "--secret", "s"], "cannot read missing.json: No such file"),
-        (["stripe"], "no Stripe signing secret: pass --secret or set STRIPE_WEBHOOK_SECRET"),
+        # Without --secret the credentials come from the env the provider names (env_hint).
+        (
+            ["stripe"],
+            "no stripe credentials to sign with: pass --secret or set STRIPE_WEBHOOK_SECRET",
+        ),
         (
             ["chargebee"],
-            "no Chargebee credentials: pass --auth USER:PASS or set CHARGEBEE_WEBHOOK_USERNAME "
-            "and CHARGEBEE_WEBHOOK_PASSWORD",
+            "no chargebee credentials to sign with: pass --secret or set "
+            "CHARGEBEE_WEBHOOK_USERNAME/CHARGEBEE_WEBHOOK_PASSWORD",
         ),
-        (["chargebee", "--auth", "userpass"], "--auth takes USER:PASS"),
-        (
-            ["chargebee", "--secret", "s"],
-            "--secret is for stripe; Chargebee deliveries use --auth USER:PASS",
-        ),
-        (
-            ["stripe", "--auth", "u:p"],
-            "--auth is for chargebee; Stripe deliveries are signed with --secret",
-        ),
+        (["chargebee", "--auth", "userpass"], "--auth: Chargebee credentials take USER:PASS"),
+        (["chargebee", "--secret", "s"], "--secret: Chargebee credentials take USER:PASS"),
+        (["chargebee", "--secret", "user:"], "--secret: Chargebee credentials take USER:PASS"),
+        (["stripe", "--auth", "u:p"], "--auth: a Stripe signing secret (whsec_…) has no ':'"),
+        (["stripe", "--secret", " "], "--secret: a Stripe signing secret cannot be empty"),
     ],
 )
 def test_user_errors_are_one_line_before_anything_is_sent(

@@ -201,7 +201,7 @@ def test_apply_asks_and_refuses_without_a_terminal(
     result = run(["apply", "--config", str(config_file)], env)
     assert_one_line_error(result, "stdin is not a terminal; pass --yes")
     assert calls(fakes) == 0
-    monkeypatch.setattr(cli, "_can_prompt", lambda: True)
+    monkeypatch.setattr(cli.core, "can_prompt", lambda: True)
     declined = run(["apply", "--config", str(config_file)], env, input="n\n")
     assert declined.exit_code == 1
     assert "Apply these changes?" in declined.stdout
@@ -235,7 +235,7 @@ def test_failed_changes_exit_1_and_the_next_apply_finishes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fast = RetryPolicy(attempts=2, backoff=0.001, max_backoff=0.001, timeout=1)
-    monkeypatch.setattr(cli, "AlertManager", functools.partial(AlertManager, retry=fast))
+    monkeypatch.setattr(cli.manage, "AlertManager", functools.partial(AlertManager, retry=fast))
     fakes[1].inject("500", method="POST", path="/api/v2/alerts", times=2)
     failed = run(["apply", "--config", str(config_file), "--yes", "--concurrency", "2"], env)
     assert failed.exit_code == 1
