@@ -271,8 +271,9 @@ STORE_OPTION = click.option(
     "store_url",
     metavar="URL",
     default=None,
-    help="Store URL (memory://, sqlite:///PATH, postgresql://…); default: the app's store, "
-    "else env ALERTHOOKS_STORE, else sqlite:///alerthooks.db.",
+    help="Store URL (memory://, sqlite:///PATH, postgresql://…); replaces a loaded app's store. "
+    "Default: the app's store, or without an app env ALERTHOOKS_STORE, else "
+    "sqlite:///alerthooks.db.",
 )
 
 
