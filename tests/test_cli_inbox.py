@@ -446,6 +446,11 @@ def closed_port_url() -> str:
             "--store: unsupported store URL scheme 'redis'",
         ),
         (["events", "--app", "tests.inbox_app:nope"], 1, "has no attribute 'nope'"),
+        (
+            ["events", "--app", "tests.inbox_app:hooks", "--store", "sqlite:///nowhere/none.db"],
+            1,
+            "no store at nowhere/none.db",
+        ),
         (["worker", "tests.inbox_app:not_an_app"], 1, "is a int, not an AlertHooks"),
         (["worker", "tests.broken_app:hooks"], 1, "cannot import 'tests.broken_app'"),
         (["events", "--store", "redis://x"], 1, "unsupported store URL scheme 'redis'"),

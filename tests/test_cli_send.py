@@ -254,7 +254,7 @@ def test_output_is_plain_without_a_terminal_and_coloured_in_one(served: Served) 
 
 def test_help_names_every_flag_and_sample() -> None:
     result = send("--help")
-    for word in ("--sample", "--url", "--secret", "--auth", "--timeout", *sample_names()):
+    for word in ("--sample", "--url", "--secret", "--auth", "--app", "--timeout", *sample_names()):
         assert word in result.stdout
 
 

@@ -281,12 +281,19 @@ def open_cli_store(store_url: str | None) -> Store:
     """The store at ``--store URL`` (default env, else ./alerthooks.db); a SQLite file must
     exist already, so a typo is not a new empty store."""
     from alerthooks.store import open_store
-    from alerthooks.store.sqlite import SQLiteStore
 
     try:
         store = open_store(store_url)
     except ValueError as exc:
         fail(str(exc), cause=exc)
+    return existing(store)
+
+
+def existing(store: Store) -> Store:
+    """``store``, unless it is a SQLite file that does not exist yet (a command that reads
+    must not create an empty store at a mistyped path)."""
+    from alerthooks.store.sqlite import SQLiteStore
+
     if isinstance(store, SQLiteStore) and not Path(store.path).exists():
         fail(f"no store at {store.path} (pass --store URL or set ALERTHOOKS_STORE)")
     return store

@@ -144,7 +144,7 @@ def events(status: str | None, limit: int, target: str | None, store_url: str | 
     """
     if target is not None:
         hooks = load_hooks(target, store_url)
-        store = hooks.store
+        store = core.existing(hooks.store)
         providers: Mapping[str, Provider] = {**_builtin_normalizers(), **hooks.providers}
     else:
         store = open_cli_store(store_url)
