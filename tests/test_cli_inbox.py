@@ -59,8 +59,14 @@ class Proc:
         return code
 
 
-def serve(port: int, env: dict[str, str], log: Path, target: str = "tests.inbox_app:hooks") -> Proc:
-    proc = Proc(["serve", target, "--port", str(port)], env, log)
+def serve(
+    port: int,
+    env: dict[str, str],
+    log: Path,
+    target: str = "tests.inbox_app:hooks",
+    *options: str,
+) -> Proc:
+    proc = Proc(["serve", target, "--port", str(port), *options], env, log)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
@@ -310,7 +316,7 @@ def test_events_lists_outcomes_and_replay_dead_runs_them_again(
     assert row.split("\t")[1:] == [
         "stripe",
         dead_id,
-        "billing.alert.triggered",
+        "alert.triggered",  # normalized from the stored body
         "record",
         "dead",
         "2",
@@ -357,9 +363,9 @@ def test_events_table_on_a_terminal(
     runner: CliRunner, inbox: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     exhaust(inbox["ALERTHOOKS_STORE"], inbox["ALERTHOOKS_TEST_OUT"])
-    import alerthooks.cli as cli_module
+    from alerthooks.cli import core
 
-    monkeypatch.setattr(cli_module, "_is_terminal", lambda: True)
+    monkeypatch.setattr(core, "is_terminal", lambda: True)
     result = runner.invoke(cli, ["events", "--status", "dead"], color=True)
     assert result.exit_code == 0, result.output
     assert "1 event(s)" in result.output and "dead" in result.output
@@ -403,8 +409,9 @@ def test_events_show_when_a_failed_handler_runs_next(
 
     asyncio.run(seed())
     (row,) = runner.invoke(cli, ["events", "--status", "failed"]).output.splitlines()[1:]
-    next_attempt = datetime.strptime(row.split("\t")[7], "%Y-%m-%d %H:%M:%S")
-    delay = next_attempt.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc)
+    next_attempt = datetime.strptime(row.split("\t")[7], "%Y-%m-%d %H:%M:%S%z")  # "…Z": UTC
+    assert row.split("\t")[0].endswith("Z")
+    delay = next_attempt - datetime.now(timezone.utc)
     assert timedelta(minutes=58) < delay <= timedelta(hours=1)
 
 
@@ -433,6 +440,17 @@ def closed_port_url() -> str:
         (["serve", "tests.inbox_app:missing"], 1, "has no attribute 'missing'"),
         (["serve", "tests.inbox_app:not_an_app"], 1, "is a int, not an ASGI app"),
         (["serve", "tests.broken_app:hooks"], 1, "unsupported store URL scheme 'redis'"),
+        (
+            ["serve", "tests.inbox_app:hooks", "--store", "redis://x"],
+            1,
+            "--store: unsupported store URL scheme 'redis'",
+        ),
+        (["events", "--app", "tests.inbox_app:nope"], 1, "has no attribute 'nope'"),
+        (
+            ["events", "--app", "tests.inbox_app:hooks", "--store", "sqlite:///nowhere/none.db"],
+            1,
+            "no store at nowhere/none.db",
+        ),
         (["worker", "tests.inbox_app:not_an_app"], 1, "is a int, not an AlertHooks"),
         (["worker", "tests.broken_app:hooks"], 1, "cannot import 'tests.broken_app'"),
         (["events", "--store", "redis://x"], 1, "unsupported store URL scheme 'redis'"),
@@ -469,6 +487,73 @@ def test_errors_are_one_line_without_traceback(
     assert result.output.startswith("error: ")
     if code == 2:  # a usage error says where help is, on the same line
         assert result.output.rstrip().endswith(" --help')")
+
+
+def test_an_app_failing_at_import_is_named_with_its_file_and_line(
+    runner: CliRunner, inbox: dict[str, str]
+) -> None:
+    result = runner.invoke(cli, ["serve", "tests.broken_app:hooks"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "error: cannot import 'tests.broken_app': ValueError: unsupported store URL scheme "
+        "'redis'; use memory://, sqlite:///PATH or postgresql://… (tests/broken_app.py, line 5)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "tests.broken_app:hooks"],
+        ["worker", "tests.broken_app:hooks"],
+        ["replay", "--dead", "--app", "tests.broken_app:hooks"],
+    ],
+    ids=["serve", "worker", "replay"],
+)
+def test_debug_prints_the_traceback_before_the_error_line(
+    runner: CliRunner, inbox: dict[str, str], args: list[str]
+) -> None:
+    result = runner.invoke(cli, [*args, "--debug"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Traceback (most recent call last):\n")
+    assert f'File "{ROOT / "tests" / "broken_app.py"}", line 5' in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("error: cannot import 'tests.broken_app': ValueError: ")
+    assert runner.invoke(cli, args).stderr.count("\n") == 1  # and without --debug, one line
+
+
+def test_store_option_replaces_the_apps_store_and_leaves_the_environment_alone(
+    runner: CliRunner, inbox: dict[str, str], tmp_path: Path
+) -> None:
+    other = f"sqlite:///{tmp_path}/other.db"
+    dead_id, _ = exhaust(other, inbox["ALERTHOOKS_TEST_OUT"])
+    replayed = runner.invoke(
+        cli, ["replay", "--dead", "--app", "tests.inbox_app:hooks", "--store", other]
+    )
+    assert replayed.exit_code == 0, replayed.output
+    assert "1 handler(s) ran again" in replayed.output
+    assert handled(Path(inbox["ALERTHOOKS_TEST_OUT"])) == Counter({dead_id: 1})
+    assert sys.modules["tests.inbox_app"].hooks.store.url == other
+    assert os.environ["ALERTHOOKS_STORE"] == inbox["ALERTHOOKS_STORE"]
+
+
+def test_serve_a_host_app_with_store_records_into_that_store(
+    runner: CliRunner, tmp_path: Path, inbox: dict[str, str]
+) -> None:
+    other = f"sqlite:///{tmp_path}/other.db"
+    port = free_port()
+    log = tmp_path / "host.log"
+    server = serve(port, inbox, log, "tests.inbox_app:host", "--store", other)
+    try:
+        payload = stripe_alert_triggered()
+        body, headers = signed(payload)
+        url = f"http://127.0.0.1:{port}/webhooks/stripe"
+        assert httpx.post(url, content=body, headers=headers).status_code == 200
+        wait_handled(Path(inbox["ALERTHOOKS_TEST_OUT"]), {payload["id"]}, timeout=10)
+    finally:
+        server.stop()
+    listed = runner.invoke(cli, ["events", "--store", other])
+    assert payload["id"] in listed.output
+    assert not Path(inbox["ALERTHOOKS_STORE"].removeprefix("sqlite:///")).exists()
 
 
 def test_help_and_version_are_not_errors(runner: CliRunner) -> None:

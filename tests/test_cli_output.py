@@ -3,6 +3,7 @@ terminal or NO_COLOR is set."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from alerthooks import AlertHooks, cli
-from alerthooks.testing import AlertHooksClient, stripe_alert_triggered
+from alerthooks.testing import AlertHooksClient, stripe_alert_triggered, stripe_customer_created
 from alerthooks.testing.fakes import FakeStripe
 
 CONFIG = """
@@ -53,12 +54,13 @@ def test_plan_diff_is_styled_only_on_a_terminal_without_no_color(
 
 @pytest.fixture
 async def store(tmp_path: Path) -> list[str]:
-    """A SQLite store holding one delivered event."""
+    """A SQLite store holding two delivered events: an alert and an event that is not one."""
     url = f"sqlite:///{tmp_path / 'events.db'}"
     hooks = AlertHooks(stripe_secret="whsec_output", store=url)
     hooks.on("alert.triggered", name="notify")(lambda event: None)
     async with AlertHooksClient(hooks) as client:
         assert (await client.send_stripe(stripe_alert_triggered(id="evt_shown"))).is_success
+        assert (await client.send_stripe(stripe_customer_created(id="evt_other"))).is_success
     return ["--store", url]
 
 
@@ -71,10 +73,10 @@ def test_events_table_is_plain_under_no_color(
     store: list[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str], styled: bool
 ) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.setattr(cli, "_is_terminal", lambda: True)
+    monkeypatch.setattr(cli.core, "is_terminal", lambda: True)
     result = CliRunner().invoke(cli.cli, ["events", *store], env={**env, "COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "1 event(s)" in result.stdout
+    assert "2 event(s)" in result.stdout
     assert "evt_shown" in result.stdout
     assert (ESC in result.stdout) is styled
 
@@ -82,7 +84,12 @@ def test_events_table_is_plain_under_no_color(
 def test_events_without_a_terminal_are_tab_separated(store: list[str]) -> None:
     result = CliRunner().invoke(cli.cli, ["events", *store], env={"FORCE_COLOR": "1"})
     assert result.stdout.startswith("received\tprovider\tevent\t")
-    assert "\tstripe\tevt_shown\tbilling.alert.triggered\tnotify\tdone\t" in result.stdout
+    rows = {line.split("\t")[2]: line for line in result.stdout.splitlines()[1:]}
+    # The time carries its zone (UTC); the type is the normalized one, not Stripe's own.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", rows["evt_shown"].split("\t")[0])
+    assert "\tstripe\tevt_shown\talert.triggered\tnotify\tdone\t" in rows["evt_shown"]
+    # Not an alert: the provider's own type.
+    assert rows["evt_other"].split("\t")[3] == "customer.created"
 
 
 @pytest.mark.parametrize("env", [{}, {"FORCE_COLOR": "1"}], ids=["not-a-terminal", "terminal"])

@@ -3,13 +3,19 @@ every user error is one line and a non-zero exit, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import json
 import re
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -17,6 +23,7 @@ from click.testing import CliRunner, Result
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.cli import cli
+from alerthooks.providers import Chargebee, NotAnAlert, Provider, Rejected, Stripe, build_event
 from alerthooks.testing import sample_names, stripe_alert_triggered
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port
@@ -39,8 +46,8 @@ class Served:
         hooks.on("*")(self.seen.append)
 
 
-@pytest.fixture
-def served(hooks: AlertHooks) -> Iterator[Served]:
+@contextlib.contextmanager
+def serving(hooks: AlertHooks) -> Iterator[Served]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(hooks, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -56,6 +63,12 @@ def served(hooks: AlertHooks) -> Iterator[Served]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture
+def served(hooks: AlertHooks) -> Iterator[Served]:
+    with serving(hooks) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)
@@ -194,27 +207,27 @@ def test_an_invalid_url_is_one_line() -> None:
         ),
         (
             ["stripe", "--sample", "chargebee_alert_in_alarm", "--secret", "s"],
-            "--sample 'chargebee_alert_in_alarm' is a Chargebee sample; choose one of "
+            "--sample 'chargebee_alert_in_alarm' is a chargebee sample; choose one of "
             "stripe_alert_triggered, stripe_alert_triggered_expanded_meter, "
             "stripe_customer_created",
         ),
         (["stripe", "f.json", "--sample", "alert_triggered"], "give a FILE or --sample, not both"),
         (["stripe", "missing.json", "--secret", "s"], "cannot read missing.json: No such file"),
-        (["stripe"], "no Stripe signing secret: pass --secret or set STRIPE_WEBHOOK_SECRET"),
+        # Without --secret the credentials come from the env the provider names (env_hint).
+        (
+            ["stripe"],
+            "no stripe credentials to sign with: pass --secret or set STRIPE_WEBHOOK_SECRET",
+        ),
         (
             ["chargebee"],
-            "no Chargebee credentials: pass --auth USER:PASS or set CHARGEBEE_WEBHOOK_USERNAME "
-            "and CHARGEBEE_WEBHOOK_PASSWORD",
+            "no chargebee credentials to sign with: pass --secret or set "
+            "CHARGEBEE_WEBHOOK_USERNAME/CHARGEBEE_WEBHOOK_PASSWORD",
         ),
-        (["chargebee", "--auth", "userpass"], "--auth takes USER:PASS"),
-        (
-            ["chargebee", "--secret", "s"],
-            "--secret is for stripe; Chargebee deliveries use --auth USER:PASS",
-        ),
-        (
-            ["stripe", "--auth", "u:p"],
-            "--auth is for chargebee; Stripe deliveries are signed with --secret",
-        ),
+        (["chargebee", "--auth", "userpass"], "--auth: Chargebee credentials take USER:PASS"),
+        (["chargebee", "--secret", "s"], "--secret: Chargebee credentials take USER:PASS"),
+        (["chargebee", "--secret", "user:"], "--secret: Chargebee credentials take USER:PASS"),
+        (["stripe", "--auth", "u:p"], "--auth: a Stripe signing secret (whsec_…) has no ':'"),
+        (["stripe", "--secret", " "], "--secret: a Stripe signing secret cannot be empty"),
     ],
 )
 def test_user_errors_are_one_line_before_anything_is_sent(
@@ -241,5 +254,115 @@ def test_output_is_plain_without_a_terminal_and_coloured_in_one(served: Served) 
 
 def test_help_names_every_flag_and_sample() -> None:
     result = send("--help")
-    for word in ("--sample", "--url", "--secret", "--auth", "--timeout", *sample_names()):
+    for word in ("--sample", "--url", "--secret", "--auth", "--app", "--timeout", *sample_names()):
         assert word in result.stdout
+
+
+def test_chargebee_takes_user_pass_as_its_secret(served: Served) -> None:
+    url = f"{served.base}/chargebee"
+    result = send("chargebee", "--url", url, "--secret", f"{CB_USER}:{CB_PASSWORD}")
+    assert result.exit_code == 0, result.output
+    assert [e.id for e in served.seen] == [sent_id(result)]
+
+
+def test_secret_and_auth_together_is_a_usage_error() -> None:
+    result = send("chargebee", "--url", "http://127.0.0.1:9/", "--secret", "a:b", "--auth", "a:b")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: give --secret or --auth, not both")
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_unknown_provider_is_a_usage_error_naming_the_built_in_ones() -> None:
+    result = send("strip", "--url", "http://127.0.0.1:9/")
+    assert result.exit_code == 2
+    assert "'strip' is not a built-in provider; choose one of stripe, chargebee" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("cls", [Stripe, Chargebee])
+def test_from_secret_builds_a_provider_that_verifies_what_it_signs(cls: type[Provider]) -> None:
+    provider = cls.from_secret("whsec_abc" if cls is Stripe else "user:pa:ss")
+    body = json.dumps(stripe_alert_triggered()).encode()
+    provider.verify(body, provider.sign(body))
+    other = cls.from_secret("whsec_other" if cls is Stripe else "user:other")
+    with pytest.raises(Rejected):
+        other.verify(body, provider.sign(body))
+
+
+def test_the_base_provider_has_no_from_secret() -> None:
+    with pytest.raises(NotImplementedError):
+        Provider.from_secret("anything")
+
+
+class Toy(Provider):
+    """A provider defined here alone: an HMAC-SHA256 of the body in ``X-Toy-Signature``."""
+
+    name = "toy"
+    env_hint = "TOY_KEY"
+    alert_types = frozenset({"limit.hit"})
+
+    def __init__(self, key: bytes = b"toy-key") -> None:
+        self.key = key
+
+    def _mac(self, body: bytes) -> str:
+        return hmac.new(self.key, body, hashlib.sha256).hexdigest()
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        if not hmac.compare_digest(headers.get("x-toy-signature", ""), self._mac(body)):
+            raise Rejected(401, "bad toy signature")
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        return {"x-toy-signature": self._mac(body)}
+
+    def normalize(self, payload: dict[str, Any]) -> AlertEvent:
+        if payload.get("type") != "limit.hit":
+            raise NotAnAlert("not a limit")
+        return build_event(
+            id=payload["id"],
+            provider=self.name,
+            type="alert.triggered",
+            alert_id=payload["alert"],
+            occurred_at=datetime.now(timezone.utc),
+            raw=payload,
+        )
+
+
+def test_an_apps_own_provider_is_signed_by_its_sign_and_listed_by_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = f"sqlite:///{tmp_path / 'toy.db'}"
+    toy_hooks = AlertHooks(providers=[Toy()], store=store)
+    monkeypatch.setattr(sys.modules[__name__], "toy_hooks", toy_hooks, raising=False)
+    app = f"{__name__}:toy_hooks"
+    path = tmp_path / "limit.json"
+    path.write_text(json.dumps({"id": "toy_1", "type": "limit.hit", "alert": "al_1"}))
+    with serving(toy_hooks) as served:
+        url = f"{served.base}/toy"
+        result = send("toy", str(path), "--app", app, "--url", url)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[1] == "200 OK"
+        builtin_only = send("toy", str(path), "--url", url)
+        assert builtin_only.exit_code == 2
+        assert "'toy' is not a built-in provider" in builtin_only.stderr
+        not_in_app = send("stripe", str(path), "--app", app, "--url", url)
+        assert not_in_app.exit_code == 2
+        assert f"'stripe' is not a provider of {app}; choose one of toy" in not_in_app.stderr
+        no_sample = send("toy", "--app", app, "--url", url)
+        assert (no_sample.exit_code, no_sample.stderr) == (
+            1,
+            "error: no sample for toy: give a FILE (or - for stdin)\n",
+        )
+        no_secret = send("toy", str(path), "--app", app, "--url", url, "--secret", "k")
+        assert (
+            no_secret.stderr == "error: --secret: Toy cannot be built from one credential string\n"
+        )
+        assert [e.id for e in served.seen] == ["toy_1"]
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["events", "--app", app, "--store", store])
+    assert listed.exit_code == 0, listed.output
+    (row,) = listed.stdout.splitlines()[1:]
+    cells = row.split("\t")
+    assert cells[1:4] + cells[5:6] == ["toy", "toy_1", "alert.triggered", "done"]
+    # Without the app, nothing here can read a toy body: the provider's own type shows.
+    raw = runner.invoke(cli, ["events", "--store", store])
+    assert raw.stdout.splitlines()[1].split("\t")[3] == "limit.hit"

@@ -106,7 +106,8 @@ def test_plan_apply_converge_with_detailed_exit_codes(
     assert applied.exit_code == 0, applied.output
     assert "done: stripe create api-100: created alrt_" in applied.stdout
     assert "signing secret (shown only once): whsec_" in applied.stdout
-    assert "STRIPE_WEBHOOK_SECRET" in applied.stdout
+    # Where to put it comes from the provider (its env_hint), on the line after the secret.
+    assert "\nPut it in STRIPE_WEBHOOK_SECRET where the receiver runs.\n" in applied.stdout
     assert "Applied 3 changes." in applied.stdout
 
     plan = run(["plan", "--config", str(config_file), "--detailed-exitcode"], env)
@@ -131,6 +132,41 @@ def test_prune_flag_removes_managed_alerts_that_left_the_config(
     assert pruned.exit_code == 0, pruned.output
     assert "done: chargebee delete calls-80" in pruned.stdout
     assert len(fakes[1].alerts()) == 1
+
+
+def test_plan_prune_shows_the_deletes_and_its_exit_code_says_apply_prune_would_change(
+    fakes: tuple[FakeStripe, FakeChargebee], env: dict[str, Any], config_file: Path
+) -> None:
+    assert run(["apply", "--config", str(config_file), "--yes"], env).exit_code == 0
+    start = CONFIG.index("[[chargebee.alerts]]")
+    config_file.write_text(CONFIG[:start])  # the chargebee alert left the config
+    plan = run(["plan", "--config", str(config_file), "--detailed-exitcode"], env)
+    assert plan.exit_code == 0, plan.output
+    assert "--prune removes it" in plan.stdout
+    pruning = run(["plan", "--config", str(config_file), "--detailed-exitcode", "--prune"], env)
+    assert pruning.exit_code == 2, pruning.output
+    assert "delete" in pruning.stdout and "calls-80" in pruning.stdout
+    assert "--prune removes it" not in pruning.stdout
+    assert len(fakes[1].alerts()) == 1  # plan writes nothing
+    pruned = run(["apply", "--config", str(config_file), "--yes", "--prune"], env)
+    assert "done: chargebee delete calls-80" in pruned.stdout
+    after = run(["plan", "--config", str(config_file), "--detailed-exitcode", "--prune"], env)
+    assert after.exit_code == 0, after.output
+
+
+def test_a_new_endpoint_secret_names_where_it_goes() -> None:
+    from alerthooks.cli.manage import _secret_env
+    from alerthooks.manager import NewEndpointSecret
+
+    assert _secret_env(NewEndpointSecret("stripe", "https://e.x/s", "whsec_1")) == (
+        "STRIPE_WEBHOOK_SECRET"
+    )
+    assert _secret_env(NewEndpointSecret("elsewhere", "https://e.x/s", "k")) is None
+
+    class WithEnv(NewEndpointSecret):
+        env = "MY_PROVIDER_SECRET"  # what the manager may give
+
+    assert _secret_env(WithEnv("stripe", "https://e.x/s", "whsec_1")) == "MY_PROVIDER_SECRET"
 
 
 @pytest.mark.parametrize(
@@ -201,7 +237,7 @@ def test_apply_asks_and_refuses_without_a_terminal(
     result = run(["apply", "--config", str(config_file)], env)
     assert_one_line_error(result, "stdin is not a terminal; pass --yes")
     assert calls(fakes) == 0
-    monkeypatch.setattr(cli, "_can_prompt", lambda: True)
+    monkeypatch.setattr(cli.core, "can_prompt", lambda: True)
     declined = run(["apply", "--config", str(config_file)], env, input="n\n")
     assert declined.exit_code == 1
     assert "Apply these changes?" in declined.stdout
@@ -235,7 +271,7 @@ def test_failed_changes_exit_1_and_the_next_apply_finishes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fast = RetryPolicy(attempts=2, backoff=0.001, max_backoff=0.001, timeout=1)
-    monkeypatch.setattr(cli, "AlertManager", functools.partial(AlertManager, retry=fast))
+    monkeypatch.setattr(cli.manage, "AlertManager", functools.partial(AlertManager, retry=fast))
     fakes[1].inject("500", method="POST", path="/api/v2/alerts", times=2)
     failed = run(["apply", "--config", str(config_file), "--yes", "--concurrency", "2"], env)
     assert failed.exit_code == 1

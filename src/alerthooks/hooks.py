@@ -297,6 +297,11 @@ class AlertHooks:
             f"store={redact_url(self.store.url)!r}, sources={self.sources!r})"
         )
 
+    def replace_store(self, store: str | Store) -> None:
+        """Use ``store`` (a URL or a :class:`~alerthooks.store.Store`) instead of the one given
+        at construction; before :meth:`startup` (``--store`` of the CLI)."""
+        self.store = store if isinstance(store, Store) else open_store(store)
+
     def __getattr__(self, name: str) -> Provider:
         # hooks.stripe, hooks.chargebee, …: the provider of that name.
         providers = self.__dict__.get("providers")

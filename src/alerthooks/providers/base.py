@@ -107,6 +107,13 @@ class Provider:
         """The provider configured from environment variables; by default ``cls()``."""
         return cls()
 
+    @classmethod
+    def from_secret(cls, secret: str) -> Provider:
+        """A provider that signs and verifies with this one credential string (what
+        ``alerthooks send --secret`` passes). Raises ``ValueError`` for a string of the wrong
+        form; a provider without a single-string credential leaves it unimplemented."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from one credential string")
+
 
 P = TypeVar("P", bound=Provider)
 

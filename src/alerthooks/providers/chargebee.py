@@ -320,6 +320,17 @@ class Chargebee(Provider):
         provider.allowed_ips = networks_from_env(cls.name)
         return provider
 
+    @classmethod
+    def from_secret(cls, secret: str) -> Chargebee:
+        """A provider with this one Basic auth pair, given as ``USER:PASS`` (the password may
+        hold ``:``)."""
+        user, colon, password = secret.partition(":")
+        if not colon:
+            raise ValueError("Chargebee credentials take USER:PASS (no ':' given)")
+        if not user or not password:
+            raise ValueError("Chargebee credentials take USER:PASS, both non-empty")
+        return cls([(user, password)])
+
     def __repr__(self) -> str:
         return (
             f"Chargebee(credentials=<{len(self._credentials)} hidden>, "

@@ -162,6 +162,18 @@ class Stripe(Provider):
         provider.allowed_ips = networks_from_env(cls.name)
         return provider
 
+    @classmethod
+    def from_secret(cls, secret: str) -> Stripe:
+        """A provider with this one signing secret (``whsec_…``)."""
+        secret = secret.strip()
+        if not secret:
+            raise ValueError("a Stripe signing secret cannot be empty")
+        if ":" in secret or "," in secret:
+            raise ValueError(
+                "a Stripe signing secret (whsec_…) has no ':' or ','; USER:PASS is Chargebee's form"
+            )
+        return cls([secret])
+
     def __repr__(self) -> str:
         return f"Stripe(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
 

@@ -31,6 +31,18 @@ def sample_names(provider: str | None = None) -> list[str]:
     return sorted(n for n in _SAMPLES if provider is None or n.startswith(provider + "_"))
 
 
+_DEFAULT_SAMPLES = {"stripe": "stripe_alert_triggered", "chargebee": "chargebee_alert_in_alarm"}
+
+
+def default_sample(provider: str) -> str:
+    """The sample ``alerthooks send PROVIDER`` sends without ``--sample``: the provider's alert.
+    Raises ``LookupError`` for a provider without samples."""
+    try:
+        return _DEFAULT_SAMPLES[provider]
+    except KeyError:
+        raise LookupError(f"no samples for provider {provider!r}") from None
+
+
 def _fixtures_dir() -> Path:
     packaged = resources.files("alerthooks.testing") / "fixtures"
     if packaged.is_dir():

@@ -1,0 +1,285 @@
+"""The durable inbox from the shell: ``serve``, ``worker``, ``events``, ``replay``, ``prune``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+import click
+
+from alerthooks.cli import core
+from alerthooks.cli.core import (
+    APP_OPTION,
+    DEBUG_OPTION,
+    STORE_OPTION,
+    cli,
+    fail,
+    load_hooks,
+    load_target,
+    log_to_stderr,
+    open_cli_store,
+    run_store,
+    use_store,
+)
+from alerthooks.hooks import AlertHooks
+from alerthooks.providers import Provider
+from alerthooks.store import Store, StoredEvent, redact_url
+
+
+@cli.command()
+@click.argument("target", metavar="MODULE:ATTR")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+@STORE_OPTION
+@DEBUG_OPTION
+def serve(target: str, host: str, port: int, store_url: str | None) -> None:
+    """Serve an AlertHooks (at the root: one route per provider, /stripe, /chargebee, …) or
+    any ASGI app with uvicorn.
+
+    The worker runs in the app's lifespan: an AlertHooks at the root starts it itself, a host
+    app needs lifespan=hooks.lifespan.
+    """
+    import uvicorn
+
+    app = load_target(target)
+    if not callable(app):
+        fail(f"{target} is a {type(app).__name__}, not an ASGI app")
+    if isinstance(app, AlertHooks):
+        use_store(app, store_url)
+    elif store_url:
+        use_store(_mounted_hooks(app, target), store_url)
+    lifespan: Literal["on", "auto"] = "on" if isinstance(app, AlertHooks) else "auto"
+    log_to_stderr()
+    click.echo(f"alerthooks serving {target} on http://{host}:{port}")
+    uvicorn.run(app, host=host, port=port, lifespan=lifespan, log_level="info")
+
+
+def _mounted_hooks(app: Any, target: str) -> AlertHooks:
+    """The one AlertHooks a host app mounts (for ``--store``)."""
+    from alerthooks.testing.client import find_hooks
+
+    try:
+        return find_hooks(app)[0]
+    except LookupError:
+        fail(f"--store: {target} mounts no AlertHooks, or several; serve the AlertHooks itself")
+
+
+@cli.command()
+@click.argument("target", metavar="MODULE:ATTR")
+@STORE_OPTION
+@DEBUG_OPTION
+def worker(target: str, store_url: str | None) -> None:
+    """Run the queued-mode worker of an AlertHooks alone (split web and worker processes)."""
+    hooks = load_hooks(target, store_url)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        await hooks.startup()
+        try:
+            await hooks.worker.run_forever()
+        finally:
+            await hooks.shutdown()
+
+    log_to_stderr()
+    click.echo(f"alerthooks worker for {target} on {redact_url(hooks.store.url)}")
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+        asyncio.run(run())
+
+
+def _when(moment: datetime | None) -> str:
+    """A stored time in UTC, with its zone: ``2026-12-01 15:04:05Z``."""
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}Z" if moment else ""
+
+
+def _builtin_normalizers() -> dict[str, Provider]:
+    """One instance of each built-in provider, for reading stored bodies (no credentials)."""
+    from alerthooks.providers import BUILTIN
+
+    found: dict[str, Provider] = {}
+    for cls in BUILTIN:
+        with contextlib.suppress(Exception):
+            found[cls.name] = cls()
+    return found
+
+
+def _shown_type(event: StoredEvent, providers: Mapping[str, Provider]) -> str:
+    """The normalized type (``alert.triggered``…) when the stored body normalizes with its
+    provider, else the provider's own type."""
+    provider = providers.get(event.provider)
+    if provider is not None:
+        try:
+            payload = json.loads(event.body)
+            if isinstance(payload, dict):
+                return str(provider.normalize(payload).type)
+        except Exception:  # anything unreadable shows the raw type
+            pass
+    return event.event_type or ""
+
+
+@cli.command()
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "running", "failed", "dead", "done"]),
+    default=None,
+    help="Only events with a handler in this state.",
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@APP_OPTION
+@STORE_OPTION
+def events(status: str | None, limit: int, target: str | None, store_url: str | None) -> None:
+    """List stored events, newest first, with each handler's outcome.
+
+    Times are UTC (``2026-12-01 15:04:05Z``). The type is the normalized one (alert.triggered,
+    alert.cleared) when the stored body reads as an alert with its provider (the built-in ones,
+    or --app's), else the provider's own event type.
+    """
+    if target is not None:
+        hooks = load_hooks(target, store_url)
+        store = core.existing(hooks.store)
+        providers: Mapping[str, Provider] = {**_builtin_normalizers(), **hooks.providers}
+    else:
+        store = open_cli_store(store_url)
+        providers = _builtin_normalizers()
+    found = run_store(store, lambda s: s.events(status=status, limit=limit))  # type: ignore[arg-type]
+    rows: list[tuple[str, ...]] = []
+    for event in found:
+        received, shown = _when(event.received_at), _shown_type(event, providers)
+        for o in event.outcomes or (None,):
+            rows.append(
+                (
+                    received,
+                    event.provider,
+                    event.event_id,
+                    shown,
+                    o.handler if o else "-",
+                    o.status if o else "-",
+                    str(o.attempts) if o else "",
+                    _when(o.due_at) if o else "",
+                    (o.last_error or "") if o else "",
+                )
+            )
+    headers = (
+        "received",
+        "provider",
+        "event",
+        "type",
+        "handler",
+        "status",
+        "attempts",
+        "next attempt",
+        "error",
+    )
+    if core.is_terminal():
+        from rich.table import Table
+
+        table = Table(*headers, title=f"{len(found)} event(s)")
+        for row in rows:
+            table.add_row(*row)
+        core.console().print(table)
+    else:
+        click.echo("\t".join(headers))
+        for row in rows:
+            click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+
+
+_REPLAY_TIMEOUT = 3600.0  # replay --app: how long its handlers may run in all
+
+
+@cli.command()
+@click.argument("event_ids", nargs=-1, metavar="[EVENT_ID]...")
+@click.option("--dead", is_flag=True, help="Replay every dead handler instead of given events.")
+@click.option(
+    "--app",
+    "target",
+    metavar="MODULE:ATTR",
+    default=None,
+    help="Run the handlers now in this process with this AlertHooks (uses its store) instead "
+    "of leaving them to a running worker.",
+)
+@STORE_OPTION
+@DEBUG_OPTION
+def replay(
+    event_ids: tuple[str, ...], dead: bool, target: str | None, store_url: str | None
+) -> None:
+    """Run the failed or dead handlers of EVENT_IDs (or with --dead, every dead one) again."""
+    if bool(event_ids) == dead:
+        raise click.UsageError("give EVENT_ID... or --dead (one of them)")
+    hooks: AlertHooks | None = None
+    if target is not None:
+        hooks = load_hooks(target, store_url)
+        store = hooks.store
+    else:
+        store = open_cli_store(store_url)
+
+    async def run(s: Store) -> tuple[int, int]:
+        count = await s.replay(event_ids, dead=dead)
+        if hooks is None or not count:
+            return count, 0
+        with core.progress(core.console(), "replaying", count) as advance:
+            before, shown = hooks.worker.recorded, 0
+            drain = asyncio.ensure_future(hooks.drain(timeout=_REPLAY_TIMEOUT))
+            while not drain.done():
+                await asyncio.wait({drain}, timeout=0.1)
+                now = min(hooks.worker.recorded - before, count)
+                advance(now - shown)
+                shown = now
+            try:
+                await drain
+            except TimeoutError as exc:
+                fail(
+                    f"replayed handlers still running after {_REPLAY_TIMEOUT:.0f} s; stopped",
+                    cause=exc,
+                )
+        still = await s.events(status="failed", limit=10_000)
+        still_dead = await s.events(status="dead", limit=10_000)
+        return count, len(still) + len(still_dead)
+
+    count, failing = run_store(store, run)
+    what = "dead handlers" if dead else "failed or dead handlers of " + ", ".join(event_ids)
+    if not count:
+        fail(f"nothing to replay: no {what}")
+    if hooks is None:
+        click.echo(f"{count} handler(s) queued again; a running worker runs them")
+    else:
+        click.echo(
+            f"{count} handler(s) ran again; {failing} stored event(s) have failed or dead handlers"
+        )
+
+
+@cli.command()
+@click.option(
+    "--older-than",
+    "days",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="DAYS",
+    help="Delete events received more than DAYS ago whose handlers are all done.",
+)
+@STORE_OPTION
+def prune(days: int, store_url: str | None) -> None:
+    """Delete old, fully handled events; failed, dead and pending ones are kept.
+
+    A provider's redelivery of a pruned event runs its handlers again, so keep more than the
+    providers' retry window (Stripe retries for 3 days).
+    """
+    store = open_cli_store(store_url)
+    before = datetime.now(timezone.utc) - timedelta(days=days)
+
+    async def run(s: Store) -> int:
+        total = 0
+        while (gone := await s.prune(before=before)) > 0:
+            total += gone
+        return total
+
+    total = run_store(store, run)
+    click.echo(f"pruned {total} event(s) received before {before:%Y-%m-%d %H:%M} UTC")
