@@ -415,3 +415,18 @@ async def test_default_app_routes_orb_and_metronome_from_env(
     ) as client:
         assert (await post(client, sample("usage_threshold_reached"))).status_code == 200
     assert [e.provider for e in seen] == ["metronome"]
+
+
+async def test_default_app_warns_at_startup_for_unconfigured_orb_and_metronome(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("METRONOME_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delenv("ORB_WEBHOOK_SECRET", raising=False)
+    hooks = AlertHooks(stripe_secret="whsec_x", chargebee_auth=("u", "p"), store="memory://")
+    with caplog.at_level(logging.WARNING, logger="alerthooks"):
+        await hooks.startup()
+        await hooks.shutdown()
+    assert sorted(r.getMessage() for r in caplog.records if "no credentials" in r.getMessage()) == [
+        "metronome webhooks are refused: no credentials configured (set METRONOME_WEBHOOK_SECRET)",
+        "orb webhooks are refused: no credentials configured (set ORB_WEBHOOK_SECRET)",
+    ]

@@ -62,6 +62,7 @@ def test_published_vector_signs_to_the_published_signature() -> None:
     [
         f"v1=my_invalid_signature v1={VECTOR_SIGNATURE}",
         f"v2={VECTOR_SIGNATURE} v1={VECTOR_SIGNATURE}",
+        f"v1=00,v1={VECTOR_SIGNATURE}",
     ],
 )
 def test_any_v1_entry_among_several_may_match(header: str) -> None:
