@@ -96,6 +96,21 @@ def test_vector_four_minutes_off_either_way_passes(minutes: int) -> None:
     verify_vector(f"v1={VECTOR_SIGNATURE}", now=VECTOR_NOW + timedelta(minutes=minutes))
 
 
+@pytest.mark.parametrize(
+    ("system_time", "stamp"),
+    # orb-python's test_microsecond_precision_issue_fixed: a zoneless timestamp is UTC, so a
+    # delivery signed a fraction of a second ago is not "too new" on a host in another zone.
+    [
+        ("2025-08-08T21:35:11.531998+00:00", "2025-08-08T21:35:11.445"),
+        ("2025-08-08T21:32:02.585239+00:00", "2025-08-08T21:32:02.497"),
+        ("2025-08-08T21:35:42.810490+00:00", "2025-08-08T21:35:42.660"),
+    ],
+)
+def test_zoneless_timestamps_are_utc(system_time: str, stamp: str) -> None:
+    signature = signature_headers(VECTOR_BODY, VECTOR_SECRET, stamp)["x-orb-signature"]
+    verify(VECTOR_BODY, stamp, signature, [VECTOR_SECRET], now=datetime.fromisoformat(system_time))
+
+
 def test_timestamp_with_a_zone_is_read_in_that_zone() -> None:
     # As the SDK's test_timezone_aware_timestamps_still_work: an explicit offset is honoured.
     stamp = "2025-08-08T23:35:11.445+02:00"
