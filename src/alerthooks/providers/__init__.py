@@ -21,9 +21,11 @@ from alerthooks.providers.base import (
     text,
 )
 from alerthooks.providers.chargebee import Chargebee
+from alerthooks.providers.metronome import Metronome
+from alerthooks.providers.orb import Orb
 from alerthooks.providers.stripe import Stripe
 
-BUILTIN: tuple[type[Provider], ...] = (Stripe, Chargebee)
+BUILTIN: tuple[type[Provider], ...] = (Stripe, Chargebee, Orb, Metronome)
 """The built-in providers, in route order: ``AlertHooks()`` builds each with ``from_env()``."""
 
 
@@ -35,7 +37,9 @@ def builtin_providers() -> list[Provider]:
 __all__ = [
     "BUILTIN",
     "Chargebee",
+    "Metronome",
     "NotAnAlert",
+    "Orb",
     "Provider",
     "Rejected",
     "Stripe",

@@ -1,0 +1,326 @@
+"""Metronome: ``Metronome-Webhook-Signature`` verification and normalization of its threshold
+notifications (``alerts.*``).
+
+Metronome signs ``{date}\\n{raw body}`` with HMAC-SHA256 keyed by the webhook's secret and sends
+the hex digest in ``Metronome-Webhook-Signature``; ``date`` is the ``X-Metronome-Date`` header
+(sent alongside an identical ``Date``, which older integrations used and proxies may rewrite).
+This is what ``@metronome/sdk``'s ``webhooks.verifySignature`` checks
+(``src/resources/webhooks.ts`` in Metronome-Industries/metronome-node); the Python SDK has no
+webhook module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
+from alerthooks.events import AlertEvent, EventType
+from alerthooks.providers.base import (
+    NotAnAlert,
+    Provider,
+    Rejected,
+    build_event,
+    clean_key,
+    mapping,
+    text,
+)
+from alerthooks.sources import Networks, networks_from_env, parse_networks
+
+SIGNATURE_HEADER = "metronome-webhook-signature"
+DATE_HEADER = "x-metronome-date"
+FALLBACK_DATE_HEADER = "date"
+DEFAULT_TOLERANCE = 300
+SECRET_ENV = "METRONOME_WEBHOOK_SECRET"
+
+# Threshold notifications Metronome documents (docs.metronome.com, "Webhooks" and "Threshold
+# notifications"). Each ``_reached`` has a ``_resolved`` twin sent when the condition clears.
+_KINDS = (
+    "usage_threshold",
+    "spend_threshold",
+    "invoice_total",
+    "low_remaining_credit_balance",
+    "low_remaining_commit_balance",
+    "low_remaining_commit_percentage",
+    "low_remaining_contract_credit_balance",
+    "low_remaining_contract_credit_percentage",
+    "low_remaining_contract_credit_and_commit_balance",
+    "low_remaining_seat_balance",
+)
+_ALERT_TYPE = re.compile(r"alerts\.([a-z0-9_]+?)_(reached|resolved)")
+_STATES: dict[str, EventType] = {"reached": "alert.triggered", "resolved": "alert.cleared"}
+# The property that carries the value compared with the threshold, by kind of notification.
+_VALUE_KEYS = (
+    "current_usage",
+    "current_spend",
+    "invoice_total",
+    "remaining_balance",
+    "remaining_percentage",
+)
+_ENVIRONMENTS = {"PRODUCTION": True, "SANDBOX": False}
+
+
+class _AlertTypes(frozenset[str]):
+    """The documented ``alerts.*`` types when iterated; membership holds for any ``alerts.*``
+    type, so one Metronome adds later is kept (``unparsed``) when it cannot be read rather than
+    dropped as ``ignored``."""
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, str) and item.startswith("alerts.")
+
+
+ALERT_EVENT_TYPES = _AlertTypes(
+    f"alerts.{kind}_{state}" for kind in _KINDS for state in ("reached", "resolved")
+)
+"""Metronome's threshold notification types (any ``alerts.*`` type counts as one)."""
+
+
+def parse_date(value: str) -> datetime:
+    """A ``X-Metronome-Date`` / ``Date`` value (RFC 1123, as Metronome sends it, or ISO-8601)
+    as an aware UTC datetime; raise ``ValueError`` when it is neither."""
+    if not value.isascii():
+        raise ValueError("not ASCII")
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        moment = datetime.fromisoformat(value.strip())
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("out of range") from None
+
+
+def expected_signature(body: bytes, date: str, secret: str) -> str:
+    """The hex HMAC-SHA256 Metronome computes over ``{date}\\n{body}`` with ``secret``."""
+    return hmac.new(secret.encode(), date.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+
+
+def verify(
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Sequence[str],
+    *,
+    tolerance: int = DEFAULT_TOLERANCE,
+    now: datetime | None = None,
+) -> None:
+    """Check ``Metronome-Webhook-Signature`` against ``body`` and the date header
+    (``X-Metronome-Date``, else ``Date``); any of ``secrets`` may match. ``headers`` has
+    lower-case names.
+
+    Raises :class:`Rejected` (400) when a header is missing or malformed, the date is more than
+    ``tolerance`` seconds from ``now`` (default: the current time) either way, or the signature
+    matches no secret.
+    """
+    date = headers.get(DATE_HEADER) or headers.get(FALLBACK_DATE_HEADER)
+    signature = headers.get(SIGNATURE_HEADER)
+    if not date:
+        raise Rejected(400, "missing X-Metronome-Date header")
+    if not signature:
+        raise Rejected(400, "missing Metronome-Webhook-Signature header")
+    if not secrets:
+        raise Rejected(400, "no Metronome webhook secret configured")
+    try:
+        moment = parse_date(date)
+    except ValueError:
+        raise Rejected(400, "malformed X-Metronome-Date header") from None
+    current = now if now is not None else datetime.now(timezone.utc)
+    if abs(current - moment) > timedelta(seconds=tolerance):
+        raise Rejected(400, "timestamp outside tolerance")
+    if not signature.isascii():
+        raise Rejected(400, "signature mismatch")
+    given = signature.strip().encode()
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(expected_signature(body, date, secret).encode(), given)
+    if not matched:
+        raise Rejected(400, "signature mismatch")
+
+
+def signature_headers(
+    body: bytes | str, secret: str, date: datetime | str | None = None
+) -> dict[str, str]:
+    """``X-Metronome-Date``, ``Date`` and ``Metronome-Webhook-Signature`` for ``body``, as
+    Metronome sends them (the date in RFC 1123 form; default now)."""
+    raw = body.encode() if isinstance(body, str) else body
+    if date is None:
+        date = datetime.now(timezone.utc)
+    if isinstance(date, datetime):
+        date = format_datetime(date.astimezone(timezone.utc), usegmt=True)
+    return {
+        DATE_HEADER: date,
+        FALLBACK_DATE_HEADER: date,
+        SIGNATURE_HEADER: expected_signature(raw, date, secret),
+    }
+
+
+def _decimal(obj: Mapping[str, Any], key: str, *, where: str) -> Decimal | None:
+    """``obj[key]`` as a Decimal when it is a finite JSON number (or a decimal string); None
+    when absent or null; NotAnAlert otherwise."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise NotAnAlert(f"{where}.{key} is not a number")
+    if isinstance(value, int):
+        return Decimal(value)
+    try:
+        if isinstance(value, float):
+            result = Decimal(repr(value))
+        elif isinstance(value, str) and value.isascii():
+            result = Decimal(value.strip())
+        else:
+            raise NotAnAlert(f"{where}.{key} is not a number")
+    except InvalidOperation:
+        raise NotAnAlert(f"{where}.{key} is not a number") from None
+    if not result.is_finite():
+        raise NotAnAlert(f"{where}.{key} is not a finite number")
+    return result
+
+
+def _livemode(payload: Mapping[str, Any], properties: Mapping[str, Any]) -> bool | None:
+    environment = properties.get("environment_type", payload.get("environment_type"))
+    return _ENVIRONMENTS.get(environment) if isinstance(environment, str) else None
+
+
+def normalize(payload: Mapping[str, Any]) -> AlertEvent:
+    """Build an :class:`AlertEvent` from a Metronome threshold notification.
+
+    ``alerts.<kind>_reached`` becomes ``alert.triggered`` and ``alerts.<kind>_resolved``
+    ``alert.cleared``. Raises :class:`NotAnAlert` for other types and for notifications missing
+    a field Metronome always sends (``id``, ``properties.alert_id``, ``properties.timestamp``).
+    """
+    event_type = payload.get("type")
+    match = _ALERT_TYPE.fullmatch(event_type) if isinstance(event_type, str) else None
+    if match is None:
+        raise NotAnAlert(f"event type {event_type!r} is not a threshold notification")
+    kind, state = match.groups()
+    event_id = text(payload, "id", where="event")
+    properties = mapping(payload, "properties", where="event")
+    try:
+        occurred_at = parse_date(text(properties, "timestamp", where="properties"))
+    except ValueError:
+        raise NotAnAlert("properties.timestamp is not an ISO-8601 timestamp") from None
+    threshold = _decimal(properties, "threshold", where="properties")
+    value = None
+    for key in _VALUE_KEYS:
+        value = _decimal(properties, key, where="properties")
+        if value is not None:
+            break
+    mode = "percentage" if kind.endswith("_percentage") else "absolute"
+    return build_event(
+        id=event_id,
+        provider="metronome",
+        type=_STATES[state],
+        alert_id=text(properties, "alert_id", where="properties"),
+        alert_name=text(properties, "alert_name", where="properties", required=False),
+        meter_id=text(properties, "billable_metric_id", where="properties", required=False),
+        customer_id=text(properties, "customer_id", where="properties", required=False),
+        subscription_id=None,
+        threshold=threshold,
+        threshold_mode=mode if threshold is not None else None,
+        value=value,
+        occurred_at=occurred_at,
+        livemode=_livemode(payload, properties),
+        alert_type=f"{kind}_reached",
+        currency=text(properties, "credit_type_id", where="properties", required=False),
+        triggered_at=occurred_at if state == "reached" else None,
+        raw=dict(payload),
+    )
+
+
+def _secrets(secret: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(secret, str):
+        secret = [secret]
+    return tuple(s for s in secret if s)
+
+
+class Metronome(Provider):
+    """Metronome deliveries, verified with one or more webhook secrets (the first signs test
+    deliveries; the others are accepted too, for rotation).
+
+    ``secret`` is used exactly as given; a list gives several. ``tolerance`` is how far (in
+    seconds, either way) the date header may be from now. ``allowed_ips`` restricts the source
+    networks (see :mod:`alerthooks.sources`; Metronome publishes its webhook addresses).
+    """
+
+    name = "metronome"
+    env_hint = SECRET_ENV
+    alert_types: frozenset[str] = ALERT_EVENT_TYPES
+
+    def __init__(
+        self,
+        secret: str | Sequence[str] = (),
+        *,
+        tolerance: int = DEFAULT_TOLERANCE,
+        allowed_ips: Networks | None = None,
+    ) -> None:
+        self._secrets = _secrets(secret)
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
+            raise ValueError(
+                f"metronome tolerance must be a positive number of seconds, got {tolerance!r}"
+            )
+        self.tolerance = tolerance
+        self.allowed_ips = (
+            None
+            if allowed_ips is None
+            else parse_networks(allowed_ips, setting=f"{self.name}_allowed_ips")
+        )
+
+    @classmethod
+    def from_env(cls, *, tolerance: int = DEFAULT_TOLERANCE) -> Metronome:
+        """Secrets from env ``METRONOME_WEBHOOK_SECRET`` (comma-separated to rotate), the
+        allowlist from ``ALERTHOOKS_METRONOME_ALLOWED_IPS``."""
+        raw = os.environ.get(SECRET_ENV, "")
+        provider = cls([s.strip() for s in raw.split(",")], tolerance=tolerance)
+        provider.allowed_ips = networks_from_env(cls.name)
+        return provider
+
+    @classmethod
+    def from_secret(cls, secret: str) -> Metronome:
+        """A provider that signs and verifies with this one webhook secret."""
+        return cls(secret)
+
+    def __repr__(self) -> str:
+        return f"Metronome(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
+
+    @property
+    def configured(self) -> bool:
+        """True when at least one webhook secret is set."""
+        return bool(self._secrets)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The accepted webhook secrets."""
+        return self._secrets
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise :class:`Rejected` (400) unless ``Metronome-Webhook-Signature`` matches a
+        configured secret and the date is within the tolerance."""
+        verify(body, headers, self._secrets, tolerance=self.tolerance)
+
+    def event_id(self, payload: Mapping[str, Any]) -> str | None:
+        """The notification's ``id`` (Metronome's deduplication key)."""
+        return clean_key(payload.get("id"))
+
+    def event_type(self, payload: Mapping[str, Any]) -> str | None:
+        """Metronome's notification type, such as ``alerts.usage_threshold_reached``."""
+        return clean_key(payload.get("type"))
+
+    def normalize(self, payload: dict[str, Any]) -> AlertEvent:
+        """See :func:`normalize`."""
+        return normalize(payload)
+
+    def sign(self, body: bytes, *, date: datetime | str | None = None) -> dict[str, str]:
+        """``X-Metronome-Date``, ``Date`` and ``Metronome-Webhook-Signature`` for ``body``
+        under the first secret, dated ``date`` (default now)."""
+        if not self._secrets:
+            raise ValueError(f"no Metronome webhook secret: set {SECRET_ENV}")
+        return signature_headers(body, self._secrets[0], date)

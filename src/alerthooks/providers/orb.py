@@ -1,0 +1,340 @@
+"""Orb: ``X-Orb-Signature`` verification and normalization of its alert webhooks.
+
+Orb signs ``v1:{X-Orb-Timestamp}:{raw body}`` with HMAC-SHA256 keyed by the endpoint's secret as
+given (not decoded) and sends ``X-Orb-Signature: v1=<hex>``, possibly several space-separated
+entries; the timestamp is ISO-8601, UTC when it has no zone. This is what ``orb-billing``'s
+``client.webhooks.verify_signature`` checks (``src/orb/resources/webhooks.py`` in
+orbcorp/orb-python).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from alerthooks.events import AlertEvent, EventType
+from alerthooks.providers.base import (
+    NotAnAlert,
+    Provider,
+    Rejected,
+    build_event,
+    clean_key,
+    mapping,
+    text,
+)
+from alerthooks.sources import Networks, networks_from_env, parse_networks
+
+TIMESTAMP_HEADER = "x-orb-timestamp"
+SIGNATURE_HEADER = "x-orb-signature"
+DEFAULT_TOLERANCE = 300
+SECRET_ENV = "ORB_WEBHOOK_SECRET"
+
+ALERT_EVENT_TYPES: dict[str, EventType] = {
+    "subscription.usage_exceeded": "alert.triggered",
+    "subscription.cost_exceeded": "alert.triggered",
+    "subscription.spend_exceeded": "alert.triggered",
+    "customer.credit_balance_dropped": "alert.triggered",
+    "customer.credit_balance_depleted": "alert.triggered",
+    "customer.credit_balance_recovered": "alert.cleared",
+}
+"""Orb's alert webhooks and what each one means."""
+
+# Which properties carry the threshold and the evaluated value, per event type.
+_AMOUNTS: dict[str, tuple[str | None, str | None]] = {
+    "subscription.usage_exceeded": ("quantity_threshold", "evaluated_quantity"),
+    "subscription.cost_exceeded": ("amount_threshold", "evaluated_amount"),
+    "subscription.spend_exceeded": ("amount_threshold", "evaluated_amount"),
+    "customer.credit_balance_dropped": ("balance_threshold", None),
+    "customer.credit_balance_depleted": (None, None),
+    "customer.credit_balance_recovered": (None, None),
+}
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An ``X-Orb-Timestamp`` (or ``created_at``) as an aware UTC datetime; a value without a
+    zone is UTC. Raises ``ValueError`` when it is not ISO-8601."""
+    if not value.isascii():
+        raise ValueError("not ASCII")
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("out of range") from None
+
+
+def expected_signature(body: bytes, timestamp: str, secret: str) -> str:
+    """The hex HMAC-SHA256 Orb computes over ``v1:{timestamp}:{body}`` with ``secret``."""
+    signed = b"v1:" + timestamp.encode() + b":" + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def verify(
+    body: bytes,
+    timestamp: str | None,
+    signature: str | None,
+    secrets: Sequence[str],
+    *,
+    tolerance: int = DEFAULT_TOLERANCE,
+    now: datetime | None = None,
+) -> None:
+    """Check ``X-Orb-Timestamp`` / ``X-Orb-Signature`` against ``body``; any of ``secrets`` may
+    match any ``v1=`` entry.
+
+    Raises :class:`Rejected` (400) when a header is missing or malformed, the timestamp is more
+    than ``tolerance`` seconds from ``now`` (default: the current time) either way, or no entry
+    matches.
+    """
+    if not timestamp:
+        raise Rejected(400, "missing X-Orb-Timestamp header")
+    if not signature:
+        raise Rejected(400, "missing X-Orb-Signature header")
+    if not secrets:
+        raise Rejected(400, "no Orb webhook secret configured")
+    try:
+        moment = parse_timestamp(timestamp)
+    except ValueError:
+        raise Rejected(400, "malformed X-Orb-Timestamp header") from None
+    current = now if now is not None else datetime.now(timezone.utc)
+    if abs(current - moment) > timedelta(seconds=tolerance):
+        raise Rejected(400, "timestamp outside tolerance")
+    given = [
+        entry[3:].encode()
+        for entry in _SEPARATORS.split(signature)
+        if entry.startswith("v1=") and entry.isascii()
+    ]
+    matched = False
+    for secret in secrets:
+        expected = expected_signature(body, timestamp, secret).encode()
+        for candidate in given:
+            matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
+        raise Rejected(400, "signature mismatch")
+
+
+def signature_headers(
+    body: bytes | str, secret: str, timestamp: datetime | str | None = None
+) -> dict[str, str]:
+    """``X-Orb-Timestamp`` and ``X-Orb-Signature`` for ``body``, as Orb sends them (timestamp
+    as naive UTC ISO-8601 with milliseconds; default now)."""
+    raw = body.encode() if isinstance(body, str) else body
+    if timestamp is None:
+        timestamp = datetime.now(timezone.utc)
+    if isinstance(timestamp, datetime):
+        if timestamp.tzinfo is not None:
+            timestamp = timestamp.astimezone(timezone.utc).replace(tzinfo=None)
+        timestamp = timestamp.isoformat(timespec="milliseconds")
+    return {
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: "v1=" + expected_signature(raw, timestamp, secret),
+    }
+
+
+def _decimal(obj: Mapping[str, Any], key: str, *, where: str) -> Decimal | None:
+    """``obj[key]`` as a Decimal: Orb sends quantities as JSON numbers and money as decimal
+    strings, either possibly null. Raise NotAnAlert for anything else or a non-finite value."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise NotAnAlert(f"{where}.{key} is not a number")
+    if isinstance(value, int):
+        return Decimal(value)
+    try:
+        if isinstance(value, float):
+            result = Decimal(repr(value))
+        elif isinstance(value, str) and value.isascii():
+            result = Decimal(value.strip())
+        else:
+            raise NotAnAlert(f"{where}.{key} is not a number")
+    except InvalidOperation:
+        raise NotAnAlert(f"{where}.{key} is not a number") from None
+    if not result.is_finite():
+        raise NotAnAlert(f"{where}.{key} is not a finite number")
+    return result
+
+
+def _nested_id(obj: Mapping[str, Any], key: str, *, where: str) -> str | None:
+    """``obj[key]["id"]`` when ``obj[key]`` is an object; None when it is null or absent."""
+    inner = obj.get(key)
+    if inner is None:
+        return None
+    if not isinstance(inner, dict):
+        raise NotAnAlert(f"{where}.{key} is not an object")
+    return text(inner, "id", where=f"{where}.{key}", required=False)
+
+
+def _only_threshold(alert: Mapping[str, Any]) -> Decimal | None:
+    """The alert's threshold when it has exactly one (the event itself does not say which)."""
+    thresholds = alert.get("thresholds")
+    if not isinstance(thresholds, list) or len(thresholds) != 1:
+        return None
+    only = thresholds[0]
+    if not isinstance(only, dict):
+        raise NotAnAlert("alert_configuration.thresholds[0] is not an object")
+    return _decimal(only, "value", where="alert_configuration.thresholds[0]")
+
+
+def normalize(payload: Mapping[str, Any]) -> AlertEvent:
+    """Build an :class:`AlertEvent` from one of Orb's alert webhooks.
+
+    Usage, cost and spend exceeded and credit balance dropped or depleted become
+    ``alert.triggered``; credit balance recovered ``alert.cleared``. Raises :class:`NotAnAlert`
+    for other event types and for payloads missing a field Orb always sends.
+    """
+    event_type = payload.get("type")
+    if not isinstance(event_type, str) or event_type not in ALERT_EVENT_TYPES:
+        raise NotAnAlert(f"event type {event_type!r} is not an alert")
+    event_id = text(payload, "id", where="event")
+    try:
+        occurred_at = parse_timestamp(text(payload, "created_at", where="event"))
+    except ValueError:
+        raise NotAnAlert("event.created_at is not an ISO-8601 timestamp") from None
+    properties = mapping(payload, "properties", where="event")
+    alert = mapping(properties, "alert_configuration", where="properties")
+    where = "alert_configuration"
+    if event_type.startswith("subscription."):
+        subscription = mapping(payload, "subscription", where="event")
+        subscription_id: str | None = text(subscription, "id", where="subscription")
+        customer_id = _nested_id(subscription, "customer", where="subscription")
+    else:
+        customer = mapping(payload, "customer", where="event")
+        customer_id = text(customer, "id", where="customer")
+        subscription_id = _nested_id(alert, "subscription", where=where)
+    if customer_id is None:
+        customer_id = _nested_id(alert, "customer", where=where)
+    meter_id = text(properties, "billable_metric_id", where="properties", required=False)
+    if meter_id is None:
+        meter_id = _nested_id(alert, "metric", where=where)
+    threshold_key, value_key = _AMOUNTS[event_type]
+    threshold = _decimal(properties, threshold_key, where="properties") if threshold_key else None
+    if threshold is None:
+        threshold = _only_threshold(alert)
+    value = _decimal(properties, value_key, where="properties") if value_key else None
+    currency = text(alert, "currency", where=where, required=False)
+    pricing_unit = properties.get("pricing_unit")
+    if currency is None and isinstance(pricing_unit, dict):
+        currency = text(pricing_unit, "name", where="properties.pricing_unit", required=False)
+    alert_type = text(alert, "type", where=where, required=False)
+    return build_event(
+        id=event_id,
+        provider="orb",
+        type=ALERT_EVENT_TYPES[event_type],
+        alert_id=text(alert, "id", where=where),
+        alert_name=None,
+        meter_id=meter_id,
+        customer_id=customer_id,
+        subscription_id=subscription_id,
+        threshold=threshold,
+        threshold_mode="absolute" if threshold is not None else None,
+        value=value,
+        occurred_at=occurred_at,
+        livemode=None,
+        alert_type=alert_type or event_type.split(".", 1)[1],
+        currency=currency,
+        raw=dict(payload),
+    )
+
+
+def _secrets(secret: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(secret, str):
+        secret = [secret]
+    return tuple(s for s in secret if s)
+
+
+class Orb(Provider):
+    """Orb deliveries, verified with one or more webhook secrets (the first signs test
+    deliveries; the others are accepted too, for rotation).
+
+    ``secret`` is used exactly as Orb shows it; a list gives several. ``tolerance`` is how far
+    (in seconds, either way) ``X-Orb-Timestamp`` may be from now. ``allowed_ips`` restricts the
+    source networks (see :mod:`alerthooks.sources`).
+    """
+
+    name = "orb"
+    env_hint = SECRET_ENV
+    alert_types = frozenset(ALERT_EVENT_TYPES)
+
+    def __init__(
+        self,
+        secret: str | Sequence[str] = (),
+        *,
+        tolerance: int = DEFAULT_TOLERANCE,
+        allowed_ips: Networks | None = None,
+    ) -> None:
+        self._secrets = _secrets(secret)
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
+            raise ValueError(
+                f"orb tolerance must be a positive number of seconds, got {tolerance!r}"
+            )
+        self.tolerance = tolerance
+        self.allowed_ips = (
+            None
+            if allowed_ips is None
+            else parse_networks(allowed_ips, setting=f"{self.name}_allowed_ips")
+        )
+
+    @classmethod
+    def from_env(cls, *, tolerance: int = DEFAULT_TOLERANCE) -> Orb:
+        """Secrets from env ``ORB_WEBHOOK_SECRET`` (comma-separated to rotate), the allowlist
+        from ``ALERTHOOKS_ORB_ALLOWED_IPS``."""
+        raw = os.environ.get(SECRET_ENV, "")
+        provider = cls([s.strip() for s in raw.split(",")], tolerance=tolerance)
+        provider.allowed_ips = networks_from_env(cls.name)
+        return provider
+
+    @classmethod
+    def from_secret(cls, secret: str) -> Orb:
+        """A provider that signs and verifies with this one webhook secret."""
+        return cls(secret)
+
+    def __repr__(self) -> str:
+        return f"Orb(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
+
+    @property
+    def configured(self) -> bool:
+        """True when at least one webhook secret is set."""
+        return bool(self._secrets)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The accepted webhook secrets."""
+        return self._secrets
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise :class:`Rejected` (400) unless ``X-Orb-Signature`` matches a configured secret
+        and ``X-Orb-Timestamp`` is within the tolerance."""
+        verify(
+            body,
+            headers.get(TIMESTAMP_HEADER),
+            headers.get(SIGNATURE_HEADER),
+            self._secrets,
+            tolerance=self.tolerance,
+        )
+
+    def event_id(self, payload: Mapping[str, Any]) -> str | None:
+        """The webhook event's ``id`` (Orb's idempotency key)."""
+        return clean_key(payload.get("id"))
+
+    def event_type(self, payload: Mapping[str, Any]) -> str | None:
+        """Orb's event type, such as ``subscription.usage_exceeded``."""
+        return clean_key(payload.get("type"))
+
+    def normalize(self, payload: dict[str, Any]) -> AlertEvent:
+        """See :func:`normalize`."""
+        return normalize(payload)
+
+    def sign(self, body: bytes, *, timestamp: datetime | str | None = None) -> dict[str, str]:
+        """``X-Orb-Timestamp`` and ``X-Orb-Signature`` for ``body`` under the first secret,
+        dated ``timestamp`` (default now)."""
+        if not self._secrets:
+            raise ValueError(f"no Orb webhook secret: set {SECRET_ENV}")
+        return signature_headers(body, self._secrets[0], timestamp)
