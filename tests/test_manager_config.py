@@ -112,10 +112,49 @@ def test_invalid_field_is_one_line_naming_key_and_field(
     assert message.startswith(f"alerts.toml: {expected}"), message
 
 
-def test_duplicate_keys_are_rejected() -> None:
+def test_duplicate_keys_are_rejected_naming_the_entries() -> None:
     data = _stripe()
     data["stripe"]["alerts"].append(dict(data["stripe"]["alerts"][0]))  # type: ignore[index]
-    assert _error(data) == "alerts.toml: stripe: alerts: key: 'api-100' used more than once"
+    assert _error(data) == (
+        'alerts.toml: stripe.alerts[0] and stripe.alerts[1] share key "api-100"'
+    )
+
+
+def test_each_duplicated_key_is_one_line_beside_the_other_problems() -> None:
+    entry = {"name": "n", "metered_feature_id": "f", "threshold": {"mode": "absolute", "value": 1}}
+    alerts = [
+        {"key": "x", **entry},
+        {"key": "y", **entry},
+        {"key": " x", **entry},  # whitespace is stripped, so this is "x" too
+        {"key": "y", **entry, "name": ""},  # and a problem of its own
+        {"key": "x", **entry},
+    ]
+    lines = _error({"chargebee": {"alerts": alerts}}).splitlines()
+    assert lines == [
+        'alerts.toml: chargebee.alerts[0], chargebee.alerts[2] and chargebee.alerts[4] share key "x"',
+        'alerts.toml: chargebee.alerts[1] and chargebee.alerts[3] share key "y"',
+        "alerts.toml: chargebee.alerts[3] (key 'y'): name: String should have at least 1 character",
+    ]
+
+
+def test_a_duplicate_toml_key_names_the_key_and_its_table(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.toml"
+    path.write_text(
+        '[stripe]\nwebhook_url = "https://a.example"\n\n'
+        '[[stripe.alerts]]\nkey = "a"\n\n'
+        '[[stripe.alerts]]\nkey = "b"\ngte = 1\n  gte  = 2\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: invalid TOML: key 'gte' set twice in stripe.alerts[1] (at line 10, column 11)"
+    )
+    path.write_text('a = 1\n[stripe]\nwebhook_url = "x"\nwebhook_url = "y"\n')
+    with pytest.raises(ConfigError, match=r"key 'webhook_url' set twice in stripe \(at line 4"):
+        load_config(path)
+    path.write_text("a = 1\na = 2\n")
+    with pytest.raises(ConfigError, match=r"invalid TOML: key 'a' set twice \(at line 2"):
+        load_config(path)
 
 
 def test_more_than_25_alerts_per_meter_and_customer_are_rejected() -> None:

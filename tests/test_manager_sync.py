@@ -20,6 +20,7 @@ from alerthooks.manager import (
     RetryPolicy,
     parse_config,
 )
+from alerthooks.manager.stripe import API_VERSION
 from alerthooks.testing.fakes import FakeChargebee, FakeStripe
 
 # Quick backoff; a timeout long enough that a loaded machine never trips it by accident...
@@ -409,10 +410,13 @@ async def test_webhook_endpoints_are_created_once(
     assert result is not None and result.ok
     (secret,) = result.secrets
     assert secret.provider == "stripe" and secret.secret.startswith("whsec_")
+    assert secret.env == "STRIPE_WEBHOOK_SECRET"
     (endpoint,) = stripe_api.endpoints()
     assert endpoint["enabled_events"] == ["billing.alert.triggered"]
+    assert endpoint["api_version"] == API_VERSION == "2024-12-18.acacia"
     (cb_endpoint,) = chargebee_api.endpoints()
     assert cb_endpoint["enabled_events"] == ["alert_status_changed"]
+    assert cb_endpoint["api_version"] == "v2"
     assert chargebee_api.endpoint_auth[cb_endpoint["id"]] == ("hook-user", "hook-pass")
     again, result = await sync(data, stripe_api, chargebee_api)
     assert again.changes == [] and result is not None and result.secrets == []
@@ -422,7 +426,9 @@ async def test_webhook_endpoints_are_created_once(
 async def test_webhook_endpoints_are_corrected(
     stripe_api: FakeStripe, chargebee_api: FakeChargebee
 ) -> None:
-    stripe_api.add_endpoint("https://example.com/hooks/stripe", ["customer.created"])
+    stripe_api.add_endpoint(
+        "https://example.com/hooks/stripe", ["customer.created"], api_version=API_VERSION
+    )
     chargebee_api.add_endpoint(
         "https://example.com/hooks/chargebee", ["alert_status_changed"], disabled=True
     )
@@ -446,9 +452,10 @@ async def test_a_second_endpoint_sending_alerts_is_shown_and_left_alone(
     stripe_api: FakeStripe, chargebee_api: FakeChargebee
 ) -> None:
     url = "https://example.com/hooks/stripe"
-    first = stripe_api.add_endpoint(url, ["billing.alert.triggered"])
-    second = stripe_api.add_endpoint(url, ["*"])
-    stripe_api.add_endpoint(url, ["billing.alert.triggered"], disabled=True)  # sends nothing
+    first = stripe_api.add_endpoint(url, ["billing.alert.triggered"], api_version=API_VERSION)
+    second = stripe_api.add_endpoint(url, ["*"], api_version=API_VERSION)
+    # Disabled, so it sends nothing (and its version does not matter).
+    stripe_api.add_endpoint(url, ["billing.alert.triggered"], disabled=True)
     data = config([], [], stripe={"webhook_url": url})
     plan, result = await sync(data, stripe_api, chargebee_api)
     (extra,) = plan.changes
