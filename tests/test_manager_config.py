@@ -131,7 +131,8 @@ def test_each_duplicated_key_is_one_line_beside_the_other_problems() -> None:
     ]
     lines = _error({"chargebee": {"alerts": alerts}}).splitlines()
     assert lines == [
-        'alerts.toml: chargebee.alerts[0], chargebee.alerts[2] and chargebee.alerts[4] share key "x"',
+        "alerts.toml: chargebee.alerts[0], chargebee.alerts[2] and chargebee.alerts[4]"
+        ' share key "x"',
         'alerts.toml: chargebee.alerts[1] and chargebee.alerts[3] share key "y"',
         "alerts.toml: chargebee.alerts[3] (key 'y'): name: String should have at least 1 character",
     ]

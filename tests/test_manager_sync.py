@@ -540,3 +540,58 @@ async def test_replace_in_a_full_stripe_pair_archives_first(
     plan, _ = await sync(config(alerts), stripe_api, chargebee_api)
     (change,) = plan.changes
     assert change.kind is ChangeKind.REPLACE and not change.remove_first
+
+
+async def test_an_endpoint_on_another_api_version_is_shown_or_moved(
+    stripe_api: FakeStripe, chargebee_api: FakeChargebee
+) -> None:
+    s_url, c_url = "https://example.com/hooks/stripe", "https://example.com/hooks/chargebee"
+    old = stripe_api.add_endpoint(s_url, ["billing.alert.triggered"], api_version="2023-10-16")
+    cb_old = chargebee_api.add_endpoint(c_url, ["alert_status_changed"], api_version="v1")
+    data = config([], [], stripe={"webhook_url": s_url}, chargebee={"webhook_url": c_url})
+    plan, result = await sync(data, stripe_api, chargebee_api)
+    assert kinds(plan) == [
+        ("chargebee", "update endpoint", c_url),
+        ("stripe", "endpoint version", s_url),
+    ]
+    stripe_line, chargebee_line = (
+        next(c.detail for c in plan.changes if c.provider == name)
+        for name in ("stripe", "chargebee")
+    )
+    # Stripe cannot change an endpoint's version: shown, left alone, not a change.
+    assert stripe_line.startswith(
+        f"{old['id']} is on api_version 2023-10-16, alerthooks reads {API_VERSION}; stripe"
+        " cannot change it in place"
+    )
+    (endpoint,) = stripe_api.endpoints()
+    assert endpoint["api_version"] == "2023-10-16"
+    # Chargebee can: moved to v2 in place.
+    assert chargebee_line == f"{cb_old['id']}: api_version v1 → v2"
+    assert result is not None and result.ok and result.secrets == []
+    (cb_endpoint,) = chargebee_api.endpoints()
+    assert (cb_endpoint["id"], cb_endpoint["api_version"]) == (cb_old["id"], "v2")
+    again, _ = await sync(data, stripe_api, chargebee_api, apply=False)
+    assert not again.has_changes
+    assert kinds(again) == [("stripe", "endpoint version", s_url)]
+
+
+async def test_outcomes_say_stripe_archives_and_chargebee_deletes(
+    stripe_api: FakeStripe, chargebee_api: FakeChargebee
+) -> None:
+    await sync(
+        config([s_alert("a"), s_alert("b")], [c_alert("x"), c_alert("y")]),
+        stripe_api,
+        chargebee_api,
+    )
+    ids = {k: v[0]["id"] for fake in (stripe_api, chargebee_api) for k, v in managed(fake).items()}
+    data = config([s_alert("a", gte=7)], [c_alert("x", name="New")])
+    _, result = await sync(data, stripe_api, chargebee_api, prune=True)
+    assert result is not None and result.ok
+    messages = {(o.change.provider, o.change.key): o.message for o in result.outcomes}
+    new = {k: v[0]["id"] for fake in (stripe_api, chargebee_api) for k, v in managed(fake).items()}
+    assert messages == {
+        ("stripe", "a"): f"created {new['a']}, archived {ids['a']}",
+        ("stripe", "b"): f"archived {ids['b']}",
+        ("chargebee", "x"): f"created {new['x']}, deleted {ids['x']}",
+        ("chargebee", "y"): f"deleted {ids['y']}",
+    }
