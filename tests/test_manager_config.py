@@ -25,7 +25,7 @@ def _stripe(**fields: object) -> dict[str, object]:
 
 
 def _chargebee(**fields: object) -> dict[str, object]:
-    alert = {
+    alert: dict[str, object] = {
         "key": "calls-80",
         "name": "Calls at 80%",
         "metered_feature_id": "api-calls",

@@ -322,7 +322,8 @@ async def test_faults_are_retried_without_duplicates(
         fake.inject(kind, method="GET", path=path)
     data = config([s_alert("a"), s_alert("b")], [c_alert("x"), c_alert("y")])
     _, result = await sync(data, stripe_api, chargebee_api, retry=SHORT_TIMEOUT)
-    assert result is not None and result.ok, result.failed
+    assert result is not None
+    assert result.ok, result.failed
     assert {k: len(v) for k, v in managed(stripe_api).items()} == {"a": 1, "b": 1}
     assert {k: len(v) for k, v in managed(chargebee_api).items()} == {"x": 1, "y": 1}
     again, _ = await sync(data, stripe_api, chargebee_api, apply=False)
@@ -531,7 +532,8 @@ async def test_replace_in_a_full_stripe_pair_archives_first(
     (change,) = plan.changes
     assert change.kind is ChangeKind.REPLACE and change.remove_first
     assert "removed first" in change.detail
-    assert result is not None and result.ok, result.failed
+    assert result is not None
+    assert result.ok, result.failed
     (a0,) = managed(stripe_api)["a0"]
     assert a0["usage_threshold"]["gte"] == 1000
     assert len(stripe_api.alerts()) == 25
