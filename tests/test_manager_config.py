@@ -211,3 +211,25 @@ def test_credentials_from_env_never_show_secrets() -> None:
     assert creds.stripe_api_base is None
     shown = repr(creds)
     assert "secret123" not in shown and "cbsecret" not in shown and "hunter2" not in shown
+
+
+def test_a_table_built_in_python_refuses_duplicate_keys_too() -> None:
+    from pydantic import ValidationError
+
+    from alerthooks.manager import StripeAlert, StripeConfig
+
+    alert = StripeAlert(key="a", title="t", meter="m", gte=1)
+    with pytest.raises(ValidationError, match=r'alerts\[0\] and alerts\[1\] share key "a"'):
+        StripeConfig(alerts=[alert, alert])
+
+
+def test_names_that_moved_to_the_provider_modules_still_import_from_config() -> None:
+    import alerthooks.manager.config as config_module
+    from alerthooks.manager import chargebee, stripe
+
+    assert config_module.StripeAlert is stripe.StripeAlert
+    assert config_module.stripe_key_mode is stripe.stripe_key_mode
+    assert config_module.ChargebeeConfig is chargebee.ChargebeeConfig
+    assert config_module.STRIPE_TITLE_MAX == 256
+    with pytest.raises(AttributeError):
+        config_module.NoSuchName  # noqa: B018

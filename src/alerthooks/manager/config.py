@@ -87,15 +87,26 @@ def parse_config(data: Mapping[str, Any], *, source: str = "alerts.toml") -> Con
         try:
             tables[name] = spec.parse_table(raw)
         except ValidationError as exc:
-            lines.extend(
-                _describe(error, name, data, source)
-                for error in exc.errors()
-                if error["type"] != "duplicate_key"  # reported above, from the file
-            )
+            for error in exc.errors():
+                if error["type"] == "duplicate_key":  # the lines above again, as a rule
+                    named = error["msg"].replace("alerts[", f"{name}.alerts[")
+                    lines.extend(f"{source}: {line}" for line in named.split("; "))
+                else:
+                    lines.append(_describe(error, name, data, source))
     lines.extend(f"{source}: {name}: unknown table" for name in data if name not in PROVIDERS)
     if lines:
         raise ConfigError("\n".join(dict.fromkeys(lines)))
     return Config(**tables)
+
+
+def __getattr__(name: str) -> Any:
+    """Names that lived here before each provider had a module of its own (``StripeAlert``,
+    ``stripe_key_mode``, ``ChargebeeConfig``, ...): found in the registered providers' modules."""
+    for spec in PROVIDERS.values():
+        module = sys.modules[type(spec).__module__]
+        if not name.startswith("_") and hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -45,9 +45,11 @@ class AlertEntry(ConfigModel):
     enabled: StrictBool = True
 
 
-def duplicate_key_lines(table: str, keys: Sequence[Any]) -> list[str]:
+def duplicate_key_lines(table: str | None, keys: Sequence[Any]) -> list[str]:
     """One line per key used by more than one entry of ``[[table.alerts]]``, naming the
-    entries: ``stripe.alerts[0] and stripe.alerts[3] share key "x"``."""
+    entries: ``stripe.alerts[0] and stripe.alerts[3] share key "x"`` (``alerts[0] and ...``
+    when ``table`` is None)."""
+    prefix = f"{table}." if table else ""
     where: dict[str, list[int]] = defaultdict(list)
     for index, key in enumerate(keys):
         if isinstance(key, str) and key.strip():
@@ -55,7 +57,7 @@ def duplicate_key_lines(table: str, keys: Sequence[Any]) -> list[str]:
     lines = []
     for key, indexes in where.items():
         if len(indexes) > 1:
-            entries = [f"{table}.alerts[{i}]" for i in indexes]
+            entries = [f"{prefix}alerts[{i}]" for i in indexes]
             listed = ", ".join(entries[:-1]) + f" and {entries[-1]}"
             lines.append(f'{listed} share key "{key}"')
     return lines
@@ -70,7 +72,7 @@ class ProviderTable(ConfigModel):
 
     @model_validator(mode="after")
     def _unique_keys(self) -> ProviderTable:
-        lines = duplicate_key_lines("alerts", [a.key for a in self.alerts])
+        lines = duplicate_key_lines(None, [a.key for a in self.alerts])
         if lines:
             # parse_config reports these from the file, with the table's name.
             raise PydanticCustomError("duplicate_key", "; ".join(lines))
