@@ -251,3 +251,15 @@ def test_rendered_plan_shows_mode_counts_and_each_line() -> None:
     assert "created disabled" in text
     assert "endpoint version" in text and "e1 is on api_version v1" in text
     assert "No changes." not in text
+
+
+def test_in_place_versions_fix_the_endpoint_in_use_and_leave_the_extra_one() -> None:
+    changes = endpoint_diff(
+        [endpoint("e1", api_version="v1"), endpoint("e2", api_version="v1")],
+        endpoint_version_in_place=True,
+    )
+    assert [(c.kind, c.endpoint.id if c.endpoint else None) for c in changes] == [
+        (ChangeKind.UPDATE_ENDPOINT, "e1"),
+        (ChangeKind.EXTRA_ENDPOINT, "e2"),
+    ]
+    assert changes[0].detail == "e1: api_version v1 → v3"

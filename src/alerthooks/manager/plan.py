@@ -189,9 +189,9 @@ def diff_endpoint(api: ProviderAPI, url: str, endpoints: Sequence[RemoteEndpoint
 
     Other endpoints are left alone; a second one already sending alerts to ``url`` is shown
     (each alert would arrive twice), not removed: someone may have made it on purpose. An
-    endpoint sending alerts on a payload version other than :attr:`ProviderAPI.endpoint_api_version`
-    that cannot be changed in place is shown as a warning and left alone: replacing it would
-    give it a new signing secret the receiver does not have yet.
+    endpoint on a payload version other than the provider's ``endpoint_api_version`` that
+    cannot be changed in place is shown as a warning and left alone: replacing it would give it
+    a new signing secret the receiver does not have yet.
     """
     matches = [e for e in endpoints if e.url == url]
     want = api.endpoint_api_version
@@ -217,7 +217,8 @@ def diff_endpoint(api: ProviderAPI, url: str, endpoints: Sequence[RemoteEndpoint
         first = sending[0]
         if fixable and first.api_version != want:
             changes.insert(0, _fix_endpoint(api, url, first, [_version_fix(first, want)]))
-        return changes + _version_warnings(api, url, sending[1:] if fixable else sending)
+        # The extra ones are to be removed by hand anyway: no version line for them then.
+        return changes + ([] if fixable else _version_warnings(api, url, sending))
     endpoint = matches[0]
     problems = []
     if not endpoint.enabled:
