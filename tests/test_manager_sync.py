@@ -597,3 +597,16 @@ async def test_outcomes_say_stripe_archives_and_chargebee_deletes(
         ("chargebee", "x"): f"created {new['x']}, deleted {ids['x']}",
         ("chargebee", "y"): f"deleted {ids['y']}",
     }
+
+
+def test_a_new_endpoint_secret_names_the_variable_the_receiver_reads() -> None:
+    from alerthooks.manager import NewEndpointSecret
+
+    assert NewEndpointSecret("stripe", "https://e.x/s", "whsec_1").env == "STRIPE_WEBHOOK_SECRET"
+    assert NewEndpointSecret("chargebee", "https://e.x/c", "x").env == ""  # reveals no secret
+    assert NewEndpointSecret("elsewhere", "https://e.x/s", "k").env == ""
+
+    class WithEnv(NewEndpointSecret):
+        env = "MY_PROVIDER_SECRET"  # type: ignore[assignment]
+
+    assert WithEnv("stripe", "https://e.x/s", "whsec_1").env == "MY_PROVIDER_SECRET"

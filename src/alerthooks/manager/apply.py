@@ -15,7 +15,7 @@ from typing import Any
 from alerthooks.manager.api import ProviderAPI, ProviderError, RetryPolicy
 from alerthooks.manager.config import Config, ConfigError, Credentials
 from alerthooks.manager.plan import Change, ChangeKind, Plan, build_plan
-from alerthooks.manager.registry import provider_spec
+from alerthooks.manager.registry import PROVIDERS, provider_spec
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +31,19 @@ class Outcome:
 
 @dataclass(frozen=True)
 class NewEndpointSecret:
-    """The signing secret of a webhook endpoint created by this apply (shown only once), and
-    ``env``, the environment variable where the receiver reads it (e.g.
-    ``STRIPE_WEBHOOK_SECRET``)."""
+    """The signing secret of a webhook endpoint created by this apply (shown only once)."""
 
     provider: str
     url: str
     secret: str = field(repr=False)
-    env: str = ""
+
+    @property
+    def env(self) -> str:
+        """The environment variable where the receiver reads this secret (e.g.
+        ``STRIPE_WEBHOOK_SECRET``), from the provider's registry entry; ``""`` when the
+        provider is not registered or names none."""
+        spec = PROVIDERS.get(self.provider)
+        return (spec.endpoint_secret_env if spec is not None else None) or ""
 
 
 @dataclass
@@ -173,10 +178,7 @@ async def _execute(change: Change, api: ProviderAPI, run: str, result: ApplyResu
             change.key, idempotency_key(run, "endpoint", api.name, change.key)
         )
         if created_endpoint.secret:
-            env = provider_spec(api.name).endpoint_secret_env or ""
-            result.secrets.append(
-                NewEndpointSecret(api.name, change.key, created_endpoint.secret, env)
-            )
+            result.secrets.append(NewEndpointSecret(api.name, change.key, created_endpoint.secret))
         return f"created endpoint {created_endpoint.id}"
     if kind is ChangeKind.UPDATE_ENDPOINT:
         assert change.endpoint is not None
