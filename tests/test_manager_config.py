@@ -25,7 +25,7 @@ def _stripe(**fields: object) -> dict[str, object]:
 
 
 def _chargebee(**fields: object) -> dict[str, object]:
-    alert = {
+    alert: dict[str, object] = {
         "key": "calls-80",
         "name": "Calls at 80%",
         "metered_feature_id": "api-calls",
@@ -112,10 +112,50 @@ def test_invalid_field_is_one_line_naming_key_and_field(
     assert message.startswith(f"alerts.toml: {expected}"), message
 
 
-def test_duplicate_keys_are_rejected() -> None:
+def test_duplicate_keys_are_rejected_naming_the_entries() -> None:
     data = _stripe()
     data["stripe"]["alerts"].append(dict(data["stripe"]["alerts"][0]))  # type: ignore[index]
-    assert _error(data) == "alerts.toml: stripe: alerts: key: 'api-100' used more than once"
+    assert _error(data) == (
+        'alerts.toml: stripe.alerts[0] and stripe.alerts[1] share key "api-100"'
+    )
+
+
+def test_each_duplicated_key_is_one_line_beside_the_other_problems() -> None:
+    entry = {"name": "n", "metered_feature_id": "f", "threshold": {"mode": "absolute", "value": 1}}
+    alerts = [
+        {"key": "x", **entry},
+        {"key": "y", **entry},
+        {"key": " x", **entry},  # whitespace is stripped, so this is "x" too
+        {"key": "y", **entry, "name": ""},  # and a problem of its own
+        {"key": "x", **entry},
+    ]
+    lines = _error({"chargebee": {"alerts": alerts}}).splitlines()
+    assert lines == [
+        "alerts.toml: chargebee.alerts[0], chargebee.alerts[2] and chargebee.alerts[4]"
+        ' share key "x"',
+        'alerts.toml: chargebee.alerts[1] and chargebee.alerts[3] share key "y"',
+        "alerts.toml: chargebee.alerts[3] (key 'y'): name: String should have at least 1 character",
+    ]
+
+
+def test_a_duplicate_toml_key_names_the_key_and_its_table(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.toml"
+    path.write_text(
+        '[stripe]\nwebhook_url = "https://a.example"\n\n'
+        '[[stripe.alerts]]\nkey = "a"\n\n'
+        '[[stripe.alerts]]\nkey = "b"\ngte = 1\n  gte  = 2\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: invalid TOML: key 'gte' set twice in stripe.alerts[1] (at line 10, column 11)"
+    )
+    path.write_text('a = 1\n[stripe]\nwebhook_url = "x"\nwebhook_url = "y"\n')
+    with pytest.raises(ConfigError, match=r"key 'webhook_url' set twice in stripe \(at line 4"):
+        load_config(path)
+    path.write_text("a = 1\na = 2\n")
+    with pytest.raises(ConfigError, match=r"invalid TOML: key 'a' set twice \(at line 2"):
+        load_config(path)
 
 
 def test_more_than_25_alerts_per_meter_and_customer_are_rejected() -> None:
@@ -171,3 +211,25 @@ def test_credentials_from_env_never_show_secrets() -> None:
     assert creds.stripe_api_base is None
     shown = repr(creds)
     assert "secret123" not in shown and "cbsecret" not in shown and "hunter2" not in shown
+
+
+def test_a_table_built_in_python_refuses_duplicate_keys_too() -> None:
+    from pydantic import ValidationError
+
+    from alerthooks.manager import StripeAlert, StripeConfig
+
+    alert = StripeAlert(key="a", title="t", meter="m", gte=1)
+    with pytest.raises(ValidationError, match=r'alerts\[0\] and alerts\[1\] share key "a"'):
+        StripeConfig(alerts=[alert, alert])
+
+
+def test_names_that_moved_to_the_provider_modules_still_import_from_config() -> None:
+    import alerthooks.manager.config as config_module
+    from alerthooks.manager import chargebee, stripe
+
+    assert config_module.StripeAlert is stripe.StripeAlert
+    assert config_module.stripe_key_mode is stripe.stripe_key_mode
+    assert config_module.ChargebeeConfig is chargebee.ChargebeeConfig
+    assert config_module.STRIPE_TITLE_MAX == 256
+    with pytest.raises(AttributeError):
+        config_module.NoSuchName  # noqa: B018

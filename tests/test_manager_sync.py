@@ -20,6 +20,7 @@ from alerthooks.manager import (
     RetryPolicy,
     parse_config,
 )
+from alerthooks.manager.stripe import API_VERSION
 from alerthooks.testing.fakes import FakeChargebee, FakeStripe
 
 # Quick backoff; a timeout long enough that a loaded machine never trips it by accident...
@@ -321,7 +322,8 @@ async def test_faults_are_retried_without_duplicates(
         fake.inject(kind, method="GET", path=path)
     data = config([s_alert("a"), s_alert("b")], [c_alert("x"), c_alert("y")])
     _, result = await sync(data, stripe_api, chargebee_api, retry=SHORT_TIMEOUT)
-    assert result is not None and result.ok, result.failed
+    assert result is not None
+    assert result.ok, result.failed
     assert {k: len(v) for k, v in managed(stripe_api).items()} == {"a": 1, "b": 1}
     assert {k: len(v) for k, v in managed(chargebee_api).items()} == {"x": 1, "y": 1}
     again, _ = await sync(data, stripe_api, chargebee_api, apply=False)
@@ -409,10 +411,13 @@ async def test_webhook_endpoints_are_created_once(
     assert result is not None and result.ok
     (secret,) = result.secrets
     assert secret.provider == "stripe" and secret.secret.startswith("whsec_")
+    assert secret.env == "STRIPE_WEBHOOK_SECRET"
     (endpoint,) = stripe_api.endpoints()
     assert endpoint["enabled_events"] == ["billing.alert.triggered"]
+    assert endpoint["api_version"] == API_VERSION == "2024-12-18.acacia"
     (cb_endpoint,) = chargebee_api.endpoints()
     assert cb_endpoint["enabled_events"] == ["alert_status_changed"]
+    assert cb_endpoint["api_version"] == "v2"
     assert chargebee_api.endpoint_auth[cb_endpoint["id"]] == ("hook-user", "hook-pass")
     again, result = await sync(data, stripe_api, chargebee_api)
     assert again.changes == [] and result is not None and result.secrets == []
@@ -422,7 +427,9 @@ async def test_webhook_endpoints_are_created_once(
 async def test_webhook_endpoints_are_corrected(
     stripe_api: FakeStripe, chargebee_api: FakeChargebee
 ) -> None:
-    stripe_api.add_endpoint("https://example.com/hooks/stripe", ["customer.created"])
+    stripe_api.add_endpoint(
+        "https://example.com/hooks/stripe", ["customer.created"], api_version=API_VERSION
+    )
     chargebee_api.add_endpoint(
         "https://example.com/hooks/chargebee", ["alert_status_changed"], disabled=True
     )
@@ -446,9 +453,10 @@ async def test_a_second_endpoint_sending_alerts_is_shown_and_left_alone(
     stripe_api: FakeStripe, chargebee_api: FakeChargebee
 ) -> None:
     url = "https://example.com/hooks/stripe"
-    first = stripe_api.add_endpoint(url, ["billing.alert.triggered"])
-    second = stripe_api.add_endpoint(url, ["*"])
-    stripe_api.add_endpoint(url, ["billing.alert.triggered"], disabled=True)  # sends nothing
+    first = stripe_api.add_endpoint(url, ["billing.alert.triggered"], api_version=API_VERSION)
+    second = stripe_api.add_endpoint(url, ["*"], api_version=API_VERSION)
+    # Disabled, so it sends nothing (and its version does not matter).
+    stripe_api.add_endpoint(url, ["billing.alert.triggered"], disabled=True)
     data = config([], [], stripe={"webhook_url": url})
     plan, result = await sync(data, stripe_api, chargebee_api)
     (extra,) = plan.changes
@@ -524,7 +532,8 @@ async def test_replace_in_a_full_stripe_pair_archives_first(
     (change,) = plan.changes
     assert change.kind is ChangeKind.REPLACE and change.remove_first
     assert "removed first" in change.detail
-    assert result is not None and result.ok, result.failed
+    assert result is not None
+    assert result.ok, result.failed
     (a0,) = managed(stripe_api)["a0"]
     assert a0["usage_threshold"]["gte"] == 1000
     assert len(stripe_api.alerts()) == 25
@@ -533,3 +542,71 @@ async def test_replace_in_a_full_stripe_pair_archives_first(
     plan, _ = await sync(config(alerts), stripe_api, chargebee_api)
     (change,) = plan.changes
     assert change.kind is ChangeKind.REPLACE and not change.remove_first
+
+
+async def test_an_endpoint_on_another_api_version_is_shown_or_moved(
+    stripe_api: FakeStripe, chargebee_api: FakeChargebee
+) -> None:
+    s_url, c_url = "https://example.com/hooks/stripe", "https://example.com/hooks/chargebee"
+    old = stripe_api.add_endpoint(s_url, ["billing.alert.triggered"], api_version="2023-10-16")
+    cb_old = chargebee_api.add_endpoint(c_url, ["alert_status_changed"], api_version="v1")
+    data = config([], [], stripe={"webhook_url": s_url}, chargebee={"webhook_url": c_url})
+    plan, result = await sync(data, stripe_api, chargebee_api)
+    assert kinds(plan) == [
+        ("chargebee", "update endpoint", c_url),
+        ("stripe", "endpoint version", s_url),
+    ]
+    stripe_line, chargebee_line = (
+        next(c.detail for c in plan.changes if c.provider == name)
+        for name in ("stripe", "chargebee")
+    )
+    # Stripe cannot change an endpoint's version: shown, left alone, not a change.
+    assert stripe_line.startswith(
+        f"{old['id']} is on api_version 2023-10-16, alerthooks reads {API_VERSION}; stripe"
+        " cannot change it in place"
+    )
+    (endpoint,) = stripe_api.endpoints()
+    assert endpoint["api_version"] == "2023-10-16"
+    # Chargebee can: moved to v2 in place.
+    assert chargebee_line == f"{cb_old['id']}: api_version v1 → v2"
+    assert result is not None and result.ok and result.secrets == []
+    (cb_endpoint,) = chargebee_api.endpoints()
+    assert (cb_endpoint["id"], cb_endpoint["api_version"]) == (cb_old["id"], "v2")
+    again, _ = await sync(data, stripe_api, chargebee_api, apply=False)
+    assert not again.has_changes
+    assert kinds(again) == [("stripe", "endpoint version", s_url)]
+
+
+async def test_outcomes_say_stripe_archives_and_chargebee_deletes(
+    stripe_api: FakeStripe, chargebee_api: FakeChargebee
+) -> None:
+    await sync(
+        config([s_alert("a"), s_alert("b")], [c_alert("x"), c_alert("y")]),
+        stripe_api,
+        chargebee_api,
+    )
+    ids = {k: v[0]["id"] for fake in (stripe_api, chargebee_api) for k, v in managed(fake).items()}
+    data = config([s_alert("a", gte=7)], [c_alert("x", name="New")])
+    _, result = await sync(data, stripe_api, chargebee_api, prune=True)
+    assert result is not None and result.ok
+    messages = {(o.change.provider, o.change.key): o.message for o in result.outcomes}
+    new = {k: v[0]["id"] for fake in (stripe_api, chargebee_api) for k, v in managed(fake).items()}
+    assert messages == {
+        ("stripe", "a"): f"created {new['a']}, archived {ids['a']}",
+        ("stripe", "b"): f"archived {ids['b']}",
+        ("chargebee", "x"): f"created {new['x']}, deleted {ids['x']}",
+        ("chargebee", "y"): f"deleted {ids['y']}",
+    }
+
+
+def test_a_new_endpoint_secret_names_the_variable_the_receiver_reads() -> None:
+    from alerthooks.manager import NewEndpointSecret
+
+    assert NewEndpointSecret("stripe", "https://e.x/s", "whsec_1").env == "STRIPE_WEBHOOK_SECRET"
+    assert NewEndpointSecret("chargebee", "https://e.x/c", "x").env == ""  # reveals no secret
+    assert NewEndpointSecret("elsewhere", "https://e.x/s", "k").env == ""
+
+    class WithEnv(NewEndpointSecret):
+        env = "MY_PROVIDER_SECRET"  # type: ignore[assignment]
+
+    assert WithEnv("stripe", "https://e.x/s", "whsec_1").env == "MY_PROVIDER_SECRET"

@@ -1,5 +1,8 @@
-"""The alert manager: alerts declared in ``alerts.toml``, planned and applied to Stripe and
-Chargebee, webhook endpoints included.
+"""The alert manager: alerts declared in ``alerts.toml``, planned and applied to each
+registered provider (Stripe, Chargebee), webhook endpoints included.
+
+Each provider is one module (``manager/stripe.py``, ``manager/chargebee.py``: its table, its
+credentials, its API client), listed in :mod:`alerthooks.manager.registry`.
 
 ```python
 from alerthooks.manager import AlertManager, Credentials, load_config
@@ -28,21 +31,15 @@ from alerthooks.manager.apply import (
     idempotency_key,
     make_apis,
 )
-from alerthooks.manager.chargebee import ChargebeeAPI
-from alerthooks.manager.config import (
+from alerthooks.manager.chargebee import (
     ChargebeeAlert,
+    ChargebeeAPI,
     ChargebeeConfig,
-    Config,
-    ConfigError,
-    Credentials,
-    StripeAlert,
-    StripeConfig,
+    ChargebeeCredentials,
     Threshold,
     chargebee_site_mode,
-    load_config,
-    parse_config,
-    stripe_key_mode,
 )
+from alerthooks.manager.config import Config, ConfigError, Credentials, load_config, parse_config
 from alerthooks.manager.plan import (
     Change,
     ChangeKind,
@@ -54,9 +51,25 @@ from alerthooks.manager.plan import (
     diff_endpoint,
     render_plan,
 )
-from alerthooks.manager.stripe import StripeAPI
+from alerthooks.manager.registry import PROVIDERS, provider_spec, register
+from alerthooks.manager.spec import (
+    AlertEntry,
+    ProviderCredentials,
+    ProviderSpec,
+    ProviderTable,
+)
+from alerthooks.manager.stripe import (
+    StripeAlert,
+    StripeAPI,
+    StripeConfig,
+    StripeCredentials,
+    stripe_key_mode,
+)
+from alerthooks.marker import mark, split_marker
 
 __all__ = [
+    "PROVIDERS",
+    "AlertEntry",
     "AlertManager",
     "ApplyResult",
     "Change",
@@ -64,6 +77,7 @@ __all__ = [
     "ChargebeeAPI",
     "ChargebeeAlert",
     "ChargebeeConfig",
+    "ChargebeeCredentials",
     "Config",
     "ConfigError",
     "CreatedEndpoint",
@@ -73,14 +87,18 @@ __all__ = [
     "Plan",
     "PlanError",
     "ProviderAPI",
+    "ProviderCredentials",
     "ProviderError",
     "ProviderPlan",
+    "ProviderSpec",
+    "ProviderTable",
     "RemoteAlert",
     "RemoteEndpoint",
     "RetryPolicy",
     "StripeAPI",
     "StripeAlert",
     "StripeConfig",
+    "StripeCredentials",
     "Threshold",
     "apply_plan",
     "build_plan",
@@ -91,7 +109,11 @@ __all__ = [
     "idempotency_key",
     "load_config",
     "make_apis",
+    "mark",
     "parse_config",
+    "provider_spec",
+    "register",
     "render_plan",
+    "split_marker",
     "stripe_key_mode",
 ]

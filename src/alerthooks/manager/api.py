@@ -8,13 +8,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
-
-from alerthooks.manager.config import Mode
+from typing import Any, Literal, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Whether credentials reach a provider's live or test data.
+Mode = Literal["live", "test"]
 
 
 class ProviderError(Exception):
@@ -80,13 +81,15 @@ class RemoteAlert:
 
 @dataclass(frozen=True)
 class RemoteEndpoint:
-    """A webhook endpoint as the provider reports it."""
+    """A webhook endpoint as the provider reports it; ``api_version`` is the version its
+    payloads are rendered in (``None``: the account's default)."""
 
     provider: str
     id: str
     url: str
     events: tuple[str, ...]
     enabled: bool
+    api_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,10 @@ class ProviderAPI(Protocol):
 
     ``updatable`` names the ``spec`` fields changed in place; any other changed field makes the
     plan a replace. ``event`` is the webhook event an endpoint must have enabled.
+    ``endpoint_api_version`` is the payload version endpoints are created with (the one the
+    receiver reads; ``None``: not pinned), and ``endpoint_version_in_place`` says whether
+    :meth:`fix_endpoint` can move an existing endpoint to it (otherwise the plan only warns).
+    ``removed`` is what :meth:`remove_alert` does, in the past tense (``"archived"``).
     """
 
     name: str
@@ -110,6 +117,9 @@ class ProviderAPI(Protocol):
     account: str
     updatable: frozenset[str]
     event: str
+    endpoint_api_version: str | None
+    endpoint_version_in_place: bool
+    removed: str
 
     def key_of(self, alert: Any) -> str:
         """The configured alert's key."""
@@ -159,7 +169,8 @@ class ProviderAPI(Protocol):
         ...
 
     async def fix_endpoint(self, endpoint: RemoteEndpoint, idempotency_key: str) -> None:
-        """Enable the endpoint and add :attr:`event` to its events, keeping the others."""
+        """Enable the endpoint and add :attr:`event` to its events, keeping the others (and
+        set :attr:`endpoint_api_version` when :attr:`endpoint_version_in_place`)."""
         ...
 
     async def aclose(self) -> None:

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerthooks.manager.api import ProviderAPI, ProviderError, RetryPolicy
-from alerthooks.manager.chargebee import ChargebeeAPI
-from alerthooks.manager.config import Config, ConfigError, Credentials, stripe_key_mode
+from alerthooks.manager.config import Config, ConfigError, Credentials
 from alerthooks.manager.plan import Change, ChangeKind, Plan, build_plan
-from alerthooks.manager.stripe import StripeAPI
+from alerthooks.manager.registry import PROVIDERS, provider_spec
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +36,14 @@ class NewEndpointSecret:
     provider: str
     url: str
     secret: str = field(repr=False)
+
+    @property
+    def env(self) -> str:
+        """The environment variable where the receiver reads this secret (e.g.
+        ``STRIPE_WEBHOOK_SECRET``), from the provider's registry entry; ``""`` when the
+        provider is not registered or names none."""
+        spec = PROVIDERS.get(self.provider)
+        return (spec.endpoint_secret_env if spec is not None else None) or ""
 
 
 @dataclass
@@ -76,51 +83,16 @@ def make_apis(
     is missing or malformed.
     """
     problems: list[str] = []
-    stripe_key = credentials.stripe_api_key
-    if config.stripe is not None:
-        if not stripe_key:
-            problems.append("STRIPE_API_KEY: not set ([stripe] is configured)")
-        else:
-            try:
-                stripe_key_mode(stripe_key)
-            except ConfigError as exc:
-                problems.append(str(exc))
-    auth: tuple[str, str] | None = None
-    if config.chargebee is not None:
-        if not credentials.chargebee_api_key:
-            problems.append("CHARGEBEE_API_KEY: not set ([chargebee] is configured)")
-        if not credentials.chargebee_site:
-            problems.append("CHARGEBEE_SITE: not set ([chargebee] is configured)")
-        user = credentials.chargebee_webhook_username
-        password = credentials.chargebee_webhook_password
-        if user and password:
-            auth = (user, password)
-        elif config.chargebee.webhook_url:
-            problems.append(
-                "CHARGEBEE_WEBHOOK_USERNAME/CHARGEBEE_WEBHOOK_PASSWORD: not set "
-                "(chargebee.webhook_url needs Basic auth credentials)"
-            )
+    for name, table in config.tables.items():
+        problems.extend(provider_spec(name).check_credentials(credentials.of(name), table))
     if problems:
         raise ConfigError("\n".join(problems))
-    apis: dict[str, ProviderAPI] = {}
-    if config.stripe is not None and stripe_key:
-        apis["stripe"] = StripeAPI(
-            stripe_key,
-            api_base=credentials.stripe_api_base,
-            concurrency=concurrency,
-            retry=retry,
+    return {
+        name: provider_spec(name).make_api(
+            credentials.of(name), table, concurrency=concurrency, retry=retry
         )
-    if config.chargebee is not None:
-        assert credentials.chargebee_api_key and credentials.chargebee_site
-        apis["chargebee"] = ChargebeeAPI(
-            credentials.chargebee_api_key,
-            credentials.chargebee_site,
-            api_base=credentials.chargebee_api_base,
-            concurrency=concurrency,
-            retry=retry,
-            webhook_auth=auth,
-        )
-    return apis
+        for name, table in config.tables.items()
+    }
 
 
 async def apply_plan(
@@ -183,10 +155,10 @@ async def _execute(change: Change, api: ProviderAPI, run: str, result: ApplyResu
             await api.set_enabled(created.id, desired.enabled, idempotency_key(run, created.id))
         message = f"created {created.id}"
         if remote is not None and change.remove_first:
-            message += f", removed {remote.id} first"
+            message += f", {api.removed} {remote.id} first"
         elif remote is not None:
             await api.remove_alert(remote.id, idempotency_key(run, "remove", remote.id))
-            message += f", removed {remote.id}"
+            message += f", {api.removed} {remote.id}"
         return message
     if kind is ChangeKind.UPDATE:
         assert remote is not None
@@ -200,7 +172,7 @@ async def _execute(change: Change, api: ProviderAPI, run: str, result: ApplyResu
     if kind is ChangeKind.DELETE:
         assert remote is not None
         await api.remove_alert(remote.id, idempotency_key(run, "remove", remote.id))
-        return f"removed {remote.id}"
+        return f"{api.removed} {remote.id}"
     if kind is ChangeKind.CREATE_ENDPOINT:
         created_endpoint = await api.create_endpoint(
             change.key, idempotency_key(run, "endpoint", api.name, change.key)

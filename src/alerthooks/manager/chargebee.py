@@ -1,4 +1,5 @@
-"""Chargebee alerts and webhook endpoints, over Chargebee's HTTP API (``/api/v2``).
+"""Chargebee: the ``[chargebee]`` table of ``alerts.toml``, the credentials, and the alert and
+webhook-endpoint API, over Chargebee's HTTP API (``/api/v2``).
 
 One shared ``httpx.AsyncClient`` is used instead of the chargebee SDK: the SDK (v3) is
 synchronous and opens a new HTTP client for every request, so running calls concurrently would
@@ -11,14 +12,19 @@ and ``enabled`` change in place; any other change is a replace (create, then del
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from pydantic import Field, field_validator
 
 from alerthooks.manager.api import (
     CreatedEndpoint,
+    Mode,
+    ProviderAPI,
     ProviderError,
     RemoteAlert,
     RemoteEndpoint,
@@ -26,7 +32,102 @@ from alerthooks.manager.api import (
     TransientError,
     with_retries,
 )
-from alerthooks.manager.config import ChargebeeAlert, chargebee_site_mode
+from alerthooks.manager.spec import (
+    AlertEntry,
+    ConfigModel,
+    ProviderCredentials,
+    ProviderSpec,
+    ProviderTable,
+    env_value,
+)
+from alerthooks.providers.chargebee import (
+    API_BASE_ENV,
+    API_KEY_ENV,
+    PASSWORD_ENV,
+    SITE_ENV,
+    USERNAME_ENV,
+)
+
+CHARGEBEE_NAME_MAX = 50
+CHARGEBEE_ID_MAX = 50
+CHARGEBEE_DESCRIPTION_MAX = 65_000
+#: The payload version of the webhook endpoints the manager creates (the one the receiver
+#: reads); an endpoint on another version is moved to it in place.
+API_VERSION = "v2"
+
+# -- the [chargebee] table -------------------------------------------------------------------
+
+
+class Threshold(ConfigModel):
+    """A Chargebee threshold: an absolute usage quantity, or a percentage of the entitlement."""
+
+    mode: Literal["absolute", "percentage"]
+    value: float = Field(gt=0)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number")
+        return value
+
+
+class ChargebeeAlert(AlertEntry):
+    """One ``[[chargebee.alerts]]`` entry: a usage-exceeded alert on a metered feature."""
+
+    name: str = Field(min_length=1, max_length=CHARGEBEE_NAME_MAX)
+    metered_feature_id: str = Field(min_length=1, max_length=CHARGEBEE_ID_MAX)
+    threshold: Threshold
+    subscription_id: str | None = Field(default=None, min_length=1, max_length=CHARGEBEE_ID_MAX)
+    description: str | None = Field(default=None, max_length=CHARGEBEE_DESCRIPTION_MAX)
+
+
+class ChargebeeConfig(ProviderTable):
+    """The ``[chargebee]`` table."""
+
+    alerts: list[ChargebeeAlert] = Field(default_factory=list)
+
+
+# -- credentials -----------------------------------------------------------------------------
+
+
+def chargebee_site_mode(site: str) -> Mode:
+    """Chargebee test sites are named ``<name>-test``; every other site is live."""
+    return "test" if site.endswith("-test") else "live"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class ChargebeeCredentials(ProviderCredentials):
+    """``CHARGEBEE_API_KEY`` and ``CHARGEBEE_SITE``; ``ALERTHOOKS_CHARGEBEE_API_BASE`` to replace
+    ``https://{site}.chargebee.com`` (plain ``http://127.0.0.1:PORT`` works, for fakes); and
+    ``CHARGEBEE_WEBHOOK_USERNAME`` / ``_PASSWORD``, the Basic auth endpoints are given."""
+
+    shown = frozenset({"site", "api_base"})
+
+    api_key: str | None = None
+    site: str | None = None
+    api_base: str | None = None
+    webhook_username: str | None = None
+    webhook_password: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ChargebeeCredentials:
+        """Read the five variables."""
+        return cls(
+            api_key=env_value(env, API_KEY_ENV),
+            site=env_value(env, SITE_ENV),
+            api_base=env_value(env, API_BASE_ENV),
+            webhook_username=env_value(env, USERNAME_ENV),
+            webhook_password=env_value(env, PASSWORD_ENV),
+        )
+
+    @property
+    def webhook_auth(self) -> tuple[str, str] | None:
+        """``(username, password)`` when both are set."""
+        if self.webhook_username and self.webhook_password:
+            return self.webhook_username, self.webhook_password
+        return None
+
 
 ALERT_EVENT = "alert_status_changed"
 ALERT_TYPE = "usage_exceeded"
@@ -96,6 +197,9 @@ class ChargebeeAPI:
     name = "chargebee"
     updatable: frozenset[str] = frozenset({"threshold"})
     event = ALERT_EVENT
+    endpoint_api_version: str | None = API_VERSION
+    endpoint_version_in_place = True
+    removed = "deleted"
 
     def __init__(
         self,
@@ -200,6 +304,7 @@ class ChargebeeAPI:
                         url=obj.get("url") or "",
                         events=tuple(obj.get("enabled_events") or ()),
                         enabled=not obj.get("disabled", False),
+                        api_version=obj.get("api_version"),
                     )
                 )
         return endpoints
@@ -283,7 +388,7 @@ class ChargebeeAPI:
         params: dict[str, Any] = {
             "name": "alerthooks",
             "url": url,
-            "api_version": "v2",
+            "api_version": API_VERSION,
             "enabled_events": [ALERT_EVENT],
         }
         params.update(self._auth_params())
@@ -297,11 +402,14 @@ class ChargebeeAPI:
         return CreatedEndpoint(id=str(body["webhook_endpoint"]["id"]))
 
     async def fix_endpoint(self, endpoint: RemoteEndpoint, idempotency_key: str) -> None:
-        """Enable the endpoint, add ``alert_status_changed`` and set Basic auth."""
+        """Enable the endpoint, add ``alert_status_changed``, move it to :data:`API_VERSION`
+        and set Basic auth."""
         events = list(endpoint.events)
         if ALERT_EVENT not in events:
             events.append(ALERT_EVENT)
         params: dict[str, Any] = {"enabled_events": events, "disabled": False}
+        if endpoint.api_version != API_VERSION:
+            params["api_version"] = API_VERSION
         params.update(self._auth_params())
         await self._call(
             "POST",
@@ -375,3 +483,55 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+class ChargebeeSpec(ProviderSpec[ChargebeeConfig, ChargebeeCredentials]):
+    """Chargebee as the manager knows it: the ``[chargebee]`` table, ``CHARGEBEE_API_KEY`` and
+    ``CHARGEBEE_SITE``, and the Basic auth given to endpoints (no secret is revealed)."""
+
+    name = "chargebee"
+    table = ChargebeeConfig
+    credentials = ChargebeeCredentials
+
+    def check_credentials(
+        self, credentials: ChargebeeCredentials, table: ChargebeeConfig
+    ) -> list[str]:
+        """Key and site are set; Basic auth credentials too when ``webhook_url`` is."""
+        problems = []
+        if not credentials.api_key:
+            problems.append(f"{API_KEY_ENV}: not set ([chargebee] is configured)")
+        if not credentials.site:
+            problems.append(f"{SITE_ENV}: not set ([chargebee] is configured)")
+        if table.webhook_url and credentials.webhook_auth is None:
+            problems.append(
+                f"{USERNAME_ENV}/{PASSWORD_ENV}: not set "
+                "(chargebee.webhook_url needs Basic auth credentials)"
+            )
+        return problems
+
+    def mode(self, credentials: ChargebeeCredentials) -> Mode:
+        """From the site's name (see :func:`chargebee_site_mode`)."""
+        return chargebee_site_mode(credentials.site or "")
+
+    def make_api(
+        self,
+        credentials: ChargebeeCredentials,
+        table: ChargebeeConfig,
+        *,
+        concurrency: int,
+        retry: RetryPolicy | None,
+    ) -> ProviderAPI:
+        """A :class:`ChargebeeAPI` for the site."""
+        assert credentials.api_key and credentials.site
+        return ChargebeeAPI(
+            credentials.api_key,
+            credentials.site,
+            api_base=credentials.api_base,
+            concurrency=concurrency,
+            retry=retry,
+            webhook_auth=credentials.webhook_auth,
+        )
+
+
+#: The registry's entry for Chargebee.
+SPEC = ChargebeeSpec()

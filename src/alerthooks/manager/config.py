@@ -1,25 +1,25 @@
-"""``alerts.toml``: the declared alerts, validated before any API call, and the credentials
-read from the environment."""
+"""``alerts.toml``: one table per registered provider, validated before any API call, and the
+credentials read from the environment."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import ValidationError
+
+from alerthooks.manager.api import Mode
+from alerthooks.manager.registry import PROVIDERS, provider_spec
+from alerthooks.manager.spec import (
+    KEY_MAX,
+    ConfigError,
+    ProviderCredentials,
+    ProviderTable,
+    duplicate_key_lines,
 )
 
 if sys.version_info >= (3, 11):
@@ -27,136 +27,86 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-#: Longest key; keys end up inside Stripe titles and Chargebee ``meta``.
-KEY_MAX = 64
-#: Stripe's limit on an alert title, ownership marker included.
-STRIPE_TITLE_MAX = 256
-#: Stripe allows at most this many alerts per (meter, customer) pair.
-STRIPE_ALERTS_PER_PAIR = 25
-CHARGEBEE_NAME_MAX = 50
-CHARGEBEE_ID_MAX = 50
-CHARGEBEE_DESCRIPTION_MAX = 65_000
-
-_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-Mode = Literal["live", "test"]
+__all__ = [
+    "KEY_MAX",
+    "Config",
+    "ConfigError",
+    "Credentials",
+    "Mode",
+    "load_config",
+    "parse_config",
+]
 
 
-class ConfigError(Exception):
-    """The config file or the environment is unusable; each line of ``str(error)`` is one
-    problem, naming the alert's key and the field."""
+class Config:
+    """The whole ``alerts.toml``: one validated table per provider it names, reached as
+    ``config.tables[name]`` or ``config.<name>`` (``None`` when the file has no such table;
+    a provider whose table is absent is left untouched)."""
 
+    def __init__(self, **tables: ProviderTable | None) -> None:
+        for name in tables:
+            provider_spec(name)  # unknown names are an error, as a mistyped keyword is
+        self._tables = {
+            name: table
+            for name in PROVIDERS
+            if (table := tables.get(name)) is not None  # in the registry's order
+        }
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    @property
+    def tables(self) -> Mapping[str, ProviderTable]:
+        """The tables present, by provider name, in the registry's order."""
+        return self._tables
 
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_") and name in PROVIDERS:
+            return self._tables.get(name)
+        raise AttributeError(name)
 
-def stripe_marker(key: str) -> str:
-    """The suffix that marks a Stripe alert title as managed under ``key``."""
-    return f" [alerthooks:{key}]"
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self._tables == other._tables
 
+    __hash__ = None  # type: ignore[assignment]
 
-class StripeAlert(_Model):
-    """One ``[[stripe.alerts]]`` entry: a usage-threshold alert on a Stripe billing meter."""
-
-    key: str = Field(min_length=1, max_length=KEY_MAX, pattern=_KEY_PATTERN)
-    title: str = Field(min_length=1)
-    meter: str = Field(min_length=1)
-    gte: StrictInt = Field(gt=0)
-    customer: str | None = Field(default=None, min_length=1)
-    enabled: StrictBool = True
-
-    @model_validator(mode="after")
-    def _title_fits_with_marker(self) -> StripeAlert:
-        room = STRIPE_TITLE_MAX - len(stripe_marker(self.key))
-        if len(self.title) > room:
-            raise ValueError(
-                f"title: at most {room} characters (Stripe allows {STRIPE_TITLE_MAX} "
-                f"including the ownership marker), got {len(self.title)}"
-            )
-        return self
-
-
-class StripeConfig(_Model):
-    """The ``[stripe]`` table."""
-
-    webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-    alerts: list[StripeAlert] = Field(default_factory=list)
-
-    @field_validator("alerts")
-    @classmethod
-    def _unique_keys(cls, alerts: list[StripeAlert]) -> list[StripeAlert]:
-        _reject_duplicate_keys([a.key for a in alerts])
-        pairs = Counter((a.meter, a.customer) for a in alerts)
-        for (meter, customer), count in pairs.items():
-            if count > STRIPE_ALERTS_PER_PAIR:
-                who = customer or "all customers"
-                raise ValueError(
-                    f"meter: {count} alerts on meter {meter!r} for {who}; Stripe allows "
-                    f"at most {STRIPE_ALERTS_PER_PAIR} per (meter, customer)"
-                )
-        return alerts
-
-
-class Threshold(_Model):
-    """A Chargebee threshold: an absolute usage quantity, or a percentage of the entitlement."""
-
-    mode: Literal["absolute", "percentage"]
-    value: float = Field(gt=0)
-
-    @field_validator("value", mode="before")
-    @classmethod
-    def _number(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("must be a number")
-        return value
-
-
-class ChargebeeAlert(_Model):
-    """One ``[[chargebee.alerts]]`` entry: a usage-exceeded alert on a metered feature."""
-
-    key: str = Field(min_length=1, max_length=KEY_MAX, pattern=_KEY_PATTERN)
-    name: str = Field(min_length=1, max_length=CHARGEBEE_NAME_MAX)
-    metered_feature_id: str = Field(min_length=1, max_length=CHARGEBEE_ID_MAX)
-    threshold: Threshold
-    subscription_id: str | None = Field(default=None, min_length=1, max_length=CHARGEBEE_ID_MAX)
-    description: str | None = Field(default=None, max_length=CHARGEBEE_DESCRIPTION_MAX)
-    enabled: StrictBool = True
-
-
-class ChargebeeConfig(_Model):
-    """The ``[chargebee]`` table."""
-
-    webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-    alerts: list[ChargebeeAlert] = Field(default_factory=list)
-
-    @field_validator("alerts")
-    @classmethod
-    def _unique_keys(cls, alerts: list[ChargebeeAlert]) -> list[ChargebeeAlert]:
-        _reject_duplicate_keys([a.key for a in alerts])
-        return alerts
-
-
-class Config(_Model):
-    """The whole ``alerts.toml``; a provider whose table is absent is left untouched."""
-
-    stripe: StripeConfig | None = None
-    chargebee: ChargebeeConfig | None = None
-
-
-def _reject_duplicate_keys(keys: list[str]) -> None:
-    dupes = sorted(k for k, n in Counter(keys).items() if n > 1)
-    if dupes:
-        raise ValueError(f"key: {', '.join(map(repr, dupes))} used more than once")
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={table!r}" for name, table in self._tables.items())
+        return f"Config({inner})"
 
 
 def parse_config(data: Mapping[str, Any], *, source: str = "alerts.toml") -> Config:
     """Validate already-parsed TOML data; raises :class:`ConfigError` listing every problem."""
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        lines = [_describe(error, data, source) for error in exc.errors()]
-        raise ConfigError("\n".join(dict.fromkeys(lines))) from None
+    lines: list[str] = []
+    tables: dict[str, ProviderTable] = {}
+    for name, spec in PROVIDERS.items():
+        if name not in data:
+            continue
+        raw = data[name]
+        raw_alerts = raw.get("alerts") if isinstance(raw, Mapping) else None
+        if isinstance(raw_alerts, list):
+            keys = [a.get("key") if isinstance(a, Mapping) else None for a in raw_alerts]
+            lines.extend(f"{source}: {line}" for line in duplicate_key_lines(name, keys))
+        try:
+            tables[name] = spec.parse_table(raw)
+        except ValidationError as exc:
+            for error in exc.errors():
+                if error["type"] == "duplicate_key":  # the lines above again, as a rule
+                    named = error["msg"].replace("alerts[", f"{name}.alerts[")
+                    lines.extend(f"{source}: {line}" for line in named.split("; "))
+                else:
+                    lines.append(_describe(error, name, data, source))
+    lines.extend(f"{source}: {name}: unknown table" for name in data if name not in PROVIDERS)
+    if lines:
+        raise ConfigError("\n".join(dict.fromkeys(lines)))
+    return Config(**tables)
+
+
+def __getattr__(name: str) -> Any:
+    """Names that lived here before each provider had a module of its own (``StripeAlert``,
+    ``stripe_key_mode``, ``ChargebeeConfig``, ...): found in the registered providers' modules."""
+    for spec in PROVIDERS.values():
+        module = sys.modules[type(spec).__module__]
+        if not name.startswith("_") and hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -170,16 +120,55 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: not UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{source}: invalid TOML: {_toml_problem(exc, text)}") from None
     return parse_config(data, source=source)
 
 
-def _describe(error: Any, data: Mapping[str, Any], source: str) -> str:
-    loc: tuple[Any, ...] = tuple(error["loc"])
+_AT = re.compile(r"\(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*(?P<name>[^\]]+?)\s*\]\]")
+_TABLE_HEADER = re.compile(r"^\s*\[\s*(?P<name>[^\]]+?)\s*\]")
+
+
+def _toml_problem(exc: tomllib.TOMLDecodeError, text: str) -> str:
+    """tomllib's message, with the key named when it is a duplicate (tomllib says only
+    ``Cannot overwrite a value (at line 13, column 18)``): the key is read back from that line
+    of the file, and the table from the headers above it."""
+    message = str(exc)
+    at = _AT.search(message)
+    if not message.startswith("Cannot overwrite a value") or at is None:
+        return message
+    lines = text.splitlines()
+    number = int(at["line"])
+    if not 1 <= number <= len(lines) or "=" not in lines[number - 1]:
+        return message
+    key = lines[number - 1].split("=", 1)[0].strip()
+    table = _table_at(lines[: number - 1])
+    where = f" in {table}" if table else ""
+    return f"key {key!r} set twice{where} {at.group(0)}"
+
+
+def _table_at(lines: list[str]) -> str | None:
+    """The table the line after ``lines`` belongs to, as ``stripe`` or ``stripe.alerts[1]``."""
+    current: str | None = None
+    arrays: dict[str, int] = {}
+    for line in lines:
+        if match := _ARRAY_HEADER.match(line):
+            name = match["name"]
+            arrays[name] = arrays.get(name, -1) + 1
+            current = f"{name}[{arrays[name]}]"
+        elif match := _TABLE_HEADER.match(line):
+            current = match["name"]
+    return current
+
+
+def _describe(error: Any, table: str, data: Mapping[str, Any], source: str) -> str:
+    loc: tuple[Any, ...] = (table, *error["loc"])
     message: str = error["msg"].removeprefix("Value error, ")
     if error["type"] == "string_pattern_mismatch":
         pattern = error.get("ctx", {}).get("pattern", "")
@@ -190,17 +179,15 @@ def _describe(error: Any, data: Mapping[str, Any], source: str) -> str:
                 "must start with a letter or digit and contain only letters, digits, '_', '.', '-'"
             )
         )
-    where = ".".join(str(p) for p in loc[:1]) or "(top level)"
+    where = table
     field_path = ".".join(str(p) for p in loc[1:])
     if len(loc) >= 3 and loc[1] == "alerts" and isinstance(loc[2], int):
         entry = _lookup(data, loc[:3])
         key = entry.get("key") if isinstance(entry, Mapping) else None
-        where = f"{loc[0]}.alerts[{loc[2]}]" + (f" (key {key!r})" if key else "")
+        where = f"{table}.alerts[{loc[2]}]" + (f" (key {key!r})" if key else "")
         field_path = ".".join(str(p) for p in loc[3:])
     if error["type"] == "extra_forbidden":
-        message = "unknown field" if field_path else "unknown table"
-        if not field_path:
-            return f"{source}: {where}: {message}"
+        message = "unknown field"
     if not field_path and ":" in message and error["type"] == "value_error":
         # Our model validators name the field themselves ("title: ...").
         return f"{source}: {where}: {message}"
@@ -216,62 +203,73 @@ def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
     return data
 
 
-@dataclass(frozen=True)
 class Credentials:
-    """API credentials and base addresses, normally from :meth:`from_env`.
+    """API credentials per registered provider, normally from :meth:`from_env`.
 
-    ``stripe_api_base`` replaces ``https://api.stripe.com`` and ``chargebee_api_base`` replaces
-    ``https://{site}.chargebee.com``; both accept plain ``http://127.0.0.1:PORT`` for fakes.
+    ``Credentials(stripe_api_key=..., chargebee_site=...)`` sets one provider's field by
+    ``<provider>_<field>`` (see each provider's credentials class, e.g.
+    :class:`~alerthooks.manager.stripe.StripeCredentials`), and reads it back the same way
+    (``credentials.stripe_api_key``); :meth:`of` gives one provider's credentials whole.
+    ``repr`` shows which are set, never their values.
     """
 
-    stripe_api_key: str | None = None
-    chargebee_api_key: str | None = None
-    chargebee_site: str | None = None
-    stripe_api_base: str | None = None
-    chargebee_api_base: str | None = None
-    chargebee_webhook_username: str | None = field(default=None, repr=False)
-    chargebee_webhook_password: str | None = field(default=None, repr=False)
+    def __init__(
+        self,
+        providers: Mapping[str, ProviderCredentials] | None = None,
+        **fields: str | None,
+    ) -> None:
+        given = dict(providers or {})
+        grouped: dict[str, dict[str, str | None]] = {}
+        for flat, value in fields.items():
+            name, field = self._split(flat)
+            grouped.setdefault(name, {})[field] = value
+        self._by_provider: dict[str, ProviderCredentials] = {}
+        for name, spec in PROVIDERS.items():
+            if name in given:
+                self._by_provider[name] = given.pop(name)
+            else:
+                self._by_provider[name] = spec.credentials(**grouped.get(name, {}))
+        if given:
+            raise TypeError(f"unknown provider(s): {', '.join(given)}")
 
-    def __repr__(self) -> str:
-        return (
-            f"Credentials(stripe={'set' if self.stripe_api_key else 'unset'}, "
-            f"chargebee_site={self.chargebee_site!r})"
-        )
+    @staticmethod
+    def _split(flat: str) -> tuple[str, str]:
+        for name, spec in PROVIDERS.items():
+            field = flat.removeprefix(f"{name}_")
+            if field != flat and field in spec.credentials.__dataclass_fields__:
+                return name, field
+        raise TypeError(f"Credentials: unknown field {flat!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
-        """Read ``STRIPE_API_KEY``, ``CHARGEBEE_API_KEY``, ``CHARGEBEE_SITE``,
-        ``ALERTHOOKS_STRIPE_API_BASE``, ``ALERTHOOKS_CHARGEBEE_API_BASE`` and
-        ``CHARGEBEE_WEBHOOK_USERNAME`` / ``_PASSWORD``; empty values count as unset."""
+        """Every registered provider's variables (``STRIPE_API_KEY``, ``CHARGEBEE_API_KEY``,
+        ``CHARGEBEE_SITE``, ``ALERTHOOKS_STRIPE_API_BASE``, ``ALERTHOOKS_CHARGEBEE_API_BASE``,
+        ``CHARGEBEE_WEBHOOK_USERNAME`` / ``_PASSWORD``, ...) from ``environ`` (default
+        ``os.environ``); empty values count as unset."""
         env = os.environ if environ is None else environ
+        return cls({name: spec.credentials_from_env(env) for name, spec in PROVIDERS.items()})
 
-        def get(name: str) -> str | None:
-            return env.get(name, "").strip() or None
+    def of(self, provider: str) -> ProviderCredentials:
+        """One provider's credentials."""
+        return self._by_provider[provider]
 
-        return cls(
-            stripe_api_key=get("STRIPE_API_KEY"),
-            chargebee_api_key=get("CHARGEBEE_API_KEY"),
-            chargebee_site=get("CHARGEBEE_SITE"),
-            stripe_api_base=get("ALERTHOOKS_STRIPE_API_BASE"),
-            chargebee_api_base=get("ALERTHOOKS_CHARGEBEE_API_BASE"),
-            chargebee_webhook_username=get("CHARGEBEE_WEBHOOK_USERNAME"),
-            chargebee_webhook_password=get("CHARGEBEE_WEBHOOK_PASSWORD"),
-        )
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_provider)
 
+    def __getattr__(self, flat: str) -> Any:
+        if flat.startswith("_"):
+            raise AttributeError(flat)
+        try:
+            name, field = self._split(flat)
+        except TypeError:
+            raise AttributeError(flat) from None
+        return getattr(self._by_provider[name], field)
 
-def stripe_key_mode(api_key: str) -> Mode:
-    """``"live"`` for ``sk_live_``/``rk_live_`` keys, ``"test"`` for ``sk_test_``/``rk_test_``;
-    raises :class:`ConfigError` for anything else."""
-    if api_key.startswith(("sk_live_", "rk_live_")):
-        return "live"
-    if api_key.startswith(("sk_test_", "rk_test_")):
-        return "test"
-    raise ConfigError(
-        "STRIPE_API_KEY: expected a secret (sk_test_/sk_live_) or restricted "
-        "(rk_test_/rk_live_) key"
-    )
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Credentials) and self._by_provider == other._by_provider
 
+    __hash__ = None  # type: ignore[assignment]
 
-def chargebee_site_mode(site: str) -> Mode:
-    """Chargebee test sites are named ``<name>-test``; every other site is live."""
-    return "test" if site.endswith("-test") else "live"
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={creds!r}" for name, creds in self._by_provider.items())
+        return f"Credentials({inner})"

@@ -12,8 +12,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from alerthooks.manager.api import ProviderAPI, RemoteAlert, RemoteEndpoint
-from alerthooks.manager.config import Config, Mode
+from alerthooks.manager.api import Mode, ProviderAPI, RemoteAlert, RemoteEndpoint
+from alerthooks.manager.config import Config
+from alerthooks.manager.spec import ProviderTable
 
 
 class PlanError(Exception):
@@ -33,9 +34,10 @@ class ChangeKind(str, enum.Enum):
     CREATE_ENDPOINT = "create endpoint"
     UPDATE_ENDPOINT = "update endpoint"
     EXTRA_ENDPOINT = "extra endpoint"  # a second endpoint sending alerts to the URL: left alone
+    ENDPOINT_VERSION = "endpoint version"  # on another payload version, not fixable: left alone
 
 
-_NOT_WRITES = frozenset({ChangeKind.KEEP, ChangeKind.EXTRA_ENDPOINT})
+_NOT_WRITES = frozenset({ChangeKind.KEEP, ChangeKind.EXTRA_ENDPOINT, ChangeKind.ENDPOINT_VERSION})
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,8 @@ def diff_alerts(
         spec = api.desired_spec(alert)
         candidates = by_key.get(key, [])
         if not candidates:
-            changes.append(Change(api.name, ChangeKind.CREATE, key, _summary(spec), alert))
+            detail = _summary(spec) + ("" if alert.enabled else "; created disabled")
+            changes.append(Change(api.name, ChangeKind.CREATE, key, detail, alert))
             continue
         # Prefer an exact match, then a matching spec, then the first listed.
         ranked = sorted(
@@ -153,6 +156,8 @@ def diff_alerts(
         if current.enabled != alert.enabled:
             detail += f"; enabled: {current.enabled} → {alert.enabled}"
         kind = ChangeKind.UPDATE if changed <= api.updatable else ChangeKind.REPLACE
+        if kind is ChangeKind.REPLACE and not alert.enabled:
+            detail += "; created disabled"
         changes.append(Change(api.name, kind, key, f"{current.id}: {detail}", alert, current))
     for key, alerts in by_key.items():
         if key in wanted:
@@ -179,15 +184,26 @@ def _summary(spec: Mapping[str, Any]) -> str:
 
 
 def diff_endpoint(api: ProviderAPI, url: str, endpoints: Sequence[RemoteEndpoint]) -> list[Change]:
-    """Create the endpoint for ``url``, or correct it when it lacks the alert event or is
-    disabled. Other endpoints are left alone; a second one already sending alerts to ``url``
-    is shown (each alert would arrive twice), not removed: someone may have made it on purpose."""
+    """Create the endpoint for ``url``, or correct it when it lacks the alert event, is
+    disabled or (where the provider allows it in place) sends another payload version.
+
+    Other endpoints are left alone; a second one already sending alerts to ``url`` is shown
+    (each alert would arrive twice), not removed: someone may have made it on purpose. An
+    endpoint on a payload version other than the provider's ``endpoint_api_version`` that
+    cannot be changed in place is shown as a warning and left alone: replacing it would give it
+    a new signing secret the receiver does not have yet.
+    """
     matches = [e for e in endpoints if e.url == url]
+    want = api.endpoint_api_version
     if not matches:
-        return [Change(api.name, ChangeKind.CREATE_ENDPOINT, url, f"events: {api.event}")]
-    sending = [e for e in matches if e.enabled and (api.event in e.events or "*" in e.events)]
-    if sending:
+        versioned = f"; api_version {want}" if want else ""
         return [
+            Change(api.name, ChangeKind.CREATE_ENDPOINT, url, f"events: {api.event}{versioned}")
+        ]
+    sending = [e for e in matches if e.enabled and (api.event in e.events or "*" in e.events)]
+    fixable = want is not None and api.endpoint_version_in_place
+    if sending:
+        changes = [
             Change(
                 api.name,
                 ChangeKind.EXTRA_ENDPOINT,
@@ -198,20 +214,59 @@ def diff_endpoint(api: ProviderAPI, url: str, endpoints: Sequence[RemoteEndpoint
             )
             for extra in sending[1:]
         ]
+        first = sending[0]
+        if fixable and first.api_version != want:
+            changes.insert(0, _fix_endpoint(api, url, first, [_version_fix(first, want)]))
+        # The extra ones are to be removed by hand anyway: no version line for them then.
+        return changes + ([] if fixable else _version_warnings(api, url, sending))
     endpoint = matches[0]
     problems = []
     if not endpoint.enabled:
         problems.append("disabled → enabled")
     if api.event not in endpoint.events and "*" not in endpoint.events:
         problems.append(f"add event {api.event}")
+    if fixable and endpoint.api_version != want:
+        problems.append(_version_fix(endpoint, want))
+    changes = [_fix_endpoint(api, url, endpoint, problems)]
+    return changes + ([] if fixable else _version_warnings(api, url, [endpoint]))
+
+
+def _fix_endpoint(
+    api: ProviderAPI, url: str, endpoint: RemoteEndpoint, problems: list[str]
+) -> Change:
+    return Change(
+        api.name,
+        ChangeKind.UPDATE_ENDPOINT,
+        url,
+        f"{endpoint.id}: {', '.join(problems)}",
+        endpoint=endpoint,
+    )
+
+
+def _version_fix(endpoint: RemoteEndpoint, want: str | None) -> str:
+    return f"api_version {endpoint.api_version or 'account default'} → {want}"
+
+
+def _version_warnings(
+    api: ProviderAPI, url: str, endpoints: Sequence[RemoteEndpoint]
+) -> list[Change]:
+    """A warning for each endpoint whose payload version is not the one the receiver reads."""
+    want = api.endpoint_api_version
+    if want is None:
+        return []
     return [
         Change(
             api.name,
-            ChangeKind.UPDATE_ENDPOINT,
+            ChangeKind.ENDPOINT_VERSION,
             url,
-            f"{endpoint.id}: {', '.join(problems)}",
+            f"{endpoint.id} is on api_version {endpoint.api_version or '(the account default)'},"
+            f" alerthooks reads {want}; {api.name} cannot change it in place, so it is left"
+            f" alone (to move: create an endpoint on {want}, give the receiver its secret,"
+            f" then remove {endpoint.id})",
             endpoint=endpoint,
         )
+        for endpoint in endpoints
+        if endpoint.api_version != want
     ]
 
 
@@ -223,11 +278,8 @@ async def build_plan(
     Raises :class:`PlanError` when a provider limit would be exceeded, counting alerts that are
     not managed here.
     """
-    sections = [(name, getattr(config, name)) for name in ("stripe", "chargebee")]
     jobs = [
-        _plan_provider(apis[name], section, prune=prune)
-        for name, section in sections
-        if section is not None
+        _plan_provider(apis[name], section, prune=prune) for name, section in config.tables.items()
     ]
     # Let every provider finish reading before reporting the first failure.
     outcomes = await asyncio.gather(*jobs, return_exceptions=True)
@@ -243,7 +295,7 @@ async def build_plan(
 
 
 async def _plan_provider(
-    api: ProviderAPI, section: Any, *, prune: bool
+    api: ProviderAPI, section: ProviderTable, *, prune: bool
 ) -> tuple[ProviderPlan, list[str]]:
     if section.webhook_url:
         remote, endpoints = await asyncio.gather(api.list_alerts(), api.list_endpoints())
@@ -291,6 +343,7 @@ _STYLES = {
     ChangeKind.CREATE_ENDPOINT: "green",
     ChangeKind.UPDATE_ENDPOINT: "yellow",
     ChangeKind.EXTRA_ENDPOINT: "dim",
+    ChangeKind.ENDPOINT_VERSION: "yellow",
 }
 
 

@@ -1,9 +1,14 @@
-"""Stripe billing alerts and webhook endpoints, through the official SDK's async client.
+"""Stripe: the ``[stripe]`` table of ``alerts.toml``, the credentials, and the billing-alert and
+webhook-endpoint API, through the official SDK's async client.
 
 Stripe alerts have no metadata, so the key lives in the title: ``"API calls reached 100
-[alerthooks:api-100]"``. The marker is stripped before titles are compared, so a changed title
-is still seen (and is a replace, as is every change but ``enabled``: Stripe alerts cannot be
-edited, only activated, deactivated and archived).
+[alerthooks:api-100]"`` (see :mod:`alerthooks.marker`). The marker is stripped before titles are
+compared, so a changed title is still seen (and is a replace, as is every change but
+``enabled``: Stripe alerts cannot be edited, only activated, deactivated and archived).
+
+Webhook endpoints are created on :data:`API_VERSION`, the payload version the receiver's
+normalizer is tested against; Stripe cannot change an endpoint's version in place, so an
+existing endpoint on another version is shown in the plan and left alone.
 
 Requests go through the SDK's ``raw_request_async``: its authentication, form encoding,
 idempotency keys and error types, with answers read as the JSON they are rather than turned into
@@ -13,6 +18,7 @@ idempotency keys and error types, with answers read as the JSON they are rather 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections import Counter
@@ -22,9 +28,12 @@ from typing import Any, cast
 from urllib.parse import quote
 
 import stripe
+from pydantic import Field, StrictInt, field_validator, model_validator
 
 from alerthooks.manager.api import (
     CreatedEndpoint,
+    Mode,
+    ProviderAPI,
     ProviderError,
     RemoteAlert,
     RemoteEndpoint,
@@ -32,17 +41,30 @@ from alerthooks.manager.api import (
     TransientError,
     with_retries,
 )
-from alerthooks.manager.config import (
-    STRIPE_ALERTS_PER_PAIR,
-    StripeAlert,
-    stripe_key_mode,
-    stripe_marker,
+from alerthooks.manager.spec import (
+    AlertEntry,
+    ConfigError,
+    ProviderCredentials,
+    ProviderSpec,
+    ProviderTable,
+    env_value,
 )
+from alerthooks.marker import mark, marker, split_marker
+from alerthooks.providers.stripe import SECRET_ENV
 
 ALERT_EVENT = "billing.alert.triggered"
+#: The API version of the webhook endpoints the manager creates: the newest one whose
+#: ``billing.alert.triggered`` payload this release's normalizer is tested against (the
+#: version ``fixtures/stripe_alert_triggered*.json`` carry).
+API_VERSION = "2024-12-18.acacia"
 PAGE_SIZE = 100
+#: Stripe's limit on an alert title, ownership marker included.
+STRIPE_TITLE_MAX = 256
+#: Stripe allows at most this many alerts per (meter, customer) pair.
+STRIPE_ALERTS_PER_PAIR = 25
+API_KEY_ENV = "STRIPE_API_KEY"
+API_BASE_ENV = "ALERTHOOKS_STRIPE_API_BASE"
 _REPLAYED = "idempotent-replayed"
-_MARKER = re.compile(r"^(?P<title>.*) \[alerthooks:(?P<key>[A-Za-z0-9][A-Za-z0-9_.-]*)\]$", re.S)
 
 
 _SECRET = re.compile(r"whsec_[A-Za-z0-9]+")
@@ -62,12 +84,87 @@ if not any(isinstance(f, _RedactSigningSecrets) for f in logging.getLogger("stri
     logging.getLogger("stripe").addFilter(_RedactSigningSecrets())
 
 
+# -- the [stripe] table ----------------------------------------------------------------------
+
+
+def stripe_marker(key: str) -> str:
+    """The suffix that marks a Stripe alert title as managed under ``key``."""
+    return marker(key)
+
+
 def split_title(title: str) -> tuple[str, str | None]:
     """``(title without marker, key)``; the key is ``None`` for an unmanaged alert."""
-    match = _MARKER.match(title)
-    if match is None:
-        return title, None
-    return match["title"], match["key"]
+    return split_marker(title)
+
+
+class StripeAlert(AlertEntry):
+    """One ``[[stripe.alerts]]`` entry: a usage-threshold alert on a Stripe billing meter."""
+
+    title: str = Field(min_length=1)
+    meter: str = Field(min_length=1)
+    gte: StrictInt = Field(gt=0)
+    customer: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _title_fits_with_marker(self) -> StripeAlert:
+        room = STRIPE_TITLE_MAX - len(marker(self.key))
+        if len(self.title) > room:
+            raise ValueError(
+                f"title: at most {room} characters (Stripe allows {STRIPE_TITLE_MAX} "
+                f"including the ownership marker), got {len(self.title)}"
+            )
+        return self
+
+
+class StripeConfig(ProviderTable):
+    """The ``[stripe]`` table."""
+
+    alerts: list[StripeAlert] = Field(default_factory=list)
+
+    @field_validator("alerts")
+    @classmethod
+    def _per_pair_limit(cls, alerts: list[StripeAlert]) -> list[StripeAlert]:
+        pairs = Counter((a.meter, a.customer) for a in alerts)
+        for (meter, customer), count in pairs.items():
+            if count > STRIPE_ALERTS_PER_PAIR:
+                who = customer or "all customers"
+                raise ValueError(
+                    f"meter: {count} alerts on meter {meter!r} for {who}; Stripe allows "
+                    f"at most {STRIPE_ALERTS_PER_PAIR} per (meter, customer)"
+                )
+        return alerts
+
+
+# -- credentials -----------------------------------------------------------------------------
+
+
+def stripe_key_mode(api_key: str) -> Mode:
+    """``"live"`` for ``sk_live_``/``rk_live_`` keys, ``"test"`` for ``sk_test_``/``rk_test_``;
+    raises :class:`ConfigError` for anything else."""
+    if api_key.startswith(("sk_live_", "rk_live_")):
+        return "live"
+    if api_key.startswith(("sk_test_", "rk_test_")):
+        return "test"
+    raise ConfigError(
+        f"{API_KEY_ENV}: expected a secret (sk_test_/sk_live_) or restricted "
+        "(rk_test_/rk_live_) key"
+    )
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class StripeCredentials(ProviderCredentials):
+    """``STRIPE_API_KEY``, and ``ALERTHOOKS_STRIPE_API_BASE`` to replace
+    ``https://api.stripe.com`` (plain ``http://127.0.0.1:PORT`` works, for fakes)."""
+
+    shown = frozenset({"api_base"})
+
+    api_key: str | None = None
+    api_base: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StripeCredentials:
+        """Read ``STRIPE_API_KEY`` and ``ALERTHOOKS_STRIPE_API_BASE``."""
+        return cls(api_key=env_value(env, API_KEY_ENV), api_base=env_value(env, API_BASE_ENV))
 
 
 def _id_of(value: Any) -> str | None:
@@ -86,6 +183,9 @@ class StripeAPI:
     name = "stripe"
     updatable: frozenset[str] = frozenset()
     event = ALERT_EVENT
+    endpoint_api_version: str | None = API_VERSION
+    endpoint_version_in_place = False
+    removed = "archived"
 
     def __init__(
         self,
@@ -219,6 +319,7 @@ class StripeAPI:
                 url=obj.get("url") or "",
                 events=tuple(obj.get("enabled_events") or ()),
                 enabled=obj.get("status") != "disabled",
+                api_version=obj.get("api_version"),
             )
             for obj in endpoints
         ]
@@ -232,7 +333,7 @@ class StripeAPI:
             usage["filters"] = [{"type": "customer", "customer": alert.customer}]
         params: Any = {
             "alert_type": "usage_threshold",
-            "title": alert.title + stripe_marker(alert.key),
+            "title": mark(alert.title, alert.key),
             "usage_threshold": usage,
         }
         obj, headers, attempt = await self._call_counted(
@@ -269,9 +370,11 @@ class StripeAPI:
         )
 
     async def create_endpoint(self, url: str, idempotency_key: str) -> CreatedEndpoint:
-        """Create an endpoint sending ``billing.alert.triggered``; returns its signing secret."""
+        """Create an endpoint sending ``billing.alert.triggered`` on :data:`API_VERSION`;
+        returns its signing secret."""
         params: Any = {
             "url": url,
+            "api_version": API_VERSION,
             "enabled_events": [ALERT_EVENT],
             "description": "alerthooks usage alerts",
         }
@@ -285,7 +388,8 @@ class StripeAPI:
         return CreatedEndpoint(id=data["id"], secret=data.get("secret"))
 
     async def fix_endpoint(self, endpoint: RemoteEndpoint, idempotency_key: str) -> None:
-        """Enable the endpoint and add ``billing.alert.triggered`` to its events."""
+        """Enable the endpoint and add ``billing.alert.triggered`` to its events (its API
+        version cannot be changed)."""
         events = list(endpoint.events)
         if ALERT_EVENT not in events and "*" not in events:
             events.append(ALERT_EVENT)
@@ -341,3 +445,48 @@ class StripeAPI:
                     ) from None
 
         return await with_retries(attempt, self._retry, f"stripe: {what}")
+
+
+class StripeSpec(ProviderSpec[StripeConfig, StripeCredentials]):
+    """Stripe as the manager knows it: the ``[stripe]`` table, ``STRIPE_API_KEY``, and new
+    endpoints' secrets going to ``STRIPE_WEBHOOK_SECRET``."""
+
+    name = "stripe"
+    table = StripeConfig
+    credentials = StripeCredentials
+    endpoint_secret_env = SECRET_ENV
+
+    def check_credentials(self, credentials: StripeCredentials, table: StripeConfig) -> list[str]:
+        """The API key is set and is a secret or restricted key."""
+        if not credentials.api_key:
+            return [f"{API_KEY_ENV}: not set ([stripe] is configured)"]
+        try:
+            stripe_key_mode(credentials.api_key)
+        except ConfigError as exc:
+            return [str(exc)]
+        return []
+
+    def mode(self, credentials: StripeCredentials) -> Mode:
+        """From the key's prefix (see :func:`stripe_key_mode`)."""
+        return stripe_key_mode(credentials.api_key or "")
+
+    def make_api(
+        self,
+        credentials: StripeCredentials,
+        table: StripeConfig,
+        *,
+        concurrency: int,
+        retry: RetryPolicy | None,
+    ) -> ProviderAPI:
+        """A :class:`StripeAPI` for the key."""
+        assert credentials.api_key
+        return StripeAPI(
+            credentials.api_key,
+            api_base=credentials.api_base,
+            concurrency=concurrency,
+            retry=retry,
+        )
+
+
+#: The registry's entry for Stripe.
+SPEC = StripeSpec()

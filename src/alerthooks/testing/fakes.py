@@ -384,11 +384,16 @@ class FakeStripe(_FakeAPI):
             return dict(alert)
 
     def add_endpoint(
-        self, url: str, events: list[str], *, disabled: bool = False
+        self,
+        url: str,
+        events: list[str],
+        *,
+        disabled: bool = False,
+        api_version: str | None = None,
     ) -> dict[str, Any]:
-        """Create a webhook endpoint directly."""
+        """Create a webhook endpoint directly (``api_version`` None: the account default)."""
         with self._lock:
-            endpoint = self._make_endpoint(url, events)
+            endpoint = self._make_endpoint(url, events, api_version)
             endpoint["status"] = "disabled" if disabled else "enabled"
             return dict(endpoint)
 
@@ -502,10 +507,13 @@ class FakeStripe(_FakeAPI):
 
         return handler
 
-    def _make_endpoint(self, url: str, events: list[str]) -> dict[str, Any]:
+    def _make_endpoint(
+        self, url: str, events: list[str], api_version: str | None = None
+    ) -> dict[str, Any]:
         endpoint: dict[str, Any] = {
             "id": self._new_id("we"),
             "object": "webhook_endpoint",
+            "api_version": api_version,
             "url": url,
             "enabled_events": list(events),
             "status": "enabled",
@@ -524,7 +532,7 @@ class FakeStripe(_FakeAPI):
         events = params.get("enabled_events")
         if not url or not isinstance(events, list) or not events:
             return self._error(400, "url and enabled_events are required", "parameter_missing")
-        endpoint = self._make_endpoint(url, events)
+        endpoint = self._make_endpoint(url, events, params.get("api_version"))
         endpoint["description"] = params.get("description")
         return 200, {**endpoint, "secret": f"whsec_{uuid.uuid4().hex}"}
 
@@ -611,11 +619,13 @@ class FakeChargebee(_FakeAPI):
             return dict(alert)
 
     def add_endpoint(
-        self, url: str, events: list[str], *, disabled: bool = False
+        self, url: str, events: list[str], *, disabled: bool = False, api_version: str = "v2"
     ) -> dict[str, Any]:
         """Create a webhook endpoint directly."""
         with self._lock:
-            endpoint = self._make_endpoint({"name": "manual", "url": url, "enabled_events": events})
+            endpoint = self._make_endpoint(
+                {"name": "manual", "url": url, "enabled_events": events, "api_version": api_version}
+            )
             endpoint["disabled"] = disabled
             return dict(endpoint)
 
@@ -770,7 +780,7 @@ class FakeChargebee(_FakeAPI):
             endpoint["enabled_events"] = list(params["enabled_events"])
         if "disabled" in params:
             endpoint["disabled"] = params["disabled"] == "true"
-        for name in ("url", "name"):
+        for name in ("url", "name", "api_version"):
             if name in params:
                 endpoint[name] = params[name]
         if "basic_auth_username" in params or "basic_auth_password" in params:
