@@ -196,6 +196,10 @@ def decimal(
     raise NotAnAlert(f"{where}.{key} is not {kinds}")
 
 
+_fromtimestamp = datetime.fromtimestamp
+_UTC = timezone.utc
+
+
 @overload
 def timestamp(
     obj: Mapping[str, Any], key: str, *, where: str, required: Literal[True] = ...
@@ -213,11 +217,13 @@ def timestamp(
 ) -> datetime | None:
     """``obj[key]``, Unix seconds, as a timezone-aware UTC datetime; raise NotAnAlert when it is
     not a finite number or out of range. None (or absent) is None unless ``required``."""
-    value = number(obj, key, where=where, required=required)
-    if value is None:
-        return None
+    value = obj.get(key)
+    if type(value) is not int:  # the usual case skips number()'s checks
+        value = number(obj, key, where=where, required=required)
+        if value is None:
+            return None
     try:
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return _fromtimestamp(value, _UTC)
     except (OverflowError, OSError, ValueError):
         raise NotAnAlert(f"{where}.{key} is out of range") from None
 

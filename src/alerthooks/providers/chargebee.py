@@ -42,6 +42,7 @@ _MODES = ("absolute", "percentage")
 _OLD_ALARM_STATUS = "alert_status"
 # Where the manager keeps its key in an alert's ``meta``, and what a key looks like.
 _META_FIELD = "alerthooks"
+_META_PROBE = f'"{_META_FIELD}"'  # cheap test before parsing: most meta holds no marker
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 USERNAME_ENV = "CHARGEBEE_WEBHOOK_USERNAME"
 PASSWORD_ENV = "CHARGEBEE_WEBHOOK_PASSWORD"
@@ -167,7 +168,7 @@ def _key_in_meta(meta: Any) -> str | None:
     string or object), or None. ``meta`` is the user's free-form field: anything else in it is
     no key, never an error."""
     if isinstance(meta, str):
-        if _META_FIELD not in meta:
+        if _META_PROBE not in meta:
             return None
         try:
             meta = json.loads(meta)
