@@ -133,6 +133,11 @@ def test_malformed_alert_is_not_an_alert_with_a_reason(mutate: object, reason: s
         normalize(payload)
 
 
+def _alarm_start_only_on_the_alert(payload: dict[str, Any], value: Any) -> None:
+    payload["content"]["alert_status"]["alarm_triggered_at"] = None
+    payload["content"]["alert"]["alarm_triggered_at"] = value
+
+
 @pytest.mark.parametrize(
     ("fixture", "mutate", "reason"),
     [
@@ -183,10 +188,7 @@ def test_malformed_alert_is_not_an_alert_with_a_reason(mutate: object, reason: s
         ),
         (
             "chargebee_alert_in_alarm_legacy_status",
-            lambda p: (
-                p["content"]["alert_status"].update(alarm_triggered_at=None)
-                or p["content"]["alert"].update(alarm_triggered_at="soon")
-            ),
+            lambda p: _alarm_start_only_on_the_alert(p, "soon"),
             r"alert\.alarm_triggered_at",
         ),
     ],
