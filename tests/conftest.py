@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -56,6 +57,15 @@ async def post_chargebee(
     path: str = "/chargebee",
 ) -> httpx.Response:
     return await client.post(path, content=encode(payload), headers=chargebee_auth_headers(*auth))
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    """``fixtures/{name}.json`` as stored: every shape a provider sends, samples or not."""
+    payload: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return payload
 
 
 def free_port() -> int:

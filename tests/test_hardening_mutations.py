@@ -31,7 +31,7 @@ from alerthooks.testing import (
     stripe_signature_header,
 )
 
-from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, load_fixture
 from .hostile import asgi_call
 
 Path = tuple[str | int, ...]
@@ -44,16 +44,33 @@ _SOURCES: dict[str, dict[str, list[Path]]] = {
         "type": [("type",)],
         "alert_id": [("data", "object", "alert", "id")],
         "alert_name": [("data", "object", "alert", "title")],
-        "meter_id": [("data", "object", "alert", "usage_threshold", "meter")],
-        "customer_id": [("data", "object", "customer")],
-        "threshold": [("data", "object", "alert", "usage_threshold", "gte")],
+        "meter_id": [
+            ("data", "object", "alert", "usage_threshold", "meter"),
+            ("data", "object", "alert", "usage_threshold_config", "meter"),
+        ],
+        "customer_id": [
+            ("data", "object", "customer"),
+            ("data", "object", "alert", "usage_threshold", "filters"),
+            ("data", "object", "alert", "filter"),
+        ],
+        "threshold": [
+            ("data", "object", "alert", "usage_threshold", "gte"),
+            ("data", "object", "alert", "usage_threshold_config", "gte"),
+        ],
         "value": [("data", "object", "value")],
         "occurred_at": [("created",)],
         "livemode": [("livemode",)],
+        "alert_type": [("data", "object", "alert", "alert_type")],
+        "currency": [("data", "object", "currency")],
+        "triggered_at": [("data", "object", "triggered_at")],
+        "alert_key": [("data", "object", "alert", "title")],
     },
     "chargebee": {
         "id": [("id",)],
-        "type": [("content", "alert_status", "alarm_status")],
+        "type": [
+            ("content", "alert_status", "alarm_status"),
+            ("content", "alert_status", "alert_status"),
+        ],
         "alert_id": [("content", "alert", "id")],
         "alert_name": [("content", "alert", "name")],
         "meter_id": [("content", "alert", "metered_feature_id")],
@@ -64,6 +81,13 @@ _SOURCES: dict[str, dict[str, list[Path]]] = {
         "threshold": [("content", "alert", "threshold", "value")],
         "threshold_mode": [("content", "alert", "threshold", "mode")],
         "occurred_at": [("occurred_at",)],
+        "alert_type": [("content", "alert", "type")],
+        "currency": [("content", "alert", "currency_code")],
+        "triggered_at": [
+            ("content", "alert_status", "alarm_triggered_at"),
+            ("content", "alert", "alarm_triggered_at"),
+        ],
+        "alert_key": [("content", "alert", "name"), ("content", "alert", "meta")],
     },
 }
 
@@ -157,6 +181,10 @@ _FIXTURES = [
     ("chargebee", "chargebee_alert_in_alarm"),
     ("chargebee", "chargebee_alert_within_limit"),
     ("chargebee", "chargebee_subscription_created"),
+    ("stripe", "stripe_alert_triggered_preview"),
+    ("stripe", "stripe_alert_triggered_legacy"),
+    ("chargebee", "chargebee_alert_in_alarm_legacy_status"),
+    ("chargebee", "chargebee_alert_spend_exceeded"),
 ]
 
 
@@ -164,7 +192,7 @@ _FIXTURES = [
 async def test_every_single_field_mutation_gives_a_whole_event_or_a_logged_ack(
     provider: str, sample: str
 ) -> None:
-    fixture = load_sample(sample)
+    fixture = load_fixture(sample)
     time_field = "created" if provider == "stripe" else "occurred_at"
     fixture[time_field] = int(time.time())
     normalize = stripe_normalize if provider == "stripe" else chargebee_normalize

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from base64 import b64encode
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,8 @@ from alerthooks.providers.chargebee import (
     verify,
 )
 from alerthooks.testing import chargebee_auth_headers, load_sample
+
+from .conftest import load_fixture
 
 
 def basic(raw: str, scheme: str = "Basic") -> str:
@@ -127,3 +131,85 @@ def test_malformed_alert_is_not_an_alert_with_a_reason(mutate: object, reason: s
     mutate(payload)  # type: ignore[operator]
     with pytest.raises(NotAnAlert, match=reason):
         normalize(payload)
+
+
+def _alarm_start_only_on_the_alert(payload: dict[str, Any], value: Any) -> None:
+    payload["content"]["alert_status"]["alarm_triggered_at"] = None
+    payload["content"]["alert"]["alarm_triggered_at"] = value
+
+
+@pytest.mark.parametrize(
+    ("fixture", "mutate", "reason"),
+    [
+        (
+            "chargebee_alert_in_alarm",
+            lambda p: p["content"]["alert"].update(threshold="80"),
+            r"alert\.threshold is not an object",
+        ),
+        (
+            "chargebee_alert_in_alarm",
+            lambda p: p["content"]["alert"].update(threshold=[80]),
+            r"alert\.threshold is not an object",
+        ),
+        (
+            "chargebee_alert_in_alarm",
+            lambda p: p["content"]["alert"].update(type=7),
+            r"alert\.type",
+        ),
+        (
+            "chargebee_alert_spend_exceeded",
+            lambda p: p["content"]["alert"].update(currency_code=["USD"]),
+            r"alert\.currency_code",
+        ),
+        (
+            "chargebee_alert_in_alarm",
+            lambda p: p["content"]["alert"].update(metered_feature_id=5),
+            r"alert\.metered_feature_id",
+        ),
+        (
+            "chargebee_alert_in_alarm",
+            lambda p: p["content"]["alert_status"].update(alarm_triggered_at="soon"),
+            r"alert_status\.alarm_triggered_at",
+        ),
+        (
+            "chargebee_alert_in_alarm",
+            lambda p: p["content"]["alert_status"].update(alarm_triggered_at=10**20),
+            r"alarm_triggered_at is out of range",
+        ),
+        (
+            "chargebee_alert_in_alarm_legacy_status",
+            lambda p: p["content"]["alert_status"].update(alert_status="paused"),
+            r"'paused' is neither in_alarm nor within_limit",
+        ),
+        (
+            "chargebee_alert_in_alarm_legacy_status",
+            lambda p: p["content"]["alert_status"].pop("alert_status"),
+            r"None is neither in_alarm nor within_limit",
+        ),
+        (
+            "chargebee_alert_in_alarm_legacy_status",
+            lambda p: _alarm_start_only_on_the_alert(p, "soon"),
+            r"alert\.alarm_triggered_at",
+        ),
+    ],
+)
+def test_wrongly_typed_field_of_any_shape_is_not_an_alert(
+    fixture: str, mutate: Callable[[dict[str, Any]], Any], reason: str
+) -> None:
+    payload = load_fixture(fixture)
+    mutate(payload)
+    with pytest.raises(NotAnAlert, match=reason):
+        normalize(payload)
+
+
+def test_current_status_name_wins_over_the_former_one() -> None:
+    payload = load_fixture("chargebee_alert_in_alarm_legacy_status")
+    payload["content"]["alert_status"]["alarm_status"] = "within_limit"
+    assert normalize(payload).type == "alert.cleared"
+
+
+def test_alarm_start_falls_back_to_where_the_alert_kept_it() -> None:
+    payload = load_fixture("chargebee_alert_in_alarm_legacy_status")
+    del payload["content"]["alert_status"]["alarm_triggered_at"]
+    payload["content"]["alert"]["alarm_triggered_at"] = 1746000000
+    assert normalize(payload).triggered_at == datetime.fromtimestamp(1746000000, tz=timezone.utc)

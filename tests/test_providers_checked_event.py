@@ -13,11 +13,17 @@ from alerthooks.providers.chargebee import normalize as chargebee_normalize
 from alerthooks.providers.stripe import normalize as stripe_normalize
 from alerthooks.testing import load_sample
 
+from .conftest import load_fixture
+
 _ALERT_SAMPLES = [
     ("stripe", "stripe_alert_triggered"),
     ("stripe", "stripe_alert_triggered_expanded_meter"),
     ("chargebee", "chargebee_alert_in_alarm"),
     ("chargebee", "chargebee_alert_within_limit"),
+    ("stripe", "stripe_alert_triggered_preview"),
+    ("stripe", "stripe_alert_triggered_legacy"),
+    ("chargebee", "chargebee_alert_in_alarm_legacy_status"),
+    ("chargebee", "chargebee_alert_spend_exceeded"),
 ]
 
 
@@ -26,7 +32,7 @@ def test_a_normalized_event_is_the_model_pydantic_would_validate(
     provider: str, sample: str
 ) -> None:
     normalize = stripe_normalize if provider == "stripe" else chargebee_normalize
-    event = normalize(load_sample(sample))
+    event = normalize(load_fixture(sample))
     validated = AlertEvent.model_validate(event.model_dump())
     assert event == validated
     assert event.model_dump() == validated.model_dump()
@@ -43,9 +49,11 @@ def test_checked_event_requires_every_field_by_keyword() -> None:
     assert {p.name for p in parameters} == set(AlertEvent.model_fields)
     assert all(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in parameters)
     fields = stripe_normalize(load_sample("stripe_alert_triggered")).model_dump()
-    del fields["meter_id"]
-    with pytest.raises(TypeError, match="meter_id"):
-        checked_event(**fields)
+    assert checked_event(**fields) == AlertEvent.model_validate(fields)
+    for name in ("meter_id", "alert_type", "currency", "triggered_at", "alert_key"):
+        partial = {k: v for k, v in fields.items() if k != name}
+        with pytest.raises(TypeError, match=name):
+            checked_event(**partial)
 
 
 def test_the_model_has_no_hook_that_construction_would_skip() -> None:

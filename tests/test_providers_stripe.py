@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from alerthooks.providers import NotAnAlert, Rejected
 from alerthooks.providers.stripe import StripeProvider, normalize, verify
 from alerthooks.testing import load_sample, stripe_signature_header
+
+from .conftest import load_fixture
 
 SECRET = "whsec_one"
 BODY = json.dumps(load_sample("stripe_alert_triggered")).encode()
@@ -125,7 +129,11 @@ def test_non_alert_event_is_not_an_alert() -> None:
         (lambda p: p["data"]["object"].pop("alert"), "data.object.alert"),
         (lambda p: p["data"]["object"]["alert"]["usage_threshold"].update(meter=None), "meter"),
         (lambda p: p["data"]["object"]["alert"]["usage_threshold"].update(meter={}), "meter.id"),
-        (lambda p: p["data"]["object"].update(value="104"), "data.object.value"),
+        (lambda p: p["data"]["object"].update(value="1e2"), "data.object.value"),
+        (lambda p: p["data"]["object"].update(value="NaN"), "data.object.value"),
+        (lambda p: p["data"]["object"].update(value="104 "), "data.object.value"),
+        (lambda p: p["data"]["object"].update(value=""), "data.object.value"),
+        (lambda p: p["data"]["object"].update(value=[104]), "data.object.value"),
         (lambda p: p["data"]["object"].update(value=True), "data.object.value"),
         (lambda p: p.update(created=10**20), "out of range"),
         (lambda p: p.update(livemode="no"), "livemode"),
@@ -137,3 +145,107 @@ def test_malformed_alert_is_not_an_alert_with_a_reason(mutate: object, reason: s
     mutate(payload)  # type: ignore[operator]
     with pytest.raises(NotAnAlert, match=reason):
         normalize(payload)
+
+
+def _no_customer(p: dict[str, Any]) -> dict[str, Any]:
+    """The triggered object without its customer, so the alert's filter is read instead."""
+    del p["data"]["object"]["customer"]
+    alert: dict[str, Any] = p["data"]["object"]["alert"]
+    return alert
+
+
+@pytest.mark.parametrize(
+    ("fixture", "mutate", "reason"),
+    [
+        (
+            "stripe_alert_triggered",
+            lambda p: p["data"]["object"]["alert"].update(usage_threshold=None),
+            "neither usage_threshold nor usage_threshold_config",
+        ),
+        (
+            "stripe_alert_triggered",
+            lambda p: p["data"]["object"]["alert"].update(usage_threshold="x"),
+            r"alert\.usage_threshold is not an object",
+        ),
+        (
+            "stripe_alert_triggered",
+            lambda p: _no_customer(p)["usage_threshold"].update(filters="cus_1"),
+            r"usage_threshold\.filters is not a list",
+        ),
+        (
+            "stripe_alert_triggered",
+            lambda p: _no_customer(p)["usage_threshold"].update(filters=["cus_1"]),
+            r"filters\[0\] is not an object",
+        ),
+        (
+            "stripe_alert_triggered",
+            lambda p: _no_customer(p)["usage_threshold"]["filters"][0].update(customer=5),
+            r"filters\[0\]\.customer",
+        ),
+        (
+            "stripe_alert_triggered",
+            lambda p: p["data"]["object"]["alert"].update(alert_type=5),
+            r"alert\.alert_type",
+        ),
+        (
+            "stripe_alert_triggered_preview",
+            lambda p: p["data"]["object"].update(currency=5),
+            r"data\.object\.currency",
+        ),
+        (
+            "stripe_alert_triggered_preview",
+            lambda p: p["data"]["object"].update(triggered_at="now"),
+            r"data\.object\.triggered_at",
+        ),
+        (
+            "stripe_alert_triggered_preview",
+            lambda p: p["data"]["object"].update(triggered_at=10**20),
+            r"triggered_at is out of range",
+        ),
+        (
+            "stripe_alert_triggered_preview",
+            lambda p: p["data"]["object"].update(value="1,000"),
+            r"data\.object\.value is not a decimal string",
+        ),
+        (
+            "stripe_alert_triggered_legacy",
+            lambda p: _no_customer(p).update(filter="cus_1"),
+            r"alert\.filter is not an object",
+        ),
+        (
+            "stripe_alert_triggered_legacy",
+            lambda p: p["data"]["object"]["alert"]["usage_threshold_config"].update(gte="500"),
+            r"usage_threshold_config\.gte",
+        ),
+        (
+            "stripe_alert_triggered_legacy",
+            lambda p: p["data"]["object"]["alert"]["usage_threshold_config"].pop("meter"),
+            r"usage_threshold_config\.meter",
+        ),
+    ],
+)
+def test_wrongly_typed_field_of_any_shape_is_not_an_alert(
+    fixture: str, mutate: Callable[[dict[str, Any]], Any], reason: str
+) -> None:
+    payload = load_fixture(fixture)
+    mutate(payload)
+    with pytest.raises(NotAnAlert, match=reason):
+        normalize(payload)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("104", Decimal(104)), ("-0.5", Decimal("-0.5")), ("1000012.75", Decimal("1000012.75"))],
+)
+def test_value_as_a_decimal_string_is_exact(value: str, expected: Decimal) -> None:
+    payload = load_fixture("stripe_alert_triggered_preview")
+    payload["data"]["object"]["value"] = value
+    assert normalize(payload).value == expected
+
+
+def test_current_shape_wins_over_the_former_one_when_both_are_sent() -> None:
+    payload = load_fixture("stripe_alert_triggered")
+    alert = payload["data"]["object"]["alert"]
+    alert["usage_threshold_config"] = {"gte": 1, "meter": "mtr_old", "recurrence": "one_time"}
+    event = normalize(payload)
+    assert (event.meter_id, event.threshold) == (alert["usage_threshold"]["meter"], Decimal(100))

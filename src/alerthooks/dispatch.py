@@ -25,7 +25,14 @@ HandlerFunc = Callable[[AlertEvent], Awaitable[None] | None]
 F = TypeVar("F", bound=HandlerFunc)
 
 EVENT_TYPES = ("alert.triggered", "alert.cleared", "*")
-FILTER_FIELDS = ("provider", "alert_id", "meter_id", "customer_id", "subscription_id")
+FILTER_FIELDS = (
+    "provider",
+    "alert_id",
+    "meter_id",
+    "customer_id",
+    "subscription_id",
+    "alert_type",
+)
 
 
 @dataclass(frozen=True)

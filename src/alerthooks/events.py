@@ -24,31 +24,45 @@ class AlertEvent(BaseModel):
     id: str
     """The provider's event id (``evt_…`` for Stripe, ``ev_…`` for Chargebee)."""
     provider: str
-    """``"stripe"`` or ``"chargebee"``."""
+    """The provider's name, as its route: ``"stripe"``, ``"chargebee"``, …"""
     type: EventType
     """``"alert.triggered"`` when a threshold was crossed; ``"alert.cleared"`` when usage is back
     within the limit."""
     alert_id: str
+    """The provider's id of the alert (the rule), the same in every event it sends."""
     alert_name: str | None = None
+    """The alert's title or name as the provider shows it, without the manager's ownership
+    marker (`` [alerthooks:key]``)."""
     meter_id: str | None = None
-    """Stripe meter id, or Chargebee metered feature id."""
+    """Stripe meter id, or Chargebee metered feature id; None for alerts on no meter (money
+    thresholds)."""
     customer_id: str | None = None
+    """The customer whose usage crossed the threshold, where the provider says (Stripe)."""
     subscription_id: str | None = None
+    """The subscription whose usage crossed the threshold, where the provider says
+    (Chargebee)."""
     threshold: Decimal | None = None
+    """The alert's threshold; None when the provider's payload carries none."""
     threshold_mode: ThresholdMode | None = None
+    """``"absolute"`` (``threshold`` in the meter's unit, or in ``currency``) or
+    ``"percentage"`` (of an entitlement); None without a threshold."""
     value: Decimal | None = None
-    """The usage that crossed the threshold (Stripe only)."""
+    """The usage that crossed the threshold, exactly (Stripe only)."""
     occurred_at: datetime
     """When the provider created the event, timezone-aware UTC."""
     livemode: bool | None = None
+    """Whether the event is from live (True) or test mode (False); None where the provider does
+    not say (Chargebee)."""
     alert_type: str | None = None
     """The provider's own kind of alert, e.g. ``usage_threshold``, ``usage_exceeded``,
-    ``spend_exceeded``."""
+    ``spend_exceeded``; None where the payload does not say. Also a handler filter."""
     currency: str | None = None
     """The currency of a money threshold, as the provider names it; None for usage ones."""
     triggered_at: datetime | None = None
-    """When the provider says the alarm began, where it says so (timezone-aware UTC)."""
+    """When the provider says the alarm began, where it says so (timezone-aware UTC); it may be
+    earlier than ``occurred_at``, when the event was created."""
     alert_key: str | None = None
     """The key of an alert the manager owns (``alerts.toml``), recovered from its ownership
     marker; None for alerts the manager does not own."""
     raw: dict[str, Any]
+    """The provider's whole parsed payload, as delivered."""

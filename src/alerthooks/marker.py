@@ -28,6 +28,8 @@ def mark(name: str, key: str) -> str:
 
 def split_marker(name: str) -> tuple[str, str | None]:
     """``(name without marker, key)``; the key is ``None`` when ``name`` carries no marker."""
+    if not name.endswith("]"):  # the common case, without the regex
+        return name, None
     match = MARKER_RE.match(name)
     if match is None:
         return name, None

@@ -6,17 +6,17 @@ from __future__ import annotations
 import asyncio
 import binascii
 import hmac
+import json
 import os
 import re
 from base64 import b64decode, b64encode
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any, Literal
 
 import httpx
 
 from alerthooks.events import AlertEvent, EventType
+from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
     NotAnAlert,
     Provider,
@@ -24,9 +24,10 @@ from alerthooks.providers.base import (
     Unavailable,
     checked_event,
     clean_key,
+    decimal,
     mapping,
-    number,
     text,
+    timestamp,
 )
 from alerthooks.sources import Networks, networks_from_env, parse_networks
 
@@ -37,6 +38,12 @@ _ALARM_TYPES: dict[str, EventType] = {
     "within_limit": "alert.cleared",
 }
 _MODES = ("absolute", "percentage")
+# alert_status.alarm_status as Chargebee's API named it before its SDKs' v3.24.0.
+_OLD_ALARM_STATUS = "alert_status"
+# Where the manager keeps its key in an alert's ``meta``, and what a key looks like.
+_META_FIELD = "alerthooks"
+_META_PROBE = f'"{_META_FIELD}"'  # cheap test before parsing: most meta holds no marker
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 USERNAME_ENV = "CHARGEBEE_WEBHOOK_USERNAME"
 PASSWORD_ENV = "CHARGEBEE_WEBHOOK_PASSWORD"
 SITE_ENV = "CHARGEBEE_SITE"
@@ -87,26 +94,39 @@ def verify(header: str | None, credentials: Sequence[tuple[str, str]]) -> None:
 def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     """Build an :class:`AlertEvent` from an ``alert_status_changed`` event.
 
-    ``in_alarm`` becomes ``alert.triggered`` and ``within_limit`` ``alert.cleared``. Raises
-    :class:`NotAnAlert` for other event types and for missing or unexpected ``content``.
+    ``in_alarm`` becomes ``alert.triggered`` and ``within_limit`` ``alert.cleared``, read from
+    ``alert_status.alarm_status`` (``alert_status.alert_status`` before Chargebee's API renamed
+    it). Any kind of alert is read (``usage_exceeded``, ``spend_exceeded`` with its
+    ``currency_code``, ...), with or without a ``threshold``, a metered feature or a
+    subscription of its own; ``alarm_triggered_at`` where present. The ownership marker in the
+    name (or the manager's key in ``meta``) becomes :attr:`AlertEvent.alert_key`.
+
+    Raises :class:`NotAnAlert` for other event types and for missing or unexpected ``content``.
     """
     if payload.get("event_type") != ALERT_EVENT_TYPE:
         raise NotAnAlert(f"event type {payload.get('event_type')!r} is not an alert")
     event_id = text(payload, "id", where="event")
-    occurred = number(payload, "occurred_at", where="event")
+    occurred_at = timestamp(payload, "occurred_at", where="event")
     content = mapping(payload, "content", where="event")
     alert = mapping(content, "alert", where="content")
     status = mapping(content, "alert_status", where="content")
     alarm = status.get("alarm_status")
+    if alarm is None:
+        alarm = status.get(_OLD_ALARM_STATUS)
     if not isinstance(alarm, str) or alarm not in _ALARM_TYPES:
         raise NotAnAlert(
             f"alert_status.alarm_status {alarm!r} is neither in_alarm nor within_limit"
         )
-    threshold = mapping(alert, "threshold", where="alert")
-    mode = threshold.get("mode")
-    if mode not in _MODES:
-        raise NotAnAlert(f"alert.threshold.mode {mode!r} is neither absolute nor percentage")
-    value = number(threshold, "value", where="alert.threshold")
+    threshold = alert.get("threshold")
+    if threshold is None:
+        mode = value = None
+    elif not isinstance(threshold, dict):
+        raise NotAnAlert("alert.threshold is not an object")
+    else:
+        mode = threshold.get("mode")
+        if mode not in _MODES:
+            raise NotAnAlert(f"alert.threshold.mode {mode!r} is neither absolute nor percentage")
+        value = decimal(threshold, "value", where="alert.threshold")
     subscription = text(status, "subscription_id", where="alert_status", required=False)
     if subscription is None:
         subscription = text(alert, "subscription_id", where="alert", required=False)
@@ -114,26 +134,51 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     status_alert = text(status, "alert_id", where="alert_status", required=False)
     if status_alert is not None and status_alert != alert_id:
         raise NotAnAlert("alert_status.alert_id differs from alert.id")
-    try:
-        occurred_at = datetime.fromtimestamp(occurred, tz=timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        raise NotAnAlert("event.occurred_at is out of range") from None
+    triggered_at = timestamp(status, "alarm_triggered_at", where="alert_status", required=False)
+    if triggered_at is None:
+        # Where Chargebee's API kept it before it moved to alert_status.
+        triggered_at = timestamp(alert, "alarm_triggered_at", where="alert", required=False)
+    alert_name, alert_key = split_marker(text(alert, "name", where="alert"))
+    if alert_key is None:
+        alert_key = _key_in_meta(alert.get("meta"))
     return checked_event(
         id=event_id,
         provider="chargebee",
         type=_ALARM_TYPES[alarm],
         alert_id=alert_id,
-        alert_name=text(alert, "name", where="alert"),
+        alert_name=alert_name,
         meter_id=text(alert, "metered_feature_id", where="alert", required=False),
         customer_id=None,
         subscription_id=subscription,
-        threshold=Decimal(value) if isinstance(value, int) else Decimal(repr(value)),
+        threshold=value,
         threshold_mode=mode,
         value=None,
         occurred_at=occurred_at,
         livemode=None,
+        alert_type=text(alert, "type", where="alert", required=False),
+        currency=text(alert, "currency_code", where="alert", required=False),
+        triggered_at=triggered_at,
+        alert_key=alert_key,
         raw=dict(payload),
     )
+
+
+def _key_in_meta(meta: Any) -> str | None:
+    """The manager's key in an alert's ``meta`` (``{"alerthooks": {"key": "..."}}``, as a JSON
+    string or object), or None. ``meta`` is the user's free-form field: anything else in it is
+    no key, never an error."""
+    if isinstance(meta, str):
+        if _META_PROBE not in meta:
+            return None
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            return None
+    if not isinstance(meta, dict):
+        return None
+    marker = meta.get(_META_FIELD)
+    key = marker.get("key") if isinstance(marker, dict) else None
+    return key if isinstance(key, str) and _KEY.fullmatch(key) else None
 
 
 def event_url(api_base: str, event_id: str) -> str:

@@ -7,22 +7,22 @@ import hmac
 import os
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
 import stripe
 
 from alerthooks.events import AlertEvent
+from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
     NotAnAlert,
     Provider,
     Rejected,
     checked_event,
     clean_key,
+    decimal,
     mapping,
-    number,
     text,
+    timestamp,
 )
 from alerthooks.sources import Networks, networks_from_env, parse_networks
 
@@ -30,6 +30,8 @@ ALERT_EVENT_TYPE = "billing.alert.triggered"
 SIGNATURE_HEADER = "stripe-signature"
 DEFAULT_TOLERANCE = 300
 SECRET_ENV = "STRIPE_WEBHOOK_SECRET"
+# The alert's threshold as API versions before 2024-09-30 name it (since: ``usage_threshold``).
+_OLD_THRESHOLD = "usage_threshold_config"
 
 # Bound once: the SDK resolves ``stripe.WebhookSignature`` lazily through a module __getattr__
 # that runs an import lookup on every access.
@@ -72,51 +74,99 @@ def verify(
 def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     """Build an :class:`AlertEvent` from a ``billing.alert.triggered`` event.
 
+    Reads the alert as API versions since 2024-09-30 write it (``usage_threshold``, with
+    ``filters``) and as earlier ones did (``usage_threshold_config``, with ``filter``); the
+    meter as an id or an expanded object; ``value`` as an integer or, as preview versions send
+    it, a decimal string; ``currency`` and ``triggered_at`` where present. The title's
+    ownership marker becomes :attr:`AlertEvent.alert_key`.
+
     Raises :class:`NotAnAlert` for other event types and for payloads missing a field the
-    provider always sends.
+    provider always sends, or holding a field of the wrong type.
     """
     if payload.get("type") != ALERT_EVENT_TYPE:
         raise NotAnAlert(f"event type {payload.get('type')!r} is not an alert")
     event_id = text(payload, "id", where="event")
-    created = number(payload, "created", where="event")
+    created = timestamp(payload, "created", where="event")
     livemode = payload.get("livemode")
     if not isinstance(livemode, bool):
         raise NotAnAlert("event.livemode is missing or not a boolean")
     obj = mapping(mapping(payload, "data", where="event"), "object", where="event.data")
     alert = mapping(obj, "alert", where="data.object")
-    threshold = mapping(alert, "usage_threshold", where="alert")
-    meter = threshold.get("meter")
-    if isinstance(meter, dict):
-        meter = text(meter, "id", where="alert.usage_threshold.meter")
-    elif not isinstance(meter, str) or not meter:
-        raise NotAnAlert("alert.usage_threshold.meter is missing or not an id or object")
+    config, where = _threshold_config(alert)
+    alert_name, alert_key = split_marker(text(alert, "title", where="alert"))
+    customer = text(obj, "customer", where="data.object", required=False)
+    if customer is None:
+        customer = _filter_customer(alert, config, where)
     return checked_event(
         id=event_id,
         provider="stripe",
         type="alert.triggered",
         alert_id=text(alert, "id", where="alert"),
-        alert_name=text(alert, "title", where="alert"),
-        meter_id=meter,
-        customer_id=text(obj, "customer", where="data.object"),
+        alert_name=alert_name,
+        meter_id=_id_of(config, "meter", where=where, required=True),
+        customer_id=customer,
         subscription_id=None,
-        threshold=_decimal(number(threshold, "gte", where="alert.usage_threshold")),
+        threshold=decimal(config, "gte", where=where),
         threshold_mode="absolute",
-        value=_decimal(number(obj, "value", where="data.object")),
-        occurred_at=_utc(created),
+        value=decimal(obj, "value", where="data.object", strings=True),
+        occurred_at=created,
         livemode=livemode,
+        alert_type=text(alert, "alert_type", where="alert", required=False),
+        currency=text(obj, "currency", where="data.object", required=False),
+        triggered_at=timestamp(obj, "triggered_at", where="data.object", required=False),
+        alert_key=alert_key,
         raw=dict(payload),
     )
 
 
-def _decimal(value: int | float) -> Decimal:
-    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+def _threshold_config(alert: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    """The alert's usage threshold and its path for messages, in either API version's shape."""
+    config = alert.get("usage_threshold")
+    where = "alert.usage_threshold"
+    if config is None:
+        config = alert.get(_OLD_THRESHOLD)
+        where = f"alert.{_OLD_THRESHOLD}"
+        if config is None:
+            raise NotAnAlert(f"alert has neither usage_threshold nor {_OLD_THRESHOLD}")
+    if not isinstance(config, dict):
+        raise NotAnAlert(f"{where} is not an object")
+    return config, where
 
 
-def _utc(timestamp: int | float) -> datetime:
-    try:
-        return datetime.fromtimestamp(timestamp, tz=timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        raise NotAnAlert("event timestamp is out of range") from None
+def _id_of(obj: Mapping[str, Any], key: str, *, where: str, required: bool) -> str | None:
+    """``obj[key]`` as an id, given as the id itself or as the expanded object."""
+    value = obj.get(key)
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict):
+        return text(value, "id", where=f"{where}.{key}")
+    if value is None and not required:
+        return None
+    raise NotAnAlert(f"{where}.{key} is missing or not an id or object")
+
+
+def _filter_customer(alert: Mapping[str, Any], config: Mapping[str, Any], where: str) -> str | None:
+    """The customer the alert is scoped to: ``usage_threshold.filters`` (null or a list), or
+    the ``filter`` object of API versions before 2024-09-30; None for an unscoped alert."""
+    if "filters" in config:
+        filters = config["filters"]
+        if filters is None:
+            return None
+        if not isinstance(filters, list):
+            raise NotAnAlert(f"{where}.filters is not a list")
+        for index, item in enumerate(filters):
+            if not isinstance(item, dict):
+                raise NotAnAlert(f"{where}.filters[{index}] is not an object")
+            customer = _id_of(item, "customer", where=f"{where}.filters[{index}]", required=False)
+            if customer is not None:
+                return customer
+        return None
+    scope = alert.get("filter")
+    if scope is None:
+        return None
+    if not isinstance(scope, dict):
+        raise NotAnAlert("alert.filter is not an object")
+    return _id_of(scope, "customer", where="alert.filter", required=False)
 
 
 class Stripe(Provider):
