@@ -66,3 +66,28 @@ class AlertEvent(BaseModel):
     marker; None for alerts the manager does not own."""
     raw: dict[str, Any]
     """The provider's whole parsed payload, as delivered."""
+
+
+AlarmState = Literal["in_alarm", "within_limit"]
+
+
+class AlertState(BaseModel):
+    """Where one alert stands for one subject (a customer or a subscription): the state set by
+    the event that occurred last for it, whatever the order deliveries arrived in.
+
+    ``alert.triggered`` sets ``in_alarm`` and ``alert.cleared`` ``within_limit``; alerts the
+    provider never clears (Stripe's one-time alerts) stay ``in_alarm``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    alert_id: str
+    alert_name: str | None = None
+    customer_id: str | None = None
+    subscription_id: str | None = None
+    state: AlarmState
+    since: datetime
+    """The ``occurred_at`` of the event that set this state."""
+    event_id: str
+    """The id of that event."""
