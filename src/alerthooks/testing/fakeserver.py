@@ -18,7 +18,9 @@ import hashlib
 import json
 import re
 import shlex
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -371,9 +373,14 @@ def register_fake(cls: type[F]) -> type[F]:
 
 
 def fake_apis() -> dict[str, type[FakeAPI]]:
-    """The registered fake API classes by provider name, in registration order."""
+    """The registered fake API classes by provider name: the built-in providers' in their
+    route order, then the others in registration order."""
+    from alerthooks.providers import BUILTIN
+
     import_builtin_kits()
-    return dict(_FAKES)
+    order = {cls.name: index for index, cls in enumerate(BUILTIN)}
+    names = sorted(_FAKES, key=lambda name: order.get(name, len(order)))
+    return {name: _FAKES[name] for name in names}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -382,6 +389,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m alerthooks.testing.fakes")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM stops the fakes as Ctrl-C does, instead of killing their threads mid-answer.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.ExitStack() as stack:
         for cls in fake_apis().values():
             fake = stack.enter_context(cls(latency=args.latency))
