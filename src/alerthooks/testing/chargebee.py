@@ -182,11 +182,13 @@ class FakeChargebee(FakeAPI):
             return dict(alert)
 
     def add_endpoint(
-        self, url: str, events: list[str], *, disabled: bool = False
+        self, url: str, events: list[str], *, disabled: bool = False, api_version: str = "v2"
     ) -> dict[str, Any]:
         """Create a webhook endpoint directly."""
         with self._lock:
-            endpoint = self._make_endpoint({"name": "manual", "url": url, "enabled_events": events})
+            endpoint = self._make_endpoint(
+                {"name": "manual", "url": url, "enabled_events": events, "api_version": api_version}
+            )
             endpoint["disabled"] = disabled
             return dict(endpoint)
 
@@ -344,7 +346,7 @@ class FakeChargebee(FakeAPI):
             endpoint["enabled_events"] = list(params["enabled_events"])
         if "disabled" in params:
             endpoint["disabled"] = params["disabled"] == "true"
-        for name in ("url", "name"):
+        for name in ("url", "name", "api_version"):
             if name in params:
                 endpoint[name] = params[name]
         if "basic_auth_username" in params or "basic_auth_password" in params:

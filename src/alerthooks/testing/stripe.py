@@ -161,11 +161,16 @@ class FakeStripe(FakeAPI):
             return dict(alert)
 
     def add_endpoint(
-        self, url: str, events: list[str], *, disabled: bool = False
+        self,
+        url: str,
+        events: list[str],
+        *,
+        disabled: bool = False,
+        api_version: str | None = None,
     ) -> dict[str, Any]:
-        """Create a webhook endpoint directly."""
+        """Create a webhook endpoint directly (``api_version`` None: the account default)."""
         with self._lock:
-            endpoint = self._make_endpoint(url, events)
+            endpoint = self._make_endpoint(url, events, api_version)
             endpoint["status"] = "disabled" if disabled else "enabled"
             return dict(endpoint)
 
@@ -279,10 +284,13 @@ class FakeStripe(FakeAPI):
 
         return handler
 
-    def _make_endpoint(self, url: str, events: list[str]) -> dict[str, Any]:
+    def _make_endpoint(
+        self, url: str, events: list[str], api_version: str | None = None
+    ) -> dict[str, Any]:
         endpoint: dict[str, Any] = {
             "id": self._new_id("we"),
             "object": "webhook_endpoint",
+            "api_version": api_version,
             "url": url,
             "enabled_events": list(events),
             "status": "enabled",
@@ -301,7 +309,7 @@ class FakeStripe(FakeAPI):
         events = params.get("enabled_events")
         if not url or not isinstance(events, list) or not events:
             return self._error(400, "url and enabled_events are required", "parameter_missing")
-        endpoint = self._make_endpoint(url, events)
+        endpoint = self._make_endpoint(url, events, params.get("api_version"))
         endpoint["description"] = params.get("description")
         return 200, {**endpoint, "secret": f"whsec_{uuid.uuid4().hex}"}
 
