@@ -174,7 +174,7 @@ def test_deliver_through_the_fixture_client(pytester: pytest.Pytester) -> None:
             seen = []
             hooks.on("*")(seen.append)
             client = alerthooks_client(hooks)
-            for provider in hooks.providers:
+            for provider in ("stripe", "chargebee"):
                 payload = alerthooks_sample(default_sample(provider))
                 assert client.deliver(provider, payload).status_code == 200
             assert [e.provider for e in seen] == ["stripe", "chargebee"]
