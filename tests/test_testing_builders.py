@@ -4,12 +4,13 @@ overrides, named samples per provider, defaults, and a new provider's own sample
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from alerthooks.providers import BUILTIN, NotAnAlert, chargebee, stripe
+from alerthooks.providers import BUILTIN, NotAnAlert, Provider, chargebee, stripe
 from alerthooks.testing import (
     build_sample,
     chargebee_alert_status_changed,
@@ -22,6 +23,8 @@ from alerthooks.testing import (
     stripe_alert_triggered,
     stripe_customer_created,
 )
+from alerthooks.testing.metronome import metronome_event
+from alerthooks.testing.orb import orb_event
 from alerthooks.testing.samples import merge_overrides
 
 BUILDERS = [
@@ -214,3 +217,58 @@ def test_unknown_sample_names_the_choices(load: object) -> None:
     assert callable(load)
     with pytest.raises(ValueError, match="unknown sample 'nope'; choose one of chargebee_"):
         load("nope")
+
+
+@pytest.mark.parametrize(
+    ("cls", "name"), [(cls, name) for cls in BUILTIN for name in sample_names(cls.name)]
+)
+def test_each_sample_of_a_builtin_provider_normalizes_as_its_type_says(
+    cls: type[Provider], name: str
+) -> None:
+    kit, provider = cls(), cls.name
+    payload = build_sample(name)
+    if kit.event_type(payload) in kit.alert_types:
+        assert kit.normalize(payload).provider == provider
+    else:
+        with pytest.raises(NotAnAlert):
+            kit.normalize(payload)
+
+
+def test_orb_and_metronome_kits_register_their_samples_and_defaults() -> None:
+    assert default_sample("orb") == "orb_subscription_usage_exceeded"
+    assert default_sample("metronome") == "metronome_usage_threshold_reached"
+    assert len(sample_names("orb")) == 6 and len(sample_names("metronome")) == 5
+    assert all(n.startswith("orb_") for n in sample_names("orb"))
+    assert all(n.startswith("metronome_") for n in sample_names("metronome"))
+
+
+def test_orb_event_is_fresh_and_dated_now_unless_given() -> None:
+    first, second = orb_event(), orb_event("orb_subscription_cost_exceeded")
+    assert first["id"] != second["id"] and len(first["id"]) == 16 and first["id"].isalnum()
+    created = datetime.fromisoformat(first["created_at"])
+    assert abs(created.timestamp() - time.time()) < 5 and first["created_at"].endswith("+00:00")
+    assert second["type"] == "subscription.cost_exceeded"
+    given = orb_event(
+        id="evt_orb",
+        created_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        properties={"evaluated_quantity": 2000.0},
+    )
+    assert (given["id"], given["created_at"]) == ("evt_orb", "2025-01-02T03:04:05+00:00")
+    assert given["properties"]["evaluated_quantity"] == 2000.0
+    assert given["properties"]["quantity_threshold"] == 1000.0  # merged, not replaced
+
+
+def test_metronome_event_is_fresh_and_its_alert_timestamp_now() -> None:
+    first, second = metronome_event(), metronome_event()
+    assert first["id"] != second["id"] and len(first["id"]) == 36
+    stamp = first["properties"]["timestamp"]
+    assert stamp.endswith("Z") and len(stamp) == len("2024-10-07T17:15:45.789Z")
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert abs(moment.timestamp() - time.time()) < 5
+    given = metronome_event(
+        "metronome_usage_threshold_resolved",
+        timestamp=datetime(2025, 1, 2, 3, 4, 5, 6000, tzinfo=timezone.utc),
+    )
+    assert given["properties"]["timestamp"] == "2025-01-02T03:04:05.006Z"
+    invoice = metronome_event("metronome_invoice_finalized")
+    assert "timestamp" not in invoice["properties"]  # only alerts carry one
