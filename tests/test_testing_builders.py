@@ -3,10 +3,13 @@ overrides, named samples per provider, defaults, and a new provider's own sample
 
 from __future__ import annotations
 
+import importlib
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,8 +26,6 @@ from alerthooks.testing import (
     stripe_alert_triggered,
     stripe_customer_created,
 )
-from alerthooks.testing.metronome import metronome_event
-from alerthooks.testing.orb import orb_event
 from alerthooks.testing.samples import merge_overrides
 
 BUILDERS = [
@@ -234,6 +235,20 @@ def test_each_sample_of_a_builtin_provider_normalizes_as_its_type_says(
             kit.normalize(payload)
 
 
+@pytest.fixture
+def kits(registry: None) -> dict[str, Callable[..., dict[str, Any]]]:
+    """The Orb and Metronome kits' builders, registered in this test's registry only (where
+    those providers are not built in, nothing else may see their samples)."""
+    builders = {}
+    for provider in ("orb", "metronome"):
+        module = importlib.import_module(f"alerthooks.testing.{provider}")
+        if not sample_names(provider):  # imported by an earlier test, into its own registry
+            module._register()
+        builders[provider] = getattr(module, f"{provider}_event")
+    return builders
+
+
+@pytest.mark.usefixtures("kits")
 def test_orb_and_metronome_kits_register_their_samples_and_defaults() -> None:
     assert default_sample("orb") == "orb_subscription_usage_exceeded"
     assert default_sample("metronome") == "metronome_usage_threshold_reached"
@@ -242,7 +257,10 @@ def test_orb_and_metronome_kits_register_their_samples_and_defaults() -> None:
     assert all(n.startswith("metronome_") for n in sample_names("metronome"))
 
 
-def test_orb_event_is_fresh_and_dated_now_unless_given() -> None:
+def test_orb_event_is_fresh_and_dated_now_unless_given(
+    kits: dict[str, Callable[..., dict[str, Any]]],
+) -> None:
+    orb_event = kits["orb"]
     first, second = orb_event(), orb_event("orb_subscription_cost_exceeded")
     assert first["id"] != second["id"] and len(first["id"]) == 16 and first["id"].isalnum()
     created = datetime.fromisoformat(first["created_at"])
@@ -258,7 +276,10 @@ def test_orb_event_is_fresh_and_dated_now_unless_given() -> None:
     assert given["properties"]["quantity_threshold"] == 1000.0  # merged, not replaced
 
 
-def test_metronome_event_is_fresh_and_its_alert_timestamp_now() -> None:
+def test_metronome_event_is_fresh_and_its_alert_timestamp_now(
+    kits: dict[str, Callable[..., dict[str, Any]]],
+) -> None:
+    metronome_event = kits["metronome"]
     first, second = metronome_event(), metronome_event()
     assert first["id"] != second["id"] and len(first["id"]) == 36
     stamp = first["properties"]["timestamp"]
