@@ -3,13 +3,9 @@ overrides, named samples per provider, defaults, and a new provider's own sample
 
 from __future__ import annotations
 
-import importlib
 import time
-from collections.abc import Callable
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -233,63 +229,3 @@ def test_each_sample_of_a_builtin_provider_normalizes_as_its_type_says(
     else:
         with pytest.raises(NotAnAlert):
             kit.normalize(payload)
-
-
-@pytest.fixture
-def kits(registry: None) -> dict[str, Callable[..., dict[str, Any]]]:
-    """The Orb and Metronome kits' builders, registered in this test's registry only (where
-    those providers are not built in, nothing else may see their samples)."""
-    builders = {}
-    for provider in ("orb", "metronome"):
-        module = importlib.import_module(f"alerthooks.testing.{provider}")
-        if not sample_names(provider):  # imported by an earlier test, into its own registry
-            module._register()
-        builders[provider] = getattr(module, f"{provider}_event")
-    return builders
-
-
-@pytest.mark.usefixtures("kits")
-def test_orb_and_metronome_kits_register_their_samples_and_defaults() -> None:
-    assert default_sample("orb") == "orb_subscription_usage_exceeded"
-    assert default_sample("metronome") == "metronome_usage_threshold_reached"
-    assert len(sample_names("orb")) == 6 and len(sample_names("metronome")) == 5
-    assert all(n.startswith("orb_") for n in sample_names("orb"))
-    assert all(n.startswith("metronome_") for n in sample_names("metronome"))
-
-
-def test_orb_event_is_fresh_and_dated_now_unless_given(
-    kits: dict[str, Callable[..., dict[str, Any]]],
-) -> None:
-    orb_event = kits["orb"]
-    first, second = orb_event(), orb_event("orb_subscription_cost_exceeded")
-    assert first["id"] != second["id"] and len(first["id"]) == 16 and first["id"].isalnum()
-    created = datetime.fromisoformat(first["created_at"])
-    assert abs(created.timestamp() - time.time()) < 5 and first["created_at"].endswith("+00:00")
-    assert second["type"] == "subscription.cost_exceeded"
-    given = orb_event(
-        id="evt_orb",
-        created_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
-        properties={"evaluated_quantity": 2000.0},
-    )
-    assert (given["id"], given["created_at"]) == ("evt_orb", "2025-01-02T03:04:05+00:00")
-    assert given["properties"]["evaluated_quantity"] == 2000.0
-    assert given["properties"]["quantity_threshold"] == 1000.0  # merged, not replaced
-
-
-def test_metronome_event_is_fresh_and_its_alert_timestamp_now(
-    kits: dict[str, Callable[..., dict[str, Any]]],
-) -> None:
-    metronome_event = kits["metronome"]
-    first, second = metronome_event(), metronome_event()
-    assert first["id"] != second["id"] and len(first["id"]) == 36
-    stamp = first["properties"]["timestamp"]
-    assert stamp.endswith("Z") and len(stamp) == len("2024-10-07T17:15:45.789Z")
-    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    assert abs(moment.timestamp() - time.time()) < 5
-    given = metronome_event(
-        "metronome_usage_threshold_resolved",
-        timestamp=datetime(2025, 1, 2, 3, 4, 5, 6000, tzinfo=timezone.utc),
-    )
-    assert given["properties"]["timestamp"] == "2025-01-02T03:04:05.006Z"
-    invoice = metronome_event("metronome_invoice_finalized")
-    assert "timestamp" not in invoice["properties"]  # only alerts carry one
