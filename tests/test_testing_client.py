@@ -1,10 +1,15 @@
-"""alerthooks.testing's clients: finding the hooks in an app, signing, lifespan, sync twin."""
+"""alerthooks.testing's clients: finding the hooks in an app, signing, lifespan, sync twin, and
+``deliver`` to any provider (one defined in this file alone)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -15,6 +20,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount, Router
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import NotAnAlert, Provider, Rejected, Stripe, build_event
 from alerthooks.testing import (
     AlertHooksClient,
     SyncAlertHooksClient,
@@ -266,3 +272,132 @@ def test_sync_client_drains_queued_work_on_its_own_loop() -> None:
     with SyncAlertHooksClient(hooks) as client:
         assert client.send_chargebee(payload).status_code == 200
         assert [e.id for e in seen] == [payload["id"]]
+
+
+class Toy(Provider):
+    """A provider that exists only in this file: its own HMAC header, its own payload shape."""
+
+    name = "toy"
+    env_hint = "TOY_SECRET"
+    alert_types = frozenset({"usage.alert"})
+
+    def __init__(self, secret: str | None = "toy-secret") -> None:
+        self.secret = secret
+
+    @property
+    def configured(self) -> bool:
+        return self.secret is not None
+
+    def _mac(self, body: bytes) -> str:
+        assert self.secret is not None
+        return hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        if not hmac.compare_digest(headers.get("x-toy-signature", ""), self._mac(body)):
+            raise Rejected(401, "bad toy signature")
+
+    def normalize(self, payload: dict[str, Any]) -> AlertEvent:
+        if payload.get("type") != "usage.alert":
+            raise NotAnAlert("not a usage alert")
+        return build_event(
+            id=payload["id"],
+            provider=self.name,
+            type="alert.triggered",
+            alert_id=payload["alert"],
+            occurred_at=datetime.fromtimestamp(payload["at"], timezone.utc),
+            raw=payload,
+        )
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        if self.secret is None:
+            raise ValueError("no toy secret: set TOY_SECRET")
+        return {"X-Toy-Signature": self._mac(body)}
+
+
+def toy_alert(event_id: str = "toy_1") -> dict[str, Any]:
+    return {"id": event_id, "type": "usage.alert", "alert": "calls", "at": 1_700_000_000}
+
+
+async def test_deliver_signs_with_any_providers_own_sign_and_posts_to_its_route() -> None:
+    hooks = AlertHooks(providers=[Toy()], store="memory://")
+    seen: list[AlertEvent] = []
+    hooks.on("alert.triggered", provider="toy")(seen.append)
+    app = Starlette(routes=[Mount("/hooks", app=hooks)], lifespan=hooks.lifespan)
+    async with AlertHooksClient(app) as client:
+        first = await client.deliver("toy", toy_alert())
+        again = await client.deliver("toy", json.dumps(toy_alert()))
+        other = await client.deliver("toy", b'{"id": "toy_2", "type": "hello"}')
+    assert (first.status_code, first.json()) == (200, {"status": "accepted"}), first.text
+    assert again.json() == {"status": "duplicate"}
+    assert other.json() == {"status": "ignored"}
+    assert [(e.provider, e.id, e.alert_id) for e in seen] == [("toy", "toy_1", "calls")]
+
+
+async def test_deliver_headers_replace_the_signed_ones() -> None:
+    hooks = AlertHooks(providers=[Toy()], store="memory://")
+    seen: list[AlertEvent] = []
+    hooks.on("*")(seen.append)
+    async with AlertHooksClient(hooks) as client:
+        forged = await client.deliver("toy", toy_alert(), headers={"x-toy-signature": "0" * 64})
+        marked = await client.deliver("toy", toy_alert("toy_3"), headers={"x-extra": "1"})
+    assert (forged.status_code, forged.json()) == (401, {"error": "bad toy signature"})
+    assert marked.status_code == 200
+    assert [e.id for e in seen] == ["toy_3"]
+
+
+async def test_deliver_to_a_provider_without_credentials_goes_unsigned_and_is_refused() -> None:
+    hooks = AlertHooks(providers=[Toy(secret=None)], store="memory://")
+    async with AlertHooksClient(hooks) as client:
+        assert (await client.deliver("toy", toy_alert())).status_code == 503
+
+
+async def test_deliver_to_an_unknown_provider_names_the_known_ones() -> None:
+    hooks = AlertHooks(providers=[Toy(), Stripe(secrets="whsec_x")], store="memory://")
+    async with AlertHooksClient(hooks) as client:
+        with pytest.raises(
+            LookupError, match=r"^no provider 'nope' in these hooks; they have: stripe, toy$"
+        ):
+            await client.deliver("nope", toy_alert())
+    only_toy = AlertHooks(providers=[Toy()], store="memory://")
+    with SyncAlertHooksClient(only_toy) as sync, pytest.raises(LookupError, match=r"have: toy$"):
+        sync.send_stripe(stripe_alert_triggered())
+
+
+async def test_deliver_reaches_the_builtin_providers_as_send_does(
+    hooks: AlertHooks, seen: list[AlertEvent]
+) -> None:
+    stripe, chargebee = stripe_alert_triggered(), chargebee_alert_status_changed()
+    async with AlertHooksClient(hooks) as client:
+        assert (await client.deliver("stripe", stripe)).status_code == 200
+        assert (await client.deliver("chargebee", chargebee)).status_code == 200
+        assert (await client.send_stripe(stripe)).json() == {"status": "duplicate"}
+    assert [e.id for e in seen] == [stripe["id"], chargebee["id"]]
+
+
+async def test_send_stripe_headers_replace_the_signature_whatever_their_case(
+    hooks: AlertHooks, seen: list[AlertEvent]
+) -> None:
+    payload = stripe_alert_triggered()
+    async with AlertHooksClient(hooks) as client:
+        forged = await client.send_stripe(payload, headers={"Stripe-Signature": "t=1,v1=00"})
+        wrong_auth = await client.send_chargebee(
+            chargebee_alert_status_changed(), headers={"Authorization": "Basic eDp5"}
+        )
+    assert (forged.status_code, forged.json()) == (400, {"error": "signature mismatch"})
+    assert forged.request.headers.get_list("stripe-signature") == ["t=1,v1=00"]
+    assert wrong_auth.status_code == 401
+    assert seen == []
+
+
+def test_sync_deliver_drains_queued_work_for_any_provider() -> None:
+    hooks = AlertHooks(providers=[Toy()], store="memory://", mode="queued")
+    seen: list[AlertEvent] = []
+
+    @hooks.on("alert.triggered")
+    async def slow(event: AlertEvent) -> None:
+        await asyncio.sleep(0.05)
+        seen.append(event)
+
+    with SyncAlertHooksClient(hooks) as client:
+        assert client.deliver("toy", toy_alert()).status_code == 200
+        assert [e.id for e in seen] == ["toy_1"]

@@ -108,5 +108,76 @@ def test_tests_written_as_the_readme_says_pass_and_fixtures_work_by_name(
 def test_fixtures_are_listed_with_their_docs(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     result = pytester.runpytest_inprocess("--fixtures", "-p", "no:cacheprovider")
-    for name in ("alerthooks_client", "stripe_alert", "chargebee_alert", "chargebee_alert_cleared"):
+    for name in (
+        "alerthooks_client",
+        "alerthooks_sample",
+        "stripe_alert",
+        "chargebee_alert",
+        "chargebee_alert_cleared",
+    ):
         result.stdout.fnmatch_lines([f"{name}*alerthooks*pytest_plugin.py*"])
+
+
+def test_sample_fixtures_come_from_the_registry_and_any_sample_builds_by_name(
+    pytester: pytest.Pytester,
+) -> None:
+    # A provider's kit loaded before the plugin (as `-p` does) gets its fixture by registering.
+    pytester.makepyfile(
+        toy_kit="""
+        import itertools
+
+        from alerthooks.testing import register_sample
+
+        ids = itertools.count(1)
+        register_sample(
+            "toy_alert",
+            provider="toy",
+            file="stripe_alert_triggered.json",
+            build=lambda: {"id": f"toy_{next(ids)}"},
+            doc="A fresh toy alert.",
+            fixture="toy_alert",
+        )
+        """
+    )
+    pytester.makepyfile(
+        test_samples="""
+        from alerthooks.testing import sample_names
+
+
+        def test_registered_fixture(toy_alert):
+            assert toy_alert["id"].startswith("toy_")
+
+
+        def test_any_sample_by_name(alerthooks_sample, stripe_alert):
+            assert alerthooks_sample("toy_alert")["id"].startswith("toy_")
+            built = alerthooks_sample("chargebee_alert_within_limit")
+            assert built["content"]["alert_status"]["alarm_status"] == "within_limit"
+            assert alerthooks_sample("stripe_alert_triggered")["id"] != stripe_alert["id"]
+            assert "toy_alert" in sample_names()
+        """
+    )
+    result = run(pytester, "-p", "toy_kit")
+    result.assert_outcomes(passed=2)
+    listed = pytester.runpytest_subprocess("-p", "toy_kit", "--fixtures", "-p", "no:cacheprovider")
+    listed.stdout.fnmatch_lines(["toy_alert*pytest_plugin.py*", "*A fresh toy alert.*"])
+
+
+def test_deliver_through_the_fixture_client(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_deliver="""
+        from alerthooks import AlertHooks
+        from alerthooks.testing import default_sample
+
+
+        def test_deliver(alerthooks_client, alerthooks_sample):
+            hooks = AlertHooks(stripe_secret="whsec_x", chargebee_auth=("u", "p"), store="memory://")
+            seen = []
+            hooks.on("*")(seen.append)
+            client = alerthooks_client(hooks)
+            for provider in ("stripe", "chargebee"):
+                payload = alerthooks_sample(default_sample(provider))
+                assert client.deliver(provider, payload).status_code == 200
+            assert [e.provider for e in seen] == ["stripe", "chargebee"]
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)

@@ -1,22 +1,32 @@
-"""Test kit: realistic payload builders, provider signing, and clients that deliver signed
-events to an :class:`~alerthooks.AlertHooks` (or an app mounting one) without the providers."""
+"""Test kit: realistic payload samples, provider signing, clients that deliver signed events to
+an :class:`~alerthooks.AlertHooks` (or an app mounting one) without the providers, and fakes of
+the providers' APIs.
 
-from alerthooks.testing.builders import (
-    build_sample,
+One module per provider holds its samples, builders and fake API (:mod:`.stripe`,
+:mod:`.chargebee`); :mod:`.samples` is the registry of named samples, :mod:`.fakeserver` the
+generic fake API they build on, :mod:`.client` the clients (``deliver`` works for any provider).
+"""
+
+from alerthooks.testing.chargebee import (
+    FakeChargebee,
     chargebee_alert_status_changed,
     chargebee_subscription_created,
-    default_sample,
-    load_sample,
-    sample_names,
-    stripe_alert_triggered,
-    stripe_customer_created,
 )
 from alerthooks.testing.client import AlertHooksClient, SyncAlertHooksClient, find_hooks
-from alerthooks.testing.fakes import FakeChargebee, FakeStripe, Fault
+from alerthooks.testing.fakeserver import FakeAPI, Fault
+from alerthooks.testing.samples import (
+    build_sample,
+    default_sample,
+    load_sample,
+    register_sample,
+    sample_names,
+)
 from alerthooks.testing.signing import chargebee_auth_headers, stripe_signature_header
+from alerthooks.testing.stripe import FakeStripe, stripe_alert_triggered, stripe_customer_created
 
 __all__ = [
     "AlertHooksClient",
+    "FakeAPI",
     "FakeChargebee",
     "FakeStripe",
     "Fault",
@@ -28,6 +38,7 @@ __all__ = [
     "default_sample",
     "find_hooks",
     "load_sample",
+    "register_sample",
     "sample_names",
     "stripe_alert_triggered",
     "stripe_customer_created",

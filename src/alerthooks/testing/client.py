@@ -2,8 +2,10 @@
 in-process: no server, no provider.
 
 ``AlertHooksClient`` is an ``httpx.AsyncClient``; ``SyncAlertHooksClient`` runs one in a
-background thread for plain (non-async) tests. Both add ``send_stripe``, ``send_chargebee`` and
-``drain``, sign with the hooks' own credentials, and run the app's lifespan while open.
+background thread for plain (non-async) tests. Both add ``deliver(provider, payload)`` (any
+provider the hooks have, signed by its own ``sign``), ``send_stripe`` and ``send_chargebee``
+(built on it, with options to sign otherwise) and ``drain``, and run the app's lifespan while
+open.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from starlette.routing import Mount
 
 from alerthooks.hooks import AlertHooks
+from alerthooks.providers import Provider
+from alerthooks.providers.stripe import SIGNATURE_HEADER
 from alerthooks.testing.signing import chargebee_auth_headers, stripe_signature_header
 
 logger = logging.getLogger(__name__)
@@ -86,28 +90,22 @@ def _encode(payload: Payload) -> bytes:
     return json.dumps(payload).encode()
 
 
-def _stripe_request(
-    hooks: AlertHooks, payload: Payload, secret: str | None, timestamp: int | None
-) -> tuple[bytes, dict[str, str]]:
-    body = _encode(payload)
-    headers = {"content-type": "application/json"}
-    if secret is None:
-        secret = next(iter(getattr(hooks.providers.get("stripe"), "secrets", ())), None)
-    if secret is not None:
-        headers["stripe-signature"] = stripe_signature_header(body, secret, timestamp)
-    return body, headers
+def _provider(hooks: AlertHooks, name: str) -> Provider:
+    try:
+        return hooks.providers[name]
+    except KeyError:
+        known = ", ".join(sorted(hooks.providers)) or "none"
+        raise LookupError(f"no provider {name!r} in these hooks; they have: {known}") from None
 
 
-def _chargebee_request(
-    hooks: AlertHooks, payload: Payload, auth: tuple[str, str] | None
-) -> tuple[bytes, dict[str, str]]:
-    body = _encode(payload)
-    headers = {"content-type": "application/json"}
-    if auth is None:
-        auth = next(iter(getattr(hooks.providers.get("chargebee"), "credentials", ())), None)
-    if auth is not None:
-        headers.update(chargebee_auth_headers(*auth))
-    return body, headers
+def _signed(provider: Provider, body: bytes) -> dict[str, str]:
+    """``provider.sign(body)``, or no headers when it has no credentials to sign with."""
+    try:
+        return provider.sign(body)
+    except ValueError as exc:
+        # Unconfigured: the delivery goes unsigned, as a misconfigured sender's would.
+        logger.debug("sending an unsigned delivery to %s: %s", provider.name, exc)
+        return {}
 
 
 class _Lifespan:
@@ -211,6 +209,26 @@ class AlertHooksClient(httpx.AsyncClient):
         finally:
             await super().__aexit__(exc_type, exc_value, traceback)
 
+    async def deliver(
+        self, provider: str, payload: Payload, *, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """POST ``payload`` to ``provider``'s route (``{prefix}/{provider}``), signed by that
+        provider's :meth:`~alerthooks.providers.Provider.sign` with the hooks' credentials.
+
+        A dict is sent as JSON, str and bytes as they are; ``headers`` are added and replace
+        the signed ones of the same name. A provider without credentials gets the delivery
+        unsigned. Returns the response (after draining the queue in queued mode). An unknown
+        ``provider`` is a ``LookupError`` naming the hooks' providers.
+        """
+        chosen = _provider(self.hooks, provider)
+        body = _encode(payload)
+        sent = httpx.Headers({"content-type": "application/json"})
+        sent.update(_signed(chosen, body))
+        sent.update(headers or {})
+        response = await self.post(f"{self.prefix}/{chosen.name}", content=body, headers=sent)
+        await self._settle()
+        return response
+
     async def send_stripe(
         self,
         payload: Payload,
@@ -225,12 +243,14 @@ class AlertHooksClient(httpx.AsyncClient):
         seconds, default now) backdates the signature. A dict is sent as JSON, str and bytes as
         they are. Returns the response (after draining the queue in queued mode).
         """
-        body, sent = _stripe_request(self.hooks, payload, secret, timestamp)
-        response = await self.post(
-            f"{self.prefix}/stripe", content=body, headers={**sent, **(headers or {})}
-        )
-        await self._settle()
-        return response
+        body = _encode(payload)
+        extra = httpx.Headers()
+        if secret is None and timestamp is not None:
+            secret = next(iter(getattr(_provider(self.hooks, "stripe"), "secrets", ())), None)
+        if secret is not None:
+            extra[SIGNATURE_HEADER] = stripe_signature_header(body, secret, timestamp)
+        extra.update(headers or {})
+        return await self.deliver("stripe", body, headers=extra)
 
     async def send_chargebee(
         self,
@@ -241,12 +261,9 @@ class AlertHooksClient(httpx.AsyncClient):
     ) -> httpx.Response:
         """POST ``payload`` to the Chargebee endpoint with the hooks' first Basic credentials
         (or ``auth``). Returns the response (after draining the queue in queued mode)."""
-        body, sent = _chargebee_request(self.hooks, payload, auth)
-        response = await self.post(
-            f"{self.prefix}/chargebee", content=body, headers={**sent, **(headers or {})}
-        )
-        await self._settle()
-        return response
+        extra = httpx.Headers(chargebee_auth_headers(*auth) if auth is not None else None)
+        extra.update(headers or {})
+        return await self.deliver("chargebee", payload, headers=extra)
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - as hooks.drain
         """In queued mode, return once the worker has no due work; otherwise return at once."""
@@ -308,6 +325,13 @@ class SyncAlertHooksClient:
     def post(self, url: str, **kwargs: Any) -> httpx.Response:
         """POST to ``url`` in the app."""
         return self.request("POST", url, **kwargs)
+
+    def deliver(
+        self, provider: str, payload: Payload, *, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """Like :meth:`AlertHooksClient.deliver`, blocking."""
+        send = functools.partial(self._client.deliver, provider, payload, headers=headers)
+        return self._open().call(send)
 
     def send_stripe(
         self,
