@@ -42,7 +42,7 @@ def client_for(app: Any) -> httpx.AsyncClient:
 
 
 async def test_queued_answers_before_handlers_and_drain_runs_them(url: str) -> None:
-    hooks = make_hooks(url, mode="queued")
+    hooks = make_hooks(url, mode="queued", worker=False)  # only drain() runs handlers
     seen: list[str] = []
 
     @hooks.on("alert.triggered")
@@ -92,7 +92,7 @@ async def test_fail_twice_then_succeed(url: str) -> None:
 
 
 async def test_exhausted_attempts_are_dead_until_replayed(url: str) -> None:
-    hooks = make_hooks(url, mode="queued", max_attempts=3)
+    hooks = make_hooks(url, mode="queued", max_attempts=3, worker=False)
     calls = 0
     healthy = False
 
@@ -133,7 +133,7 @@ async def test_exhausted_attempts_are_dead_until_replayed(url: str) -> None:
 async def test_a_handler_outliving_its_lease_keeps_it(url: str, mode: str) -> None:
     # Renewed first at one to two thirds of a lease: a renewal may come 0.5 s late (a loaded CI
     # machine) before another replica could take the work over.
-    hooks = make_hooks(url, mode=mode, lease_seconds=1.5)
+    hooks = make_hooks(url, mode=mode, lease_seconds=1.5, worker=False)
     started, release = asyncio.Event(), asyncio.Event()
 
     @hooks.on("alert.triggered")
@@ -160,7 +160,7 @@ async def test_a_handler_outliving_its_lease_keeps_it(url: str, mode: str) -> No
 
 
 async def test_handler_cancelled_at_stop_is_due_again_at_once(url: str) -> None:
-    hooks = make_hooks(url, mode="queued", lease_seconds=300)
+    hooks = make_hooks(url, mode="queued", lease_seconds=300, worker=False)
     started = asyncio.Event()
 
     @hooks.on("alert.triggered", name="stuck")

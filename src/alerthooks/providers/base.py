@@ -16,12 +16,14 @@ from alerthooks.sources import Network
 
 
 class Rejected(Exception):
-    """A delivery failed authentication or could not be read; ``status`` is the HTTP answer."""
+    """A delivery failed authentication or could not be read; ``status`` is the HTTP answer and
+    ``headers`` are sent with it (a 401 for Basic auth carries ``WWW-Authenticate``, RFC 7235)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers: Mapping[str, str] = headers or {}
 
 
 class Unavailable(Exception):
