@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +16,12 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.store import open_store
+from alerthooks.store.memory import MemoryStore
 from alerthooks.testing import (
+    AlertHooksClient,
     chargebee_alert_status_changed,
+    chargebee_auth_headers,
     chargebee_subscription_created,
     load_sample,
     stripe_alert_triggered,
@@ -25,6 +30,7 @@ from alerthooks.testing import (
 )
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, post_chargebee, post_stripe
+from .helpers import Sent, http_scope, logged, make_hooks, one_body
 
 
 @pytest.fixture
@@ -590,3 +596,143 @@ async def test_asgi_lifespan_protocol_opens_and_closes_the_store(hooks: AlertHoo
 
     await hooks({"type": "lifespan"}, queue.get, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+# -- rejections an operator must see ----------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_bad_signatures_are_warned_once_a_minute_with_a_count(
+    hooks: AlertHooks, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = _Clock()
+    hooks._receiver.rejections.clock = clock
+    caplog.set_level(logging.WARNING)  # uvicorn's default: WARNING shows, INFO does not
+    for _ in range(3):
+        assert (
+            await post_stripe(client, stripe_alert_triggered(), secret="whsec_x")
+        ).status_code == 400
+    assert logged(caplog, "delivery rejected") == [
+        "stripe delivery rejected (400): signature mismatch"
+    ]
+    clock.now += 61
+    assert (
+        await post_stripe(client, stripe_alert_triggered(), secret="whsec_x")
+    ).status_code == 400
+    assert logged(caplog, "delivery rejected")[1:] == [
+        "stripe delivery rejected (400): signature mismatch (2 more like it in the last 61 s)"
+    ]
+    # Another reason, or another provider, is not held back by the first.
+    stale = int(time.time()) - 3600
+    assert (await post_stripe(client, stripe_alert_triggered(), timestamp=stale)).status_code == 400
+    assert (
+        await post_chargebee(client, chargebee_alert_status_changed(), auth=("x", "y"))
+    ).status_code == 401
+    assert logged(caplog, "delivery rejected", level=logging.WARNING)[2:] == [
+        "stripe delivery rejected (400): timestamp outside tolerance",
+        "chargebee delivery rejected (401): credentials do not match",
+    ]
+
+
+async def test_unconfigured_provider_is_warned_again_after_a_minute(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
+    hooks = make_hooks(stripe_secret="")
+    clock = _Clock()
+    hooks._receiver.rejections.clock = clock
+    caplog.set_level(logging.WARNING)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=hooks), base_url="http://t"
+    ) as c:
+        for _ in range(3):
+            assert (await post_stripe(c, stripe_alert_triggered())).status_code == 503
+        clock.now += 60
+        assert (await post_stripe(c, stripe_alert_triggered())).status_code == 503
+    assert logged(caplog, "no credentials") == [
+        "stripe webhooks are refused: no credentials configured (set STRIPE_WEBHOOK_SECRET)",
+        "stripe webhooks are refused: no credentials configured (set STRIPE_WEBHOOK_SECRET)"
+        " (2 more like it in the last 60 s)",
+    ]
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"authorization", b"Bearer abc")],
+        [(b"authorization", b"Basic !!!")],
+        [(b"authorization", chargebee_auth_headers("x", "y")["Authorization"].encode())],
+    ],
+    ids=["missing", "not-basic", "malformed", "wrong"],
+)
+async def test_basic_auth_401_carries_a_www_authenticate_challenge(
+    hooks: AlertHooks, headers: list[tuple[bytes, bytes]]
+) -> None:
+    sent = Sent()
+    body = json.dumps(chargebee_alert_status_changed()).encode()
+    await hooks(http_scope("/chargebee", headers=headers), one_body(body), sent)
+    assert sent.status == 401
+    assert sent.header(b"www-authenticate") == b'Basic realm="alerthooks"'
+    assert json.loads(sent.body)["error"]
+
+
+async def test_a_signature_400_carries_no_challenge(hooks: AlertHooks) -> None:
+    sent = Sent()
+    await hooks(http_scope("/stripe"), one_body(b"{}"), sent)
+    assert sent.status == 400
+    assert sent.header(b"www-authenticate") is None
+
+
+# -- registration -----------------------------------------------------------------------------
+
+
+def test_a_filter_naming_an_unknown_provider_is_refused(hooks: AlertHooks) -> None:
+    with pytest.raises(ValueError, match=r"'strip'.*known: chargebee, stripe"):
+
+        @hooks.on("alert.triggered", provider="strip")
+        async def never(event: AlertEvent) -> None: ...
+
+    with pytest.raises(ValueError, match="'strip'"):
+        hooks.add_handler(print, "*", provider={"stripe", "strip"})
+    assert hooks.dispatcher.handlers == []
+    hooks.add_handler(print, "*", provider={"stripe", "chargebee"})  # known names are fine
+
+
+# -- the facade -------------------------------------------------------------------------------
+
+
+async def test_replace_store_records_into_the_new_store(tmp_path: Path) -> None:
+    hooks = make_hooks("memory://")
+    hooks.replace_store(f"sqlite:///{tmp_path / 'other.db'}")
+    assert hooks.store.url.endswith("other.db")
+    async with AlertHooksClient(hooks) as client:
+        payload = stripe_alert_triggered()
+        assert (await client.send_stripe(payload)).status_code == 200
+    reopened = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    await reopened.open()
+    try:
+        assert [e.event_id for e in await reopened.events()] == [payload["id"]]
+    finally:
+        await reopened.close()
+    replacement = MemoryStore()
+    hooks.replace_store(replacement)
+    assert hooks.store is replacement and hooks.worker.runtime.store is replacement
+
+
+async def test_an_inline_app_logs_no_worker_lines(caplog: pytest.LogCaptureFixture) -> None:
+    hooks = make_hooks()
+    caplog.set_level(logging.INFO, logger="alerthooks")
+    await hooks.startup()
+    await hooks.shutdown()
+    assert logged(caplog, "worker") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from alerthooks.testing import stripe_alert_triggered
 from alerthooks.worker import backoff
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port, post_stripe
+from .helpers import logged, wait_until
 from .stores import BACKENDS, POSTGRES_URL, postgres_schema, store_url
 
 
@@ -467,3 +469,60 @@ async def test_postgres_wakes_a_worker_in_another_process_at_once() -> None:
         finally:
             await receiver.shutdown()
             await worker.shutdown()
+
+
+async def test_queued_app_mounted_without_lifespan_starts_its_worker_on_first_delivery(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = make_hooks(f"sqlite:///{tmp_path / 'q.db'}", mode="queued", poll_interval=30)
+    done = asyncio.Event()
+
+    @hooks.on("alert.triggered")
+    async def record(event: AlertEvent) -> None:
+        done.set()
+
+    app = Starlette(routes=[Mount("/webhooks", app=hooks)])  # no lifespan=hooks.lifespan
+    caplog.set_level(logging.WARNING)
+    async with client_for(app) as client:
+        assert not hooks.worker.started
+        response = await post_stripe(client, stripe_alert_triggered(), path="/webhooks/stripe")
+        assert response.json() == {"status": "accepted"}
+        assert hooks.worker.started
+        await asyncio.wait_for(done.wait(), 5)  # no drain(), no 30 s poll
+        assert (
+            await post_stripe(client, stripe_alert_triggered(), path="/webhooks/stripe")
+        ).status_code == 200
+    assert logged(caplog, "started by the first delivery") != []
+    assert len(logged(caplog, "started by the first delivery")) == 1
+    await hooks.shutdown()
+    assert not hooks.worker.started
+
+
+async def test_a_split_web_process_does_not_start_a_worker_on_first_delivery(
+    tmp_path: Path,
+) -> None:
+    hooks = make_hooks(f"sqlite:///{tmp_path / 'q.db'}", mode="queued", worker=False)
+    hooks.add_handler(print, "alert.triggered", name="later")
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        assert (await post_stripe(client, payload)).status_code == 200
+    assert not hooks.worker.started  # `alerthooks worker` runs it elsewhere
+    (event,) = await hooks.store.events(status="pending")
+    assert event.event_id == payload["id"]
+    await hooks.shutdown()
+
+
+async def test_worker_stopped_is_logged_once_when_the_worker_command_is_cancelled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What `alerthooks worker` does on SIGTERM: cancel run_forever, then shut the hooks down.
+    hooks = make_hooks(f"sqlite:///{tmp_path / 'q.db'}", mode="queued")
+    caplog.set_level(logging.INFO, logger="alerthooks")
+    await hooks.startup()
+    running = asyncio.create_task(hooks.worker.run_forever())
+    await wait_until(lambda: hooks.worker.started, what="the worker")
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await hooks.shutdown()
+    assert logged(caplog, "stopped") == [f"worker {hooks.owner} stopped"]

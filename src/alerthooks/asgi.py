@@ -153,12 +153,13 @@ class ASGIApp:
         if scope["method"] != "POST":
             return _METHOD_NOT_ALLOWED
         if self.sources is not None and not self.sources.allows(provider.name, scope):
+            address = self.sources.client_address(scope)
             self.receiver.rejections.warn(
                 provider.name,
                 "source not allowed",
-                "%s delivery rejected (403): source %s not allowed",
+                "%s delivery refused: source %s is not in the allowlist",
                 provider.name,
-                self.sources.client_address(scope),
+                address if address is not None else "unknown",
             )
             return _FORBIDDEN
         if not provider.configured:

@@ -125,7 +125,6 @@ class Receiver:
         self._inflight: dict[tuple[str, str], list[asyncio.Future[Answer]]] = {}
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
-        self._warned: set[str] = set()
 
     # -- opening --------------------------------------------------------------------------------
 
@@ -140,8 +139,7 @@ class Receiver:
                 await self.runtime.store.open()
                 self._opened = True
                 for provider in self.runtime.providers.values():
-                    if not provider.configured and provider.name not in self._warned:
-                        self._warned.add(provider.name)
+                    if not provider.configured:
                         self.warn_unconfigured(provider)
 
     async def _first_use(self) -> None:
