@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee
 from alerthooks.testing import (
     chargebee_alert_status_changed,
     chargebee_auth_headers,
@@ -238,8 +239,9 @@ async def test_slow_api_times_out_as_503(fake: FakeChargebee) -> None:
     fake.events[real["id"]] = real
     fake.delay = 1.0
     hooks, seen = _hooks()
-    assert hooks.chargebee.fetcher is not None
-    hooks.chargebee.fetcher.timeout = 0.2
+    chargebee = hooks.providers["chargebee"]
+    assert isinstance(chargebee, Chargebee) and chargebee.fetcher is not None
+    chargebee.fetcher.timeout = 0.2
     assert (await _post(hooks, real))[0] == 503
     assert seen == []
 
@@ -358,7 +360,9 @@ async def test_api_key_never_shown_in_logs_or_repr(fake: FakeChargebee) -> None:
         await hooks.shutdown()
         wrong, _ = _hooks(chargebee_api_key=API_KEY + "x")
         await _post(wrong, real)
-        texts = [*records, repr(hooks), repr(hooks.chargebee), repr(hooks.chargebee.fetcher)]
+        chargebee = hooks.providers["chargebee"]
+        assert isinstance(chargebee, Chargebee)
+        texts = [*records, repr(hooks), repr(chargebee), repr(chargebee.fetcher)]
     finally:
         root.removeHandler(handler)
         root.setLevel(old)

@@ -15,6 +15,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.providers import Rejected
@@ -442,12 +443,12 @@ def test_verified_garbage_in_any_encoding_is_answered_without_5xx(
 
 async def test_websocket_upgrade_is_refused_not_an_error() -> None:
     hooks, seen = _hooks()
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "websocket.connect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "websocket", "path": "/stripe", "headers": [], "subprotocols": []}

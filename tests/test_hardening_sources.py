@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.sources import SourceConfigError, SourceFilter, parse_networks
@@ -74,12 +75,12 @@ async def test_other_source_gets_403_before_the_body_is_read() -> None:
 
 async def test_403_closes_the_connection() -> None:
     hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/stripe", "headers": []}

@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.store import open_store
@@ -254,14 +255,14 @@ async def test_streamed_body_over_limit_is_413_without_reading_the_rest() -> Non
     hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", max_body_bytes=1000)
     sent = 0
     messages = [{"type": "http.request", "body": b"x" * 600, "more_body": True}] * 10
-    responses: list[dict[str, Any]] = []
+    responses: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         nonlocal sent
         sent += 1
         return messages[sent - 1]
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         responses.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/stripe", "headers": [], "root_path": ""}
@@ -271,12 +272,12 @@ async def test_streamed_body_over_limit_is_413_without_reading_the_rest() -> Non
 
 
 async def test_invalid_content_length_is_400(hooks: AlertHooks) -> None:
-    responses: list[dict[str, Any]] = []
+    responses: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         responses.append(message)
 
     scope = {
@@ -291,7 +292,7 @@ async def test_invalid_content_length_is_400(hooks: AlertHooks) -> None:
 
 async def test_stalled_body_times_out_with_408() -> None:
     hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", body_timeout=0.1)
-    responses: list[dict[str, Any]] = []
+    responses: list[Message] = []
     first = True
 
     async def receive() -> dict[str, Any]:
@@ -302,7 +303,7 @@ async def test_stalled_body_times_out_with_408() -> None:
         await asyncio.sleep(10)
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         responses.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/stripe", "headers": []}
@@ -587,11 +588,11 @@ async def test_mounted_in_fastapi(hooks: AlertHooks, seen: list[AlertEvent]) -> 
 
 async def test_asgi_lifespan_protocol_opens_and_closes_the_store(hooks: AlertHooks) -> None:
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
     await queue.put({"type": "lifespan.startup"})
     await queue.put({"type": "lifespan.shutdown"})
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await hooks({"type": "lifespan"}, queue.get, send)

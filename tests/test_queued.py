@@ -14,6 +14,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.store.sqlite import SQLiteStore
@@ -89,6 +90,7 @@ async def test_fail_twice_then_succeed(url: str) -> None:
             break
         await asyncio.sleep(0.01)
     assert calls == 3
+    assert stored is not None
     assert (stored.outcomes[0].status, stored.outcomes[0].attempts) == ("done", 3)
     await hooks.shutdown()
 
@@ -145,6 +147,7 @@ async def test_a_handler_outliving_its_lease_keeps_it(url: str, mode: str) -> No
 
     payload = stripe_alert_triggered()
     async with client_for(hooks) as client:
+        running: asyncio.Task[Any]
         if mode == "queued":
             assert (await post_stripe(client, payload)).status_code == 200
             running = asyncio.create_task(hooks.drain())
@@ -230,7 +233,7 @@ async def test_asgi_lifespan_protocol_starts_the_worker(tmp_path: Path) -> None:
     sent: list[str] = []
     started = asyncio.Event()
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message["type"])
         started.set()
 
@@ -440,7 +443,7 @@ async def test_postgres_wakes_a_worker_in_another_process_at_once() -> None:
                     if stored.outcomes[0].status == "dead":
                         break
                     await asyncio.sleep(0.02)
-                assert stored.outcomes[0].status == "dead"
+                assert stored is not None and stored.outcomes[0].status == "dead"
                 # `alerthooks replay --dead` in another process: the worker hears of it too.
                 assert await receiver.store.replay(dead=True) == 1
                 await _until(lambda: ran == ["failed", first["id"]])
