@@ -31,8 +31,9 @@ from alerthooks.testing import (
     chargebee_subscription_created,
 )
 
-from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port
-from .hostile import ServedApp, asgi_call
+from .conftest import CB_PASSWORD, CB_USER, free_port
+from .helpers import ServedApp, make_hooks, recorded
+from .hostile import asgi_call
 
 API_KEY = "test_ApIkEyMaRkEr123"
 
@@ -81,18 +82,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeChargebee]:
 
 
 def _hooks(**kwargs: Any) -> tuple[AlertHooks, list[AlertEvent]]:
-    options: dict[str, Any] = {
-        "stripe_secret": STRIPE_SECRET,
-        "chargebee_auth": (CB_USER, CB_PASSWORD),
-        "store": "memory://",
-        "chargebee_verify": "fetch",
-        "chargebee_api_key": API_KEY,
-        **kwargs,
-    }
-    hooks = AlertHooks(**options)
-    seen: list[AlertEvent] = []
-    hooks.on("*")(seen.append)
-    return hooks, seen
+    kwargs.setdefault("chargebee_verify", "fetch")
+    kwargs.setdefault("chargebee_api_key", API_KEY)
+    hooks = make_hooks(**kwargs)
+    return hooks, recorded(hooks)
 
 
 async def _post(

@@ -29,6 +29,7 @@ from alerthooks.testing import (
 )
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+from .helpers import make_hooks, recorded
 from .hostile import asgi_call, examples
 
 _SETTINGS = settings(
@@ -39,14 +40,8 @@ _SETTINGS = settings(
 
 
 def _hooks() -> tuple[AlertHooks, list[AlertEvent]]:
-    hooks = AlertHooks(
-        stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD), store="memory://"
-    )
-    seen: list[AlertEvent] = []
-
-    @hooks.on("*")
-    def record(event: AlertEvent) -> None:
-        seen.append(event)
+    hooks = make_hooks()
+    seen = recorded(hooks)
 
     return hooks, seen
 

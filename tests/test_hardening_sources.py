@@ -23,7 +23,8 @@ from alerthooks.testing import (
 )
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
-from .hostile import ServedApp, asgi_call, examples, read_response
+from .helpers import ServedApp, make_hooks, recorded
+from .hostile import asgi_call, examples, read_response
 
 STRIPE_IPS = ["3.18.12.63", "13.235.14.237/32", "2600:1f18::/32"]
 PROXIES = ["10.0.0.0/8"]
@@ -32,15 +33,8 @@ OTHER = "198.51.100.20"
 
 
 def _hooks(**kwargs: Any) -> tuple[AlertHooks, list[AlertEvent]]:
-    hooks = AlertHooks(
-        stripe_secret=STRIPE_SECRET,
-        chargebee_auth=(CB_USER, CB_PASSWORD),
-        store="memory://",
-        **kwargs,
-    )
-    seen: list[AlertEvent] = []
-    hooks.on("*")(seen.append)
-    return hooks, seen
+    hooks = make_hooks(**kwargs)
+    return hooks, recorded(hooks)
 
 
 def _stripe_request(forwarded: list[str] | None = None) -> dict[str, Any]:

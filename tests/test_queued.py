@@ -21,7 +21,8 @@ from alerthooks.store.sqlite import SQLiteStore
 from alerthooks.testing import stripe_alert_triggered
 from alerthooks.worker import backoff
 
-from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port, post_stripe
+from . import helpers
+from .conftest import free_port, post_stripe
 from .helpers import logged, wait_until
 from .stores import BACKENDS, POSTGRES_URL, postgres_schema, store_url
 
@@ -29,9 +30,7 @@ from .stores import BACKENDS, POSTGRES_URL, postgres_schema, store_url
 def make_hooks(url: str, **options: Any) -> AlertHooks:
     options.setdefault("retry_backoff", 0.01)
     options.setdefault("retry_backoff_max", 0.02)
-    return AlertHooks(
-        stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD), store=url, **options
-    )
+    return helpers.make_hooks(url, **options)
 
 
 @pytest.fixture(params=BACKENDS)
