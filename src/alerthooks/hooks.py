@@ -75,6 +75,37 @@ def _legacy_providers(options: Mapping[str, Any]) -> list[Provider]:
     return built
 
 
+def _by_name(given: Iterable[Provider] | None, shortcuts: list[Provider]) -> dict[str, Provider]:
+    """The providers to serve, by name: ``given`` (default: every built-in one from its
+    environment) with those the shortcut keyword arguments built."""
+    if given is None:
+        by_shortcut = {p.name for p in shortcuts}
+        chosen = [*shortcuts, *(p for p in builtin_providers() if p.name not in by_shortcut)]
+    else:
+        chosen = list(given)
+        names = {p.name for p in chosen}
+        for provider in shortcuts:
+            if provider.name in names:
+                raise ValueError(
+                    f"provider {provider.name!r} is given both in providers= and by "
+                    f"{provider.name}_* keyword arguments; give it one way"
+                )
+        chosen.extend(shortcuts)
+    found: dict[str, Provider] = {}
+    for provider in chosen:
+        if not isinstance(provider, Provider):
+            raise TypeError(f"{provider!r} is not an alerthooks.providers.Provider")
+        name = provider.name
+        if not isinstance(name, str) or not _PROVIDER_NAME.fullmatch(name):
+            raise ValueError(
+                f"provider name {name!r} must be lower-case letters, digits, '_' or '-'"
+            )
+        if name in found:
+            raise ValueError(f"two providers are named {name!r}")
+        found[name] = provider
+    return found
+
+
 def _source_filter(
     providers: Iterable[Provider], trusted_proxies: Networks | None
 ) -> SourceFilter | None:
@@ -180,32 +211,7 @@ class AlertHooks:
                 "chargebee_allowed_ips": chargebee_allowed_ips,
             }
         )
-        if providers is None:
-            by_shortcut = {p.name for p in shortcuts}
-            chosen = [p for p in builtin_providers() if p.name not in by_shortcut]
-            chosen = [*shortcuts, *chosen]
-        else:
-            chosen = list(providers)
-            names = {p.name for p in chosen}
-            for provider in shortcuts:
-                if provider.name in names:
-                    raise ValueError(
-                        f"provider {provider.name!r} is given both in providers= and by "
-                        f"{provider.name}_* keyword arguments; give it one way"
-                    )
-            chosen.extend(shortcuts)
-        self.providers: dict[str, Provider] = {}
-        for provider in chosen:
-            if not isinstance(provider, Provider):
-                raise TypeError(f"{provider!r} is not an alerthooks.providers.Provider")
-            name = provider.name
-            if not isinstance(name, str) or not _PROVIDER_NAME.fullmatch(name):
-                raise ValueError(
-                    f"provider name {name!r} must be lower-case letters, digits, '_' or '-'"
-                )
-            if name in self.providers:
-                raise ValueError(f"two providers are named {name!r}")
-            self.providers[name] = provider
+        self.providers: dict[str, Provider] = _by_name(providers, shortcuts)
         runtime = Runtime(
             store=store if isinstance(store, Store) else open_store(store),
             dispatcher=Dispatcher(providers=self.providers),
