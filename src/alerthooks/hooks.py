@@ -8,6 +8,7 @@ Each delivery flows one way: bytes → verify → parse → normalize → record
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -28,8 +29,10 @@ from alerthooks.sources import (
     networks_from_env,
     networks_setting,
 )
-from alerthooks.store import Store, open_store, redact_url
+from alerthooks.store import Store, StoreError, open_store, redact_url
 from alerthooks.worker import LeaseRenewals, Runtime, Worker
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_TOLERANCE = 300
@@ -338,11 +341,19 @@ class AlertHooks:
         A store that cannot be reached yet is logged, not fatal: requests answer 503 and the
         worker retries until it comes back. Without a lifespan, the first delivery does both.
         """
-        await self._receiver.startup()
+        try:
+            await self._receiver.open()
+        except StoreError as exc:
+            logger.error("store %s unavailable at startup: %s", redact_url(self.store.url), exc)
+        if self.mode == "queued" and self.run_worker:
+            await self.worker.start()
 
     async def shutdown(self) -> None:
         """Stop the worker (running handlers get a short grace period), then close the store."""
-        await self._receiver.shutdown()
+        await self.worker.stop()
+        await self._receiver.close()
+        for provider in self.providers.values():
+            await provider.aclose()
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Run queued work now and return once none is due (retries scheduled for later are

@@ -17,7 +17,7 @@ from typing import Any
 from alerthooks.dispatch import Handler
 from alerthooks.events import AlertEvent
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
-from alerthooks.store import Begun, Delivery, StoreError, redact_url
+from alerthooks.store import Begun, Delivery, StoreError
 from alerthooks.worker import LeaseKeeper, Runtime, Worker
 
 logger = logging.getLogger(__name__)
@@ -141,6 +141,11 @@ class Receiver:
                 for provider in self.runtime.providers.values():
                     if not provider.configured:
                         self.warn_unconfigured(provider)
+
+    async def close(self) -> None:
+        """Close the store; the next delivery opens it again."""
+        self._opened = False
+        await self.runtime.store.close()
 
     async def _first_use(self) -> None:
         await self.open()
@@ -354,24 +359,3 @@ class Receiver:
             )
             return HANDLER_FAILED
         return None
-
-    async def startup(self) -> None:
-        """Open the store (a store not reachable yet is logged: requests answer 503 until it
-        is) and, in queued mode with ``start_worker``, start the worker."""
-        try:
-            await self.open()
-        except StoreError as exc:
-            logger.error(
-                "store %s unavailable at startup: %s", redact_url(self.runtime.store.url), exc
-            )
-        if self.queued and self.start_worker:
-            await self.worker.start()
-
-    async def shutdown(self) -> None:
-        """Stop the worker (running handlers get a short grace period), close the store and
-        release the providers' connections."""
-        await self.worker.stop()
-        self._opened = False
-        await self.runtime.store.close()
-        for provider in self.runtime.providers.values():
-            await provider.aclose()
