@@ -737,3 +737,10 @@ async def test_an_inline_app_logs_no_worker_lines(caplog: pytest.LogCaptureFixtu
     await hooks.startup()
     await hooks.shutdown()
     assert logged(caplog, "worker") == []
+
+
+def test_the_package_exports_exactly_its_public_surface() -> None:
+    import alerthooks
+
+    assert alerthooks.__all__ == ["AlertEvent", "AlertHooks"]
+    assert all(getattr(alerthooks, name) is not None for name in alerthooks.__all__)
