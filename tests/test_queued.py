@@ -486,6 +486,7 @@ async def test_queued_app_mounted_without_lifespan_starts_its_worker_on_first_de
     app = Starlette(routes=[Mount("/webhooks", app=hooks)])  # no lifespan=hooks.lifespan
     caplog.set_level(logging.WARNING)
     async with client_for(app) as client:
+        await hooks.drain()  # opens the store, and runs nothing: it is not a delivery
         assert not hooks.worker.started
         response = await post_stripe(client, stripe_alert_triggered(), path="/webhooks/stripe")
         assert response.json() == {"status": "accepted"}

@@ -125,6 +125,8 @@ class Receiver:
         self._inflight: dict[tuple[str, str], list[asyncio.Future[Answer]]] = {}
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
+        # Whether a delivery has come since the store was last opened (see _first_use).
+        self._used = False
 
     # -- opening --------------------------------------------------------------------------------
 
@@ -144,11 +146,12 @@ class Receiver:
 
     async def close(self) -> None:
         """Close the store; the next delivery opens it again."""
-        self._opened = False
+        self._opened = self._used = False
         await self.runtime.store.close()
 
     async def _first_use(self) -> None:
         await self.open()
+        self._used = True
         if self.queued and self.start_worker and not self.worker.started:
             logger.warning(
                 "queued mode: the worker is started by the first delivery, not by the app's "
@@ -282,7 +285,7 @@ class Receiver:
         cannot be reached."""
         runtime = self.runtime
         try:
-            if not self._opened:
+            if not self._used:
                 await self._first_use()
             return await runtime.store.begin(
                 delivery, owner=runtime.owner, lease=runtime.lease_seconds, claim=not self.queued
