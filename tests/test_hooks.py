@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ from alerthooks.testing import (
 )
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, post_chargebee, post_stripe
-from .helpers import Sent, http_scope, logged, make_hooks, one_body
+from .helpers import Sent, free_port, http_scope, logged, make_hooks, one_body, wait_until_sync
 
 
 @pytest.fixture
@@ -744,3 +747,38 @@ def test_the_package_exports_exactly_its_public_surface() -> None:
 
     assert alerthooks.__all__ == ["AlertEvent", "AlertHooks"]
     assert all(getattr(alerthooks, name) is not None for name in alerthooks.__all__)
+
+
+def test_a_bad_signature_shows_under_plain_uvicorn(tmp_path: Path) -> None:
+    """`uvicorn module:hooks` with uvicorn's default logging: the reason is in its output."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "ALERTHOOKS_STORE": f"sqlite:///{tmp_path / 'u.db'}",
+        "ALERTHOOKS_TEST_OUT": str(tmp_path / "out"),
+        "ALERTHOOKS_TEST_MODE": "inline",
+    }
+    log = tmp_path / "uvicorn.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "tests.inbox_app:hooks", "--port", str(port)],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until_sync(lambda: "startup complete" in log.read_text(), what="uvicorn")
+            body = json.dumps(stripe_alert_triggered()).encode()
+            bad = stripe_signature_header(body, "whsec_wrong")
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/stripe", content=body, headers={"Stripe-Signature": bad}
+            )
+            assert response.status_code == 400
+            wait_until_sync(
+                lambda: "stripe delivery rejected (400): signature mismatch" in log.read_text(),
+                what="the rejection in uvicorn's output",
+            )
+        finally:
+            server.terminate()
+            server.wait(10)
