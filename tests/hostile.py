@@ -72,43 +72,6 @@ async def asgi_call(
     return start["status"], body, read
 
 
-class ServedApp:
-    """An ASGI app served by a real uvicorn server on a free loopback port, in a thread."""
-
-    def __init__(self, app: Any, port: int = 0, **config: Any) -> None:
-        import socket
-        import threading
-
-        import uvicorn
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.port: int = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="on", **config)
-        )
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def __enter__(self) -> ServedApp:
-        import time
-
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-
 def read_response(sock: Any, timeout: float) -> bytes:
     """Read until the server closes or a whole response head (and its Content-Length) arrived."""
     import time

@@ -110,3 +110,32 @@ def test_event_is_frozen() -> None:
     event = stripe_event()
     with pytest.raises(Exception, match="frozen"):
         event.alert_id = "other"  # type: ignore[misc]
+
+
+def test_a_provider_filter_must_name_a_known_provider() -> None:
+    dispatcher = Dispatcher(providers=["stripe", "chargebee"])
+    with pytest.raises(ValueError, match=r"provider='strip'.*known: chargebee, stripe"):
+        dispatcher.add(noop, "alert.triggered", provider="strip")
+    dispatcher.add(noop, "alert.triggered", provider="stripe")
+    Dispatcher().add(noop, "alert.triggered", provider="anything")  # no providers given: any
+
+
+async def test_run_reports_each_handler_and_a_failure_stops_no_other() -> None:
+    dispatcher = Dispatcher()
+    ran: list[str] = []
+
+    @dispatcher.on("alert.triggered", name="ok")
+    async def ok(event: AlertEvent) -> None:
+        ran.append("ok")
+
+    @dispatcher.on("alert.triggered", name="broken")
+    def broken(event: AlertEvent) -> None:
+        raise RuntimeError("down")
+
+    event = stripe_event()
+    results = await dispatcher.run(event, dispatcher.match(event))
+    assert results == {"ok": None, "broken": "RuntimeError: down"}
+    assert ran == ["ok"]
+    named = await dispatcher.run_named(event, ["ok", "gone"])
+    assert named == {"gone": "handler is not registered in this process", "ok": None}
+    assert ran == ["ok", "ok"]

@@ -18,7 +18,8 @@ from alerthooks import AlertEvent, AlertHooks
 from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
-from .hostile import ServedApp, read_response
+from .helpers import ServedApp
+from .hostile import read_response
 
 LIMIT = 64 * 1024
 TIMEOUT = 0.5

@@ -24,14 +24,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee
 from alerthooks.testing import (
     chargebee_alert_status_changed,
     chargebee_auth_headers,
     chargebee_subscription_created,
 )
 
-from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port
-from .hostile import ServedApp, asgi_call
+from .conftest import CB_PASSWORD, CB_USER, free_port
+from .helpers import ServedApp, make_hooks, recorded
+from .hostile import asgi_call
 
 API_KEY = "test_ApIkEyMaRkEr123"
 
@@ -80,18 +82,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeChargebee]:
 
 
 def _hooks(**kwargs: Any) -> tuple[AlertHooks, list[AlertEvent]]:
-    options: dict[str, Any] = {
-        "stripe_secret": STRIPE_SECRET,
-        "chargebee_auth": (CB_USER, CB_PASSWORD),
-        "store": "memory://",
-        "chargebee_verify": "fetch",
-        "chargebee_api_key": API_KEY,
-        **kwargs,
-    }
-    hooks = AlertHooks(**options)
-    seen: list[AlertEvent] = []
-    hooks.on("*")(seen.append)
-    return hooks, seen
+    kwargs.setdefault("chargebee_verify", "fetch")
+    kwargs.setdefault("chargebee_api_key", API_KEY)
+    hooks = make_hooks(**kwargs)
+    return hooks, recorded(hooks)
 
 
 async def _post(
@@ -238,8 +232,9 @@ async def test_slow_api_times_out_as_503(fake: FakeChargebee) -> None:
     fake.events[real["id"]] = real
     fake.delay = 1.0
     hooks, seen = _hooks()
-    assert hooks.chargebee.fetcher is not None
-    hooks.chargebee.fetcher.timeout = 0.2
+    chargebee = hooks.providers["chargebee"]
+    assert isinstance(chargebee, Chargebee) and chargebee.fetcher is not None
+    chargebee.fetcher.timeout = 0.2
     assert (await _post(hooks, real))[0] == 503
     assert seen == []
 
@@ -358,7 +353,9 @@ async def test_api_key_never_shown_in_logs_or_repr(fake: FakeChargebee) -> None:
         await hooks.shutdown()
         wrong, _ = _hooks(chargebee_api_key=API_KEY + "x")
         await _post(wrong, real)
-        texts = [*records, repr(hooks), repr(hooks.chargebee), repr(hooks.chargebee.fetcher)]
+        chargebee = hooks.providers["chargebee"]
+        assert isinstance(chargebee, Chargebee)
+        texts = [*records, repr(hooks), repr(chargebee), repr(chargebee.fetcher)]
     finally:
         root.removeHandler(handler)
         root.setLevel(old)

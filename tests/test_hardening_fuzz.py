@@ -15,6 +15,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.providers import Rejected
@@ -28,6 +29,7 @@ from alerthooks.testing import (
 )
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+from .helpers import make_hooks, recorded
 from .hostile import asgi_call, examples
 
 _SETTINGS = settings(
@@ -38,14 +40,8 @@ _SETTINGS = settings(
 
 
 def _hooks() -> tuple[AlertHooks, list[AlertEvent]]:
-    hooks = AlertHooks(
-        stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD), store="memory://"
-    )
-    seen: list[AlertEvent] = []
-
-    @hooks.on("*")
-    def record(event: AlertEvent) -> None:
-        seen.append(event)
+    hooks = make_hooks()
+    seen = recorded(hooks)
 
     return hooks, seen
 
@@ -442,12 +438,12 @@ def test_verified_garbage_in_any_encoding_is_answered_without_5xx(
 
 async def test_websocket_upgrade_is_refused_not_an_error() -> None:
     hooks, seen = _hooks()
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "websocket.connect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "websocket", "path": "/stripe", "headers": [], "subprotocols": []}

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from alerthooks import AlertEvent, AlertHooks
+from alerthooks import AlertEvent
 from alerthooks.testing import (
     chargebee_alert_status_changed,
     chargebee_auth_headers,
@@ -26,6 +26,7 @@ from alerthooks.testing import (
 )
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+from .helpers import make_hooks
 from .hostile import FULL, asgi_call
 from .stores import store_url
 
@@ -54,10 +55,8 @@ async def test_queued_load_with_duplicates_and_failing_handlers_loses_nothing(
     succeeded: Counter[tuple[str, str]] = Counter()
     failed: Counter[tuple[str, str]] = Counter()
     async with store_url(backend, tmp_path) as url:
-        hooks = AlertHooks(
-            stripe_secret=STRIPE_SECRET,
-            chargebee_auth=(CB_USER, CB_PASSWORD),
-            store=url,
+        hooks = make_hooks(
+            url,
             mode="queued",
             retry_backoff=0.01,
             retry_backoff_max=0.1,

@@ -11,10 +11,11 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.providers import Rejected
@@ -104,10 +105,19 @@ class _FailingStore(MemoryStore):
             raise StoreError("connection refused")
         return await super().begin(delivery, owner=owner, lease=lease, claim=claim)
 
-    async def finish(self, provider: str, event_id: str, results: Any, *, owner: str) -> None:
+    async def finish(
+        self,
+        provider: str,
+        event_id: str,
+        results: Mapping[str, str | None],
+        *,
+        owner: str,
+        retry_in: Mapping[str, float] | None = None,
+        dead: Collection[str] = (),
+    ) -> None:
         if self.fail_in == "finish":
             raise OSError("disk full")
-        await super().finish(provider, event_id, results, owner=owner)
+        await super().finish(provider, event_id, results, owner=owner, retry_in=retry_in, dead=dead)
 
 
 def _hooks(store: Any = "memory://", **kwargs: Any) -> AlertHooks:
@@ -234,9 +244,9 @@ async def test_stalled_body_and_disconnect_log_no_secret(captured: _Capture) -> 
         await asyncio.sleep(10)
         return {}
 
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await hooks(scope, stalled, send)

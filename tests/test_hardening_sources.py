@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.sources import SourceConfigError, SourceFilter, parse_networks
@@ -22,7 +23,8 @@ from alerthooks.testing import (
 )
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
-from .hostile import ServedApp, asgi_call, examples, read_response
+from .helpers import ServedApp, make_hooks, recorded
+from .hostile import asgi_call, examples, read_response
 
 STRIPE_IPS = ["3.18.12.63", "13.235.14.237/32", "2600:1f18::/32"]
 PROXIES = ["10.0.0.0/8"]
@@ -31,15 +33,8 @@ OTHER = "198.51.100.20"
 
 
 def _hooks(**kwargs: Any) -> tuple[AlertHooks, list[AlertEvent]]:
-    hooks = AlertHooks(
-        stripe_secret=STRIPE_SECRET,
-        chargebee_auth=(CB_USER, CB_PASSWORD),
-        store="memory://",
-        **kwargs,
-    )
-    seen: list[AlertEvent] = []
-    hooks.on("*")(seen.append)
-    return hooks, seen
+    hooks = make_hooks(**kwargs)
+    return hooks, recorded(hooks)
 
 
 def _stripe_request(forwarded: list[str] | None = None) -> dict[str, Any]:
@@ -74,12 +69,12 @@ async def test_other_source_gets_403_before_the_body_is_read() -> None:
 
 async def test_403_closes_the_connection() -> None:
     hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/stripe", "headers": []}

@@ -25,11 +25,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from alerthooks import AlertEvent, AlertHooks
+from alerthooks import AlertEvent
 from alerthooks.store import open_store
 from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
-from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
+from .conftest import STRIPE_SECRET
+from .helpers import make_hooks, wait_until
 from .hostile import TcpProxy, asgi_call
 from .stores import POSTGRES_URL, postgres_schema
 
@@ -42,11 +43,9 @@ class _Receiver:
     def __init__(self, url: str, mode: str) -> None:
         self.url = url
         self.mode = mode
-        self.hooks = AlertHooks(
-            stripe_secret=STRIPE_SECRET,
-            chargebee_auth=(CB_USER, CB_PASSWORD),
-            store=url,
-            mode=mode,  # type: ignore[arg-type]
+        self.hooks = make_hooks(
+            url,
+            mode=mode,
             worker=False,
             retry_backoff=0.01,
             retry_backoff_max=0.05,
@@ -253,13 +252,6 @@ async def test_postgres_backends_terminated_recovers_and_never_acks_unrecorded(
     await receiver.check()
 
 
-async def _wait_for(condition: Any, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "the worker did not resume by itself"
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_queued_worker_survives_an_outage_and_resumes_by_itself(
     backend: str, tmp_path: Path
@@ -283,7 +275,12 @@ async def test_queued_worker_survives_an_outage_and_resumes_by_itself(
         await receiver.hooks.startup()
         before = _event()
         assert await receiver.deliver(before) == 200
-        await _wait_for(lambda: receiver.ran[before["id"]] == 1)
+        # Handled and its outcome recorded, before the database goes away.
+        await wait_until(
+            lambda: receiver.ran[before["id"]] == 1 and receiver.hooks.worker.recorded == 1,
+            within=20,
+            what="the worker to record the first event",
+        )
         lock = None
         if backend == "sqlite":
             lock = sqlite3.connect(path, isolation_level=None)
@@ -299,6 +296,8 @@ async def test_queued_worker_survives_an_outage_and_resumes_by_itself(
             await proxy.start()
         after = _event()
         await receiver.deliver_until_accepted(after)
-        await _wait_for(lambda: receiver.ran[after["id"]] == 1)
+        await wait_until(
+            lambda: receiver.ran[after["id"]] == 1, within=20, what="the worker to resume by itself"
+        )
         assert receiver.hooks.worker.started
         await receiver.check()

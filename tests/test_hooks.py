@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,10 +17,15 @@ import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.store import open_store
+from alerthooks.store.memory import MemoryStore
 from alerthooks.testing import (
+    AlertHooksClient,
     chargebee_alert_status_changed,
+    chargebee_auth_headers,
     chargebee_subscription_created,
     load_sample,
     stripe_alert_triggered,
@@ -25,6 +34,7 @@ from alerthooks.testing import (
 )
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, post_chargebee, post_stripe
+from .helpers import Sent, free_port, http_scope, logged, make_hooks, one_body, wait_until_sync
 
 
 @pytest.fixture
@@ -248,14 +258,14 @@ async def test_streamed_body_over_limit_is_413_without_reading_the_rest() -> Non
     hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", max_body_bytes=1000)
     sent = 0
     messages = [{"type": "http.request", "body": b"x" * 600, "more_body": True}] * 10
-    responses: list[dict[str, Any]] = []
+    responses: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         nonlocal sent
         sent += 1
         return messages[sent - 1]
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         responses.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/stripe", "headers": [], "root_path": ""}
@@ -265,12 +275,12 @@ async def test_streamed_body_over_limit_is_413_without_reading_the_rest() -> Non
 
 
 async def test_invalid_content_length_is_400(hooks: AlertHooks) -> None:
-    responses: list[dict[str, Any]] = []
+    responses: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         responses.append(message)
 
     scope = {
@@ -285,7 +295,7 @@ async def test_invalid_content_length_is_400(hooks: AlertHooks) -> None:
 
 async def test_stalled_body_times_out_with_408() -> None:
     hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", body_timeout=0.1)
-    responses: list[dict[str, Any]] = []
+    responses: list[Message] = []
     first = True
 
     async def receive() -> dict[str, Any]:
@@ -296,7 +306,7 @@ async def test_stalled_body_times_out_with_408() -> None:
         await asyncio.sleep(10)
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         responses.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/stripe", "headers": []}
@@ -581,12 +591,194 @@ async def test_mounted_in_fastapi(hooks: AlertHooks, seen: list[AlertEvent]) -> 
 
 async def test_asgi_lifespan_protocol_opens_and_closes_the_store(hooks: AlertHooks) -> None:
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
     await queue.put({"type": "lifespan.startup"})
     await queue.put({"type": "lifespan.shutdown"})
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await hooks({"type": "lifespan"}, queue.get, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+# -- rejections an operator must see ----------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_bad_signatures_are_warned_once_a_minute_with_a_count(
+    hooks: AlertHooks, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = _Clock()
+    hooks._receiver.rejections.clock = clock
+    caplog.set_level(logging.WARNING)  # uvicorn's default: WARNING shows, INFO does not
+    for _ in range(3):
+        assert (
+            await post_stripe(client, stripe_alert_triggered(), secret="whsec_x")
+        ).status_code == 400
+    assert logged(caplog, "delivery rejected") == [
+        "stripe delivery rejected (400): signature mismatch"
+    ]
+    clock.now += 61
+    assert (
+        await post_stripe(client, stripe_alert_triggered(), secret="whsec_x")
+    ).status_code == 400
+    assert logged(caplog, "delivery rejected")[1:] == [
+        "stripe delivery rejected (400): signature mismatch (2 more like it in the last 61 s)"
+    ]
+    # Another reason, or another provider, is not held back by the first.
+    stale = int(time.time()) - 3600
+    assert (await post_stripe(client, stripe_alert_triggered(), timestamp=stale)).status_code == 400
+    assert (
+        await post_chargebee(client, chargebee_alert_status_changed(), auth=("x", "y"))
+    ).status_code == 401
+    assert logged(caplog, "delivery rejected", level=logging.WARNING)[2:] == [
+        "stripe delivery rejected (400): timestamp outside tolerance",
+        "chargebee delivery rejected (401): credentials do not match",
+    ]
+
+
+async def test_unconfigured_provider_is_warned_again_after_a_minute(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
+    hooks = make_hooks(stripe_secret="")
+    clock = _Clock()
+    hooks._receiver.rejections.clock = clock
+    caplog.set_level(logging.WARNING)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=hooks), base_url="http://t"
+    ) as c:
+        for _ in range(3):
+            assert (await post_stripe(c, stripe_alert_triggered())).status_code == 503
+        clock.now += 60
+        assert (await post_stripe(c, stripe_alert_triggered())).status_code == 503
+    assert logged(caplog, "no credentials") == [
+        "stripe webhooks are refused: no credentials configured (set STRIPE_WEBHOOK_SECRET)",
+        "stripe webhooks are refused: no credentials configured (set STRIPE_WEBHOOK_SECRET)"
+        " (2 more like it in the last 60 s)",
+    ]
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"authorization", b"Bearer abc")],
+        [(b"authorization", b"Basic !!!")],
+        [(b"authorization", chargebee_auth_headers("x", "y")["Authorization"].encode())],
+    ],
+    ids=["missing", "not-basic", "malformed", "wrong"],
+)
+async def test_basic_auth_401_carries_a_www_authenticate_challenge(
+    hooks: AlertHooks, headers: list[tuple[bytes, bytes]]
+) -> None:
+    sent = Sent()
+    body = json.dumps(chargebee_alert_status_changed()).encode()
+    await hooks(http_scope("/chargebee", headers=headers), one_body(body), sent)
+    assert sent.status == 401
+    assert sent.header(b"www-authenticate") == b'Basic realm="alerthooks"'
+    assert json.loads(sent.body)["error"]
+
+
+async def test_a_signature_400_carries_no_challenge(hooks: AlertHooks) -> None:
+    sent = Sent()
+    await hooks(http_scope("/stripe"), one_body(b"{}"), sent)
+    assert sent.status == 400
+    assert sent.header(b"www-authenticate") is None
+
+
+# -- registration -----------------------------------------------------------------------------
+
+
+def test_a_filter_naming_an_unknown_provider_is_refused(hooks: AlertHooks) -> None:
+    with pytest.raises(ValueError, match=r"'strip'.*known: chargebee, stripe"):
+
+        @hooks.on("alert.triggered", provider="strip")
+        async def never(event: AlertEvent) -> None: ...
+
+    with pytest.raises(ValueError, match="'strip'"):
+        hooks.add_handler(print, "*", provider={"stripe", "strip"})
+    assert hooks.dispatcher.handlers == []
+    hooks.add_handler(print, "*", provider={"stripe", "chargebee"})  # known names are fine
+
+
+# -- the facade -------------------------------------------------------------------------------
+
+
+async def test_replace_store_records_into_the_new_store(tmp_path: Path) -> None:
+    hooks = make_hooks("memory://")
+    hooks.replace_store(f"sqlite:///{tmp_path / 'other.db'}")
+    assert hooks.store.url.endswith("other.db")
+    async with AlertHooksClient(hooks) as client:
+        payload = stripe_alert_triggered()
+        assert (await client.send_stripe(payload)).status_code == 200
+    reopened = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    await reopened.open()
+    try:
+        assert [e.event_id for e in await reopened.events()] == [payload["id"]]
+    finally:
+        await reopened.close()
+    replacement = MemoryStore()
+    hooks.replace_store(replacement)
+    assert hooks.store is replacement and hooks.worker.runtime.store is replacement
+
+
+async def test_an_inline_app_logs_no_worker_lines(caplog: pytest.LogCaptureFixture) -> None:
+    hooks = make_hooks()
+    caplog.set_level(logging.INFO, logger="alerthooks")
+    await hooks.startup()
+    await hooks.shutdown()
+    assert logged(caplog, "worker") == []
+
+
+def test_the_package_exports_exactly_its_public_surface() -> None:
+    import alerthooks
+
+    assert alerthooks.__all__ == ["AlertEvent", "AlertHooks"]
+    assert all(getattr(alerthooks, name) is not None for name in alerthooks.__all__)
+
+
+def test_a_bad_signature_shows_under_plain_uvicorn(tmp_path: Path) -> None:
+    """`uvicorn module:hooks` with uvicorn's default logging: the reason is in its output."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "ALERTHOOKS_STORE": f"sqlite:///{tmp_path / 'u.db'}",
+        "ALERTHOOKS_TEST_OUT": str(tmp_path / "out"),
+        "ALERTHOOKS_TEST_MODE": "inline",
+    }
+    log = tmp_path / "uvicorn.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "tests.inbox_app:hooks", "--port", str(port)],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until_sync(lambda: "startup complete" in log.read_text(), what="uvicorn")
+            body = json.dumps(stripe_alert_triggered()).encode()
+            bad = stripe_signature_header(body, "whsec_wrong")
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/stripe", content=body, headers={"Stripe-Signature": bad}
+            )
+            assert response.status_code == 400
+            wait_until_sync(
+                lambda: "stripe delivery rejected (400): signature mismatch" in log.read_text(),
+                what="the rejection in uvicorn's output",
+            )
+        finally:
+            server.terminate()
+            server.wait(10)

@@ -40,11 +40,6 @@ def test_alerthooks_refuses_a_negative_stripe_tolerance(tolerance: int) -> None:
         AlertHooks(stripe_secret=STRIPE_SECRET, stripe_tolerance=tolerance, store="memory://")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hooks._legacy_providers reads `options['stripe_tolerance'] or DEFAULT_TOLERANCE`, "
-    "so 0 silently becomes 300 instead of being refused (hooks.py is not this branch's)",
-)
 def test_alerthooks_refuses_a_stripe_tolerance_of_zero() -> None:
     with pytest.raises(ValueError, match="stripe_tolerance"):
         AlertHooks(stripe_secret=STRIPE_SECRET, stripe_tolerance=0, store="memory://")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,22 +14,23 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.store.sqlite import SQLiteStore
 from alerthooks.testing import stripe_alert_triggered
 from alerthooks.worker import backoff
 
-from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port, post_stripe
+from . import helpers
+from .conftest import free_port, post_stripe
+from .helpers import logged, wait_until
 from .stores import BACKENDS, POSTGRES_URL, postgres_schema, store_url
 
 
 def make_hooks(url: str, **options: Any) -> AlertHooks:
     options.setdefault("retry_backoff", 0.01)
     options.setdefault("retry_backoff_max", 0.02)
-    return AlertHooks(
-        stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD), store=url, **options
-    )
+    return helpers.make_hooks(url, **options)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -42,7 +44,7 @@ def client_for(app: Any) -> httpx.AsyncClient:
 
 
 async def test_queued_answers_before_handlers_and_drain_runs_them(url: str) -> None:
-    hooks = make_hooks(url, mode="queued")
+    hooks = make_hooks(url, mode="queued", worker=False)  # only drain() runs handlers
     seen: list[str] = []
 
     @hooks.on("alert.triggered")
@@ -87,12 +89,13 @@ async def test_fail_twice_then_succeed(url: str) -> None:
             break
         await asyncio.sleep(0.01)
     assert calls == 3
+    assert stored is not None
     assert (stored.outcomes[0].status, stored.outcomes[0].attempts) == ("done", 3)
     await hooks.shutdown()
 
 
 async def test_exhausted_attempts_are_dead_until_replayed(url: str) -> None:
-    hooks = make_hooks(url, mode="queued", max_attempts=3)
+    hooks = make_hooks(url, mode="queued", max_attempts=3, worker=False)
     calls = 0
     healthy = False
 
@@ -133,7 +136,7 @@ async def test_exhausted_attempts_are_dead_until_replayed(url: str) -> None:
 async def test_a_handler_outliving_its_lease_keeps_it(url: str, mode: str) -> None:
     # Renewed first at one to two thirds of a lease: a renewal may come 0.5 s late (a loaded CI
     # machine) before another replica could take the work over.
-    hooks = make_hooks(url, mode=mode, lease_seconds=1.5)
+    hooks = make_hooks(url, mode=mode, lease_seconds=1.5, worker=False)
     started, release = asyncio.Event(), asyncio.Event()
 
     @hooks.on("alert.triggered")
@@ -143,6 +146,7 @@ async def test_a_handler_outliving_its_lease_keeps_it(url: str, mode: str) -> No
 
     payload = stripe_alert_triggered()
     async with client_for(hooks) as client:
+        running: asyncio.Task[Any]
         if mode == "queued":
             assert (await post_stripe(client, payload)).status_code == 200
             running = asyncio.create_task(hooks.drain())
@@ -160,7 +164,7 @@ async def test_a_handler_outliving_its_lease_keeps_it(url: str, mode: str) -> No
 
 
 async def test_handler_cancelled_at_stop_is_due_again_at_once(url: str) -> None:
-    hooks = make_hooks(url, mode="queued", lease_seconds=300)
+    hooks = make_hooks(url, mode="queued", lease_seconds=300, worker=False)
     started = asyncio.Event()
 
     @hooks.on("alert.triggered", name="stuck")
@@ -228,7 +232,7 @@ async def test_asgi_lifespan_protocol_starts_the_worker(tmp_path: Path) -> None:
     sent: list[str] = []
     started = asyncio.Event()
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message["type"])
         started.set()
 
@@ -438,7 +442,7 @@ async def test_postgres_wakes_a_worker_in_another_process_at_once() -> None:
                     if stored.outcomes[0].status == "dead":
                         break
                     await asyncio.sleep(0.02)
-                assert stored.outcomes[0].status == "dead"
+                assert stored is not None and stored.outcomes[0].status == "dead"
                 # `alerthooks replay --dead` in another process: the worker hears of it too.
                 assert await receiver.store.replay(dead=True) == 1
                 await _until(lambda: ran == ["failed", first["id"]])
@@ -467,3 +471,61 @@ async def test_postgres_wakes_a_worker_in_another_process_at_once() -> None:
         finally:
             await receiver.shutdown()
             await worker.shutdown()
+
+
+async def test_queued_app_mounted_without_lifespan_starts_its_worker_on_first_delivery(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = make_hooks(f"sqlite:///{tmp_path / 'q.db'}", mode="queued", poll_interval=30)
+    done = asyncio.Event()
+
+    @hooks.on("alert.triggered")
+    async def record(event: AlertEvent) -> None:
+        done.set()
+
+    app = Starlette(routes=[Mount("/webhooks", app=hooks)])  # no lifespan=hooks.lifespan
+    caplog.set_level(logging.WARNING)
+    async with client_for(app) as client:
+        await hooks.drain()  # opens the store, and runs nothing: it is not a delivery
+        assert not hooks.worker.started
+        response = await post_stripe(client, stripe_alert_triggered(), path="/webhooks/stripe")
+        assert response.json() == {"status": "accepted"}
+        assert hooks.worker.started
+        await asyncio.wait_for(done.wait(), 5)  # no drain(), no 30 s poll
+        assert (
+            await post_stripe(client, stripe_alert_triggered(), path="/webhooks/stripe")
+        ).status_code == 200
+    assert logged(caplog, "started by the first delivery") != []
+    assert len(logged(caplog, "started by the first delivery")) == 1
+    await hooks.shutdown()
+    assert not hooks.worker.started
+
+
+async def test_a_split_web_process_does_not_start_a_worker_on_first_delivery(
+    tmp_path: Path,
+) -> None:
+    hooks = make_hooks(f"sqlite:///{tmp_path / 'q.db'}", mode="queued", worker=False)
+    hooks.add_handler(print, "alert.triggered", name="later")
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        assert (await post_stripe(client, payload)).status_code == 200
+    assert not hooks.worker.started  # `alerthooks worker` runs it elsewhere
+    (event,) = await hooks.store.events(status="pending")
+    assert event.event_id == payload["id"]
+    await hooks.shutdown()
+
+
+async def test_worker_stopped_is_logged_once_when_the_worker_command_is_cancelled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What `alerthooks worker` does on SIGTERM: cancel run_forever, then shut the hooks down.
+    hooks = make_hooks(f"sqlite:///{tmp_path / 'q.db'}", mode="queued")
+    caplog.set_level(logging.INFO, logger="alerthooks")
+    await hooks.startup()
+    running = asyncio.create_task(hooks.worker.run_forever())
+    await wait_until(lambda: hooks.worker.started, what="the worker")
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await hooks.shutdown()
+    assert logged(caplog, "stopped") == [f"worker {hooks.owner} stopped"]

@@ -1,4 +1,5 @@
-"""Handler registry: which functions an event goes to, and running them.
+"""Handler registry: which functions an event goes to, and running them (the one place that
+runs handlers, for inline and queued mode alike).
 
 The table maps an event type to the handlers registered for it, in registration order::
 
@@ -9,9 +10,10 @@ The table maps an event type to the handlers registered for it, in registration 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -95,7 +97,9 @@ def _accepted(field_name: str, value: str | Iterable[str]) -> frozenset[str]:
 class Dispatcher:
     """Routes :class:`AlertEvent` objects to the handlers registered for their type."""
 
-    def __init__(self, *others: Dispatcher) -> None:
+    def __init__(self, *others: Dispatcher, providers: Collection[str] | None = None) -> None:
+        #: The provider names a ``provider=`` filter may name; None accepts any name.
+        self.providers: frozenset[str] | None = None if providers is None else frozenset(providers)
         self._table: dict[str, list[Handler]] = {t: [] for t in EVENT_TYPES}
         self._names: dict[str, HandlerFunc] = {}
         # Per event type: the candidate handlers (one per name) when none has a filter, so
@@ -127,16 +131,28 @@ class Dispatcher:
             raise TypeError(f"unknown filter(s) {sorted(unknown)}; expected {FILTER_FIELDS}")
         if not callable(func):
             raise TypeError("a handler must be callable")
+        accepted = {k: _accepted(k, v) for k, v in filters.items()}
+        self._check_providers(accepted.get("provider", frozenset()))
         handler = Handler(
             name=name or _name_of(func),
             func=func,
             event_type=event_type,
-            filters={k: _accepted(k, v) for k, v in filters.items()},
+            filters=accepted,
             is_async=inspect.iscoroutinefunction(func)
             or inspect.iscoroutinefunction(getattr(func, "__call__", None)),  # noqa: B004
         )
         self._add(handler)
         return handler
+
+    def _check_providers(self, names: frozenset[str]) -> None:
+        if self.providers is None:
+            return
+        unknown = sorted(names - self.providers)
+        if unknown:
+            known = ", ".join(sorted(self.providers)) or "none"
+            raise ValueError(
+                f"filter provider={unknown[0]!r} names no configured provider; known: {known}"
+            )
 
     def _add(self, handler: Handler) -> None:
         taken = self._names.get(handler.name)
@@ -195,3 +211,27 @@ class Dispatcher:
             if handler.name == name:
                 return handler
         return None
+
+    async def run(self, event: AlertEvent, handlers: Sequence[Handler]) -> dict[str, str | None]:
+        """Run ``handlers`` on ``event`` concurrently; map each name to None (success) or its
+        error text. A failing handler never stops the others."""
+        if len(handlers) == 1:
+            handler = handlers[0]
+            return {handler.name: await handler.run(event)}
+        errors = await asyncio.gather(*(h.run(event) for h in handlers))
+        return {h.name: error for h, error in zip(handlers, errors, strict=True)}
+
+    async def run_named(self, event: AlertEvent, names: Iterable[str]) -> dict[str, str | None]:
+        """:meth:`run` for handlers given by name (as the store records them); a name no
+        handler of this process has is reported as an error rather than skipped."""
+        results: dict[str, str | None] = {}
+        runnable: list[Handler] = []
+        for name in names:
+            handler = self.get(name)
+            if handler is None:
+                results[name] = "handler is not registered in this process"
+            else:
+                runnable.append(handler)
+        if runnable:
+            results.update(await self.run(event, runnable))
+        return results

@@ -1,25 +1,27 @@
-"""``AlertHooks``: the ASGI receiver, its configuration and the handler decorators.
+"""``AlertHooks``: a small facade that wires the receiver's parts and keeps its public API.
 
 Each delivery flows one way: bytes → verify → parse → normalize → record → dispatch → answer.
+:mod:`alerthooks.asgi` moves the bytes, :mod:`alerthooks.receiver` does the rest,
+:mod:`alerthooks.dispatch` holds and runs the handlers, :mod:`alerthooks.worker` runs queued work.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
+from starlette.types import Receive, Scope, Send
+
+from alerthooks.asgi import ASGIApp
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
-from alerthooks.events import AlertEvent
-from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable, builtin_providers
+from alerthooks.providers import Provider, builtin_providers
+from alerthooks.receiver import Answer, Receiver
 from alerthooks.sources import (
     TRUSTED_PROXIES_ENV,
     Networks,
@@ -27,76 +29,13 @@ from alerthooks.sources import (
     networks_from_env,
     networks_setting,
 )
-from alerthooks.store import Delivery, Store, StoreError, open_store, redact_url
-from alerthooks.worker import LeaseKeeper, LeaseRenewals, Worker
+from alerthooks.store import Store, StoreError, open_store, redact_url
+from alerthooks.worker import LeaseRenewals, Runtime, Worker
 
 logger = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[Message], Any]
-
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_TOLERANCE = 300
-
-
-def _answer(code: int, **fields: str) -> tuple[int, bytes]:
-    return code, json.dumps(fields, separators=(",", ":")).encode()
-
-
-_ACCEPTED = _answer(200, status="accepted")
-_DUPLICATE = _answer(200, status="duplicate")
-_IGNORED = _answer(200, status="ignored")
-_HANDLER_FAILED = _answer(500, error="a handler failed; retry later")
-_BUSY = _answer(503, error="event is being handled elsewhere; retry later")
-_STORE_DOWN = _answer(503, error="store unavailable; retry later")
-_NOT_CONFIGURED = _answer(503, error="provider not configured")
-_API_DOWN = _answer(503, error="provider API unavailable; retry later")
-_NOT_FOUND = _answer(404, error="not found")
-_FORBIDDEN = _answer(403, error="source not allowed")
-_METHOD_NOT_ALLOWED = _answer(405, error="method not allowed")
-_TOO_LARGE = _answer(413, error="body too large")
-_INVALID_JSON = _answer(400, error="invalid JSON")
-_NOT_AN_OBJECT = _answer(400, error="payload is not a JSON object")
-_BAD_LENGTH = _answer(400, error="invalid Content-Length")
-_TIMEOUT = _answer(408, error="body not received in time")
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-# Answers given before the whole body was read close the connection, so the server stops reading.
-_EXTRA_HEADERS: dict[int, list[tuple[bytes, bytes]]] = {
-    400: [(b"connection", b"close")],
-    403: [(b"connection", b"close")],
-    404: [(b"connection", b"close")],
-    405: [(b"allow", b"POST"), (b"connection", b"close")],
-    408: [(b"connection", b"close")],
-    413: [(b"connection", b"close")],
-}
-_EXPIRED = -1.0
-# The response headers of each fixed answer, built once; see _response_headers.
-_HEADERS_BY_ANSWER: dict[tuple[int, bytes], list[tuple[bytes, bytes]]] = {}
-
-
-def _response_headers(answer: tuple[int, bytes]) -> list[tuple[bytes, bytes]]:
-    headers = _HEADERS_BY_ANSWER.get(answer)
-    if headers is None:
-        status, body = answer
-        headers = [
-            *_JSON_HEADERS,
-            (b"content-length", str(len(body)).encode()),
-            *_EXTRA_HEADERS.get(status, ()),
-        ]
-        if len(_HEADERS_BY_ANSWER) < 256:  # answers carrying a rejection reason vary a little
-            _HEADERS_BY_ANSWER[answer] = headers
-    return headers
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _Disconnected(Exception):
-    pass
-
 
 _PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
@@ -114,7 +53,11 @@ def _legacy_providers(options: Mapping[str, Any]) -> list[Provider]:
         secret = options["stripe_secret"]
         stripe = Stripe(
             os.environ.get(SECRET_ENV, "") if secret is None else secret,
-            tolerance=options["stripe_tolerance"] or DEFAULT_TOLERANCE,
+            tolerance=(
+                DEFAULT_TOLERANCE
+                if options["stripe_tolerance"] is None
+                else options["stripe_tolerance"]
+            ),
             allowed_ips=options["stripe_allowed_ips"],
         )
         if options["stripe_allowed_ips"] is None:
@@ -139,6 +82,37 @@ def _legacy_providers(options: Mapping[str, Any]) -> list[Provider]:
     return built
 
 
+def _by_name(given: Iterable[Provider] | None, shortcuts: list[Provider]) -> dict[str, Provider]:
+    """The providers to serve, by name: ``given`` (default: every built-in one from its
+    environment) with those the shortcut keyword arguments built."""
+    if given is None:
+        by_shortcut = {p.name for p in shortcuts}
+        chosen = [*shortcuts, *(p for p in builtin_providers() if p.name not in by_shortcut)]
+    else:
+        chosen = list(given)
+        names = {p.name for p in chosen}
+        for provider in shortcuts:
+            if provider.name in names:
+                raise ValueError(
+                    f"provider {provider.name!r} is given both in providers= and by "
+                    f"{provider.name}_* keyword arguments; give it one way"
+                )
+        chosen.extend(shortcuts)
+    found: dict[str, Provider] = {}
+    for provider in chosen:
+        if not isinstance(provider, Provider):
+            raise TypeError(f"{provider!r} is not an alerthooks.providers.Provider")
+        name = provider.name
+        if not isinstance(name, str) or not _PROVIDER_NAME.fullmatch(name):
+            raise ValueError(
+                f"provider name {name!r} must be lower-case letters, digits, '_' or '-'"
+            )
+        if name in found:
+            raise ValueError(f"two providers are named {name!r}")
+        found[name] = provider
+    return found
+
+
 def _source_filter(
     providers: Iterable[Provider], trusted_proxies: Networks | None
 ) -> SourceFilter | None:
@@ -147,16 +121,22 @@ def _source_filter(
     return SourceFilter(lists, proxies or ()) if lists else None
 
 
-def _route_path(scope: Scope) -> str:
-    """The request path relative to where this app is mounted."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        if path == root_path:
-            return ""
-        if path[len(root_path)] == "/":
-            return path[len(root_path) :]
-    return path
+T = TypeVar("T")
+
+
+class _Setting(Generic[T]):
+    """An attribute of the facade that reads and writes the same attribute of one of its parts
+    (``_Setting("_runtime", "lease_seconds")``), so there is one value, not two."""
+
+    def __init__(self, part: str, name: str) -> None:
+        self.part, self.name = part, name
+
+    def __get__(self, obj: object, owner: type | None = None) -> T:
+        value: T = getattr(getattr(obj, self.part), self.name)
+        return value
+
+    def __set__(self, obj: object, value: T) -> None:
+        setattr(getattr(obj, self.part), self.name, value)
 
 
 class AlertHooks:
@@ -238,57 +218,84 @@ class AlertHooks:
                 "chargebee_allowed_ips": chargebee_allowed_ips,
             }
         )
-        if providers is None:
-            by_shortcut = {p.name for p in shortcuts}
-            chosen = [p for p in builtin_providers() if p.name not in by_shortcut]
-            chosen = [*shortcuts, *chosen]
-        else:
-            chosen = list(providers)
-            names = {p.name for p in chosen}
-            for provider in shortcuts:
-                if provider.name in names:
-                    raise ValueError(
-                        f"provider {provider.name!r} is given both in providers= and by "
-                        f"{provider.name}_* keyword arguments; give it one way"
-                    )
-            chosen.extend(shortcuts)
-        self.providers: dict[str, Provider] = {}
-        for provider in chosen:
-            if not isinstance(provider, Provider):
-                raise TypeError(f"{provider!r} is not an alerthooks.providers.Provider")
-            name = provider.name
-            if not isinstance(name, str) or not _PROVIDER_NAME.fullmatch(name):
-                raise ValueError(
-                    f"provider name {name!r} must be lower-case letters, digits, '_' or '-'"
-                )
-            if name in self.providers:
-                raise ValueError(f"two providers are named {name!r}")
-            self.providers[name] = provider
-        self.store: Store = store if isinstance(store, Store) else open_store(store)
-        self.max_body_bytes = max_body_bytes
-        self.body_timeout = body_timeout
-        self.lease_seconds = lease_seconds
-        self.mode = mode
-        self.max_attempts = max_attempts
-        self.retry_backoff = retry_backoff
-        self.retry_backoff_max = retry_backoff_max
-        self.run_worker = worker
-        self.worker = Worker(self, concurrency=worker_concurrency, poll_interval=poll_interval)
-        self.lease_renewals = LeaseRenewals(self)
-        self.dispatcher = Dispatcher()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._routes: dict[str, Provider] = {f"/{p.name}": p for p in self.providers.values()}
-        self.sources = _source_filter(self.providers.values(), trusted_proxies)
-        self._warned: set[str] = set()
-        # Events being delivered now, each with the futures of concurrent duplicates waiting
-        # for its answer.
-        self._inflight: dict[tuple[str, str], list[asyncio.Future[tuple[int, bytes]]]] = {}
-        self._opened = False
-        self._open_lock: asyncio.Lock | None = None
-        # Requests reading their body, by task, with their deadline (see _sweep).
-        self._reading: dict[asyncio.Task[Any], float] = {}
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._sweeper_loop: asyncio.AbstractEventLoop | None = None
+        self.providers: dict[str, Provider] = _by_name(providers, shortcuts)
+        runtime = Runtime(
+            store=store if isinstance(store, Store) else open_store(store),
+            dispatcher=Dispatcher(providers=self.providers),
+            providers=self.providers,
+            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            retry_backoff=retry_backoff,
+            retry_backoff_max=retry_backoff_max,
+        )
+        self._runtime = runtime
+        self._mode: Literal["inline", "queued"] = mode
+        self.worker = Worker(runtime, concurrency=worker_concurrency, poll_interval=poll_interval)
+        self._receiver = Receiver(
+            runtime, self.worker, queued=mode == "queued", start_worker=worker
+        )
+        self._asgi = ASGIApp(
+            self._receiver,
+            sources=_source_filter(self.providers.values(), trusted_proxies),
+            max_body_bytes=max_body_bytes,
+            body_timeout=body_timeout,
+            startup=self.startup,
+            shutdown=self.shutdown,
+        )
+
+    lease_seconds: _Setting[float] = _Setting("_runtime", "lease_seconds")
+    max_attempts: _Setting[int] = _Setting("_runtime", "max_attempts")
+    retry_backoff: _Setting[float] = _Setting("_runtime", "retry_backoff")
+    retry_backoff_max: _Setting[float] = _Setting("_runtime", "retry_backoff_max")
+    max_body_bytes: _Setting[int] = _Setting("_asgi", "max_body_bytes")
+    body_timeout: _Setting[float] = _Setting("_asgi", "body_timeout")
+    run_worker: _Setting[bool] = _Setting("_receiver", "start_worker")
+    """Whether this process runs the queued-mode worker (``worker=`` of the constructor)."""
+
+    @property
+    def store(self) -> Store:
+        """Where deliveries and handler outcomes are recorded."""
+        return self._runtime.store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self.replace_store(store)
+
+    def replace_store(self, store: str | Store) -> None:
+        """Record into ``store`` (a URL or a :class:`~alerthooks.store.Store`) instead of the
+        one given at construction; call it before startup (the CLI's ``--store`` does)."""
+        self._runtime.store = store if isinstance(store, Store) else open_store(store)
+
+    @property
+    def mode(self) -> Literal["inline", "queued"]:
+        """``"inline"`` or ``"queued"``."""
+        return self._mode
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The handler registry (what :meth:`on` registers into)."""
+        return self._runtime.dispatcher
+
+    @property
+    def runtime(self) -> Runtime:
+        """What the receiver and the worker share (store, handlers, providers, settings)."""
+        return self._runtime
+
+    @property
+    def owner(self) -> str:
+        """This process's name in the store's leases (host:pid:random)."""
+        return self._runtime.owner
+
+    @property
+    def lease_renewals(self) -> LeaseRenewals:
+        """The timer renewing the leases of running handlers."""
+        return self._runtime.renewals
+
+    @property
+    def sources(self) -> SourceFilter | None:
+        """The source-network filter, or None when no provider has an allowlist."""
+        return self._asgi.sources
 
     def __repr__(self) -> str:
         providers = ", ".join(repr(p) for p in self.providers.values())
@@ -296,11 +303,6 @@ class AlertHooks:
             f"AlertHooks(providers=[{providers}], "
             f"store={redact_url(self.store.url)!r}, sources={self.sources!r})"
         )
-
-    def replace_store(self, store: str | Store) -> None:
-        """Use ``store`` (a URL or a :class:`~alerthooks.store.Store`) instead of the one given
-        at construction; before :meth:`startup` (``--store`` of the CLI)."""
-        self.store = store if isinstance(store, Store) else open_store(store)
 
     def __getattr__(self, name: str) -> Provider:
         # hooks.stripe, hooks.chargebee, …: the provider of that name.
@@ -317,9 +319,10 @@ class AlertHooks:
         """Register the decorated function for ``event_type``: ``"alert.triggered"``,
         ``"alert.cleared"`` or ``"*"``.
 
-        Filters narrow it further: ``provider``, ``alert_id``, ``meter_id``, ``customer_id`` and
-        ``subscription_id``, each a string or a set of accepted strings. The function may be
-        ``async def`` or plain ``def`` (run in a thread); several handlers may share a type.
+        Filters narrow it further: ``provider`` (one of :attr:`providers`; another name is a
+        ``ValueError``), ``alert_id``, ``meter_id``, ``customer_id`` and ``subscription_id``,
+        each a string or a set of accepted strings. The function may be ``async def`` or plain
+        ``def`` (run in a thread); several handlers may share a type.
         """
         return self.dispatcher.on(event_type, name=name, **filters)
 
@@ -340,39 +343,26 @@ class AlertHooks:
         """Open the store and, in queued mode, start the worker. Called by :meth:`lifespan`.
 
         A store that cannot be reached yet is logged, not fatal: requests answer 503 and the
-        worker retries until it comes back.
+        worker retries until it comes back. Without a lifespan, the first delivery does both.
         """
         try:
-            await self._open()
+            await self._receiver.open()
         except StoreError as exc:
             logger.error("store %s unavailable at startup: %s", redact_url(self.store.url), exc)
         if self.mode == "queued" and self.run_worker:
             await self.worker.start()
 
-    async def _open(self) -> None:
-        if self._opened:
-            return
-        if self._open_lock is None:
-            self._open_lock = asyncio.Lock()
-        async with self._open_lock:
-            if not self._opened:
-                await self.store.open()
-                self._opened = True
-                for provider in self._routes.values():
-                    self._warn_unconfigured(provider)
-
     async def shutdown(self) -> None:
         """Stop the worker (running handlers get a short grace period), then close the store."""
         await self.worker.stop()
-        self._opened = False
-        await self.store.close()
+        await self._receiver.close()
         for provider in self.providers.values():
             await provider.aclose()
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Run queued work now and return once none is due (retries scheduled for later are
         left for later); TimeoutError after ``timeout`` seconds. For tests and scripts."""
-        await self._open()
+        await self._receiver.open()
         await self.worker.drain(timeout)
 
     @contextlib.asynccontextmanager
@@ -384,292 +374,15 @@ class AlertHooks:
         finally:
             await self.shutdown()
 
-    # -- ASGI -----------------------------------------------------------------------------------
+    # -- serving --------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            answer = await self._http(scope, receive)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": answer[0],
-                    "headers": _response_headers(answer),
-                }
-            )
-            await send({"type": "http.response.body", "body": answer[1]})
-        elif kind == "lifespan":
-            await self._lifespan_protocol(receive, send)
-        elif kind == "websocket":
-            # Anyone may try an upgrade; refuse it (the server answers 403) rather than erroring.
-            await receive()
-            await send({"type": "websocket.close", "code": 1008})
-        else:
-            raise RuntimeError(f"AlertHooks does not serve {kind!r} connections")
+        """Serve ASGI: ``POST /{name}`` for each provider, and the lifespan protocol."""
+        await self._asgi(scope, receive, send)
 
-    async def _lifespan_protocol(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _http(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-        path = _route_path(scope)
-        provider = self._routes.get(path.rstrip("/") if len(path) > 1 else path)
-        if provider is None:
-            return _NOT_FOUND
-        if scope["method"] != "POST":
-            return _METHOD_NOT_ALLOWED
-        if self.sources is not None and not self.sources.allows(provider.name, scope):
-            return _FORBIDDEN
-        if not provider.configured:
-            self._warn_unconfigured(provider)
-            return _NOT_CONFIGURED
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        length = headers.get("content-length")
-        if length is not None:
-            if not (length.isascii() and length.isdigit()):
-                return _BAD_LENGTH
-            digits = length.lstrip("0")
-            if len(digits) > 18 or int(digits or "0") > self.max_body_bytes:
-                logger.info("%s delivery rejected: body of %s bytes", provider.name, length)
-                return _TOO_LARGE
-        try:
-            body = await self._read_body_in_time(receive)
-        except _BodyTooLarge:
-            logger.info(
-                "%s delivery rejected: body over %d bytes", provider.name, self.max_body_bytes
-            )
-            return _TOO_LARGE
-        except TimeoutError:
-            logger.info("%s delivery rejected: body timed out", provider.name)
-            return _TIMEOUT
-        except _Disconnected:
-            return _answer(400, error="client disconnected")
-        return await self.receive(provider, body, headers)
-
-    async def _read_body_in_time(self, receive: Receive) -> bytes:
-        """Read the body; raise TimeoutError when it is not complete within ``body_timeout``.
-
-        One timer per app (``_sweep``) cancels reads past their deadline, so a request pays a
-        dict entry rather than a timer of its own, and a client that sends the headers and then
-        nothing is cut off like one that stalls mid-body.
-        """
-        task = asyncio.current_task()
-        if task is None:
-            return await self._read_body(receive)
-        loop = task.get_loop()
-        reading = self._reading
-        reading[task] = loop.time() + self.body_timeout
-        if self._sweeper is None or self._sweeper_loop is not loop:
-            self._sweeper_loop = loop
-            self._sweeper = loop.call_later(self._sweep_period(), self._sweep)
-        try:
-            return await self._read_body(receive)
-        except asyncio.CancelledError:
-            if reading.get(task) != _EXPIRED:
-                raise
-            if hasattr(task, "uncancel"):
-                task.uncancel()
-            raise TimeoutError from None
-        finally:
-            reading.pop(task, None)
-
-    def _sweep_period(self) -> float:
-        return min(max(self.body_timeout / 4, 0.01), 1.0)
-
-    def _sweep(self) -> None:
-        loop = self._sweeper_loop
-        assert loop is not None
-        now = loop.time()
-        for task, deadline in list(self._reading.items()):
-            if deadline != _EXPIRED and deadline <= now and task.get_loop() is loop:
-                self._reading[task] = _EXPIRED
-                task.cancel()
-        self._sweeper = (
-            loop.call_later(self._sweep_period(), self._sweep) if self._reading else None
-        )
-
-    async def _read_body(self, receive: Receive) -> bytes:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise _Disconnected
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > self.max_body_bytes:
-                raise _BodyTooLarge
-            return body
-        chunks = [body]
-        size = len(body)
-        while True:
-            if size > self.max_body_bytes:
-                raise _BodyTooLarge
-            message = await receive()
-            if message["type"] != "http.request":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            if not message.get("more_body", False):
-                if size > self.max_body_bytes:
-                    raise _BodyTooLarge
-                return b"".join(chunks)
-
-    def _warn_unconfigured(self, provider: Provider) -> None:
-        if not provider.configured and provider.name not in self._warned:
-            self._warned.add(provider.name)
-            hint = f" (set {provider.env_hint})" if provider.env_hint else ""
-            logger.warning(
-                "%s webhooks are refused: no credentials configured%s", provider.name, hint
-            )
-
-    # -- delivery -------------------------------------------------------------------------------
-
-    async def receive(
-        self, provider: Provider, body: bytes, headers: Mapping[str, str]
-    ) -> tuple[int, bytes]:
-        """Verify, record and dispatch one delivery; return the HTTP status and body.
+    async def receive(self, provider: Provider, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """Verify, record and dispatch one delivery; return the HTTP status and body (a pair).
 
         ``headers`` has lower-case names. This is the whole receiver without ASGI around it.
         """
-        try:
-            provider.verify(body, headers)
-        except Rejected as exc:
-            logger.info("%s delivery rejected (%d): %s", provider.name, exc.status, exc.reason)
-            return _answer(exc.status, error=exc.reason)
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            logger.info("%s delivery rejected: invalid JSON", provider.name)
-            return _INVALID_JSON
-        if not isinstance(payload, dict):
-            logger.info("%s delivery rejected: payload is not a JSON object", provider.name)
-            return _NOT_AN_OBJECT
-        event_id = provider.event_id(payload)
-        if event_id is None:
-            logger.warning("%s event acknowledged without an id; not stored", provider.name)
-            return _IGNORED
-        key = (provider.name, event_id)
-        waiting = self._inflight.get(key)
-        if waiting is not None:
-            future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-            waiting.append(future)
-            return await future
-        self._inflight[key] = waiting = []
-        answer = _STORE_DOWN
-        try:
-            answer = await self._deliver(provider, event_id, payload, body)
-        finally:
-            del self._inflight[key]
-            for future in waiting:
-                if not future.done():
-                    future.set_result(answer)
-        return answer
-
-    async def _deliver(
-        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
-    ) -> tuple[int, bytes]:
-        if provider.confirms:
-            try:
-                payload = await provider.confirm(event_id, payload)
-            except Rejected as exc:
-                logger.info(
-                    "%s event %s rejected (%d): %s", provider.name, event_id, exc.status, exc.reason
-                )
-                return _answer(exc.status, error=exc.reason)
-            except Unavailable as exc:
-                logger.error(
-                    "%s event %s not confirmed, answering 503: %s", provider.name, event_id, exc
-                )
-                return _API_DOWN
-            body = json.dumps(payload, separators=(",", ":")).encode()
-        event: AlertEvent | None
-        try:
-            event = provider.normalize(payload)
-        except NotAnAlert as exc:
-            event = None
-            logger.info("%s event %s is not an alert: %s", provider.name, event_id, exc.reason)
-        handlers = self.dispatcher.match(event) if event is not None else []
-        delivery = Delivery(
-            provider=provider.name,
-            event_id=event_id,
-            event_type=provider.event_type(payload),
-            body=body,
-            received_at=datetime.now(timezone.utc),
-            handlers=tuple([h.name for h in handlers]),
-        )
-        queued = self.mode == "queued"
-        try:
-            if not self._opened:
-                await self._open()
-            begun = await self.store.begin(
-                delivery, owner=self.owner, lease=self.lease_seconds, claim=not queued
-            )
-        except Exception as exc:
-            logger.error(
-                "%s event %s not recorded, answering 503: %s",
-                provider.name,
-                event_id,
-                exc if isinstance(exc, StoreError) else type(exc).__name__,
-            )
-            return _STORE_DOWN
-        if event is None:
-            return _IGNORED
-        if queued:
-            self.worker.wake()  # a redelivery may add handlers registered since
-            if not begun.new:
-                logger.info("%s event %s is a duplicate", provider.name, event_id)
-                return _DUPLICATE
-            logger.info("%s event %s queued (%s)", provider.name, event_id, event.type)
-            return _ACCEPTED
-        if begun.claimed:
-            if begun.claimed == delivery.handlers:
-                to_run = handlers
-            else:
-                by_name = {h.name: h for h in handlers}
-                to_run = [by_name[name] for name in begun.claimed if name in by_name]
-            keeper = LeaseKeeper(self, provider.name, event_id, begun.claimed)
-            try:
-                results = await self._run(event, to_run)
-            finally:
-                keeper.stop()
-            try:
-                await self.store.finish(provider.name, event_id, results, owner=self.owner)
-            except Exception:
-                logger.exception("%s event %s: outcomes not recorded", provider.name, event_id)
-                return _STORE_DOWN
-            failed = [name for name, error in results.items() if error is not None]
-            if failed:
-                logger.warning(
-                    "%s event %s: %d handler(s) failed: %s",
-                    provider.name,
-                    event_id,
-                    len(failed),
-                    ", ".join(failed),
-                )
-                return _HANDLER_FAILED
-        if begun.busy:
-            logger.info("%s event %s is being handled elsewhere", provider.name, event_id)
-            return _BUSY
-        if not begun.new and not begun.claimed:
-            logger.info("%s event %s is a duplicate", provider.name, event_id)
-            return _DUPLICATE
-        if logger.isEnabledFor(logging.INFO):
-            logger.info("%s event %s accepted (%s)", provider.name, event_id, event.type)
-        return _ACCEPTED
-
-    async def _run(self, event: AlertEvent, handlers: list[Handler]) -> dict[str, str | None]:
-        if len(handlers) == 1:
-            handler = handlers[0]
-            return {handler.name: await handler.run(event)}
-        errors = await asyncio.gather(*(h.run(event) for h in handlers))
-        return {h.name: error for h, error in zip(handlers, errors, strict=True)}
+        return await self._receiver.receive(provider, body, headers)

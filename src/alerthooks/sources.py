@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -166,16 +163,10 @@ class SourceFilter:
         return address
 
     def allows(self, provider: str, scope: Mapping[str, Any]) -> bool:
-        """Whether ``scope``'s client may deliver ``provider``'s webhooks; logs a refusal."""
+        """Whether ``scope``'s client may deliver ``provider``'s webhooks (the receiver logs a
+        refusal, rate-limited)."""
         networks = self.allowed.get(provider)
         if networks is None:
             return True
         address = self.client_address(scope)
-        if address is not None and _within(address, networks):
-            return True
-        logger.warning(
-            "%s delivery refused: source %s is not in the allowlist",
-            provider,
-            address if address is not None else "unknown",
-        )
-        return False
+        return address is not None and _within(address, networks)

@@ -14,17 +14,37 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+from alerthooks.dispatch import Dispatcher
 from alerthooks.events import AlertEvent
-from alerthooks.providers import NotAnAlert
-from alerthooks.store import Claim, StoreError
-
-if TYPE_CHECKING:
-    from alerthooks.hooks import AlertHooks
+from alerthooks.providers import NotAnAlert, Provider
+from alerthooks.store import Claim, Store, StoreError
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Runtime:
+    """What the receiver and the worker share: the store, the handlers, the providers, who this
+    process is in the store (``owner``), and the lease and retry settings.
+
+    One object, held by reference, so replacing :attr:`store` (before startup) reaches both.
+    """
+
+    store: Store
+    dispatcher: Dispatcher
+    providers: Mapping[str, Provider]
+    owner: str
+    lease_seconds: float = 300.0
+    max_attempts: int = 8
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 3600.0
+    renewals: LeaseRenewals = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.renewals = LeaseRenewals(self)
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -37,54 +57,54 @@ class LeaseKeeper:
     """Renews a running event's leases every third of ``lease_seconds`` until :meth:`stop`, so
     a handler that outlives its lease is not claimed and run again elsewhere meanwhile.
 
-    Keepers share one timer per :class:`AlertHooks` (:class:`LeaseRenewals`): starting and
+    Keepers share one timer per :class:`Runtime` (:class:`LeaseRenewals`): starting and
     stopping one is a dict entry, not a timer of its own, since nearly every handler finishes
     long before its first renewal.
     """
 
     def __init__(
-        self, hooks: AlertHooks, provider: str, event_id: str, handlers: Sequence[str]
+        self, runtime: Runtime, provider: str, event_id: str, handlers: Sequence[str]
     ) -> None:
-        self.hooks = hooks
+        self.runtime = runtime
         self.provider = provider
         self.event_id = event_id
         self.handlers = handlers
         #: Renewal ticks this keeper has lived through; it renews from the second on.
         self.ticks = 0
         self._renewing: asyncio.Task[None] | None = None
-        hooks.lease_renewals.add(self)
+        runtime.renewals.add(self)
 
     def renew(self, loop: asyncio.AbstractEventLoop) -> None:
         """Extend the leases in the background."""
         self._renewing = loop.create_task(self._renew())
 
     async def _renew(self) -> None:
-        hooks = self.hooks
+        runtime = self.runtime
         try:
-            await hooks.store.extend(
+            await runtime.store.extend(
                 self.provider,
                 self.event_id,
                 self.handlers,
-                owner=hooks.owner,
-                lease=hooks.lease_seconds,
+                owner=runtime.owner,
+                lease=runtime.lease_seconds,
             )
         except Exception as exc:  # logged, never left unretrieved in the task
             logger.warning("%s event %s: lease not renewed: %s", self.provider, self.event_id, exc)
 
     def stop(self) -> None:
         """Stop renewing (the caller records the outcomes next)."""
-        self.hooks.lease_renewals.discard(self)
+        self.runtime.renewals.discard(self)
         # A renewal in flight is left to finish: it only touches leases still held, and
         # cancelling a query midway costs a Postgres connection.
 
 
 class LeaseRenewals:
-    """The running :class:`LeaseKeeper` objects of one :class:`AlertHooks`, and the one timer
-    that renews them: it ticks every third of ``lease_seconds`` while any is running, and a
-    keeper renews from its second tick on, so every lease is renewed within two thirds of it."""
+    """The running :class:`LeaseKeeper` objects of one :class:`Runtime`, and the one timer that
+    renews them: it ticks every third of ``lease_seconds`` while any is running, and a keeper
+    renews from its second tick on, so every lease is renewed within two thirds of it."""
 
-    def __init__(self, hooks: AlertHooks) -> None:
-        self.hooks = hooks
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self._keepers: dict[LeaseKeeper, None] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,7 +114,7 @@ class LeaseRenewals:
         self._keepers[keeper] = None
         if self._timer is None or self._loop is not asyncio.get_running_loop():
             self._loop = asyncio.get_running_loop()
-            self._timer = self._loop.call_later(self.hooks.lease_seconds / 3, self._tick)
+            self._timer = self._loop.call_later(self.runtime.lease_seconds / 3, self._tick)
 
     def discard(self, keeper: LeaseKeeper) -> None:
         """Stop renewing ``keeper``'s leases."""
@@ -108,19 +128,19 @@ class LeaseRenewals:
             if keeper.ticks >= 2:
                 keeper.renew(loop)
         self._timer = (
-            loop.call_later(self.hooks.lease_seconds / 3, self._tick) if self._keepers else None
+            loop.call_later(self.runtime.lease_seconds / 3, self._tick) if self._keepers else None
         )
 
 
 class Worker:
-    """Runs the handlers of queued events for one :class:`~alerthooks.AlertHooks`.
+    """Runs the handlers of queued events recorded in ``runtime.store``.
 
     ``start`` runs it in the background until ``stop``; ``run_once`` claims and starts one batch,
     which is what :meth:`AlertHooks.drain` uses.
     """
 
-    def __init__(self, hooks: AlertHooks, *, concurrency: int = 16, poll_interval: float = 1.0):
-        self.hooks = hooks
+    def __init__(self, runtime: Runtime, *, concurrency: int = 16, poll_interval: float = 1.0):
+        self.runtime = runtime
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self._wake: asyncio.Event | None = None
@@ -145,15 +165,16 @@ class Worker:
             return
         self._wake = asyncio.Event()
         self._loop_task = asyncio.create_task(self._loop(), name="alerthooks-worker")
-        self.hooks.store.watch(self.wake)  # work other processes record (Postgres: LISTEN)
-        logger.info("worker %s started", self.hooks.owner)
+        self.runtime.store.watch(self.wake)  # work other processes record (Postgres: LISTEN)
+        logger.info("worker %s started", self.runtime.owner)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, give running handlers ``grace`` seconds, then cancel them: each is
-        recorded as an interrupted attempt, due again at once for the next worker."""
+        recorded as an interrupted attempt, due again at once for the next worker. Stopping a
+        worker that is not running does nothing (and logs nothing)."""
         task, self._loop_task = self._loop_task, None
         if task is not None:
-            await self.hooks.store.unwatch()
+            await self.runtime.store.unwatch()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -163,7 +184,8 @@ class Worker:
                 leftover.cancel()
             if pending:
                 await asyncio.wait(pending)
-        logger.info("worker %s stopped", self.hooks.owner)
+        if task is not None:
+            logger.info("worker %s stopped", self.runtime.owner)
 
     async def run_forever(self) -> None:
         """Run the worker in the foreground until cancelled (``alerthooks worker``)."""
@@ -195,8 +217,10 @@ class Worker:
         free = self.concurrency - len(self._running)
         if free <= 0:
             return 0
-        hooks = self.hooks
-        claims = await hooks.store.claim(owner=hooks.owner, lease=hooks.lease_seconds, limit=free)
+        runtime = self.runtime
+        claims = await runtime.store.claim(
+            owner=runtime.owner, lease=runtime.lease_seconds, limit=free
+        )
         groups: dict[tuple[str, str], list[Claim]] = {}
         for claim in claims:
             groups.setdefault((claim.provider, claim.event_id), []).append(claim)
@@ -219,7 +243,7 @@ class Worker:
                 if await self.run_once():
                     continue
                 if len(self._running) < self.concurrency:
-                    due = await self.hooks.store.next_due()
+                    due = await self.runtime.store.next_due()
                     if due is not None:
                         delay = min(delay, max(due, 0.01))
             except StoreError as exc:
@@ -235,16 +259,16 @@ class Worker:
                 woken.cancel()
 
     async def _run_event(self, claims: Sequence[Claim]) -> None:
-        hooks = self.hooks
         first = claims[0]
         event = self._event(first)
         results: dict[str, str | None]
         if isinstance(event, str):
             results = {c.handler: event for c in claims}
         else:
-            keeper = LeaseKeeper(hooks, first.provider, first.event_id, [c.handler for c in claims])
+            names = [c.handler for c in claims]
+            keeper = LeaseKeeper(self.runtime, first.provider, first.event_id, names)
             try:
-                results = await self._run_handlers(event, claims)
+                results = await self.runtime.dispatcher.run_named(event, names)
             except asyncio.CancelledError:
                 interrupted: dict[str, str | None] = {
                     c.handler: "interrupted: the worker stopped" for c in claims
@@ -255,23 +279,10 @@ class Worker:
                 keeper.stop()
         await self._record(claims, results)
 
-    async def _run_handlers(
-        self, event: AlertEvent, claims: Sequence[Claim]
-    ) -> dict[str, str | None]:
-        handlers = [self.hooks.dispatcher.get(c.handler) for c in claims]
-        missing = {c.handler for c, h in zip(claims, handlers, strict=True) if h is None}
-        results: dict[str, str | None] = {
-            name: "handler is not registered in this process" for name in missing
-        }
-        runnable = [h for h in handlers if h is not None]
-        errors = await asyncio.gather(*(h.run(event) for h in runnable))
-        results.update({h.name: error for h, error in zip(runnable, errors, strict=True)})
-        return results
-
     async def _record(
         self, claims: Sequence[Claim], results: dict[str, str | None], *, retry_now: bool = False
     ) -> None:
-        hooks = self.hooks
+        runtime = self.runtime
         first = claims[0]
         retry_in: dict[str, float] = {}
         dead: list[str] = []
@@ -279,7 +290,7 @@ class Worker:
             if results[claim.handler] is None:
                 continue
             attempt = claim.attempts + 1
-            if attempt >= hooks.max_attempts:
+            if attempt >= runtime.max_attempts:
                 dead.append(claim.handler)
                 logger.error(
                     "%s event %s: handler %s is dead after %d attempts",
@@ -292,14 +303,14 @@ class Worker:
                 retry_in[claim.handler] = (
                     0.0
                     if retry_now
-                    else backoff(attempt, hooks.retry_backoff, hooks.retry_backoff_max)
+                    else backoff(attempt, runtime.retry_backoff, runtime.retry_backoff_max)
                 )
         try:
-            await hooks.store.finish(
+            await runtime.store.finish(
                 first.provider,
                 first.event_id,
                 results,
-                owner=hooks.owner,
+                owner=runtime.owner,
                 retry_in=retry_in,
                 dead=dead,
             )
@@ -321,7 +332,7 @@ class Worker:
             )
 
     def _event(self, claim: Claim) -> AlertEvent | str:
-        provider = self.hooks.providers.get(claim.provider)
+        provider = self.runtime.providers.get(claim.provider)
         if provider is None:
             return f"unknown provider {claim.provider!r}"
         try:

@@ -54,6 +54,10 @@ _EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 
 
+# Sent with every Basic-auth 401, as RFC 7235 requires of a 401.
+CHALLENGE = {"www-authenticate": 'Basic realm="alerthooks"'}
+
+
 def parse_basic_auth(header: str | None) -> tuple[str, str]:
     """Split an RFC 7617 ``Authorization: Basic …`` header into user and password.
 
@@ -61,17 +65,17 @@ def parse_basic_auth(header: str | None) -> tuple[str, str]:
     :class:`Rejected` (401) when the header is missing or malformed.
     """
     if not header:
-        raise Rejected(401, "missing Authorization header")
+        raise Rejected(401, "missing Authorization header", CHALLENGE)
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "basic" or not token.strip():
-        raise Rejected(401, "Authorization is not Basic")
+        raise Rejected(401, "Authorization is not Basic", CHALLENGE)
     try:
         decoded = b64decode(token.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise Rejected(401, "malformed Basic credentials") from None
+        raise Rejected(401, "malformed Basic credentials", CHALLENGE) from None
     user, sep, password = decoded.partition(":")
     if not sep:
-        raise Rejected(401, "malformed Basic credentials")
+        raise Rejected(401, "malformed Basic credentials", CHALLENGE)
     return user, password
 
 
@@ -88,7 +92,7 @@ def verify(header: str | None, credentials: Sequence[tuple[str, str]]) -> None:
         same_password = hmac.compare_digest(given_password, expected_password.encode())
         matched |= same_user & same_password
     if not matched:
-        raise Rejected(401, "credentials do not match")
+        raise Rejected(401, "credentials do not match", CHALLENGE)
 
 
 def normalize(payload: Mapping[str, Any]) -> AlertEvent:

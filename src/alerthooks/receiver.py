@@ -1,0 +1,364 @@
+"""The delivery pipeline without ASGI: verify → parse → normalize → record → dispatch → answer.
+
+:meth:`Receiver.receive` takes one delivery's bytes and lower-case headers and returns the HTTP
+answer; :mod:`alerthooks.asgi` only moves bytes to it and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from alerthooks.dispatch import Handler
+from alerthooks.events import AlertEvent
+from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
+from alerthooks.store import Begun, Delivery, StoreError
+from alerthooks.worker import LeaseKeeper, Runtime, Worker
+
+logger = logging.getLogger(__name__)
+
+
+class Answer(tuple[int, bytes]):
+    """An HTTP answer: ``(status, JSON body)``, unpacked as a pair, plus :attr:`headers` to send
+    with it (such as ``WWW-Authenticate`` on a 401)."""
+
+    headers: Mapping[str, str]
+
+    def __new__(cls, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Answer:
+        self = super().__new__(cls, (status, body))
+        self.headers = headers or {}
+        return self
+
+    @property
+    def status(self) -> int:
+        """The HTTP status code."""
+        return self[0]
+
+    @property
+    def body(self) -> bytes:
+        """The JSON body."""
+        return self[1]
+
+
+def answer(code: int, headers: Mapping[str, str] | None = None, /, **fields: str) -> Answer:
+    """The answer ``code`` with ``fields`` as its JSON body."""
+    return Answer(code, json.dumps(fields, separators=(",", ":")).encode(), headers)
+
+
+ACCEPTED = answer(200, status="accepted")
+DUPLICATE = answer(200, status="duplicate")
+IGNORED = answer(200, status="ignored")
+HANDLER_FAILED = answer(500, error="a handler failed; retry later")
+BUSY = answer(503, error="event is being handled elsewhere; retry later")
+STORE_DOWN = answer(503, error="store unavailable; retry later")
+NOT_CONFIGURED = answer(503, error="provider not configured")
+API_DOWN = answer(503, error="provider API unavailable; retry later")
+INVALID_JSON = answer(400, error="invalid JSON")
+NOT_AN_OBJECT = answer(400, error="payload is not a JSON object")
+
+
+def rejection(exc: Rejected) -> Answer:
+    """The answer a :class:`Rejected` stands for: its status, reason and headers."""
+    return answer(exc.status, exc.headers, error=exc.reason)
+
+
+class RejectionLog:
+    """WARNING lines for rejections an operator must see (bad signature or credentials, a
+    provider without credentials, a source not allowed), rate-limited so a flood does not flood
+    the log: the first of each (provider, reason) is logged, then at most one per ``interval``
+    seconds, saying how many were suppressed in between."""
+
+    _MAX_KEYS = 1024  # reasons come from providers' code; this bounds a provider that varies them
+
+    def __init__(
+        self, interval: float = 60.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        # (provider, reason) -> (when last logged, how many suppressed since)
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def warn(self, provider: str, reason: str, message: str, *args: object) -> None:
+        """Log ``message % args`` at WARNING unless one of the same provider and reason was
+        logged less than ``interval`` seconds ago (then count it)."""
+        key = (provider, reason)
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None:
+            when, suppressed = last
+            if now - when < self.interval:
+                self._last[key] = (when, suppressed + 1)
+                return
+            if suppressed:
+                message += " (%d more like it in the last %d s)"
+                args = (*args, suppressed, round(now - when))
+        elif len(self._last) >= self._MAX_KEYS:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        logger.warning(message, *args)
+
+
+class Receiver:
+    """Verifies, records and dispatches deliveries for the providers of ``runtime``.
+
+    ``queued`` selects queued mode (answer once recorded; ``worker`` runs the handlers) over
+    inline mode (run the handlers, then answer). The store opens on first use; in queued mode
+    with ``start_worker`` so does the worker, so an app mounted without its lifespan never
+    accepts into a queue nobody works.
+    """
+
+    def __init__(
+        self, runtime: Runtime, worker: Worker, *, queued: bool, start_worker: bool = True
+    ) -> None:
+        self.runtime = runtime
+        self.worker = worker
+        self.queued = queued
+        self.start_worker = start_worker
+        self.rejections = RejectionLog()
+        # Events being delivered now, each with the futures of concurrent duplicates waiting
+        # for its answer.
+        self._inflight: dict[tuple[str, str], list[asyncio.Future[Answer]]] = {}
+        self._opened = False
+        self._open_lock: asyncio.Lock | None = None
+        # Whether a delivery has come since the store was last opened (see _first_use).
+        self._used = False
+
+    # -- opening --------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the store (once) and warn about each provider that has no credentials."""
+        if self._opened:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if not self._opened:
+                await self.runtime.store.open()
+                self._opened = True
+                for provider in self.runtime.providers.values():
+                    if not provider.configured:
+                        self.warn_unconfigured(provider)
+
+    async def close(self) -> None:
+        """Close the store; the next delivery opens it again."""
+        self._opened = self._used = False
+        await self.runtime.store.close()
+
+    async def _first_use(self) -> None:
+        await self.open()
+        self._used = True
+        if self.queued and self.start_worker and not self.worker.started:
+            logger.warning(
+                "queued mode: the worker is started by the first delivery, not by the app's "
+                "lifespan; pass lifespan=hooks.lifespan to the host app so shutdown stops it"
+            )
+            await self.worker.start()
+
+    def warn_unconfigured(self, provider: Provider) -> None:
+        """Log (rate-limited) that ``provider`` refuses deliveries for want of credentials."""
+        hint = f" (set {provider.env_hint})" if provider.env_hint else ""
+        self.rejections.warn(
+            provider.name,
+            "not configured",
+            "%s webhooks are refused: no credentials configured%s",
+            provider.name,
+            hint,
+        )
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    async def receive(self, provider: Provider, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """Verify, record and dispatch one delivery; return the answer. ``headers`` has
+        lower-case names."""
+        try:
+            provider.verify(body, headers)
+        except Rejected as exc:
+            self.rejections.warn(
+                provider.name,
+                exc.reason,
+                "%s delivery rejected (%d): %s",
+                provider.name,
+                exc.status,
+                exc.reason,
+            )
+            return rejection(exc)
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            logger.info("%s delivery rejected: invalid JSON", provider.name)
+            return INVALID_JSON
+        if not isinstance(payload, dict):
+            logger.info("%s delivery rejected: payload is not a JSON object", provider.name)
+            return NOT_AN_OBJECT
+        event_id = provider.event_id(payload)
+        if event_id is None:
+            logger.warning("%s event acknowledged without an id; not stored", provider.name)
+            return IGNORED
+        return await self._once(provider, event_id, payload, body)
+
+    async def _once(
+        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
+    ) -> Answer:
+        """Deliver one event; concurrent duplicates of it wait for its answer instead."""
+        key = (provider.name, event_id)
+        waiting = self._inflight.get(key)
+        if waiting is not None:
+            future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+            waiting.append(future)
+            return await future
+        self._inflight[key] = waiting = []
+        result = STORE_DOWN
+        try:
+            result = await self._deliver(provider, event_id, payload, body)
+        finally:
+            del self._inflight[key]
+            for future in waiting:
+                if not future.done():
+                    future.set_result(result)
+        return result
+
+    async def _deliver(
+        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
+    ) -> Answer:
+        if provider.confirms:
+            confirmed = await self._confirm(provider, event_id, payload)
+            if isinstance(confirmed, Answer):
+                return confirmed
+            payload, body = confirmed, json.dumps(confirmed, separators=(",", ":")).encode()
+        event = self._normalize(provider, event_id, payload)
+        handlers = self.runtime.dispatcher.match(event) if event is not None else []
+        delivery = Delivery(
+            provider=provider.name,
+            event_id=event_id,
+            event_type=provider.event_type(payload),
+            body=body,
+            received_at=datetime.now(timezone.utc),
+            handlers=tuple([h.name for h in handlers]),
+        )
+        begun = await self._record(delivery)
+        if begun is None:
+            return STORE_DOWN
+        if event is None:
+            return IGNORED
+        if self.queued:
+            return self._queued(delivery, event, begun)
+        return await self._inline(delivery, event, handlers, begun)
+
+    async def _confirm(
+        self, provider: Provider, event_id: str, payload: dict[str, Any]
+    ) -> dict[str, Any] | Answer:
+        """The payload as the provider's API holds it, or the answer when it cannot say."""
+        try:
+            return await provider.confirm(event_id, payload)
+        except Rejected as exc:
+            self.rejections.warn(
+                provider.name,
+                exc.reason,
+                "%s event %s rejected (%d): %s",
+                provider.name,
+                event_id,
+                exc.status,
+                exc.reason,
+            )
+            return rejection(exc)
+        except Unavailable as exc:
+            logger.error(
+                "%s event %s not confirmed, answering 503: %s", provider.name, event_id, exc
+            )
+            return API_DOWN
+
+    @staticmethod
+    def _normalize(provider: Provider, event_id: str, payload: dict[str, Any]) -> AlertEvent | None:
+        try:
+            return provider.normalize(payload)
+        except NotAnAlert as exc:
+            logger.info("%s event %s is not an alert: %s", provider.name, event_id, exc.reason)
+            return None
+
+    async def _record(self, delivery: Delivery) -> Begun | None:
+        """Record the delivery (claiming its handlers in inline mode); None when the store
+        cannot be reached."""
+        runtime = self.runtime
+        try:
+            if not self._used:
+                await self._first_use()
+            return await runtime.store.begin(
+                delivery, owner=runtime.owner, lease=runtime.lease_seconds, claim=not self.queued
+            )
+        except Exception as exc:
+            logger.error(
+                "%s event %s not recorded, answering 503: %s",
+                delivery.provider,
+                delivery.event_id,
+                exc if isinstance(exc, StoreError) else type(exc).__name__,
+            )
+            return None
+
+    def _queued(self, delivery: Delivery, event: AlertEvent, begun: Begun) -> Answer:
+        self.worker.wake()  # a redelivery may add handlers registered since
+        if not begun.new:
+            logger.info("%s event %s is a duplicate", delivery.provider, delivery.event_id)
+            return DUPLICATE
+        logger.info("%s event %s queued (%s)", delivery.provider, delivery.event_id, event.type)
+        return ACCEPTED
+
+    async def _inline(
+        self, delivery: Delivery, event: AlertEvent, handlers: list[Handler], begun: Begun
+    ) -> Answer:
+        provider, event_id = delivery.provider, delivery.event_id
+        if begun.claimed:
+            failed = await self._run_claimed(delivery, event, handlers, begun.claimed)
+            if failed is not None:
+                return failed
+        if begun.busy:
+            logger.info("%s event %s is being handled elsewhere", provider, event_id)
+            return BUSY
+        if not begun.new and not begun.claimed:
+            logger.info("%s event %s is a duplicate", provider, event_id)
+            return DUPLICATE
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("%s event %s accepted (%s)", provider, event_id, event.type)
+        return ACCEPTED
+
+    async def _run_claimed(
+        self,
+        delivery: Delivery,
+        event: AlertEvent,
+        handlers: list[Handler],
+        claimed: tuple[str, ...],
+    ) -> Answer | None:
+        """Run the handlers this process claimed and record their outcomes; the answer when
+        that fails, None when all ran."""
+        runtime = self.runtime
+        provider, event_id = delivery.provider, delivery.event_id
+        if claimed == delivery.handlers:
+            to_run = handlers
+        else:  # a redelivery: only those not done yet
+            by_name = {h.name: h for h in handlers}
+            to_run = [by_name[name] for name in claimed if name in by_name]
+        keeper = LeaseKeeper(runtime, provider, event_id, claimed)
+        try:
+            results = await runtime.dispatcher.run(event, to_run)
+        finally:
+            keeper.stop()
+        try:
+            await runtime.store.finish(provider, event_id, results, owner=runtime.owner)
+        except Exception:
+            logger.exception("%s event %s: outcomes not recorded", provider, event_id)
+            return STORE_DOWN
+        failed = [name for name, error in results.items() if error is not None]
+        if failed:
+            logger.warning(
+                "%s event %s: %d handler(s) failed: %s",
+                provider,
+                event_id,
+                len(failed),
+                ", ".join(failed),
+            )
+            return HANDLER_FAILED
+        return None

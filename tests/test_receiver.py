@@ -1,0 +1,155 @@
+"""The delivery pipeline with a provider defined here alone, and its parts without ASGI: a
+provider is served, verified, normalized, deduplicated and dispatched with no change under src/."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import pytest
+
+from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import NotAnAlert, Provider, Rejected, build_event
+from alerthooks.receiver import Answer, RejectionLog
+
+from .helpers import logged, wait_until
+
+
+class Toy(Provider):
+    """A made-up billing provider: HMAC-SHA256 of the body in ``X-Toy-Signature``."""
+
+    name = "toy"
+    env_hint = "TOY_SECRET"
+    alert_types = frozenset({"usage.alert"})
+
+    def __init__(self, secret: str = "toy-secret") -> None:
+        self.secret = secret
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.secret)
+
+    def _digest(self, body: bytes) -> str:
+        return hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        given = headers.get("x-toy-signature")
+        if given is None:
+            raise Rejected(400, "missing X-Toy-Signature")
+        if not hmac.compare_digest(given, self._digest(body)):
+            raise Rejected(400, "bad signature")
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        return {"X-Toy-Signature": self._digest(body)}
+
+    def normalize(self, payload: dict[str, Any]) -> AlertEvent:
+        if payload.get("type") != "usage.alert":
+            raise NotAnAlert(f"type {payload.get('type')!r}")
+        return build_event(
+            id=payload["id"],
+            provider=self.name,
+            type="alert.triggered",
+            alert_id=payload["alert"],
+            alert_name=None,
+            meter_id=None,
+            customer_id=payload.get("customer"),
+            subscription_id=None,
+            threshold=None,
+            threshold_mode=None,
+            value=None,
+            occurred_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+            livemode=None,
+            raw=payload,
+        )
+
+
+def _toy_alert(event_id: str = "toy_1") -> dict[str, Any]:
+    return {"id": event_id, "type": "usage.alert", "alert": "al_1", "customer": "c_1"}
+
+
+async def _post(client: httpx.AsyncClient, payload: Any, provider: Provider) -> httpx.Response:
+    body = json.dumps(payload).encode()
+    return await client.post(f"/{provider.name}", content=body, headers=provider.sign(body))
+
+
+@pytest.mark.parametrize("mode", ["inline", "queued"])
+async def test_a_provider_defined_in_a_test_is_served_verified_deduplicated_and_dispatched(
+    tmp_path: Path, mode: Literal["inline", "queued"]
+) -> None:
+    toy = Toy()
+    hooks = AlertHooks(providers=[toy], store=f"sqlite:///{tmp_path / 'toy.db'}", mode=mode)
+    seen: list[AlertEvent] = []
+    hooks.add_handler(seen.append, "alert.triggered", provider="toy")
+    assert list(hooks.providers) == ["toy"] and hooks.toy is toy
+    transport = httpx.ASGITransport(app=hooks)
+    async with hooks.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        first = await _post(c, _toy_alert(), toy)
+        assert first.json() == {"status": "accepted"}
+        await wait_until(lambda: len(seen) == 1, what="the handler")
+        assert (await _post(c, _toy_alert(), toy)).json() == {"status": "duplicate"}
+        assert (await _post(c, {"id": "toy_2", "type": "other"}, toy)).json() == {
+            "status": "ignored"
+        }
+        unsigned = await c.post("/toy", content=json.dumps(_toy_alert("toy_3")).encode())
+        assert (unsigned.status_code, unsigned.json()) == (
+            400,
+            {"error": "missing X-Toy-Signature"},
+        )
+        assert (await c.post("/stripe", content=b"{}")).status_code == 404
+        stored = await hooks.store.get("toy", "toy_1")
+        assert stored is not None and [o.status for o in stored.outcomes] == ["done"]
+    (event,) = seen
+    assert (event.provider, event.id, event.alert_id, event.customer_id) == (
+        "toy",
+        "toy_1",
+        "al_1",
+        "c_1",
+    )
+
+
+async def test_the_receiver_without_asgi_answers_a_pair(caplog: pytest.LogCaptureFixture) -> None:
+    toy = Toy()
+    hooks = AlertHooks(providers=[toy], store="memory://")
+    body = json.dumps(_toy_alert()).encode()
+    status, answer_body = await hooks.receive(toy, body, {"x-toy-signature": "00"})
+    assert (status, json.loads(answer_body)) == (400, {"error": "bad signature"})
+    signed = {k.lower(): v for k, v in toy.sign(body).items()}
+    assert await hooks.receive(toy, body, signed) == (200, b'{"status":"accepted"}')
+    assert logged(caplog, "toy delivery rejected (400): bad signature", level=logging.WARNING)
+
+
+def test_an_answer_is_a_status_and_body_pair_with_headers() -> None:
+    plain = Answer(200, b"{}")
+    challenged = Answer(401, b"{}", {"www-authenticate": 'Basic realm="x"'})
+    status, body = challenged
+    assert (status, body) == (401, b"{}") and challenged == (401, b"{}")
+    assert (plain.status, plain.body, plain.headers) == (200, b"{}", {})
+    assert challenged.headers == {"www-authenticate": 'Basic realm="x"'}
+
+
+def test_rejection_log_holds_back_repeats_and_counts_them(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    log = RejectionLog(interval=10.0, clock=lambda: now[0])
+    caplog.set_level(logging.WARNING)
+    for _ in range(4):
+        log.warn("toy", "bad signature", "toy rejected: %s", "bad signature")
+    log.warn("toy", "missing header", "toy rejected: %s", "missing header")
+    now[0] = 9.9
+    log.warn("toy", "bad signature", "toy rejected: %s", "bad signature")
+    now[0] = 10.0
+    log.warn("toy", "bad signature", "toy rejected: %s", "bad signature")
+    now[0] = 25.0
+    log.warn("toy", "bad signature", "toy rejected: %s", "bad signature")
+    assert logged(caplog, "toy rejected") == [
+        "toy rejected: bad signature",
+        "toy rejected: missing header",
+        "toy rejected: bad signature (4 more like it in the last 10 s)",
+        "toy rejected: bad signature",
+    ]
