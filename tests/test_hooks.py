@@ -702,7 +702,7 @@ async def test_a_signature_400_carries_no_challenge(hooks: AlertHooks) -> None:
 
 
 def test_a_filter_naming_an_unknown_provider_is_refused(hooks: AlertHooks) -> None:
-    with pytest.raises(ValueError, match=r"'strip'.*known: chargebee, stripe"):
+    with pytest.raises(ValueError, match=r"'strip'.*known: chargebee, metronome, orb, stripe"):
 
         @hooks.on("alert.triggered", provider="strip")
         async def never(event: AlertEvent) -> None: ...
@@ -745,7 +745,7 @@ async def test_an_inline_app_logs_no_worker_lines(caplog: pytest.LogCaptureFixtu
 def test_the_package_exports_exactly_its_public_surface() -> None:
     import alerthooks
 
-    assert alerthooks.__all__ == ["AlertEvent", "AlertHooks"]
+    assert alerthooks.__all__ == ["AlertEvent", "AlertHooks", "AlertState"]
     assert all(getattr(alerthooks, name) is not None for name in alerthooks.__all__)
 
 
