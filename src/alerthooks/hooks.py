@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
 from alerthooks.events import AlertEvent
+from alerthooks.observe import Observers, ObserverT, observers_of
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable, builtin_providers
 from alerthooks.sources import (
     TRUSTED_PROXIES_ENV,
@@ -668,3 +669,50 @@ class AlertHooks:
             return {handler.name: await handler.run(event)}
         errors = await asyncio.gather(*(h.run(event) for h in handlers))
         return {h.name: error for h, error in zip(handlers, errors, strict=True)}
+
+    # -- operations: console, metrics, traces, health ----------------------------------------
+
+    @property
+    def observers(self) -> Observers:
+        """What watches this receiver's deliveries and handler runs (metrics, traces); empty
+        unless :meth:`metrics_app`, :meth:`trace` or :meth:`observe` added one."""
+        return observers_of(self)
+
+    def observe(self, observer: ObserverT) -> ObserverT:
+        """Add ``observer`` (an :class:`~alerthooks.observe.Observer`) and return it."""
+        return self.observers.add(observer)
+
+    def console(self, *, auth: Any, secret: str | bytes | None = None) -> Any:
+        """The operator's console as an ASGI app: ``Mount("/ops", app=hooks.console(auth=…))``.
+
+        ``auth`` is a ``(user, password)`` pair (Basic auth) or ``callable(request) -> bool``
+        (may be async); without one this raises ``ValueError``. ``secret`` signs the replay
+        forms' CSRF tokens: by default derived from the Basic credentials, or random per
+        process with a callable (give one when several processes serve the console).
+        """
+        from alerthooks.console import console_app
+
+        return console_app(self, auth=auth, secret=secret)
+
+    def metrics_app(self) -> Any:
+        """An ASGI app serving Prometheus metrics (``pip install "alerthooks[metrics]"``):
+        ``Route("/metrics", hooks.metrics_app())``. See :mod:`alerthooks.metrics`."""
+        from alerthooks.metrics import Metrics
+
+        found = self.observers.find(Metrics)
+        return (found or self.observe(Metrics(self.store))).app()
+
+    def trace(self, tracer_provider: Any = None) -> None:
+        """Open an OpenTelemetry span per delivery and per handler run
+        (``pip install "alerthooks[otel]"``). See :mod:`alerthooks.tracing`."""
+        from alerthooks.tracing import Tracing
+
+        if self.observers.find(Tracing) is None:
+            self.observe(Tracing(tracer_provider))
+
+    def health_app(self) -> Any:
+        """An ASGI app with ``GET /live`` and ``GET /ready``:
+        ``Mount("/_alerthooks", app=hooks.health_app())``. See :mod:`alerthooks.health`."""
+        from alerthooks.health import HealthApp
+
+        return HealthApp(self)

@@ -1,0 +1,271 @@
+"""What the receiver reports while it works, for metrics and traces.
+
+The receiver holds one :class:`Observers`, empty unless asked (``hooks.metrics_app()``,
+``hooks.trace()``, ``hooks.observe(observer)``). Empty, it is falsy, and the receiver skips
+observing altogether: one truth test per delivery and per handler run. The call sites::
+
+    observers = hooks.observers
+    if not observers:
+        return await pipeline(...)
+    with observers.delivery(provider.name) as seen:
+        ...                                   # seen.event(event_id, event_type) once known
+        answer = await pipeline(...)
+        seen.answered(*answer)
+
+    error = await run_handler(observers, handler, event, queued=False)
+
+An :class:`Observer` sees each answered delivery and each handler run once, after the fact
+(:meth:`Observer.delivery`, :meth:`Observer.handler_run`), and may wrap both in a context
+(:meth:`Observer.delivery_scope`, :meth:`Observer.handler_scope`): a tracer opens its spans
+there, so a handler's span is the delivery's child and the handler's own spans nest below it.
+An observer that raises is logged and never fails a delivery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+logger = logging.getLogger(__name__)
+
+ObserverT = TypeVar("ObserverT", bound="Observer")
+
+
+@dataclass
+class Seen:
+    """One delivery as the receiver saw it; filled in as the pipeline learns more."""
+
+    provider: str
+    event_id: str | None = None
+    event_type: str | None = None
+    status: int = 500
+    """The HTTP status answered (500 until :meth:`answered`, as when the pipeline raised)."""
+    outcome: str = "error"
+    """What the answer said: ``accepted``, ``duplicate``, ``ignored``, or for an error answer
+    ``rejected`` (4xx) or ``retry`` (5xx, the provider delivers again)."""
+    seconds: float = 0.0
+
+    def event(self, event_id: str, event_type: str | None) -> None:
+        """The delivery's event id and type, once parsed."""
+        self.event_id = event_id
+        self.event_type = event_type
+
+    def answered(self, status: int, body: bytes = b"") -> None:
+        """The answer: its status code and JSON body."""
+        self.status = status
+        self.outcome = _outcome(status, body)
+
+
+_OUTCOMES: dict[tuple[int, bytes], str] = {}
+
+
+def _outcome(status: int, body: bytes) -> str:
+    found = _OUTCOMES.get((status, body))
+    if found is not None:
+        return found
+    if status >= 500:
+        outcome = "retry"
+    elif status >= 400:
+        outcome = "rejected"
+    else:
+        try:
+            said = json.loads(body).get("status")
+        except (ValueError, AttributeError):
+            said = None
+        outcome = said if isinstance(said, str) and said.isidentifier() else "accepted"
+    if len(_OUTCOMES) < 64:  # the receiver's answers are a handful of fixed bodies
+        _OUTCOMES[(status, body)] = outcome
+    return outcome
+
+
+@dataclass
+class Run:
+    """One handler run for one event."""
+
+    handler: str
+    provider: str
+    event_id: str
+    queued: bool
+    """Whether a worker runs it after the delivery was answered (queued mode, replays)."""
+    outcome: str = "failed"
+    """``done`` or ``failed``."""
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class Observer:
+    """Sees deliveries and handler runs. Subclass it and override what you need; each method's
+    default does nothing."""
+
+    def delivery(
+        self,
+        provider: str,
+        event_id: str | None,
+        event_type: str | None,
+        status: int,
+        seconds: float,
+    ) -> None:
+        """A delivery was answered ``status`` after ``seconds``. ``event_id`` and
+        ``event_type`` are None when it was rejected before they were read."""
+
+    def handler_run(self, handler: str, outcome: str, seconds: float) -> None:
+        """Handler ``handler`` ran for ``seconds``: ``outcome`` is ``done`` or ``failed``."""
+
+    def delivery_scope(self, seen: Seen) -> contextlib.AbstractContextManager[object]:
+        """A context entered before the delivery is read and left once it is answered, with
+        ``seen`` filled in by then."""
+        return contextlib.nullcontext()
+
+    def handler_scope(self, run: Run) -> contextlib.AbstractContextManager[object]:
+        """A context around one handler run (inside the delivery's scope when inline), left
+        with ``run`` filled in."""
+        return contextlib.nullcontext()
+
+
+class Observers:
+    """The observers of one receiver: falsy when there are none, so the receiver can skip them.
+
+    ``delivery`` and ``handler_run`` are the contexts the receiver wraps its work in.
+    """
+
+    def __init__(self, *observers: Observer) -> None:
+        self._all: list[Observer] = []
+        for observer in observers:
+            self.add(observer)
+
+    def __bool__(self) -> bool:
+        return bool(self._all)
+
+    def __iter__(self) -> Iterator[Observer]:
+        return iter(self._all)
+
+    def __repr__(self) -> str:
+        return f"Observers({', '.join(repr(o) for o in self._all)})"
+
+    def add(self, observer: ObserverT) -> ObserverT:
+        """Add ``observer`` (once; adding it again does nothing) and return it."""
+        if not isinstance(observer, Observer):
+            raise TypeError(f"{observer!r} is not an alerthooks.observe.Observer")
+        if observer not in self._all:
+            self._all.append(observer)
+        return observer
+
+    def find(self, kind: type[ObserverT]) -> ObserverT | None:
+        """The first observer that is a ``kind``, or None."""
+        for observer in self._all:
+            if isinstance(observer, kind):
+                return observer
+        return None
+
+    @contextlib.contextmanager
+    def delivery(self, provider: str) -> Iterator[Seen]:
+        """Observe one delivery to ``provider``; the receiver fills in the :class:`Seen`."""
+        seen = Seen(provider)
+        start = time.perf_counter()
+        with contextlib.ExitStack() as scopes:
+            for observer in self._all:
+                _enter(scopes, observer, observer.delivery_scope, seen)
+            try:
+                yield seen
+            finally:
+                seen.seconds = time.perf_counter() - start
+                for observer in self._all:
+                    try:
+                        observer.delivery(
+                            seen.provider, seen.event_id, seen.event_type, seen.status, seen.seconds
+                        )
+                    except Exception:
+                        logger.exception("observer %r failed on a delivery", observer)
+
+    @contextlib.contextmanager
+    def handler_run(
+        self, handler: str, *, provider: str, event_id: str, queued: bool
+    ) -> Iterator[Run]:
+        """Observe one handler run; the caller sets ``outcome`` (and ``error``) on the
+        :class:`Run`."""
+        run = Run(handler, provider, event_id, queued)
+        start = time.perf_counter()
+        with contextlib.ExitStack() as scopes:
+            for observer in self._all:
+                _enter(scopes, observer, observer.handler_scope, run)
+            try:
+                yield run
+            finally:
+                run.seconds = time.perf_counter() - start
+                for observer in self._all:
+                    try:
+                        observer.handler_run(run.handler, run.outcome, run.seconds)
+                    except Exception:
+                        logger.exception("observer %r failed on a handler run", observer)
+
+
+def _enter(scopes: contextlib.ExitStack, observer: Observer, scope: Any, record: Any) -> None:
+    try:
+        context = scope(record)
+    except Exception:
+        logger.exception("observer %r failed to open its scope", observer)
+        return
+    scopes.enter_context(_guarded(observer, context))
+
+
+@contextlib.contextmanager
+def _guarded(
+    observer: Observer, context: contextlib.AbstractContextManager[object]
+) -> Iterator[None]:
+    """``context``, with its own failures logged instead of raised."""
+    try:
+        context.__enter__()
+    except Exception:
+        logger.exception("observer %r failed to open its scope", observer)
+        yield
+        return
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            context.__exit__(type(exc), exc, exc.__traceback__)
+        except Exception:
+            logger.exception("observer %r failed to close its scope", observer)
+        raise
+    else:
+        try:
+            context.__exit__(None, None, None)
+        except Exception:
+            logger.exception("observer %r failed to close its scope", observer)
+
+
+class Runnable(Protocol):
+    """What :func:`run_handler` runs: a registered handler."""
+
+    name: str
+
+    def run(self, event: Any) -> Awaitable[str | None]:
+        """Run for ``event``; None on success, else the error text."""
+
+
+async def run_handler(
+    observers: Observers, handler: Runnable, event: Any, *, queued: bool
+) -> str | None:
+    """``await handler.run(event)`` inside :meth:`Observers.handler_run`: what the receiver
+    and the worker call instead of ``handler.run`` when ``observers`` is not empty."""
+    if not observers:
+        return await handler.run(event)
+    with observers.handler_run(
+        handler.name, provider=event.provider, event_id=event.id, queued=queued
+    ) as run:
+        error = await handler.run(event)
+        run.outcome, run.error = ("done", None) if error is None else ("failed", error)
+    return error
+
+
+def observers_of(hooks: Any) -> Observers:
+    """``hooks.observers``, created empty on first use."""
+    found = hooks.__dict__.get("observers")
+    if found is None:
+        found = hooks.__dict__["observers"] = Observers()
+    return found  # type: ignore[no-any-return]
