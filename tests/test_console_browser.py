@@ -3,7 +3,8 @@ Playwright) over a real uvicorn server sees a delivered event, replays its dead 
 sees it done.
 
 ``make test`` and ``.ci/run`` install Chromium; elsewhere this test says why in one line and
-skips (under ``ALERTHOOKS_REQUIRE_BROWSER=1``, as ``.ci/run`` sets, it fails instead). ``ALERTHOOKS_CONSOLE_SCREENSHOT=path.png`` saves a screenshot of the events page (how
+skips (under ``ALERTHOOKS_REQUIRE_BROWSER=1``, as ``.ci/run`` sets, it fails instead).
+``ALERTHOOKS_CONSOLE_SCREENSHOT=path.png`` saves a screenshot of the events page (how
 docs/console.png was made); nothing asserts on it.
 """
 
