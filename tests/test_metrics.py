@@ -194,3 +194,20 @@ def test_multiprocess_mode_serves_the_sum_over_processes(tmp_path: Path) -> None
     ).stdout.decode()
     assert sample(served, "alerthooks_deliveries_total", provider="stripe", status="200") == 3
     assert sample(served, "alerthooks_delivery_seconds_count", provider="stripe") == 3
+
+
+async def test_the_gauges_follow_a_replaced_store() -> None:
+    hooks = make_hooks(mode="queued", worker=False)
+
+    @hooks.on("alert.triggered", name="a")
+    async def a(event: AlertEvent) -> None:
+        pass
+
+    app = hooks.metrics_app()
+    async with client_for(hooks) as client:
+        await post_stripe(client, stripe_alert_triggered())
+    assert sample((await scrape(app)).text, "alerthooks_queue_due") == 1
+    from alerthooks.store.memory import MemoryStore
+
+    hooks.store = MemoryStore()
+    assert sample((await scrape(app)).text, "alerthooks_queue_due") == 0

@@ -700,7 +700,7 @@ class AlertHooks:
         from alerthooks.metrics import Metrics
 
         found = self.observers.find(Metrics)
-        return (found or self.observe(Metrics(self.store))).app()
+        return (found or self.observe(Metrics(lambda: self.store))).app()
 
     def trace(self, tracer_provider: Any = None) -> None:
         """Open an OpenTelemetry span per delivery and per handler run

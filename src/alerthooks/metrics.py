@@ -51,16 +51,19 @@ DELIVERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class Metrics(Observer):
     """Counts deliveries and handler runs into its own ``registry`` (a fresh
     ``CollectorRegistry`` unless given), and reads the queue gauges from ``store`` when scraped.
+
+    ``store`` is a :class:`~alerthooks.store.Store` or a function returning the current one
+    (``hooks.metrics_app()`` passes ``lambda: hooks.store``, so a replaced store is followed).
     """
 
     def __init__(
         self,
-        store: Store,
+        store: Store | Callable[[], Store],
         *,
         registry: CollectorRegistry | None = None,
         count_limit: int = 10_000,
     ) -> None:
-        self.store = store
+        self._store = store
         self.count_limit = count_limit
         self.registry = registry if registry is not None else CollectorRegistry()
         self.deliveries = Counter(
@@ -98,6 +101,11 @@ class Metrics(Observer):
     def __repr__(self) -> str:
         return "Metrics()"
 
+    @property
+    def store(self) -> Store:
+        """The store the gauges are read from."""
+        return self._store if isinstance(self._store, Store) else self._store()
+
     def delivery(
         self,
         provider: str,
@@ -118,11 +126,12 @@ class Metrics(Observer):
         """Set the queue gauges from the store; a store that does not answer leaves them as
         they were (and is logged)."""
         now = datetime.now(timezone.utc)
+        store = self.store
         try:
-            await self.store.open()
+            await store.open()
             due: set[tuple[str, str, str]] = set()
             for status in ("pending", "failed"):
-                for stored in await self.store.events(status=status, limit=self.count_limit):
+                for stored in await store.events(status=status, limit=self.count_limit):
                     for o in stored.outcomes:
                         if o.status == "pending" or (
                             o.status == "failed" and (o.due_at is None or o.due_at <= now)
@@ -130,7 +139,7 @@ class Metrics(Observer):
                             due.add((stored.provider, stored.event_id, o.handler))
             dead = sum(
                 o.status == "dead"
-                for stored in await self.store.events(status="dead", limit=self.count_limit)
+                for stored in await store.events(status="dead", limit=self.count_limit)
                 for o in stored.outcomes
             )
         except Exception as exc:

@@ -242,7 +242,9 @@ def _guarded(
 class Runnable(Protocol):
     """What :func:`run_handler` runs: a registered handler."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The handler's name, as the store records it."""
 
     def run(self, event: Any) -> Awaitable[str | None]:
         """Run for ``event``; None on success, else the error text."""
