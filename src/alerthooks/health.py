@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from starlette.types import Receive, Scope, Send
 
 from alerthooks.store import redact_url
 
@@ -52,9 +53,7 @@ class HealthApp:
             return "worker not running"
         return None
 
-    async def __call__(
-        self, scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[Any], Any]
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -94,7 +93,7 @@ class HealthApp:
         )
 
 
-def _route_path(scope: dict[str, Any]) -> str:
+def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):

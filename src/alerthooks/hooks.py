@@ -15,7 +15,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
 from alerthooks.events import AlertEvent
@@ -30,6 +30,12 @@ from alerthooks.sources import (
 )
 from alerthooks.store import Delivery, Store, StoreError, open_store, redact_url
 from alerthooks.worker import LeaseKeeper, LeaseRenewals, Worker
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from alerthooks.health import HealthApp
+    from alerthooks.metrics import MetricsApp
 
 logger = logging.getLogger(__name__)
 
@@ -682,7 +688,7 @@ class AlertHooks:
         """Add ``observer`` (an :class:`~alerthooks.observe.Observer`) and return it."""
         return self.observers.add(observer)
 
-    def console(self, *, auth: Any, secret: str | bytes | None = None) -> Any:
+    def console(self, *, auth: Any, secret: str | bytes | None = None) -> Starlette:
         """The operator's console as an ASGI app: ``Mount("/ops", app=hooks.console(auth=…))``.
 
         ``auth`` is a ``(user, password)`` pair (Basic auth) or ``callable(request) -> bool``
@@ -694,7 +700,7 @@ class AlertHooks:
 
         return console_app(self, auth=auth, secret=secret)
 
-    def metrics_app(self) -> Any:
+    def metrics_app(self) -> MetricsApp:
         """An ASGI app serving Prometheus metrics (``pip install "alerthooks[metrics]"``):
         ``Route("/metrics", hooks.metrics_app())``. See :mod:`alerthooks.metrics`."""
         from alerthooks.metrics import Metrics
@@ -710,7 +716,7 @@ class AlertHooks:
         if self.observers.find(Tracing) is None:
             self.observe(Tracing(tracer_provider))
 
-    def health_app(self) -> Any:
+    def health_app(self) -> HealthApp:
         """An ASGI app with ``GET /live`` and ``GET /ready``:
         ``Mount("/_alerthooks", app=hooks.health_app())``. See :mod:`alerthooks.health`."""
         from alerthooks.health import HealthApp

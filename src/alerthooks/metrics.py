@@ -28,7 +28,6 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -38,6 +37,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.types import Receive, Scope, Send
 
 from alerthooks.observe import Observer
 from alerthooks.store import Store
@@ -173,9 +173,7 @@ class MetricsApp:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    async def __call__(
-        self, scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[Any], Any]
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
