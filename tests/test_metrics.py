@@ -211,3 +211,43 @@ async def test_the_gauges_follow_a_replaced_store() -> None:
 
     hooks.store = MemoryStore()
     assert sample((await scrape(app)).text, "alerthooks_queue_due") == 0
+
+
+async def test_deliveries_through_the_receiver_are_counted_with_their_answer_codes() -> None:
+    hooks = make_hooks()
+
+    @hooks.on("alert.triggered", name="notify")
+    async def notify(event: AlertEvent) -> None:
+        pass
+
+    app = hooks.metrics_app()
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        assert (await post_stripe(client, payload)).status_code == 200
+        assert (await post_stripe(client, payload)).json() == {"status": "duplicate"}
+        assert (await post_stripe(client, payload, secret="whsec_wrong")).status_code == 400
+        assert (await client.get("/stripe")).status_code == 405
+        assert (await client.post("/nowhere", content=b"{}")).status_code == 404
+    text = (await scrape(app)).text
+    assert sample(text, "alerthooks_deliveries_total", provider="stripe", status="200") == 2
+    assert sample(text, "alerthooks_deliveries_total", provider="stripe", status="400") == 1
+    assert sample(text, "alerthooks_deliveries_total", provider="stripe", status="405") == 1
+    assert "nowhere" not in text  # no provider, not a delivery
+    assert sample(text, "alerthooks_handler_runs_total", handler="notify", outcome="done") == 1
+    assert sample(text, "alerthooks_delivery_seconds_count", provider="stripe") == 4
+
+
+async def test_queued_handler_runs_are_counted_by_the_worker() -> None:
+    hooks = make_hooks(mode="queued", worker=False, max_attempts=1)
+
+    @hooks.on("alert.triggered", name="broken")
+    async def broken(event: AlertEvent) -> None:
+        raise ConnectionError("down")
+
+    app = hooks.metrics_app()
+    async with client_for(hooks) as client:
+        await post_stripe(client, stripe_alert_triggered())
+    await hooks.drain()
+    text = (await scrape(app)).text
+    assert sample(text, "alerthooks_handler_runs_total", handler="broken", outcome="failed") == 1
+    assert sample(text, "alerthooks_dead_handlers") == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -17,7 +18,7 @@ from alerthooks.observe import run_handler
 from alerthooks.testing import stripe_alert_triggered
 from alerthooks.tracing import DELIVERY_SPAN, HANDLER_SPAN, Tracing
 
-from .conftest import STRIPE_SECRET
+from .conftest import STRIPE_SECRET, post_stripe
 
 
 @pytest.fixture
@@ -170,3 +171,52 @@ def test_trace_is_added_once() -> None:
     hooks.trace()
     hooks.trace()
     assert [type(o) for o in hooks.observers] == [Tracing]
+
+
+def client_for(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def test_a_delivery_through_the_receiver_is_traced(
+    hooks: AlertHooks, exporter: InMemorySpanExporter
+) -> None:
+    @hooks.on("alert.triggered", name="notify")
+    async def notify(event: AlertEvent) -> None:
+        pass
+
+    payload = stripe_alert_triggered(id="evt_through")
+    async with client_for(hooks) as client:
+        assert (await post_stripe(client, payload)).status_code == 200
+        assert (await post_stripe(client, payload, secret="whsec_wrong")).status_code == 400
+    first, rejected = spans(exporter, DELIVERY_SPAN)
+    assert attributes(first)["alerthooks.event_id"] == "evt_through"
+    assert attributes(first)["alerthooks.outcome"] == "accepted"
+    assert attributes(rejected) == {
+        "alerthooks.provider": "stripe",
+        "alerthooks.outcome": "rejected",
+        "http.response.status_code": 400,
+    }
+    [run] = spans(exporter, HANDLER_SPAN)
+    assert run.parent is not None and run.parent.span_id == first.context.span_id
+
+
+async def test_queued_work_through_the_worker_links_to_the_delivery(
+    exporter: InMemorySpanExporter,
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", mode="queued", worker=False)
+    hooks.trace(provider)
+
+    @hooks.on("alert.triggered", name="notify")
+    async def notify(event: AlertEvent) -> None:
+        pass
+
+    async with client_for(hooks) as client:
+        assert (await post_stripe(client, stripe_alert_triggered())).status_code == 200
+    assert spans(exporter, HANDLER_SPAN) == []  # answered before any handler ran
+    await hooks.drain()
+    [delivery] = spans(exporter, DELIVERY_SPAN)
+    [run] = spans(exporter, HANDLER_SPAN)
+    assert run.parent is None and run.kind is SpanKind.CONSUMER
+    assert [link.context.span_id for link in run.links] == [delivery.context.span_id]

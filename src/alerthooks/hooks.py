@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
 from alerthooks.events import AlertEvent
-from alerthooks.observe import Observers, ObserverT, observers_of
+from alerthooks.observe import Observers, ObserverT, current_delivery, run_handler
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable, builtin_providers
 from alerthooks.sources import (
     TRUSTED_PROXIES_ENV,
@@ -283,6 +283,9 @@ class AlertHooks:
         self.worker = Worker(self, concurrency=worker_concurrency, poll_interval=poll_interval)
         self.lease_renewals = LeaseRenewals(self)
         self.dispatcher = Dispatcher()
+        #: What watches deliveries and handler runs (metrics, traces): empty unless
+        #: :meth:`metrics_app`, :meth:`trace` or :meth:`observe` added one.
+        self.observers = Observers()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._routes: dict[str, Provider] = {f"/{p.name}": p for p in self.providers.values()}
         self.sources = _source_filter(self.providers.values(), trusted_proxies)
@@ -391,7 +394,10 @@ class AlertHooks:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            answer = await self._http(scope, receive)
+            if self.observers:
+                answer = await self._observed_http(scope, receive)
+            else:
+                answer = await self._http(scope, receive)
             await send(
                 {
                     "type": "http.response.start",
@@ -423,6 +429,16 @@ class AlertHooks:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _observed_http(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        path = _route_path(scope)
+        provider = self._routes.get(path.rstrip("/") if len(path) > 1 else path)
+        if provider is None:
+            return await self._http(scope, receive)
+        with self.observers.delivery(provider.name) as seen:
+            answer = await self._http(scope, receive)
+            seen.answered(*answer)
+        return answer
 
     async def _http(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         path = _route_path(scope)
@@ -557,6 +573,8 @@ class AlertHooks:
             logger.info("%s delivery rejected: payload is not a JSON object", provider.name)
             return _NOT_AN_OBJECT
         event_id = provider.event_id(payload)
+        if self.observers and (seen := current_delivery()) is not None:
+            seen.event(event_id, provider.event_type(payload))
         if event_id is None:
             logger.warning("%s event acknowledged without an id; not stored", provider.name)
             return _IGNORED
@@ -670,6 +688,12 @@ class AlertHooks:
         return _ACCEPTED
 
     async def _run(self, event: AlertEvent, handlers: list[Handler]) -> dict[str, str | None]:
+        observers = self.observers
+        if observers:
+            errors = await asyncio.gather(
+                *(run_handler(observers, h, event, queued=False) for h in handlers)
+            )
+            return {h.name: error for h, error in zip(handlers, errors, strict=True)}
         if len(handlers) == 1:
             handler = handlers[0]
             return {handler.name: await handler.run(event)}
@@ -677,12 +701,6 @@ class AlertHooks:
         return {h.name: error for h, error in zip(handlers, errors, strict=True)}
 
     # -- operations: console, metrics, traces, health ----------------------------------------
-
-    @property
-    def observers(self) -> Observers:
-        """What watches this receiver's deliveries and handler runs (metrics, traces); empty
-        unless :meth:`metrics_app`, :meth:`trace` or :meth:`observe` added one."""
-        return observers_of(self)
 
     def observe(self, observer: ObserverT) -> ObserverT:
         """Add ``observer`` (an :class:`~alerthooks.observe.Observer`) and return it."""

@@ -2,16 +2,19 @@
 
 The receiver holds one :class:`Observers`, empty unless asked (``hooks.metrics_app()``,
 ``hooks.trace()``, ``hooks.observe(observer)``). Empty, it is falsy, and the receiver skips
-observing altogether: one truth test per delivery and per handler run. The call sites::
+observing altogether: a truth test per delivery and per handler run. The call sites::
 
-    observers = hooks.observers
-    if not observers:
-        return await pipeline(...)
-    with observers.delivery(provider.name) as seen:
-        ...                                   # seen.event(event_id, event_type) once known
-        answer = await pipeline(...)
-        seen.answered(*answer)
+    # the ASGI layer, once the path named a provider:
+    if observers:
+        with observers.delivery(provider.name) as seen:
+            answer = await answer_the_request(...)
+            seen.answered(status, body)
 
+    # the pipeline, once it parsed the event id:
+    if observers and (seen := current_delivery()) is not None:
+        seen.event(event_id, event_type)
+
+    # inline handler runs (queued=True in the worker):
     error = await run_handler(observers, handler, event, queued=False)
 
 An :class:`Observer` sees each answered delivery and each handler run once, after the fact
@@ -28,12 +31,14 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
 ObserverT = TypeVar("ObserverT", bound="Observer")
+_CURRENT: ContextVar[Seen | None] = ContextVar("alerthooks_delivery", default=None)
 
 
 @dataclass
@@ -50,7 +55,7 @@ class Seen:
     ``rejected`` (4xx) or ``retry`` (5xx, the provider delivers again)."""
     seconds: float = 0.0
 
-    def event(self, event_id: str, event_type: str | None) -> None:
+    def event(self, event_id: str | None, event_type: str | None) -> None:
         """The delivery's event id and type, once parsed."""
         self.event_id = event_id
         self.event_type = event_type
@@ -167,12 +172,14 @@ class Observers:
         """Observe one delivery to ``provider``; the receiver fills in the :class:`Seen`."""
         seen = Seen(provider)
         start = time.perf_counter()
+        token = _CURRENT.set(seen)
         with contextlib.ExitStack() as scopes:
             for observer in self._all:
                 _enter(scopes, observer, observer.delivery_scope, seen)
             try:
                 yield seen
             finally:
+                _CURRENT.reset(token)
                 seen.seconds = time.perf_counter() - start
                 for observer in self._all:
                     try:
@@ -239,6 +246,12 @@ def _guarded(
             logger.exception("observer %r failed to close its scope", observer)
 
 
+def current_delivery() -> Seen | None:
+    """The delivery being observed in this context (inside :meth:`Observers.delivery`), so the
+    pipeline can note its event id and type where it learns them; None outside one."""
+    return _CURRENT.get()
+
+
 class Runnable(Protocol):
     """What :func:`run_handler` runs: a registered handler."""
 
@@ -263,11 +276,3 @@ async def run_handler(
         error = await handler.run(event)
         run.outcome, run.error = ("done", None) if error is None else ("failed", error)
     return error
-
-
-def observers_of(hooks: Any) -> Observers:
-    """``hooks.observers``, created empty on first use."""
-    found = hooks.__dict__.get("observers")
-    if found is None:
-        found = hooks.__dict__["observers"] = Observers()
-    return found  # type: ignore[no-any-return]

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from alerthooks.events import AlertEvent
+from alerthooks.observe import run_handler
 from alerthooks.providers import NotAnAlert
 from alerthooks.store import Claim, StoreError
 
@@ -264,7 +265,10 @@ class Worker:
             name: "handler is not registered in this process" for name in missing
         }
         runnable = [h for h in handlers if h is not None]
-        errors = await asyncio.gather(*(h.run(event) for h in runnable))
+        observers = self.hooks.observers
+        errors = await asyncio.gather(
+            *(run_handler(observers, h, event, queued=True) for h in runnable)
+        )
         results.update({h.name: error for h, error in zip(runnable, errors, strict=True)})
         return results
 
