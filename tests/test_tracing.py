@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -220,3 +221,16 @@ async def test_queued_work_through_the_worker_links_to_the_delivery(
     [run] = spans(exporter, HANDLER_SPAN)
     assert run.parent is None and run.kind is SpanKind.CONSUMER
     assert [link.context.span_id for link in run.links] == [delivery.context.span_id]
+
+
+async def test_an_exception_through_a_delivery_is_recorded_on_its_span(
+    hooks: AlertHooks, exporter: InMemorySpanExporter
+) -> None:
+    with pytest.raises(RuntimeError), hooks.observers.delivery("stripe"):
+        raise RuntimeError("pipeline bug")
+    [delivery] = spans(exporter, DELIVERY_SPAN)
+    assert delivery.status.status_code is StatusCode.ERROR
+    assert delivery.status.description == "RuntimeError: pipeline bug"
+    assert [e.name for e in delivery.events] == ["exception"]
+    assert attributes(delivery)["http.response.status_code"] == 500
+    assert trace.get_current_span() is trace.INVALID_SPAN  # the context was restored

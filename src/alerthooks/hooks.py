@@ -690,6 +690,9 @@ class AlertHooks:
     async def _run(self, event: AlertEvent, handlers: list[Handler]) -> dict[str, str | None]:
         observers = self.observers
         if observers:
+            if len(handlers) == 1:
+                handler = handlers[0]
+                return {handler.name: await run_handler(observers, handler, event, queued=False)}
             errors = await asyncio.gather(
                 *(run_handler(observers, h, event, queued=False) for h in handlers)
             )

@@ -98,6 +98,10 @@ class Metrics(Observer):
             multiprocess_mode="mostrecent",
         )
 
+        # The labelled children, by label values: labels() costs microseconds per call.
+        self._delivery_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._run_children: dict[tuple[str, str], Counter] = {}
+
     def __repr__(self) -> str:
         return "Metrics()"
 
@@ -115,12 +119,23 @@ class Metrics(Observer):
         seconds: float,
     ) -> None:
         """Count the delivery and its time."""
-        self.deliveries.labels(provider, str(status)).inc()
-        self.delivery_seconds.labels(provider).observe(seconds)
+        children = self._delivery_children.get((provider, status))
+        if children is None:
+            children = self._delivery_children[(provider, status)] = (
+                self.deliveries.labels(provider, str(status)),
+                self.delivery_seconds.labels(provider),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def handler_run(self, handler: str, outcome: str, seconds: float) -> None:
         """Count the handler run."""
-        self.handler_runs.labels(handler, outcome).inc()
+        child = self._run_children.get((handler, outcome))
+        if child is None:
+            child = self._run_children[(handler, outcome)] = self.handler_runs.labels(
+                handler, outcome
+            )
+        child.inc()
 
     async def refresh(self) -> None:
         """Set the queue gauges from the store; a store that does not answer leaves them as

@@ -30,7 +30,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -135,11 +135,17 @@ class Observer:
 class Observers:
     """The observers of one receiver: falsy when there are none, so the receiver can skip them.
 
-    ``delivery`` and ``handler_run`` are the contexts the receiver wraps its work in.
+    ``delivery`` and ``handler_run`` are the contexts the receiver wraps its work in. Only the
+    methods an observer overrides are called.
     """
 
     def __init__(self, *observers: Observer) -> None:
         self._all: list[Observer] = []
+        # Per Observer method, the observers that override it (the others would do nothing).
+        self._deliveries: list[Observer] = []
+        self._runs: list[Observer] = []
+        self._delivery_scopes: list[Observer] = []
+        self._handler_scopes: list[Observer] = []
         for observer in observers:
             self.add(observer)
 
@@ -156,8 +162,18 @@ class Observers:
         """Add ``observer`` (once; adding it again does nothing) and return it."""
         if not isinstance(observer, Observer):
             raise TypeError(f"{observer!r} is not an alerthooks.observe.Observer")
-        if observer not in self._all:
-            self._all.append(observer)
+        if observer in self._all:
+            return observer
+        self._all.append(observer)
+        kind = type(observer)
+        for method, overriding in (
+            ("delivery", self._deliveries),
+            ("handler_run", self._runs),
+            ("delivery_scope", self._delivery_scopes),
+            ("handler_scope", self._handler_scopes),
+        ):
+            if getattr(kind, method) is not getattr(Observer, method):
+                overriding.append(observer)
         return observer
 
     def find(self, kind: type[ObserverT]) -> ObserverT | None:
@@ -167,83 +183,95 @@ class Observers:
                 return observer
         return None
 
-    @contextlib.contextmanager
-    def delivery(self, provider: str) -> Iterator[Seen]:
+    def delivery(self, provider: str) -> contextlib.AbstractContextManager[Seen]:
         """Observe one delivery to ``provider``; the receiver fills in the :class:`Seen`."""
-        seen = Seen(provider)
-        start = time.perf_counter()
-        token = _CURRENT.set(seen)
-        with contextlib.ExitStack() as scopes:
-            for observer in self._all:
-                _enter(scopes, observer, observer.delivery_scope, seen)
-            try:
-                yield seen
-            finally:
-                _CURRENT.reset(token)
-                seen.seconds = time.perf_counter() - start
-                for observer in self._all:
-                    try:
-                        observer.delivery(
-                            seen.provider, seen.event_id, seen.event_type, seen.status, seen.seconds
-                        )
-                    except Exception:
-                        logger.exception("observer %r failed on a delivery", observer)
+        return _DeliveryScope(self, Seen(provider))
 
-    @contextlib.contextmanager
     def handler_run(
         self, handler: str, *, provider: str, event_id: str, queued: bool
-    ) -> Iterator[Run]:
+    ) -> contextlib.AbstractContextManager[Run]:
         """Observe one handler run; the caller sets ``outcome`` (and ``error``) on the
         :class:`Run`."""
-        run = Run(handler, provider, event_id, queued)
-        start = time.perf_counter()
-        with contextlib.ExitStack() as scopes:
-            for observer in self._all:
-                _enter(scopes, observer, observer.handler_scope, run)
+        return _RunScope(self, Run(handler, provider, event_id, queued))
+
+
+def _open_scopes(
+    observers: list[Observer], open_one: Callable[[Observer], Any]
+) -> list[tuple[Observer, Any]]:
+    opened = []
+    for observer in observers:
+        try:
+            scope = open_one(observer)
+            scope.__enter__()
+        except Exception:
+            logger.exception("observer %r failed to open its scope", observer)
+        else:
+            opened.append((observer, scope))
+    return opened
+
+
+def _close_scopes(opened: list[tuple[Observer, Any]], exc_info: tuple[Any, Any, Any]) -> None:
+    for observer, scope in reversed(opened):
+        try:
+            scope.__exit__(*exc_info)  # what it returns is ignored: observers never swallow
+        except Exception:
+            logger.exception("observer %r failed to close its scope", observer)
+
+
+class _DeliveryScope:
+    __slots__ = ("_observers", "_opened", "_start", "_token", "seen")
+
+    def __init__(self, observers: Observers, seen: Seen) -> None:
+        self._observers = observers
+        self.seen = seen
+
+    def __enter__(self) -> Seen:
+        seen = self.seen
+        self._token = _CURRENT.set(seen)
+        self._opened = _open_scopes(
+            self._observers._delivery_scopes, lambda o: o.delivery_scope(seen)
+        )
+        self._start = time.perf_counter()
+        return seen
+
+    def __exit__(self, *exc_info: Any) -> None:
+        seen = self.seen
+        seen.seconds = time.perf_counter() - self._start
+        _CURRENT.reset(self._token)
+        for observer in self._observers._deliveries:
             try:
-                yield run
-            finally:
-                run.seconds = time.perf_counter() - start
-                for observer in self._all:
-                    try:
-                        observer.handler_run(run.handler, run.outcome, run.seconds)
-                    except Exception:
-                        logger.exception("observer %r failed on a handler run", observer)
+                observer.delivery(
+                    seen.provider, seen.event_id, seen.event_type, seen.status, seen.seconds
+                )
+            except Exception:
+                logger.exception("observer %r failed on a delivery", observer)
+        if self._opened:
+            _close_scopes(self._opened, exc_info)
 
 
-def _enter(scopes: contextlib.ExitStack, observer: Observer, scope: Any, record: Any) -> None:
-    try:
-        context = scope(record)
-    except Exception:
-        logger.exception("observer %r failed to open its scope", observer)
-        return
-    scopes.enter_context(_guarded(observer, context))
+class _RunScope:
+    __slots__ = ("_observers", "_opened", "_start", "run")
 
+    def __init__(self, observers: Observers, run: Run) -> None:
+        self._observers = observers
+        self.run = run
 
-@contextlib.contextmanager
-def _guarded(
-    observer: Observer, context: contextlib.AbstractContextManager[object]
-) -> Iterator[None]:
-    """``context``, with its own failures logged instead of raised."""
-    try:
-        context.__enter__()
-    except Exception:
-        logger.exception("observer %r failed to open its scope", observer)
-        yield
-        return
-    try:
-        yield
-    except BaseException as exc:
-        try:
-            context.__exit__(type(exc), exc, exc.__traceback__)
-        except Exception:
-            logger.exception("observer %r failed to close its scope", observer)
-        raise
-    else:
-        try:
-            context.__exit__(None, None, None)
-        except Exception:
-            logger.exception("observer %r failed to close its scope", observer)
+    def __enter__(self) -> Run:
+        run = self.run
+        self._opened = _open_scopes(self._observers._handler_scopes, lambda o: o.handler_scope(run))
+        self._start = time.perf_counter()
+        return run
+
+    def __exit__(self, *exc_info: Any) -> None:
+        run = self.run
+        run.seconds = time.perf_counter() - self._start
+        for observer in self._observers._runs:
+            try:
+                observer.handler_run(run.handler, run.outcome, run.seconds)
+            except Exception:
+                logger.exception("observer %r failed on a handler run", observer)
+        if self._opened:
+            _close_scopes(self._opened, exc_info)
 
 
 def current_delivery() -> Seen | None:

@@ -12,13 +12,12 @@ last ``remember`` deliveries are kept in memory; a worker in another process sta
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from alerthooks.observe import Observer, Run, Seen
 
@@ -46,55 +45,14 @@ class Tracing(Observer):
     def __repr__(self) -> str:
         return "Tracing()"
 
-    @contextlib.contextmanager
-    def delivery_scope(self, seen: Seen) -> Iterator[object]:
+    def delivery_scope(self, seen: Seen) -> _DeliverySpan:
         """The delivery's span, current while the delivery is handled."""
-        with self.tracer.start_as_current_span(
-            DELIVERY_SPAN,
-            kind=SpanKind.SERVER,
-            attributes={"alerthooks.provider": seen.provider},
-            record_exception=True,
-            set_status_on_exception=True,
-        ) as span:
-            try:
-                yield span
-            finally:
-                if seen.event_id is not None:
-                    span.set_attribute("alerthooks.event_id", seen.event_id)
-                    self._keep((seen.provider, seen.event_id), span.get_span_context())
-                if seen.event_type is not None:
-                    span.set_attribute("alerthooks.event_type", seen.event_type)
-                span.set_attribute("alerthooks.outcome", seen.outcome)
-                span.set_attribute("http.response.status_code", seen.status)
-                if seen.status >= 500:
-                    span.set_status(Status(StatusCode.ERROR, seen.outcome))
+        return _DeliverySpan(self, seen)
 
-    @contextlib.contextmanager
-    def handler_scope(self, run: Run) -> Iterator[object]:
+    def handler_scope(self, run: Run) -> _HandlerSpan:
         """The handler run's span: the current span's child, and for queued work linked to
         the delivery's span."""
-        links = []
-        if run.queued:
-            delivered = self._deliveries.get((run.provider, run.event_id))
-            if delivered is not None:
-                links.append(Link(delivered))
-        with self.tracer.start_as_current_span(
-            HANDLER_SPAN,
-            kind=SpanKind.CONSUMER if run.queued else SpanKind.INTERNAL,
-            attributes={
-                "alerthooks.handler": run.handler,
-                "alerthooks.provider": run.provider,
-                "alerthooks.event_id": run.event_id,
-                "alerthooks.queued": run.queued,
-            },
-            links=links,
-        ) as span:
-            try:
-                yield span
-            finally:
-                span.set_attribute("alerthooks.outcome", run.outcome)
-                if run.outcome != "done":
-                    span.set_status(Status(StatusCode.ERROR, run.error or run.outcome))
+        return _HandlerSpan(self, run)
 
     def _keep(self, key: tuple[str, str], context: trace.SpanContext) -> None:
         if not context.is_valid:
@@ -104,3 +62,96 @@ class Tracing(Observer):
         deliveries.move_to_end(key)
         while len(deliveries) > self.remember:
             deliveries.popitem(last=False)
+
+
+class _Current:
+    """A span made current on enter and ended on exit, exceptions recorded (what
+    ``start_as_current_span`` does, without its layers of generator context managers)."""
+
+    __slots__ = ("_token", "span")
+
+    span: Span
+
+    def _enter(self, span: Span) -> Span:
+        self.span = span
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+        return span
+
+    def _exit(self, exc: BaseException | None) -> None:
+        span = self.span
+        try:
+            if exc is not None and span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        finally:
+            otel_context.detach(self._token)
+            span.end()
+
+
+class _DeliverySpan(_Current):
+    __slots__ = ("seen", "tracing")
+
+    def __init__(self, tracing: Tracing, seen: Seen) -> None:
+        self.tracing = tracing
+        self.seen = seen
+
+    def __enter__(self) -> Span:
+        return self._enter(
+            self.tracing.tracer.start_span(
+                DELIVERY_SPAN,
+                kind=SpanKind.SERVER,
+                attributes={"alerthooks.provider": self.seen.provider},
+            )
+        )
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        seen, span = self.seen, self.span
+        if span.is_recording():
+            if seen.event_id is not None:
+                span.set_attribute("alerthooks.event_id", seen.event_id)
+            if seen.event_type is not None:
+                span.set_attribute("alerthooks.event_type", seen.event_type)
+            span.set_attribute("alerthooks.outcome", seen.outcome)
+            span.set_attribute("http.response.status_code", seen.status)
+            if seen.status >= 500:
+                span.set_status(Status(StatusCode.ERROR, seen.outcome))
+        if seen.event_id is not None:
+            self.tracing._keep((seen.provider, seen.event_id), span.get_span_context())
+        self._exit(exc)
+
+
+class _HandlerSpan(_Current):
+    __slots__ = ("run", "tracing")
+
+    def __init__(self, tracing: Tracing, run: Run) -> None:
+        self.tracing = tracing
+        self.run = run
+
+    def __enter__(self) -> Span:
+        run = self.run
+        links = []
+        if run.queued:
+            delivered = self.tracing._deliveries.get((run.provider, run.event_id))
+            if delivered is not None:
+                links.append(Link(delivered))
+        return self._enter(
+            self.tracing.tracer.start_span(
+                HANDLER_SPAN,
+                kind=SpanKind.CONSUMER if run.queued else SpanKind.INTERNAL,
+                attributes={
+                    "alerthooks.handler": run.handler,
+                    "alerthooks.provider": run.provider,
+                    "alerthooks.event_id": run.event_id,
+                    "alerthooks.queued": run.queued,
+                },
+                links=links,
+            )
+        )
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        run, span = self.run, self.span
+        if span.is_recording():
+            span.set_attribute("alerthooks.outcome", run.outcome)
+            if run.outcome != "done":
+                span.set_status(Status(StatusCode.ERROR, run.error or run.outcome))
+        self._exit(exc)
