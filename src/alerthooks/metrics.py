@@ -5,8 +5,8 @@
                                            ``status`` (the HTTP answer code)
 ``alerthooks_handler_runs_total``          counter: handler runs, by ``handler`` and ``outcome``
                                            (``done`` or ``failed``)
-``alerthooks_delivery_seconds``            histogram: time from reading a delivery to answering it,
-                                           by ``provider``
+``alerthooks_delivery_seconds``            histogram: time from a delivery's request to its answer
+                                           (body read and, inline, handlers run), by ``provider``
 ``alerthooks_queue_due``                   gauge: handler runs due now (pending, or failed and due
                                            for a retry), read from the store at each scrape
 ``alerthooks_dead_handlers``               gauge: handler runs that are dead, read from the store
@@ -80,7 +80,7 @@ class Metrics(Observer):
         )
         self.delivery_seconds = Histogram(
             "alerthooks_delivery_seconds",
-            "Seconds from reading a delivery to answering it.",
+            "Seconds from a delivery's request to its answer.",
             ["provider"],
             buckets=DELIVERY_BUCKETS,
             registry=self.registry,

@@ -97,7 +97,7 @@ class _Console:
         limit = _limit(request.query_params.get("limit"))
         try:
             await self._open()
-            found = await self.hooks.store.events(status=status, limit=limit)  # type: ignore[arg-type]
+            found = await self.hooks.store.events(status=typing.cast(Status, status), limit=limit)
         except Exception as exc:
             return self._store_down(request, exc)
         rows = [self._row(request, stored) for stored in found]
