@@ -112,7 +112,10 @@ class ASGIApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            result = await self._http(scope, receive)
+            if self.receiver.runtime.observers:
+                result = await self._observed_http(scope, receive)
+            else:
+                result = await self._http(scope, receive)
             await send(
                 {
                     "type": "http.response.start",
@@ -144,6 +147,16 @@ class ASGIApp:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _observed_http(self, scope: Scope, receive: Receive) -> Answer:
+        path = _route_path(scope)
+        provider = self.routes.get(path.rstrip("/") if len(path) > 1 else path)
+        if provider is None:
+            return await self._http(scope, receive)
+        with self.receiver.runtime.observers.delivery(provider.name) as seen:
+            result = await self._http(scope, receive)
+            seen.answered(result[0], result[1])
+        return result
 
     async def _http(self, scope: Scope, receive: Receive) -> Answer:
         path = _route_path(scope)

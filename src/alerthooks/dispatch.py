@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from alerthooks.events import AlertEvent
+from alerthooks.observe import Observers, run_handler
 
 logger = logging.getLogger(__name__)
 
@@ -212,16 +213,39 @@ class Dispatcher:
                 return handler
         return None
 
-    async def run(self, event: AlertEvent, handlers: Sequence[Handler]) -> dict[str, str | None]:
+    async def run(
+        self,
+        event: AlertEvent,
+        handlers: Sequence[Handler],
+        *,
+        observers: Observers | None = None,
+        queued: bool = False,
+    ) -> dict[str, str | None]:
         """Run ``handlers`` on ``event`` concurrently; map each name to None (success) or its
-        error text. A failing handler never stops the others."""
+        error text. A failing handler never stops the others. ``observers`` see each run
+        (``queued``: a worker runs it after the delivery was answered)."""
+        if observers:
+            if len(handlers) == 1:
+                handler = handlers[0]
+                return {handler.name: await run_handler(observers, handler, event, queued=queued)}
+            errors = await asyncio.gather(
+                *(run_handler(observers, h, event, queued=queued) for h in handlers)
+            )
+            return {h.name: error for h, error in zip(handlers, errors, strict=True)}
         if len(handlers) == 1:
             handler = handlers[0]
             return {handler.name: await handler.run(event)}
         errors = await asyncio.gather(*(h.run(event) for h in handlers))
         return {h.name: error for h, error in zip(handlers, errors, strict=True)}
 
-    async def run_named(self, event: AlertEvent, names: Iterable[str]) -> dict[str, str | None]:
+    async def run_named(
+        self,
+        event: AlertEvent,
+        names: Iterable[str],
+        *,
+        observers: Observers | None = None,
+        queued: bool = False,
+    ) -> dict[str, str | None]:
         """:meth:`run` for handlers given by name (as the store records them); a name no
         handler of this process has is reported as an error rather than skipped."""
         results: dict[str, str | None] = {}
@@ -233,5 +257,5 @@ class Dispatcher:
             else:
                 runnable.append(handler)
         if runnable:
-            results.update(await self.run(event, runnable))
+            results.update(await self.run(event, runnable, observers=observers, queued=queued))
         return results

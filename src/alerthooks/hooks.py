@@ -14,12 +14,13 @@ import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
 from alerthooks.asgi import ASGIApp
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
+from alerthooks.observe import Observers, ObserverT
 from alerthooks.providers import Provider, builtin_providers
 from alerthooks.receiver import Answer, Receiver
 from alerthooks.sources import (
@@ -31,6 +32,12 @@ from alerthooks.sources import (
 )
 from alerthooks.store import Store, StoreError, open_store, redact_url
 from alerthooks.worker import LeaseRenewals, Runtime, Worker
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from alerthooks.health import HealthApp
+    from alerthooks.metrics import MetricsApp
 
 logger = logging.getLogger(__name__)
 
@@ -386,3 +393,50 @@ class AlertHooks:
         ``headers`` has lower-case names. This is the whole receiver without ASGI around it.
         """
         return await self._receiver.receive(provider, body, headers)
+
+    # -- operations: console, metrics, traces, health ----------------------------------------
+
+    @property
+    def observers(self) -> Observers:
+        """What watches this receiver's deliveries and handler runs (metrics, traces): empty
+        unless :meth:`metrics_app`, :meth:`trace` or :meth:`observe` added one."""
+        return self._runtime.observers
+
+    def observe(self, observer: ObserverT) -> ObserverT:
+        """Add ``observer`` (an :class:`~alerthooks.observe.Observer`) and return it."""
+        return self.observers.add(observer)
+
+    def console(self, *, auth: Any, secret: str | bytes | None = None) -> Starlette:
+        """The operator's console as an ASGI app: ``Mount("/ops", app=hooks.console(auth=…))``.
+
+        ``auth`` is a ``(user, password)`` pair (Basic auth) or ``callable(request) -> bool``
+        (may be async); without one this raises ``ValueError``. ``secret`` signs the replay
+        forms' CSRF tokens: by default derived from the Basic credentials, or random per
+        process with a callable (give one when several processes serve the console).
+        """
+        from alerthooks.console import console_app
+
+        return console_app(self, auth=auth, secret=secret)
+
+    def metrics_app(self) -> MetricsApp:
+        """An ASGI app serving Prometheus metrics (``pip install "alerthooks[metrics]"``):
+        ``Route("/metrics", hooks.metrics_app())``. See :mod:`alerthooks.metrics`."""
+        from alerthooks.metrics import Metrics
+
+        found = self.observers.find(Metrics)
+        return (found or self.observe(Metrics(lambda: self.store))).app()
+
+    def trace(self, tracer_provider: Any = None) -> None:
+        """Open an OpenTelemetry span per delivery and per handler run
+        (``pip install "alerthooks[otel]"``). See :mod:`alerthooks.tracing`."""
+        from alerthooks.tracing import Tracing
+
+        if self.observers.find(Tracing) is None:
+            self.observe(Tracing(tracer_provider))
+
+    def health_app(self) -> HealthApp:
+        """An ASGI app with ``GET /live`` and ``GET /ready``:
+        ``Mount("/_alerthooks", app=hooks.health_app())``. See :mod:`alerthooks.health`."""
+        from alerthooks.health import HealthApp
+
+        return HealthApp(self)

@@ -16,6 +16,7 @@ from typing import Any
 
 from alerthooks.dispatch import Handler
 from alerthooks.events import AlertEvent
+from alerthooks.observe import current_delivery
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
 from alerthooks.store import Begun, Delivery, StoreError
 from alerthooks.worker import LeaseKeeper, Runtime, Worker
@@ -196,6 +197,8 @@ class Receiver:
             logger.info("%s delivery rejected: payload is not a JSON object", provider.name)
             return NOT_AN_OBJECT
         event_id = provider.event_id(payload)
+        if self.runtime.observers and (seen := current_delivery()) is not None:
+            seen.event(event_id, provider.event_type(payload))
         if event_id is None:
             logger.warning("%s event acknowledged without an id; not stored", provider.name)
             return IGNORED
@@ -343,7 +346,7 @@ class Receiver:
             to_run = [by_name[name] for name in claimed if name in by_name]
         keeper = LeaseKeeper(runtime, provider, event_id, claimed)
         try:
-            results = await runtime.dispatcher.run(event, to_run)
+            results = await runtime.dispatcher.run(event, to_run, observers=runtime.observers)
         finally:
             keeper.stop()
         try:

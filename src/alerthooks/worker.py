@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from alerthooks.dispatch import Dispatcher
 from alerthooks.events import AlertEvent
+from alerthooks.observe import Observers
 from alerthooks.providers import NotAnAlert, Provider
 from alerthooks.store import Claim, Store, StoreError
 
@@ -41,6 +42,8 @@ class Runtime:
     max_attempts: int = 8
     retry_backoff: float = 1.0
     retry_backoff_max: float = 3600.0
+    observers: Observers = field(default_factory=Observers, repr=False)
+    """What watches deliveries and handler runs (metrics, traces); empty unless asked."""
     renewals: LeaseRenewals = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -268,7 +271,9 @@ class Worker:
             names = [c.handler for c in claims]
             keeper = LeaseKeeper(self.runtime, first.provider, first.event_id, names)
             try:
-                results = await self.runtime.dispatcher.run_named(event, names)
+                results = await self.runtime.dispatcher.run_named(
+                    event, names, observers=self.runtime.observers, queued=True
+                )
             except asyncio.CancelledError:
                 interrupted: dict[str, str | None] = {
                     c.handler: "interrupted: the worker stopped" for c in claims

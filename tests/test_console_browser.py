@@ -1,0 +1,177 @@
+"""The console in a real browser: headless Chromium (Debian's /usr/bin/chromium, driven by
+Playwright) over a real uvicorn server sees a delivered event, replays its dead handler and
+sees it done.
+
+``make test`` and ``.ci/run`` install Chromium; elsewhere this test says why in one line and
+skips (under ``ALERTHOOKS_REQUIRE_BROWSER=1``, as ``.ci/run`` sets, it fails instead).
+``ALERTHOOKS_CONSOLE_SCREENSHOT=path.png`` saves a screenshot of the events page (how
+docs/console.png was made); nothing asserts on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from alerthooks import AlertEvent, AlertHooks
+from alerthooks.testing import (
+    chargebee_alert_status_changed,
+    chargebee_auth_headers,
+    stripe_alert_triggered,
+    stripe_signature_header,
+)
+
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, encode
+from .helpers import ServedApp
+
+CHROMIUM = os.environ.get("ALERTHOOKS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+AUTH = ("operator", "browser-test-password")
+WAIT_MS = 20_000  # the pages reload themselves every 2 s while work is in flight
+
+
+def _browser_missing() -> str | None:
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"{CHROMIUM} is not installed (make test installs Debian's chromium as root)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -e '.[dev]')"
+    return None
+
+
+@pytest.fixture
+def browser_context() -> Iterator[Any]:
+    missing = _browser_missing()
+    if missing is not None:
+        if os.environ.get("ALERTHOOKS_REQUIRE_BROWSER"):  # CI (.ci/run) must run it
+            pytest.fail(f"console browser test cannot run: {missing}")
+        pytest.skip(f"console browser test not run: {missing}")
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="alerthooks-chromium-")
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                profile,  # a fresh --user-data-dir
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_FLAGS,
+                http_credentials={"username": AUTH[0], "password": AUTH[1]},
+                viewport={"width": 1280, "height": 640},
+            )
+            try:
+                yield context
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_the_console_in_a_browser_replays_a_dead_handler_until_it_is_done(
+    browser_context: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    hooks = AlertHooks(
+        stripe_secret=STRIPE_SECRET,
+        chargebee_auth=(CB_USER, CB_PASSWORD),
+        store=f"sqlite:///{tmp_path / 'console.db'}",
+        mode="queued",
+        max_attempts=1,  # the first failure is dead
+        poll_interval=0.05,
+    )
+    downstream = {"up": False}
+
+    @hooks.on("alert.triggered", name="notify_billing_team")
+    async def notify_billing_team(event: AlertEvent) -> None:
+        if not downstream["up"]:
+            raise ConnectionError("billing chat webhook answered 502")
+
+    @hooks.on("*", name="record_usage")
+    async def record_usage(event: AlertEvent) -> None:
+        pass
+
+    app = Starlette(
+        routes=[Mount("/webhooks", app=hooks), Mount("/ops", app=hooks.console(auth=AUTH))],
+        lifespan=hooks.lifespan,
+    )
+    evil = "<script>document.title='owned'</script>"
+    payload = stripe_alert_triggered(id="evt_browser_1", title=f"API calls {evil}")
+    with ServedApp(app) as served:
+        base = f"http://127.0.0.1:{served.port}"
+        body = encode(payload)
+        answer = httpx.post(
+            f"{base}/webhooks/stripe",
+            content=body,
+            headers={"Stripe-Signature": stripe_signature_header(body, STRIPE_SECRET)},
+        )
+        assert answer.status_code == 200, answer.text
+        cleared = chargebee_alert_status_changed("within_limit")
+        answer = httpx.post(
+            f"{base}/webhooks/chargebee",
+            content=encode(cleared),
+            headers=chargebee_auth_headers(CB_USER, CB_PASSWORD),
+        )
+        assert answer.status_code == 200, answer.text
+
+        page = browser_context.new_page()
+        page.goto(f"{base}/ops/")
+        row = page.locator('tr.event[data-event-id="evt_browser_1"]')
+        expect(row).to_be_visible()
+        expect(row).to_contain_text("billing.alert.triggered")
+        dead = row.locator('[data-handler="notify_billing_team"]')
+        expect(dead).to_have_attribute("data-status", "dead", timeout=WAIT_MS)
+        expect(row.locator('[data-handler="record_usage"]')).to_have_attribute(
+            "data-status", "done", timeout=WAIT_MS
+        )
+        shot = os.environ.get("ALERTHOOKS_CONSOLE_SCREENSHOT")
+        if shot:
+            page.screenshot(path=shot, full_page=True)
+
+        # The dead filter shows the Stripe event only; the Chargebee one has nothing dead.
+        the_cleared = page.locator(f'tr.event[data-event-id="{cleared["id"]}"]')
+        expect(the_cleared.locator('[data-handler="record_usage"]')).to_have_attribute(
+            "data-status", "done"
+        )
+        page.get_by_role("link", name="dead", exact=True).click()
+        expect(page.locator("h1")).to_contain_text("with a dead handler")
+        expect(page.locator('tr.event[data-event-id="evt_browser_1"]')).to_be_visible()
+        expect(the_cleared).to_have_count(0)
+        page.get_by_role("link", name="pending", exact=True).click()
+        expect(page.locator("#events")).to_contain_text("No events with a pending handler")
+
+        # The event's page escapes what the provider sent: the title is text, not a script.
+        page.goto(f"{base}/ops/")
+        page.locator('tr.event[data-event-id="evt_browser_1"] a').click()
+        expect(page.locator("#fields")).to_contain_text(f"API calls {evil}")
+        assert page.locator("script").count() == 0
+        assert page.title() != "owned"
+        expect(page.locator("#raw")).to_contain_text('"id": "evt_browser_1"')
+
+        downstream["up"] = True
+        page.get_by_role("button", name="Replay 1 failed handler").click()
+        expect(page.locator("#note")).to_contain_text("queued again")
+        expect(page.locator('tr.outcome[data-handler="notify_billing_team"]')).to_have_attribute(
+            "data-status", "done", timeout=WAIT_MS
+        )
+        expect(page.get_by_role("button", name="Replay 1 failed handler")).to_have_count(0)
+        page.close()
