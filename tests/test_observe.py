@@ -154,3 +154,31 @@ def test_without_observers_nothing_optional_is_imported() -> None:
         [sys.executable, "-c", script], capture_output=True, check=True, timeout=60
     ).stdout.decode()
     assert out.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("call", "blocked", "hint"),
+    [
+        ("hooks.metrics_app()", "prometheus_client", 'pip install "alerthooks[metrics]"'),
+        ("hooks.trace()", "opentelemetry", 'pip install "alerthooks[otel]"'),
+    ],
+)
+def test_an_extra_that_is_not_installed_is_named_with_its_install_line(
+    call: str, blocked: str, hint: str
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules[{blocked!r}] = None  # as if the extra were not installed
+        from alerthooks import AlertHooks
+        hooks = AlertHooks(store="memory://")
+        try:
+            {call}
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, check=True, timeout=60
+    ).stdout.decode()
+    assert hint in out

@@ -29,14 +29,19 @@ import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+try:
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+    )
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        'hooks.metrics_app() needs prometheus-client: pip install "alerthooks[metrics]"'
+    ) from exc
 from starlette.types import Receive, Scope, Send
 
 from alerthooks.observe import Observer

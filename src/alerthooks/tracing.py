@@ -15,9 +15,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        'hooks.trace() needs the OpenTelemetry API: pip install "alerthooks[otel]"'
+    ) from exc
 
 from alerthooks.observe import Observer, Run, Seen
 
