@@ -395,42 +395,6 @@ async def test_sqlite_unopenable_file_is_a_store_error(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_sqlite_group_commit_shares_transactions(tmp_path: Path) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/g.db")
-    await store.open()
-    commits = 0
-    original = store._run_batch
-
-    def counting(batch: list) -> None:  # type: ignore[type-arg]
-        nonlocal commits
-        commits += 1
-        original(batch)
-
-    store._run_batch = counting  # type: ignore[method-assign]
-    await asyncio.gather(
-        *(store.begin(delivery(f"evt_{i}"), owner="w", lease=60) for i in range(64))
-    )
-    await store.close()
-    assert commits < 64
-    assert len(await SQLiteStore(f"sqlite:///{tmp_path}/g.db").events(limit=100)) == 64
-
-
-async def test_sqlite_writer_survives_an_unexpected_failure(tmp_path: Path) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/bug.db")
-    await store.open()
-    original = store._run_batch
-
-    def broken(batch: list) -> None:  # type: ignore[type-arg]
-        store._run_batch = original  # type: ignore[method-assign]
-        raise RuntimeError("bug")
-
-    store._run_batch = broken  # type: ignore[method-assign]
-    with pytest.raises(StoreError, match="RuntimeError: bug"):
-        await asyncio.wait_for(store.begin(delivery(), owner="w1", lease=60), 5)
-    assert (await store.begin(delivery(), owner="w1", lease=60)).new
-    await store.close()
-
-
 @pytest.mark.parametrize("backend", DURABLE)
 async def test_newer_schema_version_is_refused(backend: str, tmp_path: Path) -> None:
     async with store_url(backend, tmp_path) as url:

@@ -72,7 +72,18 @@ _SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at)",
     "CREATE INDEX IF NOT EXISTS alerthooks_outcomes_event ON alerthooks_outcomes (event_id)",
+    "CREATE INDEX IF NOT EXISTS alerthooks_outcomes_due ON alerthooks_outcomes (({due}))"
+    " WHERE {due} IS NOT NULL",
 ]
+
+# When a pair becomes claimable: pending/failed at due_at, running when its lease expires, never
+# (NULL) when done or dead. The partial index alerthooks_outcomes_due serves the claim order, so a
+# claim reads only the rows it takes however long the backlog: queries spell it exactly so.
+_CLAIMABLE_AT = (
+    "CASE WHEN status = 'running' THEN lease_until"
+    " WHEN status IN ('pending', 'failed') THEN due_at END"
+)
+_SCHEMA = [statement.replace("{due}", _CLAIMABLE_AT) for statement in _SCHEMA]
 
 _LEASE = "now() + $LEASE::float8 * interval '1 second'"
 _EVENT_COLUMNS = (
@@ -82,6 +93,13 @@ _EVENT_COLUMNS = (
 
 def _lease(param: int) -> str:
     return _LEASE.replace("$LEASE", f"${param}")
+
+
+CLAIM_DUE_SQL = (
+    "SELECT provider, event_id, handler FROM alerthooks_outcomes"
+    f" WHERE {_CLAIMABLE_AT} <= now() ORDER BY {_CLAIMABLE_AT} LIMIT $3 FOR UPDATE SKIP LOCKED"
+)
+"""The claim's choice of rows (parameter $3: the limit); tests check its plan."""
 
 
 def _parse_url(url: str) -> tuple[str, str | None, int]:
@@ -375,11 +393,7 @@ class PostgresStore(Store):
         """See :meth:`Store.claim`."""
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "WITH due AS (SELECT provider, event_id, handler FROM alerthooks_outcomes"
-                " WHERE (status IN ('pending', 'failed') AND due_at <= now())"
-                " OR (status = 'running' AND lease_until <= now())"
-                " ORDER BY CASE WHEN status = 'running' THEN lease_until ELSE due_at END"
-                " LIMIT $3 FOR UPDATE SKIP LOCKED)"
+                f"WITH due AS ({CLAIM_DUE_SQL})"
                 f" UPDATE alerthooks_outcomes o SET status = 'running', owner = $1,"
                 f" lease_until = {_lease(2)} FROM due WHERE o.provider = due.provider"
                 " AND o.event_id = due.event_id AND o.handler = due.handler"
@@ -440,9 +454,9 @@ class PostgresStore(Store):
         """See :meth:`Store.next_due`."""
         async with self._conn() as conn:
             value = await conn.fetchval(
-                "SELECT extract(epoch FROM min(CASE WHEN status = 'running'"
-                " THEN lease_until ELSE due_at END) - now())::float8 FROM alerthooks_outcomes"
-                " WHERE status IN ('pending', 'failed', 'running')"
+                f"SELECT extract(epoch FROM (SELECT {_CLAIMABLE_AT} FROM alerthooks_outcomes"
+                f" WHERE {_CLAIMABLE_AT} IS NOT NULL ORDER BY {_CLAIMABLE_AT} LIMIT 1) - now())"
+                "::float8"
             )
         return None if value is None else max(0.0, float(value))
 
