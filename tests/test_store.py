@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sqlite3
+import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
@@ -450,3 +454,122 @@ async def test_postgres_reconnects_after_its_connections_are_terminated() -> Non
                 outcomes.append(False)
         assert outcomes[-1] is True and outcomes.count(True) >= 4
         await store.close()
+
+
+def _hold_write_lock(path: Path, seconds: float) -> threading.Event:
+    """Hold a write lock on ``path`` (still in rollback-journal mode, as while another process
+    switches a fresh file to WAL) for ``seconds`` from a thread; the event is set once held."""
+    held = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert held.wait(5)
+    return held
+
+
+async def test_sqlite_fresh_file_being_switched_to_wal_by_another_process_waits(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fresh.db"
+    _hold_write_lock(path, 0.3)
+    store = SQLiteStore(f"sqlite:///{path}?busy_timeout=5")
+    try:
+        await store.open()  # without the retry: "database is locked" at once
+        assert (await store.begin(delivery(), owner="w1", lease=60)).new
+    finally:
+        await store.close()
+
+
+def test_sqlite_many_stores_opening_one_fresh_file_at_once_all_succeed(tmp_path: Path) -> None:
+    for attempt in range(25):
+        url = f"sqlite:///{tmp_path}/fresh{attempt}.db"
+        start = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def open_one(
+            url: str = url, start: threading.Barrier = start, errors: list[BaseException] = errors
+        ) -> None:
+            store = SQLiteStore(url)
+
+            async def go() -> None:
+                try:
+                    await store.open()
+                    await store.begin(delivery(f"evt_{threading.get_ident()}"), owner="w", lease=1)
+                finally:
+                    await store.close()
+
+            start.wait()
+            try:
+                asyncio.run(go())
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], f"attempt {attempt}: {errors[0]!r}"
+
+
+def _open_message(url: str) -> str:
+    """The StoreError message opening ``url`` gives."""
+    store = SQLiteStore(url)
+    try:
+        asyncio.run(store.open())
+    except StoreError as exc:
+        return str(exc)
+    finally:
+        asyncio.run(store.close())
+    return "opened"
+
+
+def _open_message_as_nobody(url: str) -> str:
+    """:func:`_open_message` in a forked child that dropped root, which may write anywhere."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, _open_message(url).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        message = pipe.read()
+    os.waitpid(pid, 0)
+    return message
+
+
+def test_sqlite_unwritable_directory_names_the_path_and_permission() -> None:
+    base = Path(tempfile.mkdtemp())
+    try:
+        base.chmod(0o755)
+        locked = base / "locked"
+        locked.mkdir(mode=0o555)
+        url = f"sqlite:///{locked}/inbox.db"
+        message = _open_message_as_nobody(url) if os.geteuid() == 0 else _open_message(url)
+        assert message == (
+            f"sqlite store {locked}/inbox.db: cannot open the database file: permission denied"
+        )
+    finally:
+        shutil.rmtree(base)
+
+
+async def test_sqlite_directory_in_place_of_the_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    store = SQLiteStore(f"sqlite:///{tmp_path}/dir.db")
+    with pytest.raises(StoreError) as caught:
+        await store.open()
+    await store.close()
+    assert str(caught.value) == (
+        f"sqlite store {tmp_path}/dir.db: cannot open the database file: is a directory"
+    )
