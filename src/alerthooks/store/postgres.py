@@ -95,11 +95,17 @@ def _lease(param: int) -> str:
     return _LEASE.replace("$LEASE", f"${param}")
 
 
-CLAIM_DUE_SQL = (
-    "SELECT provider, event_id, handler FROM alerthooks_outcomes"
-    f" WHERE {_CLAIMABLE_AT} <= now() ORDER BY {_CLAIMABLE_AT} LIMIT $3 FOR UPDATE SKIP LOCKED"
+CLAIM_SQL = (
+    "WITH due AS (SELECT provider, event_id, handler FROM alerthooks_outcomes"
+    f" WHERE {_CLAIMABLE_AT} <= now() ORDER BY {_CLAIMABLE_AT} LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    f" UPDATE alerthooks_outcomes o SET status = 'running', owner = $1, lease_until = {_lease(2)}"
+    " FROM due WHERE o.provider = due.provider AND o.event_id = due.event_id"
+    " AND o.handler = due.handler RETURNING o.provider, o.event_id, o.handler, o.attempts,"
+    " (SELECT e.body FROM alerthooks_events e WHERE e.provider = o.provider"
+    " AND e.event_id = o.event_id) AS body"
 )
-"""The claim's choice of rows (parameter $3: the limit); tests check its plan."""
+"""The claim (parameters: owner, lease seconds, limit): the index gives the oldest due pairs,
+and only their bodies are read. Tests check its plan."""
 
 
 def _parse_url(url: str) -> tuple[str, str | None, int]:
@@ -392,18 +398,7 @@ class PostgresStore(Store):
     async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"WITH due AS ({CLAIM_DUE_SQL})"
-                f" UPDATE alerthooks_outcomes o SET status = 'running', owner = $1,"
-                f" lease_until = {_lease(2)} FROM due WHERE o.provider = due.provider"
-                " AND o.event_id = due.event_id AND o.handler = due.handler"
-                " RETURNING o.provider, o.event_id, o.handler, o.attempts,"
-                " (SELECT e.body FROM alerthooks_events e WHERE e.provider = o.provider"
-                " AND e.event_id = o.event_id) AS body",
-                owner,
-                lease,
-                limit,
-            )
+            rows = await conn.fetch(CLAIM_SQL, owner, lease, limit)
         return [
             Claim(r["provider"], r["event_id"], bytes(r["body"]), r["handler"], r["attempts"])
             for r in rows
