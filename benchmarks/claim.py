@@ -47,7 +47,8 @@ async def fresh_url(backend: str, postgres_url: str | None) -> AsyncIterator[str
     assert postgres_url
     schema = f"alerthooks_bench_{uuid.uuid4().hex[:12]}"
     try:
-        yield f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={schema}"
+        sep = "&" if "?" in postgres_url else "?"
+        yield f"{postgres_url}{sep}schema={schema}&pool_size=32"
     finally:
         conn = await asyncpg.connect(postgres_url)
         try:

@@ -15,6 +15,7 @@ sets how long to wait for another process's lock before answering 503 (default 5
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import sqlite3
@@ -28,6 +29,7 @@ from urllib.parse import parse_qs
 
 from alerthooks.store import (
     SCHEMA_VERSION,
+    Attempt,
     Begun,
     Claim,
     Delivery,
@@ -63,12 +65,20 @@ CREATE TABLE IF NOT EXISTS alerthooks_outcomes (
     owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0,
     due_at REAL NOT NULL,
+    history TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (seq, handler)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at);
 CREATE INDEX IF NOT EXISTS alerthooks_outcomes_due ON alerthooks_outcomes ({due})
     WHERE {due} IS NOT NULL;
 """
+# ``history``: a JSON array of [error or null, finished_at] per finished run, oldest first.
+# Schema versions: 1, the first; 2 added ``history``.
+_MIGRATIONS = {
+    1: "ALTER TABLE alerthooks_outcomes ADD COLUMN history TEXT NOT NULL DEFAULT '[]'",
+}
+_ATTEMPT = "history = json_insert(history, '$[#]', json_array(?, ?))"
+
 # Outcomes are keyed by the event's sequence number, not its (random) id: new rows append to the
 # end of the b-tree, so a group commit writes a few pages instead of one per event.
 
@@ -174,6 +184,13 @@ def _connect_once(path: str, busy_timeout: float) -> sqlite3.Connection:
                 raise StoreError(
                     f"{path} has schema version {row[0]}; this alerthooks knows "
                     f"up to {SCHEMA_VERSION}"
+                )
+            elif row[0] < SCHEMA_VERSION:
+                for version in range(row[0], SCHEMA_VERSION):
+                    conn.execute(_MIGRATIONS[version])
+                conn.execute("UPDATE alerthooks_schema SET version = ?", (SCHEMA_VERSION,))
+                logger.info(
+                    "sqlite store %s: schema %d migrated to %d", path, row[0], SCHEMA_VERSION
                 )
             conn.execute("COMMIT")
         except BaseException:
@@ -335,19 +352,22 @@ class SQLiteStore(Store):
                 if error is None:
                     conn.execute(
                         "UPDATE alerthooks_outcomes SET status = 'done', last_error = NULL,"
-                        " attempts = attempts + 1, owner = NULL, lease_until = 0"
+                        f" attempts = attempts + 1, owner = NULL, lease_until = 0, {_ATTEMPT}"
                         " WHERE seq = ? AND handler = ? AND status != 'done'",
-                        (row[0], handler),
+                        (None, now, row[0], handler),
                     )
                 else:
                     conn.execute(
                         "UPDATE alerthooks_outcomes SET status = ?, last_error = ?,"
-                        " attempts = attempts + 1, owner = NULL, lease_until = 0, due_at = ?"
+                        " attempts = attempts + 1, owner = NULL, lease_until = 0, due_at = ?,"
+                        f" {_ATTEMPT}"
                         " WHERE seq = ? AND handler = ? AND status = 'running' AND owner = ?",
                         (
                             "dead" if handler in dead else "failed",
                             error,
                             now + delays.get(handler, 0.0),
+                            error,
+                            now,
                             row[0],
                             handler,
                             owner,
@@ -388,17 +408,20 @@ class SQLiteStore(Store):
 
         return await self._submit(op)
 
-    async def replay(self, event_ids: Collection[str] = (), *, dead: bool = False) -> int:
+    async def replay(
+        self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
+    ) -> int:
         """See :meth:`Store.replay`."""
         ids = list(event_ids)
+        statuses = [s for s, wanted in (("dead", dead), ("failed", failed)) if wanted]
 
         def op(conn: sqlite3.Connection) -> int:
             now = time.time()
-            if dead:
+            if statuses:
                 cur = conn.execute(
                     "UPDATE alerthooks_outcomes SET status = 'pending', attempts = 0, due_at = ?"
-                    " WHERE status = 'dead'",
-                    (now,),
+                    f" WHERE status IN ({', '.join('?' for _ in statuses)})",
+                    (now, *statuses),
                 )
                 return cur.rowcount
             count = 0
@@ -488,10 +511,17 @@ def _load(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[S
     found: list[StoredEvent] = []
     for seq, provider, event_id, event_type, body, received_at in conn.execute(sql, params):
         outcomes = tuple(
-            Outcome(handler, status, attempts, error, _ts(due) if status == "failed" else None)
-            for handler, status, attempts, error, due in conn.execute(
-                "SELECT handler, status, attempts, last_error, due_at FROM alerthooks_outcomes"
-                " WHERE seq = ? ORDER BY handler",
+            Outcome(
+                handler,
+                status,
+                attempts,
+                error,
+                _ts(due) if status == "failed" else None,
+                _history(history),
+            )
+            for handler, status, attempts, error, due, history in conn.execute(
+                "SELECT handler, status, attempts, last_error, due_at, history"
+                " FROM alerthooks_outcomes WHERE seq = ? ORDER BY handler",
                 (seq,),
             )
         )
@@ -499,3 +529,9 @@ def _load(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[S
             StoredEvent(provider, event_id, event_type, bytes(body), _ts(received_at), outcomes)
         )
     return found
+
+
+def _history(raw: str) -> tuple[Attempt, ...]:
+    return tuple(
+        Attempt(number, error, _ts(at)) for number, (error, at) in enumerate(json.loads(raw), 1)
+    )
