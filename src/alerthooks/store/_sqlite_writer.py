@@ -145,7 +145,10 @@ class GroupCommitWriter:
             try:
                 first = self._queue.get(timeout=self.idle_checkpoint if self._dirty else None)
             except queue.Empty:
-                self._checkpoint("idle")
+                if self.conn is None:  # nothing open to checkpoint (a failure closed it)
+                    self._dirty = False
+                else:
+                    self._checkpoint("idle")
                 continue
             if first is None:
                 break
