@@ -3,11 +3,12 @@
 For each store backend (SQLite on a temporary file; PostgreSQL in a fresh schema, dropped after,
 when a URL is given) and each backlog size, the store is filled with that many pending
 (event, handler) pairs through ``Store.begin(..., claim=False)``, as queued mode records them.
-Then a worker's loop runs ``--claims`` times: ``claim(limit=--limit)`` (timed), then ``finish``
-every claimed pair as a failure due again at once (not timed), so the backlog stays the same
-size. Reported: the median time of one ``claim`` call, what the worker waits for, commit
-included, and the ratio of the large backlog's to the small one's. The cost must stay flat:
-``--check`` exits 1 when a ratio is above ``--max-ratio`` (default 2).
+Then a worker's loop runs ``--claims`` times on each, the sizes taking turns:
+``claim(limit=--limit)`` (timed), then ``finish`` every claimed pair as a failure due again at
+once (not timed), so the backlog stays the same size. Reported: the median time of one
+``claim`` call, what the worker waits for, commit included, and the ratio of the large
+backlog's to the small one's. The cost must stay flat: ``--check`` exits 1 when a ratio is
+above ``--max-ratio`` (default 2).
 
     .venv/bin/python benchmarks/claim.py [--pending 1000,20000] [--claims 200] [--limit 10]
         [--postgres-url postgresql://postgres@127.0.0.1:5432/test] [--check]
@@ -74,39 +75,44 @@ async def fill(store: Store, pending: int) -> None:
         )
 
 
-async def measure(store: Store, claims: int, limit: int) -> float:
-    """Median seconds of one claim of ``limit`` pairs, the backlog kept at its size."""
-    times: list[float] = []
-    for _ in range(claims):
-        started = time.perf_counter()
-        got = await store.claim(owner="worker", lease=60, limit=limit)
-        times.append(time.perf_counter() - started)
-        if len({(c.event_id, c.handler) for c in got}) != limit or not all(c.body for c in got):
-            raise SystemExit(f"claim returned {len(got)} pairs, expected {limit} with bodies")
-        for c in got:
-            await store.finish(c.provider, c.event_id, {c.handler: "again"}, owner="worker")
-    return statistics.median(times)
+async def claim_once(store: Store, limit: int) -> float:
+    """Seconds of one claim of ``limit`` pairs; the pairs are then failed, due again at once, so
+    the backlog keeps its size."""
+    started = time.perf_counter()
+    got = await store.claim(owner="worker", lease=60, limit=limit)
+    elapsed = time.perf_counter() - started
+    if len({(c.event_id, c.handler) for c in got}) != limit or not all(c.body for c in got):
+        raise SystemExit(f"claim returned {len(got)} pairs, expected {limit} with bodies")
+    for c in got:
+        await store.finish(c.provider, c.event_id, {c.handler: "again"}, owner="worker")
+    return elapsed
 
 
 async def run_backend(
     backend: str, sizes: list[int], claims: int, limit: int, postgres_url: str | None
 ) -> list[float]:
-    costs: list[float] = []
-    for pending in sizes:
-        async with fresh_url(backend, postgres_url) as url:
-            store = open_store(url)
-            try:
-                await store.open()
-                started = time.perf_counter()
-                await fill(store, pending)
-                filled = time.perf_counter() - started
-                cost = await measure(store, claims, limit)
-            finally:
-                await store.close()
-        costs.append(cost)
+    """Median claim time per backlog size; the sizes' claims alternate, so a change in the
+    machine's load falls on all of them alike."""
+    async with contextlib.AsyncExitStack() as stack:
+        stores: list[Store] = []
+        for pending in sizes:
+            store = open_store(await stack.enter_async_context(fresh_url(backend, postgres_url)))
+            stack.push_async_callback(store.close)
+            await store.open()
+            started = time.perf_counter()
+            await fill(store, pending)
+            filled = time.perf_counter() - started
+            print(f"  {backend:<8} {pending:>7,} pending: filled in {filled:.1f} s")
+            stores.append(store)
+        times: list[list[float]] = [[] for _ in sizes]
+        for _ in range(claims):
+            for i, store in enumerate(stores):
+                times[i].append(await claim_once(store, limit))
+    costs = [statistics.median(t) for t in times]
+    for pending, cost in zip(sizes, costs, strict=True):
         print(
             f"  {backend:<8} {pending:>7,} pending: {1000 * cost:7.3f} ms per claim of {limit}"
-            f"   (filled in {filled:.1f} s; median of {claims} claims)"
+            f" (median of {claims})"
         )
     return costs
 
