@@ -290,7 +290,10 @@ class GroupCommitWriter:
                 self._checkpoint_first = True
             raise
         except (sqlite3.Error, StoreError, OSError) as exc:
-            logger.warning("sqlite store %s: %s", self.label, exc)
+            if isinstance(exc, StoreError):  # it names the store already
+                logger.warning("%s", exc)
+            else:
+                logger.warning("sqlite store %s: %s", self.label, exc)
             if _disk_full(exc):
                 self._checkpoint_first = True
             elif not isinstance(exc, sqlite3.OperationalError) or "locked" not in str(exc):
