@@ -39,3 +39,9 @@ def test_sync_benchmark_makes_the_minimum_calls() -> None:
     out = _run("sync.py", "--alerts", "120", "--latency", "0.001")
     assert out.count("calls ") == 4
     assert "ABOVE MINIMUM" not in out
+
+
+def test_claim_benchmark_claims_from_every_backlog_size() -> None:
+    out = _run("claim.py", "--pending", "30,60", "--claims", "3", "--limit", "5")
+    assert "  sqlite        30 pending: " in out and "  sqlite        60 pending: " in out
+    assert "ratio 60 / 30 pending:" in out

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sqlite3
+import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
@@ -395,42 +399,6 @@ async def test_sqlite_unopenable_file_is_a_store_error(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_sqlite_group_commit_shares_transactions(tmp_path: Path) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/g.db")
-    await store.open()
-    commits = 0
-    original = store._run_batch
-
-    def counting(batch: list) -> None:  # type: ignore[type-arg]
-        nonlocal commits
-        commits += 1
-        original(batch)
-
-    store._run_batch = counting  # type: ignore[method-assign]
-    await asyncio.gather(
-        *(store.begin(delivery(f"evt_{i}"), owner="w", lease=60) for i in range(64))
-    )
-    await store.close()
-    assert commits < 64
-    assert len(await SQLiteStore(f"sqlite:///{tmp_path}/g.db").events(limit=100)) == 64
-
-
-async def test_sqlite_writer_survives_an_unexpected_failure(tmp_path: Path) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/bug.db")
-    await store.open()
-    original = store._run_batch
-
-    def broken(batch: list) -> None:  # type: ignore[type-arg]
-        store._run_batch = original  # type: ignore[method-assign]
-        raise RuntimeError("bug")
-
-    store._run_batch = broken  # type: ignore[method-assign]
-    with pytest.raises(StoreError, match="RuntimeError: bug"):
-        await asyncio.wait_for(store.begin(delivery(), owner="w1", lease=60), 5)
-    assert (await store.begin(delivery(), owner="w1", lease=60)).new
-    await store.close()
-
-
 @pytest.mark.parametrize("backend", DURABLE)
 async def test_newer_schema_version_is_refused(backend: str, tmp_path: Path) -> None:
     async with store_url(backend, tmp_path) as url:
@@ -486,3 +454,259 @@ async def test_postgres_reconnects_after_its_connections_are_terminated() -> Non
                 outcomes.append(False)
         assert outcomes[-1] is True and outcomes.count(True) >= 4
         await store.close()
+
+
+def _hold_write_lock(path: Path, seconds: float) -> threading.Event:
+    """Hold a write lock on ``path`` (still in rollback-journal mode, as while another process
+    switches a fresh file to WAL) for ``seconds`` from a thread; the event is set once held."""
+    held = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert held.wait(5)
+    return held
+
+
+async def test_sqlite_fresh_file_being_switched_to_wal_by_another_process_waits(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fresh.db"
+    _hold_write_lock(path, 0.3)
+    store = SQLiteStore(f"sqlite:///{path}?busy_timeout=5")
+    try:
+        await store.open()  # without the retry: "database is locked" at once
+        assert (await store.begin(delivery(), owner="w1", lease=60)).new
+    finally:
+        await store.close()
+
+
+def test_sqlite_many_stores_opening_one_fresh_file_at_once_all_succeed(tmp_path: Path) -> None:
+    for attempt in range(25):
+        url = f"sqlite:///{tmp_path}/fresh{attempt}.db"
+        start = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def open_one(
+            url: str = url, start: threading.Barrier = start, errors: list[BaseException] = errors
+        ) -> None:
+            store = SQLiteStore(url)
+
+            async def go() -> None:
+                try:
+                    await store.open()
+                    await store.begin(delivery(f"evt_{threading.get_ident()}"), owner="w", lease=1)
+                finally:
+                    await store.close()
+
+            start.wait()
+            try:
+                asyncio.run(go())
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], f"attempt {attempt}: {errors[0]!r}"
+
+
+def _open_message(url: str) -> str:
+    """The StoreError message opening ``url`` gives."""
+    store = SQLiteStore(url)
+    try:
+        asyncio.run(store.open())
+    except StoreError as exc:
+        return str(exc)
+    finally:
+        asyncio.run(store.close())
+    return "opened"
+
+
+def _open_message_as_nobody(url: str) -> str:
+    """:func:`_open_message` in a forked child that dropped root, which may write anywhere."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, _open_message(url).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        message = pipe.read()
+    os.waitpid(pid, 0)
+    return message
+
+
+def test_sqlite_unwritable_directory_names_the_path_and_permission() -> None:
+    base = Path(tempfile.mkdtemp())
+    try:
+        base.chmod(0o755)
+        locked = base / "locked"
+        locked.mkdir(mode=0o555)
+        url = f"sqlite:///{locked}/inbox.db"
+        message = _open_message_as_nobody(url) if os.geteuid() == 0 else _open_message(url)
+        assert message == (
+            f"sqlite store {locked}/inbox.db: cannot open the database file: permission denied"
+        )
+    finally:
+        shutil.rmtree(base)
+
+
+async def test_sqlite_directory_in_place_of_the_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    store = SQLiteStore(f"sqlite:///{tmp_path}/dir.db")
+    with pytest.raises(StoreError) as caught:
+        await store.open()
+    await store.close()
+    assert str(caught.value) == (
+        f"sqlite store {tmp_path}/dir.db: cannot open the database file: is a directory"
+    )
+
+
+def history(stored: object, handler: str) -> list[tuple[int, str | None]]:
+    outcome = next(o for o in stored.outcomes if o.handler == handler)  # type: ignore[attr-defined]
+    return [(a.number, a.error) for a in outcome.history]
+
+
+async def test_history_keeps_every_attempt_across_replays(store: Store) -> None:
+    started = datetime.now(timezone.utc) - timedelta(seconds=5)
+    await store.begin(delivery("evt_1", "a"), owner="w1", lease=60)
+    await store.finish("stripe", "evt_1", {"a": "first"}, owner="w1")
+    await store.begin(delivery("evt_1", "a"), owner="w1", lease=60)
+    await store.finish("stripe", "evt_1", {"a": "second"}, owner="w1", dead=["a"])
+    assert await store.replay(dead=True) == 1
+    stored = await store.get("stripe", "evt_1")
+    assert statuses(stored) == {"a": ("pending", 0)}  # max_attempts counts from the replay
+    assert history(stored, "a") == [(1, "first"), (2, "second")]
+    (claim,) = await store.claim(owner="w2", lease=60, limit=10)
+    assert claim.attempts == 0
+    await store.finish("stripe", "evt_1", {"a": None}, owner="w2")
+    await store.finish("stripe", "evt_1", {"a": None}, owner="w2")  # already done: not counted
+    await store.finish("stripe", "evt_1", {"a": "late"}, owner="w1")  # lost its lease: ignored
+    stored = await store.get("stripe", "evt_1")
+    assert stored is not None and statuses(stored) == {"a": ("done", 1)}
+    assert history(stored, "a") == [(1, "first"), (2, "second"), (3, None)]
+    moments = [a.finished_at for a in stored.outcomes[0].history]
+    assert moments == sorted(moments)
+    assert started < moments[0] and moments[-1] < datetime.now(timezone.utc) + timedelta(seconds=5)
+    (listed,) = await store.events(limit=1)
+    assert listed.outcomes == stored.outcomes
+
+
+async def test_replay_failed_resets_every_failed_handler_but_not_dead_or_done(store: Store) -> None:
+    await store.begin(delivery("evt_1", "a", "b", "c"), owner="w1", lease=60)
+    await store.finish(
+        "stripe", "evt_1", {"a": None, "b": "x", "c": "y"}, owner="w1", retry_in={"b": 600}
+    )
+    await store.begin(delivery("evt_2", "a", "b"), owner="w1", lease=60)
+    await store.finish("stripe", "evt_2", {"a": "z", "b": "gone"}, owner="w1", dead=["b"])
+    assert await store.replay(failed=True) == 3
+    assert statuses(await store.get("stripe", "evt_1")) == {
+        "a": ("done", 1),
+        "b": ("pending", 0),
+        "c": ("pending", 0),
+    }
+    assert statuses(await store.get("stripe", "evt_2")) == {"a": ("pending", 0), "b": ("dead", 1)}
+    assert await store.replay(failed=True) == 0
+    assert sorted(
+        (c.event_id, c.handler) for c in await store.claim(owner="w", lease=60, limit=9)
+    ) == [
+        ("evt_1", "b"),
+        ("evt_1", "c"),
+        ("evt_2", "a"),
+    ]
+    await store.finish("stripe", "evt_1", {"b": "again"}, owner="w")
+    assert await store.replay(failed=True, dead=True) == 2  # evt_1/b failed, evt_2/b dead
+
+
+_V1_SQLITE = """
+CREATE TABLE alerthooks_schema (version INTEGER NOT NULL);
+INSERT INTO alerthooks_schema VALUES (1);
+CREATE TABLE alerthooks_events (seq INTEGER PRIMARY KEY, provider TEXT NOT NULL,
+    event_id TEXT NOT NULL, event_type TEXT, body BLOB NOT NULL, received_at REAL NOT NULL,
+    UNIQUE (event_id, provider));
+CREATE TABLE alerthooks_outcomes (seq INTEGER NOT NULL REFERENCES alerthooks_events (seq),
+    handler TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT, owner TEXT, lease_until REAL NOT NULL DEFAULT 0, due_at REAL NOT NULL,
+    PRIMARY KEY (seq, handler)) WITHOUT ROWID;
+CREATE INDEX alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at);
+INSERT INTO alerthooks_events VALUES (1, 'stripe', 'evt_old', 't', X'7B7D', 1700000000);
+INSERT INTO alerthooks_outcomes VALUES (1, 'a', 'failed', 2, 'old error', NULL, 0, 1700000000);
+"""
+
+_V1_POSTGRES = [
+    "CREATE TABLE alerthooks_schema (version integer NOT NULL)",
+    "INSERT INTO alerthooks_schema VALUES (1)",
+    "CREATE TABLE alerthooks_events (seq bigserial PRIMARY KEY, provider text NOT NULL,"
+    " event_id text NOT NULL, event_type text, body bytea NOT NULL,"
+    " received_at timestamptz NOT NULL, UNIQUE (provider, event_id))",
+    "CREATE TABLE alerthooks_outcomes (provider text NOT NULL, event_id text NOT NULL,"
+    " handler text NOT NULL, status text NOT NULL, attempts integer NOT NULL DEFAULT 0,"
+    " last_error text, owner text, lease_until timestamptz,"
+    " due_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (provider, event_id, handler))",
+    "CREATE INDEX alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at)",
+    "CREATE INDEX alerthooks_outcomes_event ON alerthooks_outcomes (event_id)",
+    "INSERT INTO alerthooks_events (provider, event_id, event_type, body, received_at)"
+    " VALUES ('stripe', 'evt_old', 't', '\\x7b7d', now())",
+    "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status, attempts, last_error)"
+    " VALUES ('stripe', 'evt_old', 'a', 'failed', 2, 'old error')",
+]
+
+
+@pytest.mark.parametrize("backend", DURABLE)
+async def test_a_version_1_database_is_migrated_and_keeps_its_outcomes(
+    backend: str, tmp_path: Path
+) -> None:
+    async with store_url(backend, tmp_path) as url:
+        if backend == "sqlite":
+            conn = sqlite3.connect(tmp_path / "inbox.db")
+            conn.executescript(_V1_SQLITE)
+            conn.close()
+        else:
+            assert POSTGRES_URL
+            schema = url.rsplit("schema=", 1)[1]
+            pg = await asyncpg.connect(POSTGRES_URL)
+            await pg.execute(f'CREATE SCHEMA "{schema}"')
+            await pg.execute(f'SET search_path = "{schema}"')
+            for statement in _V1_POSTGRES:
+                await pg.execute(statement)
+            await pg.close()
+        store = open_store(url)
+        try:
+            stored = await store.get("stripe", "evt_old")
+            assert stored is not None and stored.body == b"{}"
+            (old,) = stored.outcomes
+            assert (old.status, old.attempts, old.last_error, old.history) == (
+                "failed",
+                2,
+                "old error",
+                (),
+            )
+            assert await store.replay(["evt_old"]) == 1
+            (claim,) = await store.claim(owner="w", lease=60, limit=1)
+            await store.finish("stripe", "evt_old", {"a": None}, owner="w")
+            assert history(await store.get("stripe", "evt_old"), "a") == [(1, None)]
+            assert claim.body == b"{}"
+        finally:
+            await store.close()
+        if backend == "sqlite":
+            conn = sqlite3.connect(tmp_path / "inbox.db")
+            (version,) = conn.execute("SELECT version FROM alerthooks_schema").fetchone()
+            conn.close()
+        else:
+            pg = await asyncpg.connect(POSTGRES_URL)
+            version = await pg.fetchval(f'SELECT version FROM "{schema}".alerthooks_schema')
+            await pg.close()
+        assert version == 2

@@ -20,11 +20,12 @@ class _Commits:
 
     def __init__(self, store: SQLiteStore) -> None:
         self.statements: list[str] = []
-        assert store._conn is not None
+        conn = store._writer.conn
+        assert conn is not None
         # The store only switches the mode when it changes: start from the connection's own.
-        (level,) = store._conn.execute("PRAGMA synchronous").fetchone()
+        (level,) = conn.execute("PRAGMA synchronous").fetchone()
         self.mode = {1: "NORMAL", 2: "FULL"}[level]
-        store._conn.set_trace_callback(self.statements.append)
+        conn.set_trace_callback(self.statements.append)
 
     def take(self) -> list[str]:
         modes = []

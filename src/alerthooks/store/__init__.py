@@ -15,7 +15,7 @@ from typing import Literal, NamedTuple
 
 DEFAULT_STORE_URL = "sqlite:///alerthooks.db"
 STORE_ENV = "ALERTHOOKS_STORE"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Status = Literal["pending", "running", "done", "failed", "dead"]
 
@@ -53,14 +53,29 @@ class Begun(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One finished run of a handler on an event: ``number`` counts every run of the pair,
+    replays included (from 1); ``error`` is None when it succeeded."""
+
+    number: int
+    error: str | None
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """One (event, handler) pair as stored."""
+    """One (event, handler) pair as stored.
+
+    ``attempts`` counts the runs since the pair was last replayed (``max_attempts`` applies to
+    it); ``history`` keeps every finished run, oldest first, across replays.
+    """
 
     handler: str
     status: Status
     attempts: int
     last_error: str | None
     due_at: datetime | None = None
+    history: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,7 +150,8 @@ class Store(abc.ABC):
     ) -> None:
         """Record the results of handlers ``owner`` ran: None means done, a string is the error.
 
-        Every result increments the attempt count and releases the lease. A failure is due again
+        Every result recorded increments the attempt count, adds an :class:`Attempt` to the
+        pair's history and releases the lease. A failure is due again
         after ``retry_in[handler]`` seconds (immediately when absent); a failed handler named in
         ``dead`` is marked dead instead. A failure is ignored when ``owner`` no longer holds the
         lease (another worker has the pair now); a success is always recorded.
@@ -156,9 +172,12 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def replay(self, event_ids: Collection[str] = (), *, dead: bool = False) -> int:
+    async def replay(
+        self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
+    ) -> int:
         """Make failed and dead handlers of ``event_ids`` (any provider) pending again with no
-        attempts, or with ``dead`` every dead handler; return how many pairs were reset.
+        attempts, or with ``dead`` every dead handler and with ``failed`` every failed one (not
+        yet dead); return how many pairs were reset. Their history stays.
         """
 
     @abc.abstractmethod

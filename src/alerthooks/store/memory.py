@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from alerthooks.store import Begun, Claim, Delivery, Outcome, Status, Store, StoredEvent
+from alerthooks.store import (
+    Attempt,
+    Begun,
+    Claim,
+    Delivery,
+    Outcome,
+    Status,
+    Store,
+    StoredEvent,
+)
 
 
 @dataclass(slots=True)
@@ -18,6 +27,7 @@ class _Row:
     owner: str | None = None
     lease_until: float = 0.0
     due_at: float = 0.0
+    history: list[Attempt] = field(default_factory=list)
 
 
 class MemoryStore(Store):
@@ -76,12 +86,14 @@ class MemoryStore(Store):
         """See :meth:`Store.finish`."""
         rows = self._outcomes[(provider, event_id)]
         now = time.time()
+        finished_at = datetime.fromtimestamp(now, timezone.utc)
         for name, error in results.items():
             row = rows[name]
             if error is None:
-                if row.status != "done":
-                    row.status, row.last_error = "done", None
-                    row.attempts += 1
+                if row.status == "done":
+                    continue
+                row.status, row.last_error = "done", None
+                row.attempts += 1
             elif row.status == "running" and row.owner == owner:
                 row.status = "dead" if name in dead else "failed"
                 row.last_error = error
@@ -89,6 +101,7 @@ class MemoryStore(Store):
                 row.due_at = now + (retry_in or {}).get(name, 0.0)
             else:
                 continue
+            row.history.append(Attempt(len(row.history) + 1, error, finished_at))
             row.owner, row.lease_until = None, 0.0
 
     async def extend(
@@ -118,16 +131,21 @@ class MemoryStore(Store):
             claims.append(Claim(key[0], key[1], self._events[key].body, name, row.attempts))
         return claims
 
-    async def replay(self, event_ids: Collection[str] = (), *, dead: bool = False) -> int:
+    async def replay(
+        self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
+    ) -> int:
         """See :meth:`Store.replay`."""
         wanted = set(event_ids)
+        statuses = {"dead"} if dead else set()
+        if failed:
+            statuses.add("failed")
         count = 0
         now = time.time()
         for (_, event_id), rows in self._outcomes.items():
             for row in rows.values():
                 hit = (
-                    row.status == "dead"
-                    if dead
+                    row.status in statuses
+                    if statuses
                     else (event_id in wanted and row.status in ("failed", "dead"))
                 )
                 if hit:
@@ -186,6 +204,7 @@ class MemoryStore(Store):
                 datetime.fromtimestamp(row.due_at, timezone.utc)
                 if row.status == "failed"
                 else None,
+                tuple(row.history),
             )
             for name, row in rows.items()
         )

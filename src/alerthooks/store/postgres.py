@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,6 +29,7 @@ import asyncpg
 
 from alerthooks.store import (
     SCHEMA_VERSION,
+    Attempt,
     Begun,
     Claim,
     Delivery,
@@ -68,11 +70,30 @@ _SCHEMA = [
         owner text,
         lease_until timestamptz,
         due_at timestamptz NOT NULL DEFAULT now(),
+        history jsonb NOT NULL DEFAULT '[]',
         PRIMARY KEY (provider, event_id, handler)
     )""",
     "CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at)",
     "CREATE INDEX IF NOT EXISTS alerthooks_outcomes_event ON alerthooks_outcomes (event_id)",
+    "CREATE INDEX IF NOT EXISTS alerthooks_outcomes_due ON alerthooks_outcomes (({due}))"
+    " WHERE {due} IS NOT NULL",
 ]
+
+# When a pair becomes claimable: pending/failed at due_at, running when its lease expires, never
+# (NULL) when done or dead. The partial index alerthooks_outcomes_due serves the claim order, so a
+# claim reads only the rows it takes however long the backlog: queries spell it exactly so.
+_CLAIMABLE_AT = (
+    "CASE WHEN status = 'running' THEN lease_until"
+    " WHEN status IN ('pending', 'failed') THEN due_at END"
+)
+_SCHEMA = [statement.replace("{due}", _CLAIMABLE_AT) for statement in _SCHEMA]
+
+# ``history``: a JSON array of [error or null, finished_at epoch] per finished run, oldest first.
+# Schema versions: 1, the first; 2 added ``history``.
+_MIGRATIONS = {
+    1: "ALTER TABLE alerthooks_outcomes ADD COLUMN IF NOT EXISTS history jsonb NOT NULL"
+    " DEFAULT '[]'",
+}
 
 _LEASE = "now() + $LEASE::float8 * interval '1 second'"
 _EVENT_COLUMNS = (
@@ -82,6 +103,19 @@ _EVENT_COLUMNS = (
 
 def _lease(param: int) -> str:
     return _LEASE.replace("$LEASE", f"${param}")
+
+
+CLAIM_SQL = (
+    "WITH due AS (SELECT provider, event_id, handler FROM alerthooks_outcomes"
+    f" WHERE {_CLAIMABLE_AT} <= now() ORDER BY {_CLAIMABLE_AT} LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    f" UPDATE alerthooks_outcomes o SET status = 'running', owner = $1, lease_until = {_lease(2)}"
+    " FROM due WHERE o.provider = due.provider AND o.event_id = due.event_id"
+    " AND o.handler = due.handler RETURNING o.provider, o.event_id, o.handler, o.attempts,"
+    " (SELECT e.body FROM alerthooks_events e WHERE e.provider = o.provider"
+    " AND e.event_id = o.event_id) AS body"
+)
+"""The claim (parameters: owner, lease seconds, limit): the index gives the oldest due pairs,
+and only their bodies are read. Tests check its plan."""
 
 
 def _parse_url(url: str) -> tuple[str, str | None, int]:
@@ -153,6 +187,11 @@ class PostgresStore(Store):
                 f"database has alerthooks schema version {version}; this alerthooks knows "
                 f"up to {SCHEMA_VERSION}"
             )
+        elif version < SCHEMA_VERSION:
+            for step in range(version, SCHEMA_VERSION):
+                await conn.execute(_MIGRATIONS[step])
+            await conn.execute("UPDATE alerthooks_schema SET version = $1", SCHEMA_VERSION)
+            logger.info("postgres store: schema %d migrated to %d", version, SCHEMA_VERSION)
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[_Conn]:
@@ -339,6 +378,8 @@ class PostgresStore(Store):
                 "UPDATE alerthooks_outcomes o SET status = CASE WHEN r.error IS NULL THEN 'done'"
                 " WHEN r.dead THEN 'dead' ELSE 'failed' END, last_error = r.error,"
                 " attempts = o.attempts + 1, owner = NULL, lease_until = NULL,"
+                " history = o.history || jsonb_build_array(jsonb_build_array(r.error,"
+                " extract(epoch FROM now())::float8)),"
                 " due_at = CASE WHEN r.error IS NULL THEN o.due_at"
                 " ELSE now() + r.delay * interval '1 second' END"
                 " FROM unnest($3::text[], $4::text[], $5::float8[], $6::bool[])"
@@ -374,22 +415,7 @@ class PostgresStore(Store):
     async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                "WITH due AS (SELECT provider, event_id, handler FROM alerthooks_outcomes"
-                " WHERE (status IN ('pending', 'failed') AND due_at <= now())"
-                " OR (status = 'running' AND lease_until <= now())"
-                " ORDER BY CASE WHEN status = 'running' THEN lease_until ELSE due_at END"
-                " LIMIT $3 FOR UPDATE SKIP LOCKED)"
-                f" UPDATE alerthooks_outcomes o SET status = 'running', owner = $1,"
-                f" lease_until = {_lease(2)} FROM due WHERE o.provider = due.provider"
-                " AND o.event_id = due.event_id AND o.handler = due.handler"
-                " RETURNING o.provider, o.event_id, o.handler, o.attempts,"
-                " (SELECT e.body FROM alerthooks_events e WHERE e.provider = o.provider"
-                " AND e.event_id = o.event_id) AS body",
-                owner,
-                lease,
-                limit,
-            )
+            rows = await conn.fetch(CLAIM_SQL, owner, lease, limit)
         return [
             Claim(r["provider"], r["event_id"], bytes(r["body"]), r["handler"], r["attempts"])
             for r in rows
@@ -398,13 +424,17 @@ class PostgresStore(Store):
     async def _notify(self, conn: _Conn) -> None:
         await conn.execute("SELECT pg_notify($1, $2)", _CHANNEL, self.schema or "")
 
-    async def replay(self, event_ids: Collection[str] = (), *, dead: bool = False) -> int:
+    async def replay(
+        self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
+    ) -> int:
         """See :meth:`Store.replay`."""
+        statuses = [s for s, wanted in (("dead", dead), ("failed", failed)) if wanted]
         async with self._conn() as conn, conn.transaction():
-            if dead:
+            if statuses:
                 status = await conn.execute(
                     "UPDATE alerthooks_outcomes SET status = 'pending', attempts = 0,"
-                    " due_at = now() WHERE status = 'dead'"
+                    " due_at = now() WHERE status = ANY($1::text[])",
+                    statuses,
                 )
             else:
                 status = await conn.execute(
@@ -440,9 +470,9 @@ class PostgresStore(Store):
         """See :meth:`Store.next_due`."""
         async with self._conn() as conn:
             value = await conn.fetchval(
-                "SELECT extract(epoch FROM min(CASE WHEN status = 'running'"
-                " THEN lease_until ELSE due_at END) - now())::float8 FROM alerthooks_outcomes"
-                " WHERE status IN ('pending', 'failed', 'running')"
+                f"SELECT extract(epoch FROM (SELECT {_CLAIMABLE_AT} FROM alerthooks_outcomes"
+                f" WHERE {_CLAIMABLE_AT} IS NOT NULL ORDER BY {_CLAIMABLE_AT} LIMIT 1) - now())"
+                "::float8"
             )
         return None if value is None else max(0.0, float(value))
 
@@ -476,7 +506,7 @@ async def _load(conn: _Conn, sql: str, *params: Any) -> list[StoredEvent]:
     if not rows:
         return []
     outcome_rows = await conn.fetch(
-        "SELECT provider, event_id, handler, status, attempts, last_error, due_at"
+        "SELECT provider, event_id, handler, status, attempts, last_error, due_at, history"
         " FROM alerthooks_outcomes WHERE event_id = ANY($1::text[]) ORDER BY handler",
         [r["event_id"] for r in rows],
     )
@@ -489,6 +519,10 @@ async def _load(conn: _Conn, sql: str, *params: Any) -> list[StoredEvent]:
                 o["attempts"],
                 o["last_error"],
                 o["due_at"] if o["status"] == "failed" else None,
+                tuple(
+                    Attempt(number, error, datetime.fromtimestamp(at, timezone.utc))
+                    for number, (error, at) in enumerate(json.loads(o["history"]), 1)
+                ),
             )
         )
     return [

@@ -1,13 +1,12 @@
 """SQLite store: one file, durable on every acknowledged write, for a single host.
 
-One writer thread owns the connection. Callers queue operations; the thread runs everything
-queued so far in ONE transaction with ONE commit (group commit), so concurrent deliveries share
-the fsync, then hands each caller its result on its event loop. A ``begin`` that leases
-handlers is committed first, without waiting for an fsync, in a transaction of its own: nothing
-is answered on it alone (the receiver answers after ``finish``, whose fsync makes both durable),
-and its caller runs handlers while the durable writes of the batch wait for theirs. The event
-loop never blocks on SQLite. ``BEGIN IMMEDIATE`` makes every batch exclusive, so several
-processes on one file (for instance uvicorn workers) still never claim the same work twice.
+The SQL of each operation lives here; the thread that runs it is the group-commit engine in
+:mod:`alerthooks.store._sqlite_writer`: operations queued at once share one transaction and one
+fsync. A ``begin`` that leases handlers is committed without waiting for an fsync: nothing is
+answered on it alone (the receiver answers after ``finish``, whose fsync makes both durable).
+The event loop never blocks on SQLite. ``BEGIN IMMEDIATE`` makes every batch exclusive, so
+several processes on one file (for instance uvicorn workers) never claim the same work twice,
+and they may open a fresh file at the same moment.
 
 URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; ``?busy_timeout=S``
 sets how long to wait for another process's lock before answering 503 (default 5 s).
@@ -15,15 +14,14 @@ sets how long to wait for another process's lock before answering 503 (default 5
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import errno
+import json
 import logging
-import queue
+import os
 import sqlite3
-import threading
+import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +29,7 @@ from urllib.parse import parse_qs
 
 from alerthooks.store import (
     SCHEMA_VERSION,
+    Attempt,
     Begun,
     Claim,
     Delivery,
@@ -40,6 +39,7 @@ from alerthooks.store import (
     StoredEvent,
     StoreError,
 )
+from alerthooks.store._sqlite_writer import GroupCommitWriter
 
 logger = logging.getLogger(__name__)
 
@@ -65,26 +65,45 @@ CREATE TABLE IF NOT EXISTS alerthooks_outcomes (
     owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0,
     due_at REAL NOT NULL,
+    history TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (seq, handler)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at);
+CREATE INDEX IF NOT EXISTS alerthooks_outcomes_due ON alerthooks_outcomes ({due})
+    WHERE {due} IS NOT NULL;
 """
+# ``history``: a JSON array of [error or null, finished_at] per finished run, oldest first.
+# Schema versions: 1, the first; 2 added ``history``.
+_MIGRATIONS = {
+    1: "ALTER TABLE alerthooks_outcomes ADD COLUMN history TEXT NOT NULL DEFAULT '[]'",
+}
+_ATTEMPT = "history = json_insert(history, '$[#]', json_array(?, ?))"
+
 # Outcomes are keyed by the event's sequence number, not its (random) id: new rows append to the
 # end of the b-tree, so a group commit writes a few pages instead of one per event.
 
 _SEQ = "SELECT seq FROM alerthooks_events WHERE event_id = ? AND provider = ?"
 
-# When a pair becomes claimable: pending/failed at due_at, running when its lease expires.
-_CLAIMABLE_AT = "CASE WHEN status = 'running' THEN lease_until ELSE due_at END"
-_OPEN = "status IN ('pending', 'failed', 'running')"
+# When a pair becomes claimable: pending/failed at due_at, running when its lease expires, never
+# (NULL) when done or dead. The partial index alerthooks_outcomes_due serves the claim order, so
+# a claim reads only the rows it takes however long the backlog: queries must spell the
+# expression exactly as the index does.
+_CLAIMABLE_AT = (
+    "CASE WHEN status = 'running' THEN lease_until"
+    " WHEN status IN ('pending', 'failed') THEN due_at END"
+)
+_SCHEMA = _SCHEMA.replace("{due}", _CLAIMABLE_AT)
 
-
-@dataclass
-class _Op:
-    fn: Callable[[sqlite3.Connection], Any]
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-    durable: bool = True
+CLAIM_SQL = (
+    "SELECT o.seq, e.provider, e.event_id, o.handler, o.attempts, e.body"
+    " FROM alerthooks_outcomes o JOIN alerthooks_events e ON e.seq = o.seq"
+    f" WHERE {_CLAIMABLE_AT} <= ? ORDER BY {_CLAIMABLE_AT} LIMIT ?"
+)
+"""The claim query (parameters: now, limit); tests check its plan."""
+NEXT_DUE_SQL = (
+    f"SELECT {_CLAIMABLE_AT} FROM alerthooks_outcomes WHERE {_CLAIMABLE_AT} IS NOT NULL"
+    f" ORDER BY {_CLAIMABLE_AT} LIMIT 1"
+)
 
 
 def _parse_url(url: str) -> tuple[str, float]:
@@ -102,20 +121,109 @@ def _parse_url(url: str) -> tuple[str, float]:
     return path, timeout
 
 
-class _OpFailed(Exception):
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
+def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    """Open ``path`` ready for the store: WAL, ``synchronous=FULL``, the schema created or
+    checked. Several processes may do this on one fresh file at once: switching it to WAL and
+    creating the schema are retried until ``busy_timeout`` while another one holds the lock
+    (SQLite's busy handler does not cover the journal-mode switch)."""
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.002
+    while True:
+        try:
+            return _connect_once(path, busy_timeout)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
-def _resolve_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in results:
-        if future.done():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+def _busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _connect_once(path: str, busy_timeout: float) -> sqlite3.Connection:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"sqlite store {path}: cannot create directory {Path(path).parent}:"
+            f" {exc.strerror or exc}"
+        ) from exc
+    try:
+        conn = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(_unopenable(path, exc)) from exc
+    try:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+            if mode != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                raise
+            raise StoreError(_unopenable(path, exc)) from exc
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA cache_size=-32768")  # 32 MiB of hot index pages
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT MAX(version) FROM alerthooks_schema").fetchone()
+            if row[0] is None:
+                conn.execute(
+                    "INSERT INTO alerthooks_schema (version) VALUES (?)", (SCHEMA_VERSION,)
+                )
+            elif row[0] > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path} has schema version {row[0]}; this alerthooks knows "
+                    f"up to {SCHEMA_VERSION}"
+                )
+            elif row[0] < SCHEMA_VERSION:
+                for version in range(row[0], SCHEMA_VERSION):
+                    conn.execute(_MIGRATIONS[version])
+                conn.execute("UPDATE alerthooks_schema SET version = ?", (SCHEMA_VERSION,))
+                logger.info(
+                    "sqlite store %s: schema %d migrated to %d", path, row[0], SCHEMA_VERSION
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _unopenable(path: str, exc: sqlite3.Error) -> str:
+    """One line saying which file could not be opened and why, in the operating system's words
+    where SQLite gives only "unable to open database file"."""
+    target = Path(path)
+    reason = str(exc)
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        existed = target.exists()
+        os.close(os.open(target, os.O_RDWR | os.O_CREAT, 0o644))
+        if not existed:
+            target.unlink()
+        # The file is fine: SQLite needs its -wal and -shm files beside it.
+        fd, probe = tempfile.mkstemp(dir=target.parent, prefix=".alerthooks-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as os_error:
+        reason = (os_error.strerror or str(os_error)).lower()
+        if os_error.filename and Path(os_error.filename) != target:
+            reason += f" (directory {target.parent}, where the -wal and -shm files go)"
+    return f"sqlite store {path}: cannot open the database file: {reason}"
 
 
 def _ts(value: float) -> datetime:
@@ -129,180 +237,30 @@ class SQLiteStore(Store):
     def __init__(self, url: str) -> None:
         self.url = url
         self.path, self.busy_timeout = _parse_url(url)
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
         # Writer-thread only: sequence numbers of events begun and not finished yet, so finish
         # needs no lookup; ``_new_seqs`` holds those of the open transaction until it commits.
         self._seqs: dict[tuple[str, str], int] = {}
-        self._synchronous_full = True
         self._new_seqs: dict[tuple[str, str], int] = {}
+        self._writer = GroupCommitWriter(
+            self._connect,
+            label=self.path,
+            on_begin=self._new_seqs.clear,
+            on_commit=self._committed,
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
 
-    # -- plumbing -------------------------------------------------------------------------------
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._writer, name="alerthooks-sqlite", daemon=True
-                )
-                self._thread.start()
+    def _committed(self) -> None:
+        if len(self._seqs) > 100_000:
+            self._seqs.clear()
+        self._seqs.update(self._new_seqs)
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
-        """Run ``fn`` in the writer's next transaction. ``durable=False`` is for a write no answer
-        depends on until a later durable write: it commits without waiting for the fsync (the
-        next durable commit's fsync covers it)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        if self._thread is None or not self._thread.is_alive():
-            self._start()
-        self._queue.put(_Op(fn, future, loop, durable))
-        return await future
-
-    def _writer(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            try:
-                self._run_batch(batch)
-            except Exception as exc:  # a bug must not kill the writer and hang every caller
-                logger.exception("sqlite store %s: batch failed", self.path)
-                self._disconnect()
-                error = StoreError(f"sqlite: {type(exc).__name__}: {exc}")
-                for op in batch:
-                    with contextlib.suppress(RuntimeError):
-                        op.loop.call_soon_threadsafe(_resolve_all, [(op.future, False, error)])
-        self._disconnect()
+        return await self._writer.submit(fn, durable=durable)
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
-                self._synchronous_full = True
-                conn.execute("PRAGMA cache_size=-32768")  # 32 MiB of hot index pages
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                    row = conn.execute("SELECT MAX(version) FROM alerthooks_schema").fetchone()
-                    if row[0] is None:
-                        conn.execute(
-                            "INSERT INTO alerthooks_schema (version) VALUES (?)", (SCHEMA_VERSION,)
-                        )
-                    elif row[0] > SCHEMA_VERSION:
-                        raise StoreError(
-                            f"{self.path} has schema version {row[0]}; this alerthooks knows "
-                            f"up to {SCHEMA_VERSION}"
-                        )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        return self._conn
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
-
-    def _run_batch(self, batch: list[_Op]) -> None:
-        # Writes no answer waits on commit first, without fsync, and their callers go on (running
-        # handlers) while the durable rest of the batch waits for its fsync.
-        light = [op for op in batch if not op.durable]
-        if light:
-            if len(light) < len(batch):
-                self._run_group(light, durable=False)
-                self._run_group([op for op in batch if op.durable], durable=True)
-            else:
-                self._run_group(light, durable=False)
-        else:
-            self._run_group(batch, durable=True)
-
-    def _run_group(self, batch: list[_Op], *, durable: bool) -> None:
-        try:
-            outcomes = self._transaction(batch, durable=durable)
-        except _OpFailed:
-            # One operation failed: run each alone so the others still commit.
-            outcomes = []
-            for op in batch:
-                try:
-                    outcomes += self._transaction([op], durable=durable)
-                except _OpFailed as failed:
-                    outcomes.append((False, failed.error))
-                except StoreError as exc:
-                    outcomes.append((False, exc))
-        except StoreError as exc:
-            outcomes = [(False, exc)] * len(batch)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for op, (ok, value) in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(op.loop, []).append((op.future, ok, value))
-        for loop, results in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
-                loop.call_soon_threadsafe(_resolve_all, results)
-
-    def _transaction(self, batch: list[_Op], *, durable: bool = True) -> list[tuple[bool, Any]]:
-        """Run ``batch`` in one transaction and one commit (fsynced when ``durable``); raise
-        _OpFailed when an operation raised (nothing is committed then) and StoreError when the
-        database failed."""
-        try:
-            conn = self._connect()
-            if durable != self._synchronous_full:
-                conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-                self._synchronous_full = durable
-            conn.execute("BEGIN IMMEDIATE")
-            self._new_seqs.clear()
-            try:
-                results: list[tuple[bool, Any]] = []
-                for op in batch:
-                    try:
-                        results.append((True, op.fn(conn)))
-                    except Exception as exc:
-                        if isinstance(exc, sqlite3.Error) and len(batch) == 1:
-                            raise
-                        raise _OpFailed(exc) from exc
-                conn.execute("COMMIT")
-                if len(self._seqs) > 100_000:
-                    self._seqs.clear()
-                self._seqs.update(self._new_seqs)
-                return results
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except _OpFailed:
-            raise
-        except (sqlite3.Error, StoreError, OSError) as exc:
-            logger.warning("sqlite store %s: %s", self.path, exc)
-            if not isinstance(exc, sqlite3.OperationalError) or "locked" not in str(exc):
-                self._disconnect()
-            raise exc if isinstance(exc, StoreError) else StoreError(f"sqlite: {exc}") from exc
+        return connect(self.path, self.busy_timeout)
 
     async def open(self) -> None:
         """Start the writer thread and create the schema if needed."""
@@ -310,12 +268,7 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         """Finish queued writes, then stop the writer thread and close the connection."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._queue.put(None)
-        await asyncio.get_running_loop().run_in_executor(None, thread.join)
-        self._thread = None
+        await self._writer.close()
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -399,19 +352,22 @@ class SQLiteStore(Store):
                 if error is None:
                     conn.execute(
                         "UPDATE alerthooks_outcomes SET status = 'done', last_error = NULL,"
-                        " attempts = attempts + 1, owner = NULL, lease_until = 0"
+                        f" attempts = attempts + 1, owner = NULL, lease_until = 0, {_ATTEMPT}"
                         " WHERE seq = ? AND handler = ? AND status != 'done'",
-                        (row[0], handler),
+                        (None, now, row[0], handler),
                     )
                 else:
                     conn.execute(
                         "UPDATE alerthooks_outcomes SET status = ?, last_error = ?,"
-                        " attempts = attempts + 1, owner = NULL, lease_until = 0, due_at = ?"
+                        " attempts = attempts + 1, owner = NULL, lease_until = 0, due_at = ?,"
+                        f" {_ATTEMPT}"
                         " WHERE seq = ? AND handler = ? AND status = 'running' AND owner = ?",
                         (
                             "dead" if handler in dead else "failed",
                             error,
                             now + delays.get(handler, 0.0),
+                            error,
+                            now,
                             row[0],
                             handler,
                             owner,
@@ -442,15 +398,7 @@ class SQLiteStore(Store):
 
         def op(conn: sqlite3.Connection) -> list[Claim]:
             now = time.time()
-            rows = conn.execute(
-                "SELECT o.seq, e.provider, e.event_id, o.handler, o.attempts, e.body"
-                " FROM alerthooks_outcomes o JOIN alerthooks_events e ON e.seq = o.seq"
-                " WHERE (o.status IN ('pending', 'failed') AND o.due_at <= ?)"
-                " OR (o.status = 'running' AND o.lease_until <= ?)"
-                " ORDER BY CASE WHEN o.status = 'running' THEN o.lease_until ELSE o.due_at END"
-                " LIMIT ?",
-                (now, now, limit),
-            ).fetchall()
+            rows = conn.execute(CLAIM_SQL, (now, limit)).fetchall()
             conn.executemany(
                 "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
                 " WHERE seq = ? AND handler = ?",
@@ -460,17 +408,20 @@ class SQLiteStore(Store):
 
         return await self._submit(op)
 
-    async def replay(self, event_ids: Collection[str] = (), *, dead: bool = False) -> int:
+    async def replay(
+        self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
+    ) -> int:
         """See :meth:`Store.replay`."""
         ids = list(event_ids)
+        statuses = [s for s, wanted in (("dead", dead), ("failed", failed)) if wanted]
 
         def op(conn: sqlite3.Connection) -> int:
             now = time.time()
-            if dead:
+            if statuses:
                 cur = conn.execute(
                     "UPDATE alerthooks_outcomes SET status = 'pending', attempts = 0, due_at = ?"
-                    " WHERE status = 'dead'",
-                    (now,),
+                    f" WHERE status IN ({', '.join('?' for _ in statuses)})",
+                    (now, *statuses),
                 )
                 return cur.rowcount
             count = 0
@@ -516,10 +467,8 @@ class SQLiteStore(Store):
         """See :meth:`Store.next_due`."""
 
         def op(conn: sqlite3.Connection) -> float | None:
-            (at,) = conn.execute(
-                f"SELECT MIN({_CLAIMABLE_AT}) FROM alerthooks_outcomes WHERE {_OPEN}"
-            ).fetchone()
-            return None if at is None else max(0.0, at - time.time())
+            row = conn.execute(NEXT_DUE_SQL).fetchone()
+            return None if row is None else max(0.0, row[0] - time.time())
 
         return await self._submit(op)
 
@@ -562,10 +511,17 @@ def _load(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[S
     found: list[StoredEvent] = []
     for seq, provider, event_id, event_type, body, received_at in conn.execute(sql, params):
         outcomes = tuple(
-            Outcome(handler, status, attempts, error, _ts(due) if status == "failed" else None)
-            for handler, status, attempts, error, due in conn.execute(
-                "SELECT handler, status, attempts, last_error, due_at FROM alerthooks_outcomes"
-                " WHERE seq = ? ORDER BY handler",
+            Outcome(
+                handler,
+                status,
+                attempts,
+                error,
+                _ts(due) if status == "failed" else None,
+                _history(history),
+            )
+            for handler, status, attempts, error, due, history in conn.execute(
+                "SELECT handler, status, attempts, last_error, due_at, history"
+                " FROM alerthooks_outcomes WHERE seq = ? ORDER BY handler",
                 (seq,),
             )
         )
@@ -573,3 +529,9 @@ def _load(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[S
             StoredEvent(provider, event_id, event_type, bytes(body), _ts(received_at), outcomes)
         )
     return found
+
+
+def _history(raw: str) -> tuple[Attempt, ...]:
+    return tuple(
+        Attempt(number, error, _ts(at)) for number, (error, at) in enumerate(json.loads(raw), 1)
+    )
