@@ -50,7 +50,7 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_postgres_claim_walks_the_due_index_and_reads_only_claimed_bodies() -> None:
     async with postgres_schema() as url:
         store = open_store(url)
-        assert isinstance(store, PostgresStore) and POSTGRES_URL
+        assert isinstance(store, PostgresStore) and POSTGRES_URL and store.schema
         await store.open()
         await store.close()
         conn = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": store.schema})
