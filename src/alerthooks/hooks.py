@@ -14,6 +14,7 @@ import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from starlette.types import Receive, Scope, Send
@@ -36,6 +37,7 @@ from alerthooks.worker import LeaseRenewals, Runtime, Worker
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from alerthooks.catchup import CatchUpResult
     from alerthooks.health import HealthApp
     from alerthooks.metrics import MetricsApp
 
@@ -180,6 +182,9 @@ class AlertHooks:
     ``CHARGEBEE_API_KEY``) and dispatches what the API returns, not what was posted: an id the
     API does not know is answered 401, an API that cannot be reached 503. Basic auth, when
     configured, is checked as well.
+
+    ``catch_up_every`` (seconds, queued mode) has the worker run :meth:`catch_up` that often
+    (first when it starts), one replica at a time where the store is shared.
     """
 
     def __init__(
@@ -197,6 +202,7 @@ class AlertHooks:
         worker: bool = True,
         worker_concurrency: int = 16,
         poll_interval: float = 1.0,
+        catch_up_every: float | None = None,
         trusted_proxies: Networks | None = None,
         stripe_secret: str | Sequence[str] | None = None,
         stripe_tolerance: int | None = None,
@@ -212,6 +218,13 @@ class AlertHooks:
             raise ValueError(f"mode must be 'inline' or 'queued', got {mode!r}")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if catch_up_every is not None:
+            if mode != "queued":
+                raise ValueError("catch_up_every needs mode='queued' (the worker runs it)")
+            if isinstance(catch_up_every, bool) or not catch_up_every > 0:
+                raise ValueError(
+                    f"catch_up_every must be a positive number of seconds, got {catch_up_every!r}"
+                )
         shortcuts = _legacy_providers(
             {
                 "stripe_secret": stripe_secret,
@@ -242,6 +255,9 @@ class AlertHooks:
         self._receiver = Receiver(
             runtime, self.worker, queued=mode == "queued", start_worker=worker
         )
+        self.catch_up_every = catch_up_every
+        if catch_up_every is not None:
+            self.worker.every(catch_up_every, self.catch_up, name="catch-up")
         self._asgi = ASGIApp(
             self._receiver,
             sources=_source_filter(self.providers.values(), trusted_proxies),
@@ -393,6 +409,35 @@ class AlertHooks:
         ``headers`` has lower-case names. This is the whole receiver without ASGI around it.
         """
         return await self._receiver.receive(provider, body, headers)
+
+    async def catch_up(
+        self,
+        since: datetime | timedelta = timedelta(hours=72),
+        providers: Iterable[str] | None = None,
+    ) -> list[CatchUpResult]:
+        """Read the alert events each provider's Events API holds since ``since`` (a moment,
+        or a duration back from now) and put each through the pipeline as a delivery: stored,
+        deduplicated, normalized, handlers run (inline mode) or queued (queued mode). An
+        event already received runs nothing again, so catching up twice is harmless.
+
+        ``providers`` names the providers to read (default: all). Returns one
+        :class:`~alerthooks.catchup.CatchUpResult` per provider: ``fetched``, ``new``,
+        ``already_received``, or why it was ``skipped`` (no events API, no credentials) or
+        stopped (``error``). Raises :class:`~alerthooks.store.StoreError` when the store cannot
+        be reached, ``ValueError`` for a provider name not served.
+        """
+        from alerthooks.catchup import catch_up
+
+        chosen = list(self.providers.values())
+        if providers is not None:
+            names = list(providers)
+            unknown = [n for n in names if n not in self.providers]
+            if unknown:
+                raise ValueError(
+                    f"no provider named {unknown[0]!r} (serving: {', '.join(self.providers)})"
+                )
+            chosen = [self.providers[n] for n in names]
+        return await catch_up(self._receiver, chosen, since=since)
 
     # -- operations: console, metrics, traces, health ----------------------------------------
 
