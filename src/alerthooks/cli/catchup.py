@@ -1,14 +1,18 @@
 """``alerthooks catch-up``: read the alert events the providers' Events APIs hold and put the
-ones never received through the pipeline."""
+ones never received through the pipeline; and the provider side of ``status --reconcile``."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Sequence
 
 import click
 
 from alerthooks.catchup import CatchUpResult, parse_since
+from alerthooks.cli import core
 from alerthooks.cli.core import DEBUG_OPTION, STORE_OPTION, cli, fail, load_hooks
+from alerthooks.events import AlertState
+from alerthooks.providers import Provider
 from alerthooks.store import StoreError
 
 _DRAIN_TIMEOUT = 3600.0  # queued mode: how long the caught-up events' handlers may run in all
@@ -71,3 +75,38 @@ def catch_up(target: str, since: str, names: tuple[str, ...], store_url: str | N
     failed = [r.provider for r in results if not r.ok]
     if failed:
         fail(f"catch-up incomplete: {', '.join(failed)} failed")
+
+
+DRIFT_HEADERS = ("drift", "provider", "alert", "subject", "local", "remote")
+"""The columns of a ``drift`` row of ``alerthooks status --reconcile``."""
+
+
+def report_drifts(states: Sequence[AlertState], providers: Iterable[Provider]) -> int:
+    """Ask the providers that can say about ``states``, print one ``drift`` row per subject
+    whose status differs (a table on a terminal; notes about providers not asked go to
+    stderr), and return the exit code: 0 when none differ, 2 when some do. A provider API that
+    keeps failing is an error (exit 1)."""
+    from alerthooks.catchup import reconcile
+
+    notes: list[str] = []
+    try:
+        drifts = asyncio.run(reconcile(states, providers, notes=notes))
+    except Exception as exc:
+        fail(f"reconcile: {exc}", cause=exc)
+    for note in notes:
+        click.echo(note, err=True)
+    rows = [
+        ("drift", d.provider, d.alert_id, d.subject, d.local or "-", d.remote or "-")
+        for d in drifts
+    ]
+    if core.is_terminal():
+        from rich.table import Table
+
+        table = Table(*DRIFT_HEADERS[1:], title=f"{len(rows)} drift(s) from the providers")
+        for row in rows:
+            table.add_row(*row[1:])
+        core.console().print(table)
+    else:
+        for row in rows:
+            click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+    return 2 if drifts else 0
