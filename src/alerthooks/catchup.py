@@ -9,11 +9,13 @@ the statuses a provider reports (:meth:`~alerthooks.providers.Provider.status_ap
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from alerthooks.events import AlertState
 from alerthooks.providers import MissingCredentials, Provider, RemoteStatus, Subject
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SINCE = timedelta(hours=72)
 """How far back ``alerthooks catch-up`` reads by default: as long as the providers retry."""
 
+_BATCH = 100  # events ingested concurrently: one page of the providers' APIs
 _DURATION = re.compile(r"([0-9]{1,6})([mhd])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -128,14 +131,24 @@ async def _catch_up_one(
     if api.retention is not None and since < now - api.retention:
         since = result.clamped = now - api.retention
         logger.info("%s catch-up clamped to %s", provider.name, since.isoformat())
-    try:
-        async for payload in api.events_since(since):
-            result.fetched += 1
-            ingested = await receiver.ingest(provider, payload)
+    batch: list[dict[str, Any]] = []
+
+    async def ingest() -> None:
+        # A batch at a time, concurrently, as deliveries arrive: the store commits them together.
+        for ingested in await asyncio.gather(*(receiver.ingest(provider, p) for p in batch)):
             if ingested.new:
                 result.new += 1
             else:
                 result.already_received += 1
+        batch.clear()
+
+    try:
+        async for payload in api.events_since(since):
+            result.fetched += 1
+            batch.append(payload)
+            if len(batch) >= _BATCH:
+                await ingest()
+        await ingest()
     except StoreError:
         raise
     except Exception as exc:
