@@ -14,6 +14,7 @@ from alerthooks.testing.fakes import FakeChargebee, FakeStripe
 from alerthooks.testing.stripe import stripe_alert_triggered
 
 from . import catchup_app
+from .conftest import free_port
 from .test_catchup import API_VARIABLES, ago
 
 
@@ -127,3 +128,15 @@ def test_bad_options_are_one_error_line(
     assert code == 1
     assert out == ""
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_a_store_that_cannot_be_reached_is_one_error_line(
+    env: tuple[FakeStripe, FakeChargebee],
+) -> None:
+    stripe_api, _ = env
+    stripe_api.add_event(stripe_alert_triggered(created=ago(hours=1)))
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    code, out, err = catch_up("tests.catchup_app:hooks", "--store", url)
+    assert code == 1
+    assert out == ""
+    assert err.startswith("error: store unavailable: ") and err.count("\n") == 1
