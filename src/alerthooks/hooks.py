@@ -14,7 +14,7 @@ import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from starlette.types import Receive, Scope, Send
@@ -184,7 +184,8 @@ class AlertHooks:
     configured, is checked as well.
 
     ``catch_up_every`` (seconds, queued mode) has the worker run :meth:`catch_up` that often
-    (first when it starts), one replica at a time where the store is shared.
+    (first when it starts), one replica at a time where the store is shared: the first run
+    reads the last 72 hours, later ones back to a period before the last complete run.
     """
 
     def __init__(
@@ -256,8 +257,9 @@ class AlertHooks:
             runtime, self.worker, queued=mode == "queued", start_worker=worker
         )
         self.catch_up_every = catch_up_every
+        self._caught_up_at: datetime | None = None
         if catch_up_every is not None:
-            self.worker.every(catch_up_every, self.catch_up, name="catch-up")
+            self.worker.every(catch_up_every, self._periodic_catch_up, name="catch-up")
         self._asgi = ASGIApp(
             self._receiver,
             sources=_source_filter(self.providers.values(), trusted_proxies),
@@ -438,6 +440,21 @@ class AlertHooks:
                 )
             chosen = [self.providers[n] for n in names]
         return await catch_up(self._receiver, chosen, since=since)
+
+    async def _periodic_catch_up(self) -> None:
+        """The worker's catch-up: 72 hours back the first time, then from a period before the
+        start of the last run that completed for every provider (the overlap covers events
+        the provider created late)."""
+        started = datetime.now(timezone.utc)
+        since: datetime | timedelta = timedelta(hours=72)
+        if self._caught_up_at is not None and self.catch_up_every is not None:
+            since = self._caught_up_at - timedelta(seconds=self.catch_up_every)
+        results = await self.catch_up(since=since)
+        for result in results:
+            if not result.ok:
+                logger.warning("catch-up: %s", result.line())
+        if all(r.ok for r in results):
+            self._caught_up_at = started
 
     # -- operations: console, metrics, traces, health ----------------------------------------
 
