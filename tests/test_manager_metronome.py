@@ -251,6 +251,6 @@ def test_table_rules_are_one_line_naming_key_and_field(table: dict[str, Any], li
 def test_credentials_come_from_the_environment_and_hide_the_key() -> None:
     env = {"METRONOME_API_KEY": "tok", "ALERTHOOKS_METRONOME_API_BASE": "http://x"}
     creds = MetronomeCredentials.from_env(env)
-    assert repr(creds) == "MetronomeCredentials(api_key=set, api_base='http://x')"
+    assert repr(creds) == "MetronomeCredentials(api_key=set, api_base='http://x', mode=None)"
     with pytest.raises(ConfigError, match=r"^METRONOME_API_KEY: not set"):
         AlertManager(parse_config({"metronome": {"alerts": []}}), Credentials.from_env({}))

@@ -248,7 +248,7 @@ async def test_the_plan_says_how_orb_alerts_are_found_and_where_endpoints_are_se
     console = Console(record=True, width=200)
     render_plan(plan, console)
     header = console.export_text().splitlines()[0]
-    assert header.startswith("orb: live mode, as Orb keys do not tell (orb_te…); alerts found")
+    assert header.startswith("orb: test mode (ALERTHOOKS_ORB_MODE; key orb_te…); alerts found")
     assert "webhook endpoints set in the Orb dashboard" in header
 
 
@@ -287,6 +287,33 @@ def test_one_alert_per_identity_and_no_webhook_url() -> None:
 def test_credentials_come_from_the_environment_and_hide_the_key() -> None:
     creds = OrbCredentials.from_env({"ORB_API_KEY": " k_1 ", "ALERTHOOKS_ORB_API_BASE": "http://x"})
     assert (creds.api_key, creds.api_base) == ("k_1", "http://x")
-    assert repr(creds) == "OrbCredentials(api_key=set, api_base='http://x')"
+    assert repr(creds) == "OrbCredentials(api_key=set, api_base='http://x', mode=None)"
     with pytest.raises(ConfigError, match=r"^ORB_API_KEY: not set \(\[orb\] is configured\)$"):
         AlertManager(parse_config({"orb": {"alerts": []}}), Credentials.from_env({}))
+
+
+def test_the_example_file_shows_every_orb_and_metronome_field() -> None:
+    from pathlib import Path
+
+    from alerthooks.manager import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "examples" / "alerts.toml")
+    for table in (config.orb, config.metronome):
+        assert table is not None
+        fields = set().union(*(a.model_fields_set for a in table.alerts))
+        assert fields == set(type(table.alerts[0]).model_fields)
+    assert config.metronome.lookup_customer_id
+
+
+@pytest.mark.parametrize("provider", ["orb", "metronome"])
+async def test_the_mode_is_live_unless_the_environment_says_test(provider: str) -> None:
+    config = parse_config({provider: {"alerts": []}})
+    key = {f"{provider.upper()}_API_KEY": "k_1"}
+    mode = f"ALERTHOOKS_{provider.upper()}_MODE"
+    async with AlertManager(config, Credentials.from_env(key)) as manager:
+        assert manager.live_providers() == [provider]
+    async with AlertManager(config, Credentials.from_env({**key, mode: "test"})) as manager:
+        assert manager.live_providers() == []
+    with pytest.raises(ConfigError) as refused:
+        AlertManager(config, Credentials.from_env({**key, mode: "prod"}))
+    assert str(refused.value) == f"{mode}: must be live or test, got 'prod'"

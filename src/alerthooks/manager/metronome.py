@@ -55,6 +55,9 @@ from alerthooks.marker import KEY_PATTERN, mark, split_marker
 
 API_KEY_ENV = "METRONOME_API_KEY"
 API_BASE_ENV = "ALERTHOOKS_METRONOME_API_BASE"
+#: Whether the token reaches live or test data (``live`` or ``test``, default ``live``):
+#: Metronome tokens do not say, so ``apply`` needs ``--live`` unless this says ``test``.
+MODE_ENV = "ALERTHOOKS_METRONOME_MODE"
 DEFAULT_API_BASE = "https://api.metronome.com"
 #: The fields Metronome does not list back: compared through the uniqueness key's hashes.
 HIDDEN_FIELDS = ("billable_metric_id", "customer_id", "credit_type_id")
@@ -161,17 +164,24 @@ class MetronomeConfig(ProviderTable):
 @dataclasses.dataclass(frozen=True, repr=False)
 class MetronomeCredentials(ProviderCredentials):
     """``METRONOME_API_KEY`` (a bearer token), and ``ALERTHOOKS_METRONOME_API_BASE`` to replace
-    ``https://api.metronome.com`` (plain ``http://127.0.0.1:PORT`` works, for fakes)."""
+    ``https://api.metronome.com`` (plain ``http://127.0.0.1:PORT`` works, for fakes), and
+    ``ALERTHOOKS_METRONOME_MODE`` (``live``, the default, or ``test``: the token does not say)."""
 
-    shown = frozenset({"api_base"})
+    shown = frozenset({"api_base", "mode"})
 
     api_key: str | None = None
     api_base: str | None = None
+    mode: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MetronomeCredentials:
-        """Read ``METRONOME_API_KEY`` and ``ALERTHOOKS_METRONOME_API_BASE``."""
-        return cls(api_key=env_value(env, API_KEY_ENV), api_base=env_value(env, API_BASE_ENV))
+        """Read ``METRONOME_API_KEY``, ``ALERTHOOKS_METRONOME_API_BASE`` and
+        ``ALERTHOOKS_METRONOME_MODE``."""
+        return cls(
+            api_key=env_value(env, API_KEY_ENV),
+            api_base=env_value(env, API_BASE_ENV),
+            mode=env_value(env, MODE_ENV),
+        )
 
 
 def _field_hash(value: str | None) -> str:
@@ -217,12 +227,14 @@ class MetronomeAPI:
         api_base: str | None = None,
         concurrency: int = 8,
         retry: RetryPolicy | None = None,
+        mode: Mode = "live",
     ) -> None:
-        # Metronome tokens do not say whether they reach sandbox or production: count as live.
-        self.mode: Mode = "live"
+        # Metronome tokens do not say whether they reach the sandbox or production: ``mode``
+        # comes from ALERTHOOKS_METRONOME_MODE (live by default).
+        self.mode = mode
         self.account = (
-            "live mode, as Metronome keys do not tell; alerts read per customer, webhook "
-            "endpoints set in the Metronome app"
+            f"{mode} mode ({MODE_ENV}); alerts read per customer, webhook endpoints set in the "
+            "Metronome app"
         )
         self._lookup = table.lookup_customer_id
         self._by_key = {alert.key: alert for alert in table.alerts}
@@ -241,7 +253,7 @@ class MetronomeAPI:
         self._limit = asyncio.Semaphore(concurrency)
 
     def __repr__(self) -> str:
-        return "MetronomeAPI(live mode)"
+        return f"MetronomeAPI({self.mode} mode)"
 
     async def aclose(self) -> None:
         """Close the shared HTTP client."""
@@ -468,6 +480,16 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _mode(value: str | None) -> Mode:
+    return "test" if value == "test" else "live"
+
+
+def _mode_problems(value: str | None) -> list[str]:
+    if value in (None, "live", "test"):
+        return []
+    return [f"{MODE_ENV}: must be live or test, got {value!r}"]
+
+
 class MetronomeSpec(ProviderSpec[MetronomeConfig, MetronomeCredentials]):
     """Metronome as the manager knows it: the ``[metronome]`` table and ``METRONOME_API_KEY``
     (no webhook endpoints: Metronome's API has none)."""
@@ -479,14 +501,15 @@ class MetronomeSpec(ProviderSpec[MetronomeConfig, MetronomeCredentials]):
     def check_credentials(
         self, credentials: MetronomeCredentials, table: MetronomeConfig
     ) -> list[str]:
-        """The API key is set."""
-        if credentials.api_key:
-            return []
-        return [f"{API_KEY_ENV}: not set ([metronome] is configured)"]
+        """The API key is set, and the mode is ``live`` or ``test``."""
+        problems = (
+            [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([metronome] is configured)"]
+        )
+        return problems + _mode_problems(credentials.mode)
 
     def mode(self, credentials: MetronomeCredentials) -> Mode:
-        """Always live: a Metronome token does not say whether it reaches the sandbox."""
-        return "live"
+        """``ALERTHOOKS_METRONOME_MODE``, live unless it says ``test`` (a token does not say)."""
+        return _mode(credentials.mode)
 
     def make_api(
         self,
@@ -501,6 +524,7 @@ class MetronomeSpec(ProviderSpec[MetronomeConfig, MetronomeCredentials]):
         return MetronomeAPI(
             credentials.api_key,
             table,
+            mode=_mode(credentials.mode),
             api_base=credentials.api_base,
             concurrency=concurrency,
             retry=retry,

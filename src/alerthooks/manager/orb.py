@@ -55,6 +55,9 @@ from alerthooks.manager.spec import (
 
 API_KEY_ENV = "ORB_API_KEY"
 API_BASE_ENV = "ALERTHOOKS_ORB_API_BASE"
+#: Whether the key reaches live or test data (``live`` or ``test``, default ``live``): Orb keys
+#: do not say, so ``apply`` needs ``--live`` unless this says ``test``.
+MODE_ENV = "ALERTHOOKS_ORB_MODE"
 DEFAULT_API_BASE = "https://api.withorb.com"
 PAGE_SIZE = 100
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -175,17 +178,23 @@ def _scope_words(alert: OrbAlert) -> str:
 @dataclasses.dataclass(frozen=True, repr=False)
 class OrbCredentials(ProviderCredentials):
     """``ORB_API_KEY``, and ``ALERTHOOKS_ORB_API_BASE`` to replace ``https://api.withorb.com``
-    (plain ``http://127.0.0.1:PORT`` works, for fakes)."""
+    (plain ``http://127.0.0.1:PORT`` works, for fakes), and ``ALERTHOOKS_ORB_MODE`` (``live``, the
+    default, or ``test``: the key does not say)."""
 
-    shown = frozenset({"api_base"})
+    shown = frozenset({"api_base", "mode"})
 
     api_key: str | None = None
     api_base: str | None = None
+    mode: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OrbCredentials:
-        """Read ``ORB_API_KEY`` and ``ALERTHOOKS_ORB_API_BASE``."""
-        return cls(api_key=env_value(env, API_KEY_ENV), api_base=env_value(env, API_BASE_ENV))
+        """Read ``ORB_API_KEY``, ``ALERTHOOKS_ORB_API_BASE`` and ``ALERTHOOKS_ORB_MODE``."""
+        return cls(
+            api_key=env_value(env, API_KEY_ENV),
+            api_base=env_value(env, API_BASE_ENV),
+            mode=env_value(env, MODE_ENV),
+        )
 
 
 def _id(obj: Any) -> str | None:
@@ -243,12 +252,14 @@ class OrbAPI:
         api_base: str | None = None,
         concurrency: int = 8,
         retry: RetryPolicy | None = None,
+        mode: Mode = "live",
     ) -> None:
-        # Orb keys do not say whether they reach test or live data: count them as live.
-        self.mode: Mode = "live"
+        # Orb keys do not say whether they reach test or live data: ``mode`` comes from
+        # ALERTHOOKS_ORB_MODE (live by default).
+        self.mode = mode
         self.account = (
-            f"live mode, as Orb keys do not tell ({api_key[:6]}…); alerts found by type and "
-            "scope, webhook endpoints set in the Orb dashboard"
+            f"{mode} mode ({MODE_ENV}; key {api_key[:6]}…); alerts found by type and scope, "
+            "webhook endpoints set in the Orb dashboard"
         )
         self._keys = {alert.identity: alert.key for alert in alerts}
         self._scopes = sorted(
@@ -266,7 +277,7 @@ class OrbAPI:
         self._limit = asyncio.Semaphore(concurrency)
 
     def __repr__(self) -> str:
-        return "OrbAPI(live mode)"
+        return f"OrbAPI({self.mode} mode)"
 
     async def aclose(self) -> None:
         """Close the shared HTTP client."""
@@ -462,6 +473,16 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _mode(value: str | None) -> Mode:
+    return "test" if value == "test" else "live"
+
+
+def _mode_problems(value: str | None) -> list[str]:
+    if value in (None, "live", "test"):
+        return []
+    return [f"{MODE_ENV}: must be live or test, got {value!r}"]
+
+
 class OrbSpec(ProviderSpec[OrbConfig, OrbCredentials]):
     """Orb as the manager knows it: the ``[orb]`` table and ``ORB_API_KEY`` (no webhook
     endpoints: Orb's API has none)."""
@@ -471,12 +492,13 @@ class OrbSpec(ProviderSpec[OrbConfig, OrbCredentials]):
     credentials = OrbCredentials
 
     def check_credentials(self, credentials: OrbCredentials, table: OrbConfig) -> list[str]:
-        """The API key is set."""
-        return [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([orb] is configured)"]
+        """The API key is set, and the mode is ``live`` or ``test``."""
+        problems = [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([orb] is configured)"]
+        return problems + _mode_problems(credentials.mode)
 
     def mode(self, credentials: OrbCredentials) -> Mode:
-        """Always live: an Orb key does not say whether it reaches test data."""
-        return "live"
+        """``ALERTHOOKS_ORB_MODE``, live unless it says ``test`` (an Orb key does not say)."""
+        return _mode(credentials.mode)
 
     def make_api(
         self,
@@ -491,6 +513,7 @@ class OrbSpec(ProviderSpec[OrbConfig, OrbCredentials]):
         return OrbAPI(
             credentials.api_key,
             list(table.alerts),
+            mode=_mode(credentials.mode),
             api_base=credentials.api_base,
             concurrency=concurrency,
             retry=retry,

@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from alerthooks.manager.metronome import API_BASE_ENV, API_KEY_ENV
+from alerthooks.manager.metronome import API_BASE_ENV, API_KEY_ENV, MODE_ENV
 from alerthooks.testing.fakeserver import FakeAPI, Result, as_int, register_fake
 from alerthooks.testing.samples import load_sample, merge_overrides, register_sample
 
@@ -89,8 +89,9 @@ class FakeMetronome(FakeAPI):
         super().__init__(**options)
 
     def env(self) -> dict[str, str]:
-        """``METRONOME_API_KEY`` and ``ALERTHOOKS_METRONOME_API_BASE``."""
-        return {API_KEY_ENV: self.api_key, API_BASE_ENV: self.url}
+        """``METRONOME_API_KEY``, ``ALERTHOOKS_METRONOME_API_BASE``, and
+        ``ALERTHOOKS_METRONOME_MODE=test`` (the fake holds test data)."""
+        return {API_KEY_ENV: self.api_key, API_BASE_ENV: self.url, MODE_ENV: "test"}
 
     def _clear(self) -> None:
         self._alerts.clear()

@@ -14,7 +14,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from alerthooks.manager.orb import API_BASE_ENV, API_KEY_ENV, CUSTOMER_TYPES, SUBSCRIPTION_TYPES
+from alerthooks.manager.orb import (
+    API_BASE_ENV,
+    API_KEY_ENV,
+    CUSTOMER_TYPES,
+    MODE_ENV,
+    SUBSCRIPTION_TYPES,
+)
 from alerthooks.testing.fakeserver import FakeAPI, Result, as_int, register_fake
 from alerthooks.testing.samples import load_sample, merge_overrides, register_sample
 
@@ -94,8 +100,9 @@ class FakeOrb(FakeAPI):
         super().__init__(**options)
 
     def env(self) -> dict[str, str]:
-        """``ORB_API_KEY`` and ``ALERTHOOKS_ORB_API_BASE``."""
-        return {API_KEY_ENV: self.api_key, API_BASE_ENV: self.url}
+        """``ORB_API_KEY``, ``ALERTHOOKS_ORB_API_BASE``, and ``ALERTHOOKS_ORB_MODE=test``
+        (the fake holds test data)."""
+        return {API_KEY_ENV: self.api_key, API_BASE_ENV: self.url, MODE_ENV: "test"}
 
     def _clear(self) -> None:
         self._alerts.clear()
