@@ -69,3 +69,12 @@ def test_client_delivers_every_orb_sample_signed() -> None:
     assert unsigned.status_code == 400
     assert sorted(e.type for e in seen) == ["alert.cleared"] + ["alert.triggered"] * 4
     assert {e.provider for e in seen} == {"orb"}
+
+
+def test_the_pytest_fixtures_give_fresh_orb_and_metronome_alerts(
+    orb_alert: dict[str, object], metronome_alert: dict[str, object]
+) -> None:
+    assert orb_alert["type"] == "subscription.usage_exceeded"
+    assert metronome_alert["type"] == "alerts.usage_threshold_reached"
+    assert orb_alert["id"] != build_sample("orb_subscription_usage_exceeded")["id"]
+    assert metronome_alert["id"] != build_sample("metronome_usage_threshold_reached")["id"]
