@@ -1,4 +1,5 @@
-"""The example receiver that `make run` serves: Stripe and Chargebee alerts under /webhooks.
+"""The example receiver that `make run` serves: Stripe, Chargebee, Orb and Metronome alerts under
+/webhooks.
 
 Run it with `make run`, or `uvicorn examples.app:app`.
 """
@@ -19,24 +20,29 @@ logger = logging.getLogger("examples.app")
 hooks = AlertHooks()
 
 
+def name_of(event: AlertEvent) -> str:
+    """The alert's name, or its id where the provider names none (Orb)."""
+    return event.alert_name or event.alert_id
+
+
 @hooks.on("alert.triggered")
 async def notify(event: AlertEvent) -> None:
     """Print every alert that fired, whichever provider sent it."""
     print(
-        f"[{event.provider}] {event.alert_name!r} triggered ({event.id}): "
+        f"[{event.provider}] {name_of(event)!r} triggered ({event.id}): "
         f"value={event.value} threshold={event.threshold} ({event.threshold_mode}) "
         f"customer={event.customer_id} subscription={event.subscription_id}",
         flush=True,
     )
 
 
-@hooks.on("alert.cleared", provider="chargebee")
+@hooks.on("alert.cleared")
 def cleared(event: AlertEvent) -> None:
-    """Chargebee also says when usage is back within the limit.
+    """Chargebee, Orb and Metronome also say when usage is back within the limit.
 
     A plain ``def`` runs in a worker thread, beside the event loop's own output: the line and
     its newline go out in one write so that the two never interleave mid-line."""
-    print(f"[{event.provider}] {event.alert_name!r} cleared ({event.id})\n", end="", flush=True)
+    print(f"[{event.provider}] {name_of(event)!r} cleared ({event.id})\n", end="", flush=True)
 
 
 async def health(request: object) -> PlainTextResponse:

@@ -18,6 +18,8 @@ DEV_CREDENTIALS = {
     "STRIPE_WEBHOOK_SECRET": "whsec_local_development_secret",
     "CHARGEBEE_WEBHOOK_USERNAME": "alerthooks",
     "CHARGEBEE_WEBHOOK_PASSWORD": "local-development-password",
+    "ORB_WEBHOOK_SECRET": "orb_local_development_secret",
+    "METRONOME_WEBHOOK_SECRET": "metronome_local_development_secret",
 }
 
 
@@ -35,12 +37,21 @@ def send_lines(base: str) -> list[str]:
     command = alerthooks_command()
     secret = os.environ["STRIPE_WEBHOOK_SECRET"].split(",")[0].strip()
     auth = f"{os.environ['CHARGEBEE_WEBHOOK_USERNAME']}:{os.environ['CHARGEBEE_WEBHOOK_PASSWORD']}"
-    stripe = [command, "send", "stripe", "--sample", "stripe_alert_triggered"]
-    chargebee = [command, "send", "chargebee", "--sample", "chargebee_alert_in_alarm"]
+    orb = os.environ["ORB_WEBHOOK_SECRET"].split(",")[0].strip()
+    metronome = os.environ["METRONOME_WEBHOOK_SECRET"].split(",")[0].strip()
     return [
-        shlex.join([*stripe, "--url", f"{base}/stripe", "--secret", secret]),
-        shlex.join([*chargebee, "--url", f"{base}/chargebee", "--auth", auth]),
+        _send(command, "stripe", "stripe_alert_triggered", base, "--secret", secret),
+        _send(command, "chargebee", "chargebee_alert_in_alarm", base, "--auth", auth),
+        _send(command, "orb", "orb_subscription_usage_exceeded", base, "--secret", orb),
+        _send(
+            command, "metronome", "metronome_usage_threshold_reached", base, "--secret", metronome
+        ),
     ]
+
+
+def _send(command: str, provider: str, sample: str, base: str, option: str, value: str) -> str:
+    argv = [command, "send", provider, "--sample", sample, "--url", f"{base}/{provider}"]
+    return shlex.join([*argv, option, value])
 
 
 def main() -> None:
@@ -60,6 +71,14 @@ def main() -> None:
     print(
         f"  Chargebee: POST {base}/chargebee  (Basic {os.environ['CHARGEBEE_WEBHOOK_USERNAME']}:"
         f"{os.environ['CHARGEBEE_WEBHOOK_PASSWORD']})"
+    )
+    print(
+        f"  Orb:       POST {base}/orb        "
+        f"(ORB_WEBHOOK_SECRET={os.environ['ORB_WEBHOOK_SECRET']})"
+    )
+    print(
+        f"  Metronome: POST {base}/metronome  "
+        f"(METRONOME_WEBHOOK_SECRET={os.environ['METRONOME_WEBHOOK_SECRET']})"
     )
     store = os.environ.get("ALERTHOOKS_STORE", "sqlite:///alerthooks.db")
     print(f"  Store:     {store}  (ALERTHOOKS_STORE; inspect with `alerthooks events`)")

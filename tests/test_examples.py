@@ -24,6 +24,8 @@ from alerthooks.testing import (
     sample_names,
     stripe_alert_triggered,
 )
+from alerthooks.testing.metronome import metronome_event
+from alerthooks.testing.orb import orb_event
 
 from .conftest import free_port
 
@@ -34,6 +36,8 @@ DEV_ENV = {
     "STRIPE_WEBHOOK_SECRET": "whsec_examples",
     "CHARGEBEE_WEBHOOK_USERNAME": "examples",
     "CHARGEBEE_WEBHOOK_PASSWORD": "pass:word",
+    "ORB_WEBHOOK_SECRET": "orb_examples",
+    "METRONOME_WEBHOOK_SECRET": "metronome_examples",
 }
 
 
@@ -56,8 +60,8 @@ def example_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_every_example_is_covered() -> None:
     """A new example must be driven by this module (or by its own test, named here)."""
     assert {p.name for p in EXAMPLES.iterdir()} == {
-        "app.py",  # test_each_example_app_receives_both_providers, test_make_run_…
-        "fastapi_app.py",  # test_each_example_app_receives_both_providers
+        "app.py",  # test_each_example_app_receives_every_provider, test_make_run_…
+        "fastapi_app.py",  # test_each_example_app_receives_every_provider
         "run.py",  # test_make_run_prints_send_lines_that_deliver_every_sample
         "alerts.toml",  # tests/test_manager_config.py
     }
@@ -65,27 +69,33 @@ def test_every_example_is_covered() -> None:
 
 @pytest.mark.usefixtures("example_env")
 @pytest.mark.parametrize("path", APPS, ids=[p.stem for p in APPS])
-async def test_each_example_app_receives_both_providers(
+async def test_each_example_app_receives_every_provider(
     path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     module = _import(path)
     stripe = stripe_alert_triggered()
     in_alarm = chargebee_alert_status_changed("in_alarm")
     cleared = chargebee_alert_status_changed("within_limit")
+    orb, metronome = orb_event(), metronome_event("metronome_usage_threshold_resolved")
     async with AlertHooksClient(module.app) as client:
         assert client.prefix == "/webhooks"
         answers = [
             await client.send_stripe(stripe),
             await client.send_chargebee(in_alarm),
             await client.send_chargebee(cleared),
+            await client.deliver("orb", orb),
+            await client.deliver("metronome", metronome),
         ]
-    assert [r.status_code for r in answers] == [200, 200, 200], [r.text for r in answers]
+    assert [r.status_code for r in answers] == [200] * 5, [r.text for r in answers]
     printed = capsys.readouterr().out
     stripe_alert_id = stripe["data"]["object"]["alert"]["id"]
     if path.name == "app.py":
         assert f"triggered ({stripe['id']})" in printed
         assert f"triggered ({in_alarm['id']})" in printed
         assert f"cleared ({cleared['id']})" in printed
+        alert_id = orb["properties"]["alert_configuration"]["id"]
+        assert f"[orb] {alert_id!r} triggered ({orb['id']})" in printed
+        assert f"[metronome] 'API calls threshold exceeded' cleared ({metronome['id']})" in printed
     elif path.name == "fastapi_app.py":
         assert printed.startswith(f"stripe alert {stripe_alert_id} on meter mtr_")
         assert in_alarm["id"] not in printed
@@ -153,9 +163,11 @@ def server(tmp_path: Path) -> Iterator[Server]:
 def test_make_run_prints_send_lines_that_deliver_every_sample(server: Server) -> None:
     lines = {
         m.group(1): m.group(0).strip()
-        for m in re.finditer(r"^  \S*alerthooks send (stripe|chargebee) .*$", server.output(), re.M)
+        for m in re.finditer(
+            r"^  \S*alerthooks send (stripe|chargebee|orb|metronome) .*$", server.output(), re.M
+        )
     }
-    assert set(lines) == {"stripe", "chargebee"}, server.output()
+    assert set(lines) == {"stripe", "chargebee", "orb", "metronome"}, server.output()
     if Path(sys.executable).parent == ROOT / ".venv" / "bin":  # as under `make run`
         assert lines["stripe"].startswith(".venv/bin/alerthooks send stripe --sample ")
     # One `alerthooks send` per sample, all at once: each is a fresh Python process.
@@ -174,9 +186,9 @@ def test_make_run_prints_send_lines_that_deliver_every_sample(server: Server) ->
         event_id = re.search(r"event (\S+)\)", out)
         assert event_id, out
         eid = re.escape(event_id.group(1))
-        if sample.endswith(("customer_created", "subscription_created")):
+        if sample.endswith(("customer_created", "subscription_created", "invoice_finalized")):
             server.wait_for(rf"{provider} event {eid} is not an alert")
-        elif sample.endswith("within_limit"):
-            server.wait_for(rf"^\[chargebee\] '.+' cleared \({eid}\)")
+        elif sample.endswith(("within_limit", "recovered", "resolved")):
+            server.wait_for(rf"^\[{provider}\] '.+' cleared \({eid}\)")
         else:
             server.wait_for(rf"^\[{provider}\] '.+' triggered \({eid}\): value=")

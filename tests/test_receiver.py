@@ -153,3 +153,28 @@ def test_rejection_log_holds_back_repeats_and_counts_them(caplog: pytest.LogCapt
         "toy rejected: bad signature (4 more like it in the last 10 s)",
         "toy rejected: bad signature",
     ]
+
+
+@pytest.mark.parametrize("mode", ["inline", "queued"])
+def test_the_test_client_signs_for_a_provider_defined_here_and_events_lists_it(
+    tmp_path: Path, mode: Literal["inline", "queued"]
+) -> None:
+    from click.testing import CliRunner
+
+    from alerthooks.cli import cli
+    from alerthooks.testing import SyncAlertHooksClient
+
+    db = tmp_path / "toy.db"
+    hooks = AlertHooks(providers=[Toy()], store=f"sqlite:///{db}", mode=mode)
+    seen: list[str] = []
+    hooks.add_handler(lambda event: seen.append(event.id), "alert.triggered", name="toy.seen")
+    with SyncAlertHooksClient(hooks) as client:
+        answer = client.deliver("toy", _toy_alert("toy_9"))
+        assert answer.json() == {"status": "accepted"}
+        again = client.deliver("toy", _toy_alert("toy_9"))
+        assert again.json() == {"status": "duplicate"}
+    assert seen == ["toy_9"]
+    listed = CliRunner().invoke(cli, ["events", "--store", f"sqlite:///{db}"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = [line.split("\t") for line in listed.output.splitlines()[1:]]
+    assert row[1:6] == ["toy", "toy_9", "usage.alert", "toy.seen", "done"]

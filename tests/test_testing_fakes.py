@@ -79,12 +79,19 @@ def test_module_prints_the_exports_plan_and_apply_need_without_a_warning(
         "ALERTHOOKS_CHARGEBEE_API_BASE",
         "CHARGEBEE_WEBHOOK_USERNAME",
         "CHARGEBEE_WEBHOOK_PASSWORD",
+        "ORB_API_KEY",
+        "ALERTHOOKS_ORB_API_BASE",
+        "ALERTHOOKS_ORB_MODE",
+        "METRONOME_API_KEY",
+        "ALERTHOOKS_METRONOME_API_BASE",
+        "ALERTHOOKS_METRONOME_MODE",
     }
     env = {**clean_env(), **served.exports}
     # The README's example config, as is: it has both webhook_url keys.
     plan = cli("plan", "--config", str(EXAMPLE_CONFIG), "--detailed-exitcode", env=env)
     assert plan.returncode == 2, plan.stdout + plan.stderr  # 2: there are changes
-    for key in ("api-100", "api-10k-all", "calls-80pct", "calls-1m"):
+    keys = ("api-100", "api-10k-all", "calls-80pct", "calls-1m", "calls-sub-1", "credits-low")
+    for key in (*keys, "usage-1000", "spend-500"):
         assert key in plan.stdout
     applied = cli("apply", "--config", str(EXAMPLE_CONFIG), "--yes", env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
@@ -115,9 +122,16 @@ def test_sigterm_stops_the_fakes_cleanly(served: Served) -> None:
 
 def test_the_builtin_fakes_are_registered_in_route_order() -> None:
     from alerthooks.testing.chargebee import FakeChargebee
+    from alerthooks.testing.metronome import FakeMetronome
+    from alerthooks.testing.orb import FakeOrb
     from alerthooks.testing.stripe import FakeStripe
 
-    assert fake_apis() == {"stripe": FakeStripe, "chargebee": FakeChargebee}
+    assert fake_apis() == {
+        "stripe": FakeStripe,
+        "chargebee": FakeChargebee,
+        "orb": FakeOrb,
+        "metronome": FakeMetronome,
+    }
 
 
 def test_chargebee_exports_add_the_webhook_credentials_to_env() -> None:

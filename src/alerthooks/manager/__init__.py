@@ -1,8 +1,10 @@
 """The alert manager: alerts declared in ``alerts.toml``, planned and applied to each
-registered provider (Stripe, Chargebee), webhook endpoints included.
+registered provider (Stripe, Chargebee, Orb, Metronome), webhook endpoints included where the
+provider's API has them (Stripe, Chargebee).
 
-Each provider is one module (``manager/stripe.py``, ``manager/chargebee.py``: its table, its
-credentials, its API client), listed in :mod:`alerthooks.manager.registry`.
+Each provider is one module (``manager/stripe.py``, ``manager/chargebee.py``, ``manager/orb.py``,
+``manager/metronome.py``: its table, its credentials, its API client), listed in
+:mod:`alerthooks.manager.registry`.
 
 ```python
 from alerthooks.manager import AlertManager, Credentials, load_config

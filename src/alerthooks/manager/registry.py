@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerthooks.manager import chargebee, stripe
+from alerthooks.manager import chargebee, metronome, orb, stripe
 from alerthooks.manager.spec import ProviderSpec
 
 #: Every registered provider by name, in the order plans list them.
@@ -18,6 +18,8 @@ PROVIDERS: dict[str, ProviderSpec[Any, Any]] = {
     for spec in (
         stripe.SPEC,
         chargebee.SPEC,
+        orb.SPEC,
+        metronome.SPEC,
     )
 }
 

@@ -89,7 +89,11 @@ def parse_date(value: str) -> datetime:
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
-        moment = datetime.fromisoformat(value.strip())
+        stripped = value.strip()
+        # datetime.fromisoformat reads a trailing "Z" only from Python 3.11 on.
+        if stripped[-1:] in ("Z", "z"):
+            stripped = stripped[:-1] + "+00:00"
+        moment = datetime.fromisoformat(stripped)
     if moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)
     try:

@@ -57,12 +57,18 @@ _AMOUNTS: dict[str, tuple[str | None, str | None]] = {
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
+def _zulu(value: str) -> str:
+    """``value`` with a trailing ``Z`` written as ``+00:00``: ``datetime.fromisoformat`` reads
+    ``Z`` only from Python 3.11 on."""
+    return value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
+
+
 def parse_timestamp(value: str) -> datetime:
     """An ``X-Orb-Timestamp`` (or ``created_at``) as an aware UTC datetime; a value without a
     zone is UTC. Raises ``ValueError`` when it is not ISO-8601."""
     if not value.isascii():
         raise ValueError("not ASCII")
-    moment = datetime.fromisoformat(value)
+    moment = datetime.fromisoformat(_zulu(value))
     if moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)
     try:

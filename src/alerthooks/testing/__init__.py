@@ -3,8 +3,9 @@ an :class:`~alerthooks.AlertHooks` (or an app mounting one) without the provider
 the providers' APIs.
 
 One module per provider holds its samples, builders and fake API (:mod:`.stripe`,
-:mod:`.chargebee`); :mod:`.samples` is the registry of named samples, :mod:`.fakeserver` the
-generic fake API they build on, :mod:`.client` the clients (``deliver`` works for any provider).
+:mod:`.chargebee`, :mod:`.orb`, :mod:`.metronome`); :mod:`.samples` is the registry of named
+samples, :mod:`.fakeserver` the generic fake API they build on, :mod:`.client` the clients
+(``deliver`` works for any provider).
 """
 
 from alerthooks.testing.chargebee import (
@@ -14,6 +15,8 @@ from alerthooks.testing.chargebee import (
 )
 from alerthooks.testing.client import AlertHooksClient, SyncAlertHooksClient, find_hooks
 from alerthooks.testing.fakeserver import FakeAPI, Fault
+from alerthooks.testing.metronome import FakeMetronome, metronome_event
+from alerthooks.testing.orb import FakeOrb, orb_event
 from alerthooks.testing.samples import (
     build_sample,
     default_sample,
@@ -28,6 +31,8 @@ __all__ = [
     "AlertHooksClient",
     "FakeAPI",
     "FakeChargebee",
+    "FakeMetronome",
+    "FakeOrb",
     "FakeStripe",
     "Fault",
     "SyncAlertHooksClient",
@@ -38,6 +43,8 @@ __all__ = [
     "default_sample",
     "find_hooks",
     "load_sample",
+    "metronome_event",
+    "orb_event",
     "register_sample",
     "sample_names",
     "stripe_alert_triggered",

@@ -3,7 +3,8 @@
 
 :class:`FakeAPI` has what every fake needs: the loopback server, call counting per endpoint,
 added latency, faults (429, 500, connection reset, timeout) injected before or after a request
-takes effect, replayed idempotency keys, form-encoded bodies and a webhook-endpoint table. A
+takes effect, replayed idempotency keys, form-encoded or JSON bodies and a webhook-endpoint
+table. A
 provider's fake (``alerthooks.testing.stripe.FakeStripe``, ``…chargebee.FakeChargebee``)
 declares its routes, authentication and error shape, and registers itself with
 :func:`register_fake` so ``python -m alerthooks.testing.fakes`` serves it.
@@ -286,13 +287,22 @@ class FakeAPI:
             return await self._fault(fault)
         if method == "GET":
             params = _nest(list(request.query_params.multi_items()))
+        elif request.headers.get("content-type", "").startswith("application/json"):
+            # A JSON API (Orb, Metronome): the body's object, with the query's fields beside it.
+            try:
+                body = json.loads(await request.body() or b"{}")
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                return self._json(self._error(400, "the body is not a JSON object", "bad_json"))
+            params = {**_nest(list(request.query_params.multi_items())), **body}
         else:
             raw = (await request.body()).decode("utf-8", "replace")
             params = _nest(parse_qsl(raw, keep_blank_values=True))
         key = request.headers.get(self.idempotency_header)
         replayed = False
         with self._lock:
-            if key and method == "POST":
+            if key and method != "GET":
                 fingerprint = hashlib.sha256(
                     json.dumps([template, request.url.path, params], sort_keys=True).encode()
                 ).hexdigest()

@@ -6,8 +6,10 @@
   (:func:`~alerthooks.testing.build_sample`).
 - One fixture per sample that names one in the registry: ``stripe_alert``,
   ``chargebee_alert`` and ``chargebee_alert_cleared`` (``billing.alert.triggered``,
-  ``alert_status_changed`` in and out of alarm) for the built-in providers, each a fresh
-  payload with a new event id.
+  ``alert_status_changed`` in and out of alarm), ``orb_alert``
+  (``subscription.usage_exceeded``) and ``metronome_alert``
+  (``alerts.usage_threshold_reached``) for the built-in providers, each a fresh payload with a
+  new event id.
 """
 
 from __future__ import annotations

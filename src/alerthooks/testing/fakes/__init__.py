@@ -1,9 +1,10 @@
 """Stateful fakes of the providers' alert and webhook-endpoint APIs, served over real HTTP on
 127.0.0.1 (a free port) in a background thread.
 
-They behave like the real APIs for what :mod:`alerthooks.manager` uses: form-encoded requests,
-Stripe's ``has_more``/``starting_after`` and Chargebee's ``limit``/``next_offset`` paging,
-idempotency keys replayed, Stripe's 25 alerts per (meter, customer). On top they count calls per
+They behave like the real APIs for what :mod:`alerthooks.manager` uses: form-encoded (Stripe,
+Chargebee) or JSON (Orb, Metronome) requests, each API's paging, idempotency keys replayed,
+Stripe's 25 alerts per (meter, customer), Orb's one alert per identity, Metronome's 409 on a used
+uniqueness key. On top they count calls per
 endpoint, add latency to every call, and inject faults (429, 500, connection reset, timeout),
 before or after the request takes effect::
 
@@ -14,7 +15,8 @@ before or after the request takes effect::
         assert stripe_api.calls["POST /v1/billing/alerts"] == 3
 
 Each fake lives beside its provider's samples (:mod:`alerthooks.testing.stripe`,
-:mod:`alerthooks.testing.chargebee`) on the generic :mod:`alerthooks.testing.fakeserver`; this
+:mod:`alerthooks.testing.chargebee`, :mod:`alerthooks.testing.orb`,
+:mod:`alerthooks.testing.metronome`) on the generic :mod:`alerthooks.testing.fakeserver`; this
 module gathers them. ``python -m alerthooks.testing.fakes`` serves every fake (see
 :func:`~alerthooks.testing.fakeserver.main`).
 """
@@ -23,8 +25,19 @@ from __future__ import annotations
 
 from alerthooks.testing.chargebee import FakeChargebee
 from alerthooks.testing.fakeserver import FakeAPI, Fault, FaultKind, main
+from alerthooks.testing.metronome import FakeMetronome
+from alerthooks.testing.orb import FakeOrb
 from alerthooks.testing.stripe import FakeStripe
 
 _FakeAPI = FakeAPI  # the former name of the base class
 
-__all__ = ["FakeAPI", "FakeChargebee", "FakeStripe", "Fault", "FaultKind", "main"]
+__all__ = [
+    "FakeAPI",
+    "FakeChargebee",
+    "FakeMetronome",
+    "FakeOrb",
+    "FakeStripe",
+    "Fault",
+    "FaultKind",
+    "main",
+]
