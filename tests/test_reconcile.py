@@ -10,8 +10,8 @@ import pytest
 
 from alerthooks import AlertState
 from alerthooks.catchup import Drift, compare, reconcile
-from alerthooks.providers import Chargebee, RemoteStatus, Stripe
-from alerthooks.testing.fakes import FakeChargebee
+from alerthooks.providers import Chargebee, Metronome, RemoteStatus, Stripe
+from alerthooks.testing.fakes import FakeChargebee, FakeMetronome
 
 from .test_catchup import API_VARIABLES
 
@@ -133,7 +133,48 @@ async def test_providers_that_cannot_say_are_noted_not_compared(
     assert chargebee_api.total_calls == 0
 
 
-def test_within_limit_on_one_side_only_is_no_drift() -> None:
+def test_only_what_the_provider_reports_can_drift() -> None:
     local = [state("a", "sub_1", "within_limit"), state("a", "sub_2", "in_alarm")]
-    remote = [RemoteStatus("a", "within_limit", subscription_id="sub_3")]
-    assert compare("chargebee", local, remote) == [drift("a", "sub_2", "in_alarm", None)]
+    remote = [
+        RemoteStatus("a", "within_limit", subscription_id="sub_3"),
+        RemoteStatus("a", "in_alarm", subscription_id="sub_4"),
+    ]
+    assert compare("chargebee", local, remote) == [drift("a", "sub_4", None, "in_alarm")]
+
+
+# -- Metronome: each customer's alert statuses ------------------------------------------------
+
+
+@pytest.fixture
+def metronome_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMetronome]:
+    with FakeMetronome(hang=1.0) as fake:
+        monkeypatch.delenv("METRONOME_API_KEY", raising=False)
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        yield fake
+
+
+def customer_state(alert_id: str, customer: str, value: str) -> AlertState:
+    return state(alert_id, customer, value, provider="metronome")
+
+
+async def test_metronome_customer_statuses_are_compared(metronome_api: FakeMetronome) -> None:
+    own = metronome_api.add_alert("Spend", "spend_threshold_reached", 100, customer_id="cus_1")
+    everyone = metronome_api.add_alert(
+        "Calls", "usage_threshold_reached", 10, billable_metric_id="m"
+    )
+    metronome_api.set_customer_status(own["id"], "cus_1", "in_alarm")
+    metronome_api.set_customer_status(everyone["id"], "cus_2", "in_alarm")
+    metronome_api.set_customer_status(everyone["id"], "cus_1", "evaluating")
+    states = [
+        customer_state(own["id"], "cus_1", "in_alarm"),  # agrees
+        customer_state(everyone["id"], "cus_1", "in_alarm"),  # evaluating: says nothing
+        customer_state(everyone["id"], "cus_2", "within_limit"),  # in alarm at Metronome
+    ]
+    drifts = await reconcile(states, [Metronome()])
+    assert drifts == [
+        Drift(
+            "metronome", everyone["id"], "cus_2", "within_limit", "in_alarm", customer_id="cus_2"
+        ),
+    ]
+    assert metronome_api.calls["POST /v1/customer-alerts/list"] == 2

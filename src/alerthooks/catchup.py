@@ -171,8 +171,8 @@ async def _catch_up_one(
 
 @dataclass(frozen=True)
 class Drift:
-    """A subject whose state at the provider differs from the stored one: ``local`` and
-    ``remote`` are ``"in_alarm"``, ``"within_limit"`` or None (no state on that side)."""
+    """A subject whose state at the provider differs from the stored one: ``remote`` is
+    ``"in_alarm"`` or ``"within_limit"``, ``local`` either of them or None (no stored state)."""
 
     provider: str
     alert_id: str
@@ -196,11 +196,12 @@ async def reconcile(
     """Ask each of ``providers`` that can say (:meth:`Provider.status_api`) for the status of
     the subjects in ``states``, and return every subject whose status differs.
 
-    A stored ``in_alarm`` the provider does not report is a drift (remote None), and so is an
-    ``in_alarm`` the provider reports for a subject with no stored state; a ``within_limit``
-    on one side only is not. Providers that cannot say, or have no credentials, are left out
-    and a line saying so is appended to ``notes``. A provider API failing after its retries
-    raises.
+    A subject is a drift when the provider reports another state than the stored one, or
+    ``in_alarm`` for a subject with no stored state (an event never received). A subject the
+    provider says nothing about (still being evaluated, say) is not, nor is a provider's
+    ``within_limit`` for a subject with no stored state. Providers that cannot say, or have
+    no credentials, are left out and a line saying so is appended to ``notes``. A provider API
+    failing after its retries raises.
     """
     by_provider: dict[str, list[AlertState]] = {}
     for state in states:
@@ -242,7 +243,7 @@ def compare(
         mine, other = local.get(key), theirs.get(key)
         here = mine.state if mine else None
         there = other.state if other else None
-        if here == there or "in_alarm" not in (here, there):
+        if here == there or there is None or (here is None and there != "in_alarm"):
             continue
         alert_id, customer, subscription = key
         drifts.append(
