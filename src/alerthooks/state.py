@@ -39,6 +39,12 @@ def state_change(event: AlertEvent) -> StateChange:
     )
 
 
+def subject_of(found: AlertState) -> str | None:
+    """The id of the subject a state is about: the subscription where there is one, else the
+    customer; None for an alert as a whole."""
+    return found.subscription_id or found.customer_id
+
+
 def stored_change(provider: Provider, body: bytes) -> StateChange | None:
     """The state a stored body sets, read with its provider; None when it is not an alert or
     cannot be read."""
