@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +274,13 @@ async def test_alert_states_opens_the_store_of_hooks_never_started(url: str) -> 
         assert await hooks.alert_states() == []
     finally:
         await hooks.shutdown()
+
+
+async def test_pruning_the_events_keeps_the_states_they_set(client: AlertHooksClient) -> None:
+    await deliver_all(client, ("chargebee", cb("in_alarm", "ev_t", 0)))
+    store = client.hooks.store
+    assert await store.prune(before=datetime.now(timezone.utc) + timedelta(days=1)) == 1
+    assert await store.get("chargebee", "ev_t") is None
+    assert subjects(await client.hooks.alert_states()) == {
+        ("chargebee", "al_1", "sub_1"): ("in_alarm", "ev_t")
+    }

@@ -135,7 +135,7 @@ class Claim:
 
 
 class Store(abc.ABC):
-    """Durable record of events and per-handler outcomes.
+    """Durable record of events, per-handler outcomes and the alert state the events set.
 
     ``begin`` and ``finish`` are the receiver's hot path; each is one atomic write. Outcomes move
     ``pending`` → ``running`` (leased to an owner until the lease expires) → ``done``, or
@@ -165,6 +165,9 @@ class Store(abc.ABC):
         """Record ``delivery`` unless it is stored already, add a pending outcome for each of its
         handlers not recorded yet, and (when ``claim``) lease every pending or failed handler
         that no live lease holds to ``owner`` for ``lease`` seconds.
+
+        A new delivery's ``state`` is recorded in the same transaction, unless its subject's
+        state was set by an event that occurred later (see :meth:`states`).
         """
 
     @abc.abstractmethod
@@ -237,7 +240,8 @@ class Store(abc.ABC):
     #
     # begin records a new delivery's state change in the same transaction as the event: one state
     # per (provider, alert, customer, subscription), the one of the event that occurred last
-    # (ties: the greater event id), whatever order deliveries arrive in.
+    # (ties: the greater event id), whatever order deliveries arrive in. Pruning events keeps
+    # the states they set.
 
     @abc.abstractmethod
     async def states(
