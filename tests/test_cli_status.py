@@ -6,6 +6,7 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from alerthooks.cli import cli
+from alerthooks.store import StateChange, open_store
 from alerthooks.testing import (
     AlertHooksClient,
     chargebee_alert_status_changed,
@@ -190,3 +192,24 @@ def test_status_app_reads_the_apps_store(seeded: str, monkeypatch: pytest.Monkey
         sys.modules.pop("tests.inbox_app", None)
     assert code == 0
     assert out.splitlines()[1:] == ["stripe\talrt_1\tcus_1\tin_alarm\t2026-09-21 14:13:21Z\tevt_s1"]
+
+
+def test_status_provider_lists_a_provider_only_the_store_knows(url: str) -> None:
+    # States of a provider neither built in nor in an --app (a plug-in the receiver had).
+    async def put() -> None:
+        store = open_store(url)
+        try:
+            since = datetime.fromtimestamp(T0, timezone.utc)
+            change = StateChange("thr_1", None, "acct_1", None, "in_alarm", since)
+            await store.fold([("acme", "acme_ev_1", change)])
+        finally:
+            await store.close()
+
+    seed(url)
+    asyncio.run(put())
+    code, out, _ = run_status("--store", url, "--provider", "acme")
+    assert code == 0
+    assert out.splitlines() == [
+        HEADER,
+        "acme\tthr_1\tacct_1\tin_alarm\t2026-09-21 14:13:20Z\tacme_ev_1",
+    ]

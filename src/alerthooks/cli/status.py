@@ -61,15 +61,15 @@ def status(in_alarm: bool, provider: str | None, target: str | None, store_url: 
     built-in providers (and --app's).
     """
     store, providers = _store_and_providers(target, store_url)
-    if provider is not None and provider not in providers:
-        known = ", ".join(sorted(providers))
-        fail(f"--provider: no provider named {provider!r} (known: {known})")
     found = core.run_store(
         store,
         lambda s: state.alert_states(
             s, providers, in_alarm=True if in_alarm else None, provider=provider
         ),
     )
+    if provider is not None and not found and provider not in providers:  # a typo, likely
+        known = ", ".join(sorted(providers))
+        fail(f"--provider: no provider named {provider!r} (known: {known})")
     print_rows(HEADERS, (state_row(s) for s in found), title=f"{len(found)} alert state(s)")
 
 
