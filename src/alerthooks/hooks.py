@@ -240,7 +240,7 @@ class AlertHooks:
         )
         self._runtime = runtime
         self._mode: Literal["inline", "queued"] = mode
-        self._folded: Store | None = None  # the store whose stored events are folded into state
+        self._folded: Store | None = None  # the store whose earlier events were folded in
         self.worker = Worker(runtime, concurrency=worker_concurrency, poll_interval=poll_interval)
         self._receiver = Receiver(
             runtime, self.worker, queued=mode == "queued", start_worker=worker
@@ -412,7 +412,9 @@ class AlertHooks:
         """
         await self._receiver.open()
         store = self.store
-        if self._folded is not store and await state.fold_stored(store, self.providers):
+        if self._folded is not store:
+            # Once per store: what this app's providers cannot read now, they never will.
+            await state.fold_stored(store, self.providers)
             self._folded = store
         return list(await store.states(in_alarm=in_alarm, provider=provider))
 
