@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from alerthooks.store import Delivery, Store, StoreError, open_store
+from alerthooks.store import SCHEMA_VERSION, Delivery, Store, StoreError, open_store
 from alerthooks.store.memory import MemoryStore
 from alerthooks.store.postgres import PostgresStore
 from alerthooks.store.sqlite import SQLiteStore
@@ -709,4 +709,4 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_outcomes(
             pg = await asyncpg.connect(POSTGRES_URL)
             version = await pg.fetchval(f'SELECT version FROM "{schema}".alerthooks_schema')
             await pg.close()
-        assert version == 2
+        assert version == SCHEMA_VERSION == 3

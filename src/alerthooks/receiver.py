@@ -18,6 +18,7 @@ from alerthooks.dispatch import Handler
 from alerthooks.events import AlertEvent
 from alerthooks.observe import current_delivery
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
+from alerthooks.state import state_change
 from alerthooks.store import Begun, Delivery, StoreError
 from alerthooks.worker import LeaseKeeper, Runtime, Worker
 
@@ -234,14 +235,20 @@ class Receiver:
                 return confirmed
             payload, body = confirmed, json.dumps(confirmed, separators=(",", ":")).encode()
         event = self._normalize(provider, event_id, payload)
-        handlers = self.runtime.dispatcher.match(event) if event is not None else []
+        if event is None:
+            handlers: list[Handler] = []
+            change = None
+        else:
+            handlers = self.runtime.dispatcher.match(event)
+            change = state_change(event)
         delivery = Delivery(
-            provider=provider.name,
-            event_id=event_id,
-            event_type=provider.event_type(payload),
-            body=body,
-            received_at=datetime.now(timezone.utc),
-            handlers=tuple([h.name for h in handlers]),
+            provider.name,
+            event_id,
+            provider.event_type(payload),
+            body,
+            datetime.now(timezone.utc),
+            tuple([h.name for h in handlers]),
+            change,
         )
         begun = await self._record(delivery)
         if begun is None:

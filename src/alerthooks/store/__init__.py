@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
+from alerthooks.events import AlarmState, AlertState
+
 DEFAULT_STORE_URL = "sqlite:///alerthooks.db"
 STORE_ENV = "ALERTHOOKS_STORE"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Status = Literal["pending", "running", "done", "failed", "dead"]
 
@@ -24,8 +26,25 @@ class StoreError(Exception):
     """The store could not be reached or refused a write; the receiver answers 503."""
 
 
+class StateChange(NamedTuple):
+    """The alert state an event sets for its subject: recorded with the event, kept unless the
+    store holds a state set by an event that occurred later (see :meth:`Store.states`).
+
+    The subject is ``customer_id`` or ``subscription_id`` (both None: the alert as a whole);
+    ``since`` is the event's ``occurred_at``, timezone-aware.
+    """
+
+    alert_id: str
+    alert_name: str | None
+    customer_id: str | None
+    subscription_id: str | None
+    state: AlarmState
+    since: datetime
+
+
 class Delivery(NamedTuple):
-    """A verified event about to be recorded, with the handlers it goes to.
+    """A verified event about to be recorded, with the handlers it goes to, and the alert state
+    it sets (None when it is not an alert).
 
     A named tuple rather than a frozen dataclass: one is built per delivery, at a third of the
     cost.
@@ -37,6 +56,17 @@ class Delivery(NamedTuple):
     body: bytes
     received_at: datetime
     handlers: tuple[str, ...]
+    state: StateChange | None = None
+
+
+class Unfolded(NamedTuple):
+    """An event stored before the store kept alert state, to fold into it (see
+    :meth:`Store.unfolded`); ``cursor`` orders them."""
+
+    cursor: int
+    provider: str
+    event_id: str
+    body: bytes
 
 
 class Begun(NamedTuple):
@@ -105,7 +135,7 @@ class Claim:
 
 
 class Store(abc.ABC):
-    """Durable record of events and per-handler outcomes.
+    """Durable record of events, per-handler outcomes and the alert state the events set.
 
     ``begin`` and ``finish`` are the receiver's hot path; each is one atomic write. Outcomes move
     ``pending`` → ``running`` (leased to an owner until the lease expires) → ``done``, or
@@ -135,6 +165,9 @@ class Store(abc.ABC):
         """Record ``delivery`` unless it is stored already, add a pending outcome for each of its
         handlers not recorded yet, and (when ``claim``) lease every pending or failed handler
         that no live lease holds to ``owner`` for ``lease`` seconds.
+
+        A new delivery's ``state`` is recorded in the same transaction, unless its subject's
+        state was set by an event that occurred later (see :meth:`states`).
         """
 
     @abc.abstractmethod
@@ -202,6 +235,35 @@ class Store(abc.ABC):
         self, *, status: Status | None = None, limit: int = 50
     ) -> Sequence[StoredEvent]:
         """Newest stored events first; with ``status``, only events having an outcome in it."""
+
+    # -- alert state ------------------------------------------------------------------------------
+    #
+    # begin records a new delivery's state change in the same transaction as the event: one state
+    # per (provider, alert, customer, subscription), the one of the event that occurred last
+    # (ties: the greater event id), whatever order deliveries arrive in. Pruning events keeps
+    # the states they set.
+
+    @abc.abstractmethod
+    async def states(
+        self, *, in_alarm: bool | None = None, provider: str | None = None
+    ) -> Sequence[AlertState]:
+        """The alert states kept, ordered by provider, alert, customer and subscription; with
+        ``in_alarm``, only those in alarm (True) or within the limit (False); with ``provider``,
+        only that provider's."""
+
+    @abc.abstractmethod
+    async def unfolded(self, *, after: int = 0, limit: int = 500) -> Sequence[Unfolded] | None:
+        """Events stored before this store kept alert state (a store migrated from schema 2),
+        whose state is still to be folded in: up to ``limit`` of them with a cursor above
+        ``after``, in cursor order. None when there is nothing to fold (anymore)."""
+
+    @abc.abstractmethod
+    async def fold(
+        self, changes: Sequence[tuple[str, str, StateChange]], *, done: bool = False
+    ) -> None:
+        """Apply state changes computed from stored events, ``(provider, event_id, change)``,
+        each kept only where it occurred later than the state held, as ``begin`` does; with
+        ``done``, :meth:`unfolded` has nothing more to give."""
 
 
 def redact_url(url: str) -> str:

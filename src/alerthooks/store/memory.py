@@ -7,16 +7,22 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from alerthooks.events import AlertState
 from alerthooks.store import (
     Attempt,
     Begun,
     Claim,
     Delivery,
     Outcome,
+    StateChange,
     Status,
     Store,
     StoredEvent,
+    Unfolded,
 )
+
+# One alert state per subject: (provider, alert_id, customer_id, subscription_id).
+_Subject = tuple[str, str, str | None, str | None]
 
 
 @dataclass(slots=True)
@@ -38,6 +44,8 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], Delivery] = {}
         self._outcomes: dict[tuple[str, str], dict[str, _Row]] = {}
+        # Each subject's state: the change that set it and its event's id.
+        self._states: dict[_Subject, tuple[StateChange, str]] = {}
 
     async def begin(
         self, delivery: Delivery, *, owner: str, lease: float, claim: bool = True
@@ -49,6 +57,8 @@ class MemoryStore(Store):
         new = rows is None
         if rows is None:
             self._events[key] = delivery
+            if delivery.state is not None:
+                self._set_state(delivery.provider, delivery.event_id, delivery.state)
             if claim:  # the common case: every handler of a new event is leased to the caller
                 until = now + lease
                 rows = self._outcomes[key] = {
@@ -192,6 +202,46 @@ class MemoryStore(Store):
                 if len(found) >= limit:
                     break
         return found
+
+    async def states(
+        self, *, in_alarm: bool | None = None, provider: str | None = None
+    ) -> Sequence[AlertState]:
+        """See :meth:`Store.states`."""
+        found = [
+            AlertState(
+                provider=subject[0],
+                alert_id=change.alert_id,
+                alert_name=change.alert_name,
+                customer_id=change.customer_id,
+                subscription_id=change.subscription_id,
+                state=change.state,
+                since=change.since,
+                event_id=event_id,
+            )
+            for subject, (change, event_id) in sorted(
+                self._states.items(), key=lambda item: tuple(p or "" for p in item[0])
+            )
+            if (provider is None or subject[0] == provider)
+            and (in_alarm is None or (change.state == "in_alarm") == in_alarm)
+        ]
+        return found
+
+    async def unfolded(self, *, after: int = 0, limit: int = 500) -> Sequence[Unfolded] | None:
+        """See :meth:`Store.unfolded`: a memory store keeps state from its first event."""
+        return None
+
+    async def fold(
+        self, changes: Sequence[tuple[str, str, StateChange]], *, done: bool = False
+    ) -> None:
+        """See :meth:`Store.fold`."""
+        for provider, event_id, change in changes:
+            self._set_state(provider, event_id, change)
+
+    def _set_state(self, provider: str, event_id: str, change: StateChange) -> None:
+        subject = (provider, change.alert_id, change.customer_id, change.subscription_id)
+        held = self._states.get(subject)
+        if held is None or (change.since, event_id) > (held[0].since, held[1]):
+            self._states[subject] = (change, event_id)
 
     def _stored(self, d: Delivery) -> StoredEvent:
         rows = self._outcomes[(d.provider, d.event_id)]

@@ -20,13 +20,14 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from alerthooks.events import AlertState
 from alerthooks.store import (
     SCHEMA_VERSION,
     Attempt,
@@ -34,10 +35,12 @@ from alerthooks.store import (
     Claim,
     Delivery,
     Outcome,
+    StateChange,
     Status,
     Store,
     StoredEvent,
     StoreError,
+    Unfolded,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,11 +92,64 @@ _CLAIMABLE_AT = (
 _SCHEMA = [statement.replace("{due}", _CLAIMABLE_AT) for statement in _SCHEMA]
 
 # ``history``: a JSON array of [error or null, finished_at epoch] per finished run, oldest first.
-# Schema versions: 1, the first; 2 added ``history``.
-_MIGRATIONS = {
-    1: "ALTER TABLE alerthooks_outcomes ADD COLUMN IF NOT EXISTS history jsonb NOT NULL"
-    " DEFAULT '[]'",
+
+# One alert state per subject; '' stands for no customer or no subscription (a key column cannot
+# be NULL). Texts compare in the "C" collation, as Python and SQLite compare them, so the order
+# of the list and the tie-break between events that occurred at the same time are the same in
+# every store. ``alerthooks_state_fold`` holds one row while events stored before the states
+# were kept (seq <= until_seq) are still to be folded in.
+_STATES_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS alerthooks_states (
+        provider text COLLATE "C" NOT NULL,
+        alert_id text COLLATE "C" NOT NULL,
+        customer_id text COLLATE "C" NOT NULL,
+        subscription_id text COLLATE "C" NOT NULL,
+        alert_name text,
+        state text NOT NULL,
+        since timestamptz NOT NULL,
+        event_id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (provider, alert_id, customer_id, subscription_id)
+    )""",
+    "CREATE TABLE IF NOT EXISTS alerthooks_state_fold (until_seq bigint NOT NULL)",
+]
+_SCHEMA += _STATES_SCHEMA
+
+
+async def _add_history(conn: _Conn) -> None:
+    """Schema 1 to 2: each outcome keeps its attempt history."""
+    await conn.execute(
+        "ALTER TABLE alerthooks_outcomes ADD COLUMN IF NOT EXISTS history jsonb NOT NULL"
+        " DEFAULT '[]'"
+    )
+
+
+async def _add_alert_states(conn: _Conn) -> None:
+    """Schema 2 to 3: alert state per subject; the events stored so far are to be folded in."""
+    for statement in _STATES_SCHEMA:
+        await conn.execute(statement)
+    await conn.execute(
+        "INSERT INTO alerthooks_state_fold (until_seq) SELECT max(seq) FROM alerthooks_events"
+        " HAVING max(seq) IS NOT NULL"
+    )
+
+
+# Schema versions: 1, the first; 2 added ``history``; 3 the alert states.
+_MIGRATIONS: dict[int, Callable[[_Conn], Awaitable[None]]] = {
+    1: _add_history,
+    2: _add_alert_states,
 }
+
+_STATE_COLUMNS = (
+    "provider, alert_id, customer_id, subscription_id, alert_name, state, since, event_id"
+)
+# Keep a state change unless the subject's state was set by an event that occurred later; two
+# replicas racing on one subject serialize on its row, and the later event stays.
+_STATE_CONFLICT = (
+    " ON CONFLICT (provider, alert_id, customer_id, subscription_id) DO UPDATE SET"
+    " alert_name = EXCLUDED.alert_name, state = EXCLUDED.state, since = EXCLUDED.since,"
+    " event_id = EXCLUDED.event_id WHERE (EXCLUDED.since, EXCLUDED.event_id)"
+    " > (alerthooks_states.since, alerthooks_states.event_id)"
+)
 
 _LEASE = "now() + $LEASE::float8 * interval '1 second'"
 _EVENT_COLUMNS = (
@@ -104,6 +160,34 @@ _EVENT_COLUMNS = (
 def _lease(param: int) -> str:
     return _LEASE.replace("$LEASE", f"${param}")
 
+
+# Recording a new event, in one statement and one round trip (parameters: provider, event id,
+# type, body, received_at, handlers, status, owner, lease, channel, payload). A concurrent insert
+# of the same event makes it wait for that one, then do nothing.
+_BEGIN_SQL = (
+    "WITH event AS (INSERT INTO alerthooks_events"
+    " (provider, event_id, event_type, body, received_at)"
+    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true AS new),"
+    " outcomes AS (INSERT INTO alerthooks_outcomes"
+    " (provider, event_id, handler, status, owner, lease_until)"
+    " SELECT $1, $2, h, $7::text, $8::text,"
+    f" CASE WHEN $7::text = 'running' THEN {_lease(9)} END"
+    " FROM unnest($6::text[]) AS h WHERE EXISTS (SELECT 1 FROM event)),"
+    "{state}"
+    # Queued work: tell listening workers (sent when this statement commits).
+    " notified AS (SELECT pg_notify($10, $11) FROM event"
+    " WHERE $7::text = 'pending' AND cardinality($6::text[]) > 0)"
+    " SELECT new FROM event LEFT JOIN notified ON true"
+)
+# The same with the state the event sets (parameters 12 to 17: alert id, customer, subscription,
+# alert name, state, since), in the same statement, so in the same transaction.
+_BEGIN_STATE_SQL = _BEGIN_SQL.replace(
+    "{state}",
+    f" state AS (INSERT INTO alerthooks_states ({_STATE_COLUMNS})"
+    " SELECT $1, $12, $13, $14, $15, $16, $17, $2 FROM event"
+    f"{_STATE_CONFLICT}),",
+)
+_BEGIN_SQL = _BEGIN_SQL.replace("{state}", "")
 
 CLAIM_SQL = (
     "WITH due AS (SELECT provider, event_id, handler FROM alerthooks_outcomes"
@@ -189,7 +273,7 @@ class PostgresStore(Store):
             )
         elif version < SCHEMA_VERSION:
             for step in range(version, SCHEMA_VERSION):
-                await conn.execute(_MIGRATIONS[step])
+                await _MIGRATIONS[step](conn)
             await conn.execute("UPDATE alerthooks_schema SET version = $1", SCHEMA_VERSION)
             logger.info("postgres store: schema %d migrated to %d", version, SCHEMA_VERSION)
 
@@ -286,21 +370,8 @@ class PostgresStore(Store):
         d = delivery
         handlers = list(d.handlers)
         async with self._conn() as conn:
-            # The common case, a new event, in one statement and one round trip. A concurrent
-            # insert of the same event makes this one wait for it, then do nothing.
-            new = await conn.fetchval(
-                "WITH event AS (INSERT INTO alerthooks_events"
-                " (provider, event_id, event_type, body, received_at)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true AS new),"
-                " outcomes AS (INSERT INTO alerthooks_outcomes"
-                " (provider, event_id, handler, status, owner, lease_until)"
-                " SELECT $1, $2, h, $7::text, $8::text,"
-                f" CASE WHEN $7::text = 'running' THEN {_lease(9)} END"
-                " FROM unnest($6::text[]) AS h WHERE EXISTS (SELECT 1 FROM event)),"
-                # Queued work: tell listening workers (sent when this statement commits).
-                " notified AS (SELECT pg_notify($10, $11) FROM event"
-                " WHERE $7::text = 'pending' AND cardinality($6::text[]) > 0)"
-                " SELECT new FROM event LEFT JOIN notified ON true",
+            # The common case, a new event, in one statement and one round trip.
+            params: tuple[Any, ...] = (
                 d.provider,
                 d.event_id,
                 d.event_type,
@@ -313,6 +384,20 @@ class PostgresStore(Store):
                 _CHANNEL,
                 self.schema or "",
             )
+            if d.state is None:
+                new = await conn.fetchval(_BEGIN_SQL, *params)
+            else:
+                c = d.state
+                new = await conn.fetchval(
+                    _BEGIN_STATE_SQL,
+                    *params,
+                    c.alert_id,
+                    c.customer_id or "",
+                    c.subscription_id or "",
+                    c.alert_name,
+                    c.state,
+                    c.since,
+                )
             if new:
                 return Begun(True, d.handlers if claim else (), ())
             return await self._begin_again(conn, d, owner=owner, lease=lease, claim=claim)
@@ -499,6 +584,81 @@ class PostgresStore(Store):
                 status,
                 limit,
             )
+
+    async def states(
+        self, *, in_alarm: bool | None = None, provider: str | None = None
+    ) -> Sequence[AlertState]:
+        """See :meth:`Store.states`."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_STATE_COLUMNS} FROM alerthooks_states"
+                " WHERE ($1::text IS NULL OR provider = $1) AND ($2::text IS NULL OR state = $2)"
+                " ORDER BY provider, alert_id, customer_id, subscription_id",
+                provider,
+                None if in_alarm is None else "in_alarm" if in_alarm else "within_limit",
+            )
+        return [
+            AlertState(
+                provider=r["provider"],
+                alert_id=r["alert_id"],
+                alert_name=r["alert_name"],
+                customer_id=r["customer_id"] or None,
+                subscription_id=r["subscription_id"] or None,
+                state=r["state"],
+                since=r["since"],
+                event_id=r["event_id"],
+            )
+            for r in rows
+        ]
+
+    async def unfolded(self, *, after: int = 0, limit: int = 500) -> Sequence[Unfolded] | None:
+        """See :meth:`Store.unfolded`."""
+        async with self._conn() as conn:
+            until = await conn.fetchval("SELECT min(until_seq) FROM alerthooks_state_fold")
+            if until is None:
+                return None
+            rows = await conn.fetch(
+                "SELECT seq, provider, event_id, body FROM alerthooks_events"
+                " WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                after,
+                until,
+                limit,
+            )
+        return [Unfolded(r["seq"], r["provider"], r["event_id"], bytes(r["body"])) for r in rows]
+
+    async def fold(
+        self, changes: Sequence[tuple[str, str, StateChange]], *, done: bool = False
+    ) -> None:
+        """See :meth:`Store.fold`."""
+        async with self._conn() as conn, conn.transaction():
+            if changes:
+                await conn.execute(
+                    f"INSERT INTO alerthooks_states ({_STATE_COLUMNS})"
+                    " SELECT DISTINCT ON (p, a, cu, su) p, a, cu, su, n, st, si, e"
+                    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+                    " $6::text[], $7::timestamptz[], $8::text[]) AS c(p, a, cu, su, n, st, si, e)"
+                    ' ORDER BY p, a, cu, su, si DESC, e COLLATE "C" DESC'
+                    f"{_STATE_CONFLICT}",
+                    *(list(column) for column in zip(*_state_rows(changes), strict=True)),
+                )
+            if done:
+                await conn.execute("DELETE FROM alerthooks_state_fold")
+
+
+def _state_rows(changes: Sequence[tuple[str, str, StateChange]]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            provider,
+            c.alert_id,
+            c.customer_id or "",
+            c.subscription_id or "",
+            c.alert_name,
+            c.state,
+            c.since,
+            event_id,
+        )
+        for provider, event_id, c in changes
+    ]
 
 
 async def _load(conn: _Conn, sql: str, *params: Any) -> list[StoredEvent]:

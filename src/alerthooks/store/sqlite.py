@@ -22,11 +22,12 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
+from alerthooks.events import AlertState
 from alerthooks.store import (
     SCHEMA_VERSION,
     Attempt,
@@ -34,10 +35,12 @@ from alerthooks.store import (
     Claim,
     Delivery,
     Outcome,
+    StateChange,
     Status,
     Store,
     StoredEvent,
     StoreError,
+    Unfolded,
 )
 from alerthooks.store._sqlite_writer import GroupCommitWriter
 
@@ -71,12 +74,78 @@ CREATE TABLE IF NOT EXISTS alerthooks_outcomes (
 CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at);
 CREATE INDEX IF NOT EXISTS alerthooks_outcomes_due ON alerthooks_outcomes ({due})
     WHERE {due} IS NOT NULL;
+{states}
 """
 # ``history``: a JSON array of [error or null, finished_at] per finished run, oldest first.
-# Schema versions: 1, the first; 2 added ``history``.
-_MIGRATIONS = {
-    1: "ALTER TABLE alerthooks_outcomes ADD COLUMN history TEXT NOT NULL DEFAULT '[]'",
+
+# One alert state per subject; '' stands for no customer or no subscription (a key column
+# cannot be NULL). ``since``: the occurred_at of the event that set it, in microseconds since
+# the epoch, so ties compare exactly. ``alerthooks_state_fold`` holds one row while events
+# stored before the states were kept (seq <= until_seq) are still to be folded in.
+_STATES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerthooks_states (
+    provider TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    alert_name TEXT,
+    state TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (provider, alert_id, customer_id, subscription_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerthooks_state_fold (until_seq INTEGER NOT NULL);
+"""
+_SCHEMA = _SCHEMA.replace("{states}", _STATES_SCHEMA)
+
+
+def _add_history(conn: sqlite3.Connection) -> None:
+    """Schema 1 to 2: each outcome keeps its attempt history."""
+    conn.execute("ALTER TABLE alerthooks_outcomes ADD COLUMN history TEXT NOT NULL DEFAULT '[]'")
+
+
+def _add_alert_states(conn: sqlite3.Connection) -> None:
+    """Schema 2 to 3: alert state per subject; the events stored so far are to be folded in."""
+    for statement in _STATES_SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO alerthooks_state_fold (until_seq) SELECT max(seq) FROM alerthooks_events"
+        " HAVING max(seq) IS NOT NULL"
+    )
+
+
+# Schema versions: 1, the first; 2 added ``history``; 3 the alert states.
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _add_history,
+    2: _add_alert_states,
 }
+
+_SET_STATE = (
+    "INSERT INTO alerthooks_states (provider, alert_id, customer_id, subscription_id,"
+    " alert_name, state, since, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (provider, alert_id, customer_id, subscription_id) DO UPDATE SET"
+    " alert_name = excluded.alert_name, state = excluded.state, since = excluded.since,"
+    " event_id = excluded.event_id WHERE (excluded.since, excluded.event_id) > (since, event_id)"
+)
+"""Keep a state change unless the subject's state was set by an event that occurred later."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _state_row(provider: str, event_id: str, c: StateChange) -> tuple[Any, ...]:
+    return (
+        provider,
+        c.alert_id,
+        c.customer_id or "",
+        c.subscription_id or "",
+        c.alert_name,
+        c.state,
+        (c.since - _EPOCH) // _MICROSECOND,
+        event_id,
+    )
+
+
 _ATTEMPT = "history = json_insert(history, '$[#]', json_array(?, ?))"
 
 # Outcomes are keyed by the event's sequence number, not its (random) id: new rows append to the
@@ -187,7 +256,7 @@ def _connect_once(path: str, busy_timeout: float) -> sqlite3.Connection:
                 )
             elif row[0] < SCHEMA_VERSION:
                 for version in range(row[0], SCHEMA_VERSION):
-                    conn.execute(_MIGRATIONS[version])
+                    _MIGRATIONS[version](conn)
                 conn.execute("UPDATE alerthooks_schema SET version = ?", (SCHEMA_VERSION,))
                 logger.info(
                     "sqlite store %s: schema %d migrated to %d", path, row[0], SCHEMA_VERSION
@@ -296,6 +365,8 @@ class SQLiteStore(Store):
                     )
                 if claim and d.handlers and seq is not None:
                     self._new_seqs[(d.provider, d.event_id)] = seq
+                if d.state is not None:
+                    conn.execute(_SET_STATE, _state_row(d.provider, d.event_id, d.state))
                 return Begun(True, d.handlers if claim else (), ())
             (seq,) = conn.execute(_SEQ, (d.event_id, d.provider)).fetchone()
             conn.executemany(
@@ -505,6 +576,75 @@ class SQLiteStore(Store):
             )
 
         return await self._submit(op)
+
+    async def states(
+        self, *, in_alarm: bool | None = None, provider: str | None = None
+    ) -> Sequence[AlertState]:
+        """See :meth:`Store.states`."""
+        where: list[str] = []
+        params: list[Any] = []
+        if provider is not None:
+            where.append("provider = ?")
+            params.append(provider)
+        if in_alarm is not None:
+            where.append("state = ?")
+            params.append("in_alarm" if in_alarm else "within_limit")
+        sql = (
+            "SELECT provider, alert_id, alert_name, customer_id, subscription_id, state, since,"
+            " event_id FROM alerthooks_states"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY provider, alert_id, customer_id, subscription_id"
+        )
+
+        def op(conn: sqlite3.Connection) -> list[AlertState]:
+            return [
+                AlertState(
+                    provider=p,
+                    alert_id=alert_id,
+                    alert_name=name,
+                    customer_id=customer or None,
+                    subscription_id=subscription or None,
+                    state=state,
+                    since=_EPOCH + since * _MICROSECOND,
+                    event_id=event_id,
+                )
+                for p, alert_id, name, customer, subscription, state, since, event_id in (
+                    conn.execute(sql, params)
+                )
+            ]
+
+        return await self._submit(op)
+
+    async def unfolded(self, *, after: int = 0, limit: int = 500) -> Sequence[Unfolded] | None:
+        """See :meth:`Store.unfolded`."""
+
+        def op(conn: sqlite3.Connection) -> list[Unfolded] | None:
+            row = conn.execute("SELECT min(until_seq) FROM alerthooks_state_fold").fetchone()
+            if row[0] is None:
+                return None
+            return [
+                Unfolded(seq, provider, event_id, bytes(body))
+                for seq, provider, event_id, body in conn.execute(
+                    "SELECT seq, provider, event_id, body FROM alerthooks_events"
+                    " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    (after, row[0], limit),
+                )
+            ]
+
+        return await self._submit(op)
+
+    async def fold(
+        self, changes: Sequence[tuple[str, str, StateChange]], *, done: bool = False
+    ) -> None:
+        """See :meth:`Store.fold`."""
+        rows = [_state_row(provider, event_id, change) for provider, event_id, change in changes]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(_SET_STATE, rows)
+            if done:
+                conn.execute("DELETE FROM alerthooks_state_fold")
+
+        await self._submit(op)
 
 
 def _load(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[StoredEvent]:
