@@ -466,15 +466,16 @@ def _report(
             f"{done.read} of {done.unparsed} unparsed event(s) read now and went to their "
             f"handlers; {len(done.still)} still unparsed"
         )
+    again = " again" if done.reset else ""  # unparsed events' handlers run for the first time
     if done.reset or done.pairs:
         ran = len(done.pairs)
         left = ran - done.done - done.failed_again
-        line = f"{ran} handler(s) ran again: {done.done} done, {done.failed_again} failed again"
+        line = f"{ran} handler(s) ran{again}: {done.done} done, {done.failed_again} failed{again}"
         click.echo(line + (f", {left} left to a running worker" if left else ""))
     if done.failed_again:
         fail(
-            f"{done.failed_again} replayed handler(s) failed again"
-            " (alerthooks events --status failed --history shows their attempts)"
+            f"{done.failed_again} replayed handler(s) failed{again}"
+            " (alerthooks events --history shows their attempts)"
         )
 
 
