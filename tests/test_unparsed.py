@@ -4,6 +4,7 @@ app, on every store, in both modes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -15,6 +16,7 @@ import pytest
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.dispatch import Dispatcher
+from alerthooks.observe import Observer, Seen
 from alerthooks.providers import NotAnAlert, Provider
 from alerthooks.providers.metronome import Metronome
 from alerthooks.providers.stripe import Stripe
@@ -353,3 +355,20 @@ async def test_the_receiver_asks_the_provider_which_types_are_alerts() -> None:
         (found,) = await app.hooks.store.events(status="unparsed")
     assert found.event_id == "l_1"
     assert found.outcomes[0].last_error == "no normalizer for limit.hit"
+
+
+async def test_observers_see_the_unparsed_outcome() -> None:
+    seen: list[Seen] = []
+
+    class Watch(Observer):
+        def delivery_scope(self, delivery: Seen) -> contextlib.AbstractContextManager[object]:
+            seen.append(delivery)
+            return contextlib.nullcontext()
+
+    app = App("memory://", "inline")
+    app.hooks.observe(Watch())
+    payload = spend_alert()
+    async with app.client() as client:
+        await client.deliver("stripe", payload)
+    ((event_id, status, outcome),) = [(s.event_id, s.status, s.outcome) for s in seen]
+    assert (event_id, status, outcome) == (payload["id"], 200, "unparsed")
