@@ -266,7 +266,9 @@ class _Replayed:
     still: list[tuple[StoredEvent, str]] = field(default_factory=list)
     """Those still unparsed, with the reason."""
     done: int = 0
+    """Of ``pairs``, how many are done after running."""
     failed_again: int = 0
+    """Of ``pairs``, how many are failed or dead after running."""
 
 
 @cli.command()
@@ -331,9 +333,9 @@ def replay(
         if unparsed:
             assert hooks is not None
             await _read_again(s, hooks, done)
-        if hooks is None or not done.pairs:
+        if hooks is None or not (done.reset or done.pairs):
             return done
-        await _run_now(hooks, len(done.pairs))
+        await _run_now(hooks, max(done.reset, len(done.pairs)))
         for provider, event_id in {(p, e) for p, e, _ in done.pairs}:
             stored = await s.get(provider, event_id)
             for o in stored.outcomes if stored else ():
