@@ -55,6 +55,7 @@ def answer(code: int, headers: Mapping[str, str] | None = None, /, **fields: str
 ACCEPTED = answer(200, status="accepted")
 DUPLICATE = answer(200, status="duplicate")
 IGNORED = answer(200, status="ignored")
+UNPARSED = answer(200, status="unparsed")
 HANDLER_FAILED = answer(500, error="a handler failed; retry later")
 BUSY = answer(503, error="event is being handled elsewhere; retry later")
 STORE_DOWN = answer(503, error="store unavailable; retry later")
@@ -234,30 +235,48 @@ class Receiver:
             if isinstance(confirmed, Answer):
                 return confirmed
             payload, body = confirmed, json.dumps(confirmed, separators=(",", ":")).encode()
-        event = self._normalize(provider, event_id, payload)
-        if event is None:
-            handlers: list[Handler] = []
-            change = None
-        else:
-            handlers = self.runtime.dispatcher.match(event)
-            change = state_change(event)
+        event_type = provider.event_type(payload)
+        event = self._normalize(provider, event_id, event_type, payload)
+        read = isinstance(event, AlertEvent)
+        handlers = self.runtime.dispatcher.match(event) if isinstance(event, AlertEvent) else []
         delivery = Delivery(
             provider.name,
             event_id,
-            provider.event_type(payload),
+            event_type,
             body,
             datetime.now(timezone.utc),
             tuple([h.name for h in handlers]),
-            change,
+            state=state_change(event) if isinstance(event, AlertEvent) else None,
+            unparsed=event if isinstance(event, str) else None,  # unparsed: the reason
         )
-        begun = await self._record(delivery)
+        # Inline mode claims the handlers to run now; nothing runs for an event that did not
+        # read (ignored, unparsed), so a redelivery of one leases none stored for it earlier.
+        begun = await self._record(delivery, claim=read and not self.queued)
         if begun is None:
             return STORE_DOWN
-        if event is None:
-            return IGNORED
+        if not begun.new and delivery.state is not None:
+            await self._restate(delivery)
+        if not isinstance(event, AlertEvent):
+            return IGNORED if event is None else self._unparsed(delivery, event, begun)
         if self.queued:
             return self._queued(delivery, event, begun)
         return await self._inline(delivery, event, handlers, begun)
+
+    async def _restate(self, delivery: Delivery) -> None:
+        """Record a redelivery's alert state too: ``begin`` records it only for a new event,
+        and the stored one may have set none (it was unparsed before this release read it).
+        The store keeps the state of the event that occurred last, so this changes nothing for
+        a plain duplicate."""
+        assert delivery.state is not None
+        try:
+            await self.runtime.store.fold([(delivery.provider, delivery.event_id, delivery.state)])
+        except Exception as exc:
+            logger.warning(
+                "%s event %s: alert state not recorded: %s",
+                delivery.provider,
+                delivery.event_id,
+                exc if isinstance(exc, StoreError) else type(exc).__name__,
+            )
 
     async def _confirm(
         self, provider: Provider, event_id: str, payload: dict[str, Any]
@@ -283,22 +302,49 @@ class Receiver:
             return API_DOWN
 
     @staticmethod
-    def _normalize(provider: Provider, event_id: str, payload: dict[str, Any]) -> AlertEvent | None:
+    def _normalize(
+        provider: Provider, event_id: str, event_type: str | None, payload: dict[str, Any]
+    ) -> AlertEvent | str | None:
+        """The event; else the reason it cannot be read when its type is an alert type
+        (unparsed), or None (ignored)."""
         try:
             return provider.normalize(payload)
         except NotAnAlert as exc:
+            if provider.is_alert_type(event_type):
+                return exc.reason
             logger.info("%s event %s is not an alert: %s", provider.name, event_id, exc.reason)
             return None
 
-    async def _record(self, delivery: Delivery) -> Begun | None:
-        """Record the delivery (claiming its handlers in inline mode); None when the store
+    @staticmethod
+    def _unparsed(delivery: Delivery, reason: str, begun: Begun) -> Answer:
+        """Answer an alert that could not be read: 200, since a retry would fail the same way;
+        it is stored ``unparsed`` for ``alerthooks replay --unparsed``."""
+        if begun.new:
+            logger.warning(
+                "%s event %s (%s) kept as unparsed, not dispatched: %s",
+                delivery.provider,
+                delivery.event_id,
+                delivery.event_type,
+                reason,
+            )
+        else:
+            logger.info(
+                "%s event %s is a duplicate (unparsed)", delivery.provider, delivery.event_id
+            )
+        return UNPARSED
+
+    async def _record(self, delivery: Delivery, *, claim: bool) -> Begun | None:
+        """Record the delivery (claiming its handlers when ``claim``); None when the store
         cannot be reached."""
         runtime = self.runtime
         try:
             if not self._used:
                 await self._first_use()
             return await runtime.store.begin(
-                delivery, owner=runtime.owner, lease=runtime.lease_seconds, claim=not self.queued
+                delivery,
+                owner=runtime.owner,
+                lease=runtime.lease_seconds,
+                claim=claim,
             )
         except Exception as exc:
             logger.error(

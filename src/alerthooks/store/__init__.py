@@ -19,7 +19,14 @@ DEFAULT_STORE_URL = "sqlite:///alerthooks.db"
 STORE_ENV = "ALERTHOOKS_STORE"
 SCHEMA_VERSION = 3
 
-Status = Literal["pending", "running", "done", "failed", "dead"]
+Status = Literal["pending", "running", "done", "failed", "dead", "unparsed"]
+
+UNPARSED_HANDLER = "<unparsed>"
+"""The handler name of the outcome that marks an event ``unparsed``: a verified event of an
+alert type (:meth:`Provider.is_alert_type <alerthooks.providers.Provider.is_alert_type>`)
+whose payload could not be normalized. Its ``last_error`` is the reason; it is never claimed,
+and it gives way to the matching handlers once the event reads (a redelivery that normalizes,
+or :meth:`Store.resolve_unparsed`). No registered handler can take this name."""
 
 
 class StoreError(Exception):
@@ -57,6 +64,9 @@ class Delivery(NamedTuple):
     received_at: datetime
     handlers: tuple[str, ...]
     state: StateChange | None = None
+    unparsed: str | None = None
+    """Why the event, an alert, could not be normalized (then ``handlers`` is empty): it is
+    stored ``unparsed`` with this reason."""
 
 
 class Unfolded(NamedTuple):
@@ -139,7 +149,9 @@ class Store(abc.ABC):
 
     ``begin`` and ``finish`` are the receiver's hot path; each is one atomic write. Outcomes move
     ``pending`` → ``running`` (leased to an owner until the lease expires) → ``done``, or
-    ``failed`` (due again at ``due_at``) and, once attempts are exhausted, ``dead``.
+    ``failed`` (due again at ``due_at``) and, once attempts are exhausted, ``dead``. An alert
+    that could not be normalized has one ``unparsed`` outcome instead (see
+    :data:`UNPARSED_HANDLER`), which nothing claims and :meth:`prune` keeps.
     """
 
     url: str
@@ -168,6 +180,11 @@ class Store(abc.ABC):
 
         A new delivery's ``state`` is recorded in the same transaction, unless its subject's
         state was set by an event that occurred later (see :meth:`states`).
+
+        A delivery with ``unparsed`` set records a new event with one ``unparsed`` outcome
+        (handler :data:`UNPARSED_HANDLER`, the reason as its ``last_error``) and changes nothing
+        of an event stored already. A redelivery without it (the event reads now) removes the
+        event's ``unparsed`` outcome before adding its handlers.
         """
 
     @abc.abstractmethod
@@ -212,6 +229,14 @@ class Store(abc.ABC):
         attempts, or with ``dead`` every dead handler and with ``failed`` every failed one (not
         yet dead); return how many pairs were reset. Their history stays.
         """
+
+    @abc.abstractmethod
+    async def resolve_unparsed(
+        self, provider: str, event_id: str, handlers: Collection[str]
+    ) -> bool:
+        """Replace the ``unparsed`` outcome of this event by a pending outcome for each of
+        ``handlers`` not recorded yet (one atomic write), once the stored body normalizes; False
+        (and nothing written) when the event has no ``unparsed`` outcome (any more)."""
 
     @abc.abstractmethod
     async def prune(self, *, before: datetime, limit: int = 10_000) -> int:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from alerthooks.events import AlertState
 from alerthooks.store import (
+    UNPARSED_HANDLER,
     Attempt,
     Begun,
     Claim,
@@ -55,6 +56,13 @@ class MemoryStore(Store):
         now = time.time()
         rows = self._outcomes.get(key)
         new = rows is None
+        if delivery.unparsed is not None:
+            if rows is None:
+                self._events[key] = delivery
+                self._outcomes[key] = {
+                    UNPARSED_HANDLER: _Row("unparsed", last_error=delivery.unparsed)
+                }
+            return Begun(new, (), ())
         if rows is None:
             self._events[key] = delivery
             if delivery.state is not None:
@@ -66,6 +74,8 @@ class MemoryStore(Store):
                 }
                 return Begun(True, tuple(rows), ())
             rows = self._outcomes[key] = {}
+        elif (marker := rows.get(UNPARSED_HANDLER)) is not None and marker.status == "unparsed":
+            del rows[UNPARSED_HANDLER]  # the event reads now: its handlers take over
         for name in delivery.handlers:
             if name not in rows:
                 rows[name] = _Row(due_at=now)
@@ -162,6 +172,20 @@ class MemoryStore(Store):
                     row.status, row.attempts, row.due_at = "pending", 0, now
                     count += 1
         return count
+
+    async def resolve_unparsed(
+        self, provider: str, event_id: str, handlers: Collection[str]
+    ) -> bool:
+        """See :meth:`Store.resolve_unparsed`."""
+        rows = self._outcomes.get((provider, event_id))
+        marker = None if rows is None else rows.get(UNPARSED_HANDLER)
+        if rows is None or marker is None or marker.status != "unparsed":
+            return False
+        del rows[UNPARSED_HANDLER]
+        now = time.time()
+        for name in handlers:
+            rows.setdefault(name, _Row(due_at=now))
+        return True
 
     async def prune(self, *, before: datetime, limit: int = 10_000) -> int:
         """See :meth:`Store.prune`."""

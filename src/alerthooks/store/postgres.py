@@ -30,6 +30,7 @@ import asyncpg
 from alerthooks.events import AlertState
 from alerthooks.store import (
     SCHEMA_VERSION,
+    UNPARSED_HANDLER,
     Attempt,
     Begun,
     Claim,
@@ -151,6 +152,10 @@ _STATE_CONFLICT = (
     " > (alerthooks_states.since, alerthooks_states.event_id)"
 )
 
+_DROP_UNPARSED = (
+    "DELETE FROM alerthooks_outcomes WHERE provider = $1 AND event_id = $2 AND handler = $3"
+    " AND status = 'unparsed'"
+)
 _LEASE = "now() + $LEASE::float8 * interval '1 second'"
 _EVENT_COLUMNS = (
     "SELECT seq, provider, event_id, event_type, body, received_at FROM alerthooks_events"
@@ -370,6 +375,8 @@ class PostgresStore(Store):
         d = delivery
         handlers = list(d.handlers)
         async with self._conn() as conn:
+            if d.unparsed is not None:
+                return await self._begin_unparsed(conn, d)
             # The common case, a new event, in one statement and one round trip.
             params: tuple[Any, ...] = (
                 d.provider,
@@ -402,11 +409,31 @@ class PostgresStore(Store):
                 return Begun(True, d.handlers if claim else (), ())
             return await self._begin_again(conn, d, owner=owner, lease=lease, claim=claim)
 
+    async def _begin_unparsed(self, conn: _Conn, d: Delivery) -> Begun:
+        new = await conn.fetchval(
+            "WITH event AS (INSERT INTO alerthooks_events"
+            " (provider, event_id, event_type, body, received_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true AS new),"
+            " marker AS (INSERT INTO alerthooks_outcomes"
+            " (provider, event_id, handler, status, last_error)"
+            " SELECT $1, $2, $6, 'unparsed', $7 FROM event)"
+            " SELECT new FROM event",
+            d.provider,
+            d.event_id,
+            d.event_type,
+            d.body,
+            d.received_at,
+            UNPARSED_HANDLER,
+            d.unparsed,
+        )
+        return Begun(bool(new), (), ())
+
     async def _begin_again(
         self, conn: _Conn, d: Delivery, *, owner: str, lease: float, claim: bool
     ) -> Begun:
         handlers = list(d.handlers)
         async with conn.transaction():
+            await conn.execute(_DROP_UNPARSED, d.provider, d.event_id, UNPARSED_HANDLER)
             added = 0
             if handlers:
                 status = await conn.execute(
@@ -532,6 +559,27 @@ class PostgresStore(Store):
             if count:
                 await self._notify(conn)
         return count
+
+    async def resolve_unparsed(
+        self, provider: str, event_id: str, handlers: Collection[str]
+    ) -> bool:
+        """See :meth:`Store.resolve_unparsed`."""
+        async with self._conn() as conn, conn.transaction():
+            status = await conn.execute(_DROP_UNPARSED, provider, event_id, UNPARSED_HANDLER)
+            if status.rsplit(" ", 1)[-1] == "0":
+                return False
+            names = list(handlers)
+            if names:
+                await conn.execute(
+                    "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status)"
+                    " SELECT $1, $2, h, 'pending' FROM unnest($3::text[]) AS h"
+                    " ON CONFLICT DO NOTHING",
+                    provider,
+                    event_id,
+                    names,
+                )
+                await self._notify(conn)
+        return True
 
     async def prune(self, *, before: datetime, limit: int = 10_000) -> int:
         """See :meth:`Store.prune`."""

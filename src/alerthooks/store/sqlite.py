@@ -30,6 +30,7 @@ from urllib.parse import parse_qs
 from alerthooks.events import AlertState
 from alerthooks.store import (
     SCHEMA_VERSION,
+    UNPARSED_HANDLER,
     Attempt,
     Begun,
     Claim,
@@ -152,6 +153,9 @@ _ATTEMPT = "history = json_insert(history, '$[#]', json_array(?, ?))"
 # end of the b-tree, so a group commit writes a few pages instead of one per event.
 
 _SEQ = "SELECT seq FROM alerthooks_events WHERE event_id = ? AND provider = ?"
+_DROP_UNPARSED = (
+    "DELETE FROM alerthooks_outcomes WHERE seq = ? AND handler = ? AND status = 'unparsed'"
+)
 
 # When a pair becomes claimable: pending/failed at due_at, running when its lease expires, never
 # (NULL) when done or dead. The partial index alerthooks_outcomes_due serves the claim order, so
@@ -354,6 +358,14 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (d.provider, d.event_id, d.event_type, d.body, d.received_at.timestamp()),
             )
+            if d.unparsed is not None:
+                if cur.rowcount == 1:
+                    conn.execute(
+                        "INSERT INTO alerthooks_outcomes (seq, handler, status, last_error,"
+                        " due_at) VALUES (?, ?, 'unparsed', ?, ?)",
+                        (cur.lastrowid, UNPARSED_HANDLER, d.unparsed, now),
+                    )
+                return Begun(cur.rowcount == 1, (), ())
             if cur.rowcount == 1:
                 seq = cur.lastrowid
                 status, lease_until = ("running", now + lease) if claim else ("pending", 0.0)
@@ -369,6 +381,7 @@ class SQLiteStore(Store):
                     conn.execute(_SET_STATE, _state_row(d.provider, d.event_id, d.state))
                 return Begun(True, d.handlers if claim else (), ())
             (seq,) = conn.execute(_SEQ, (d.event_id, d.provider)).fetchone()
+            conn.execute(_DROP_UNPARSED, (seq, UNPARSED_HANDLER))  # it reads now
             conn.executemany(
                 "INSERT INTO alerthooks_outcomes (seq, handler, status, due_at)"
                 " VALUES (?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
@@ -505,6 +518,29 @@ class SQLiteStore(Store):
                 )
                 count += cur.rowcount
             return count
+
+        return await self._submit(op)
+
+    async def resolve_unparsed(
+        self, provider: str, event_id: str, handlers: Collection[str]
+    ) -> bool:
+        """See :meth:`Store.resolve_unparsed`."""
+        names = list(handlers)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(_SEQ, (event_id, provider)).fetchone()
+            if (
+                row is None
+                or conn.execute(_DROP_UNPARSED, (row[0], UNPARSED_HANDLER)).rowcount == 0
+            ):
+                return False
+            now = time.time()
+            conn.executemany(
+                "INSERT INTO alerthooks_outcomes (seq, handler, status, due_at)"
+                " VALUES (?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
+                [(row[0], name, now) for name in names],
+            )
+            return True
 
         return await self._submit(op)
 
