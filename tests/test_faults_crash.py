@@ -29,7 +29,7 @@ from alerthooks.testing import stripe_alert_triggered
 
 from .conftest import free_port
 from .stores import BACKENDS, store_url
-from .test_cli_inbox import ROOT, serve, signed
+from .test_cli_inbox import ROOT, Proc, serve, signed
 
 
 def delivery(event_id: str = "evt_crash", *handlers: str) -> Delivery:
@@ -179,7 +179,8 @@ async def test_a_handler_that_exits_its_process_under_serve_is_dead_after_max_at
                     assert server.stop() == 70
                     deaths += 1
                     assert deaths <= 3, "restarted more often than max_attempts allows"
-                    server = serve(port, env, log, "tests.crash_app:hooks")
+                    # Not waited for: its worker may take the work and die before it answers.
+                    server = Proc(["serve", "tests.crash_app:hooks", "--port", str(port)], env, log)
                 await asyncio.sleep(0.05)
             assert await outcome(store, payload["id"]) == ("dead", 3, PROCESS_DIED)
             stored = await store.get("stripe", payload["id"])
@@ -191,7 +192,15 @@ async def test_a_handler_that_exits_its_process_under_serve_is_dead_after_max_at
         # Dead work is not claimed again: the last server stays up and serves.
         assert server.popen.poll() is None
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            assert (await client.get("/_alerthooks/live")).status_code == 200
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    assert (await client.get("/_alerthooks/ready")).status_code == 200
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the last server never answered"
+                    await asyncio.sleep(0.05)
+        assert server.popen.poll() is None
     finally:
         server.stop()
     assert "is dead after 3 attempts: the process running it died" in log.read_text()
