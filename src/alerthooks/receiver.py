@@ -60,6 +60,7 @@ STORE_DOWN = answer(503, error="store unavailable; retry later")
 NOT_CONFIGURED = answer(503, error="provider not configured")
 API_DOWN = answer(503, error="provider API unavailable; retry later")
 INVALID_JSON = answer(400, error="invalid JSON")
+NOT_UTF8 = answer(400, error="body is not UTF-8")
 NOT_AN_OBJECT = answer(400, error="payload is not a JSON object")
 
 
@@ -205,7 +206,14 @@ class Receiver:
             )
             return rejection(exc)
         try:
-            payload = json.loads(body)
+            # UTF-8 only (RFC 8259), as every provider sends: json.loads would guess UTF-16
+            # or UTF-32 from bytes. A leading byte order mark is ignored, as the RFC allows.
+            text = body.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError:
+            logger.info("%s delivery rejected: body is not UTF-8", provider.name)
+            return NOT_UTF8
+        try:
+            payload = json.loads(text)
         except (ValueError, RecursionError):
             logger.info("%s delivery rejected: invalid JSON", provider.name)
             return INVALID_JSON
