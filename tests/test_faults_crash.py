@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -28,6 +28,8 @@ from alerthooks.store import (
 from alerthooks.testing import stripe_alert_triggered
 
 from .conftest import free_port
+from .helpers import make_hooks
+from .hostile import asgi_call
 from .stores import BACKENDS, store_url
 from .test_cli_inbox import ROOT, Proc, serve, signed
 
@@ -138,6 +140,20 @@ async def test_lease_of_a_live_or_remote_process_is_left_to_run(store: Store) ->
         assert await outcome(store, f"evt_{n}") == ("running", 0, None)
 
 
+async def test_expire_gone_ends_only_the_leases_of_gone_processes(store: Store) -> None:
+    host = socket.gethostname()
+    gone = f"{host}:{gone_pid()}:deadbeef"
+    await store.begin(delivery("evt_gone"), owner=gone, lease=300)
+    await store.begin(delivery("evt_live"), owner=f"{host}:{os.getppid()}:cafe0001", lease=300)
+    assert await store.claim(owner="w2", lease=60, limit=10, max_attempts=3) == []
+    assert await store.expire_gone() == 1
+    assert await store.expire_gone() == 0
+    (claim,) = await store.claim(owner="w2", lease=60, limit=10, max_attempts=3)
+    assert (claim.event_id, claim.attempts) == ("evt_gone", 1)
+    assert await outcome(store, "evt_gone") == ("running", 1, PROCESS_DIED)
+    assert await outcome(store, "evt_live") == ("running", 0, None)
+
+
 def test_owner_gone_reads_only_owners_of_this_host() -> None:
     host = socket.gethostname()
     pid = gone_pid()
@@ -152,6 +168,26 @@ def test_owner_gone_reads_only_owners_of_this_host() -> None:
 # -- a real process that dies in its handler, restarted by a supervisor (this test) ---------------
 
 
+async def supervise(restart: Callable[[], Proc], first: Proc, store: Store, event_id: str) -> Proc:
+    """Restart the process each time its handler takes it down, as systemd or Kubernetes
+    would, until the event's handler is dead; return the last process (still running)."""
+    proc, deaths = first, 0
+    deadline = time.monotonic() + 60
+    while (await outcome(store, event_id))[0] != "dead":
+        assert time.monotonic() < deadline, f"not dead after {deaths} crashes"
+        if proc.popen.poll() is not None:  # the handler took it down: restart it
+            assert proc.stop() == 70
+            deaths += 1
+            assert deaths <= 3, "restarted more often than max_attempts allows"
+            proc = restart()
+        await asyncio.sleep(0.05)
+    assert await outcome(store, event_id) == ("dead", 3, PROCESS_DIED)
+    stored = await store.get("stripe", event_id)
+    assert stored is not None
+    assert [a.error for a in stored.outcomes[0].history] == [PROCESS_DIED] * 3
+    return proc
+
+
 async def test_a_handler_that_exits_its_process_under_serve_is_dead_after_max_attempts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,7 +200,6 @@ async def test_a_handler_that_exits_its_process_under_serve_is_dead_after_max_at
     payload = stripe_alert_triggered()
     body, headers = signed(payload)
     server = serve(port, env, log, "tests.crash_app:hooks")
-    deaths = 0
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             response = await client.post("/stripe", content=body, headers=headers)
@@ -172,25 +207,17 @@ async def test_a_handler_that_exits_its_process_under_serve_is_dead_after_max_at
         store = open_store(url)
         await store.open()
         try:
-            deadline = time.monotonic() + 60
-            while (await outcome(store, payload["id"]))[0] != "dead":
-                assert time.monotonic() < deadline, f"not dead after {deaths} crashes"
-                if server.popen.poll() is not None:  # the handler took it down: restart it
-                    assert server.stop() == 70
-                    deaths += 1
-                    assert deaths <= 3, "restarted more often than max_attempts allows"
-                    # Not waited for: its worker may take the work and die before it answers.
-                    server = Proc(["serve", "tests.crash_app:hooks", "--port", str(port)], env, log)
-                await asyncio.sleep(0.05)
-            assert await outcome(store, payload["id"]) == ("dead", 3, PROCESS_DIED)
-            stored = await store.get("stripe", payload["id"])
-            assert stored is not None
-            assert [a.error for a in stored.outcomes[0].history] == [PROCESS_DIED] * 3
+            # Not waited for: its worker may take the work and die before it answers.
+            server = await supervise(
+                lambda: Proc(["serve", "tests.crash_app:hooks", "--port", str(port)], env, log),
+                server,
+                store,
+                payload["id"],
+            )
         finally:
             await store.close()
         assert out.read_text().split() == [payload["id"]] * 3
         # Dead work is not claimed again: the last server stays up and serves.
-        assert server.popen.poll() is None
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             deadline = time.monotonic() + 20
             while True:
@@ -204,3 +231,44 @@ async def test_a_handler_that_exits_its_process_under_serve_is_dead_after_max_at
     finally:
         server.stop()
     assert "is dead after 3 attempts: the process running it died" in log.read_text()
+
+
+async def test_a_restarted_worker_takes_over_at_once_from_its_dead_predecessor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the default 300 s lease: each restarted ``alerthooks worker`` sees that the process
+    holding the lease is gone from this host, so the handler is dead after three crashes in
+    well under one lease."""
+    monkeypatch.chdir(ROOT)
+    url = f"sqlite:///{tmp_path}/inbox.db"
+    out = tmp_path / "handled.txt"
+    env = {"ALERTHOOKS_STORE": url, "ALERTHOOKS_TEST_OUT": str(out), "ALERTHOOKS_TEST_LEASE": "300"}
+    web = make_hooks(url, mode="queued", worker=False)
+    web.add_handler(lambda event: None, "*", name="poison")  # as crash_app names it
+    payload = stripe_alert_triggered()
+    body, headers = signed(payload)
+    status, _, _ = await asgi_call(
+        web,
+        path="/stripe",
+        headers=[(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        chunks=[body],
+    )
+    assert status == 200
+    await web.shutdown()
+    log = tmp_path / "worker.log"
+
+    def start() -> Proc:
+        return Proc(["worker", "tests.crash_app:hooks"], env, log)
+
+    started = time.monotonic()
+    store = open_store(url)
+    await store.open()
+    worker = start()
+    try:
+        worker = await supervise(start, worker, store, payload["id"])
+        assert worker.popen.poll() is None
+    finally:
+        worker.stop()
+        await store.close()
+    assert time.monotonic() - started < 60  # far less than one 300 s lease
+    assert out.read_text().split() == [payload["id"]] * 3

@@ -310,6 +310,16 @@ class Worker:
 
     async def _loop(self) -> None:
         assert self._wake is not None
+        try:  # work a crashed process of this host left: taken over now, not after its lease
+            if gone := await self.runtime.store.expire_gone():
+                logger.warning(
+                    "worker %s: %d handler run(s) of processes of this host that died are due "
+                    "again",
+                    self.runtime.owner,
+                    gone,
+                )
+        except Exception as exc:
+            logger.warning("worker cannot check for leases of dead processes: %s", exc)
         while True:
             self._wake.clear()
             delay = self.poll_interval

@@ -192,6 +192,13 @@ class Store(abc.ABC):
         retried forever.
         """
 
+    async def expire_gone(self) -> int:
+        """End the leases that processes of this host which no longer exist hold
+        (:func:`owner_gone`), so the next :meth:`claim` takes their pairs over at once (counting
+        the run that died) instead of after the lease; return how many. A worker calls it when
+        it starts. The base implementation does nothing."""
+        return 0
+
     @abc.abstractmethod
     async def replay(
         self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False

@@ -145,6 +145,17 @@ class MemoryStore(Store):
             claims.append(Claim(key[0], key[1], self._events[key].body, name, row.attempts))
         return claims
 
+    async def expire_gone(self) -> int:
+        """See :meth:`Store.expire_gone`."""
+        count = 0
+        now = time.time()
+        for rows in self._outcomes.values():
+            for row in rows.values():
+                if row.status == "running" and row.lease_until > now and owner_gone(row.owner):
+                    row.lease_until = 0.0
+                    count += 1
+        return count
+
     async def replay(
         self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
     ) -> int:

@@ -484,6 +484,22 @@ class PostgresStore(Store):
     async def _notify(self, conn: _Conn) -> None:
         await conn.execute("SELECT pg_notify($1, $2)", _CHANNEL, self.schema or "")
 
+    async def expire_gone(self) -> int:
+        """See :meth:`Store.expire_gone`."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT owner FROM alerthooks_outcomes WHERE status = 'running'"
+            )
+            gone = [r["owner"] for r in rows if owner_gone(r["owner"])]
+            if not gone:
+                return 0
+            status = await conn.execute(
+                "UPDATE alerthooks_outcomes SET lease_until = now() - interval '1 second'"
+                " WHERE status = 'running' AND owner = ANY($1::text[]) AND lease_until > now()",
+                gone,
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
     async def replay(
         self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
     ) -> int:

@@ -454,6 +454,28 @@ class SQLiteStore(Store):
 
         return await self._submit(op)
 
+    async def expire_gone(self) -> int:
+        """See :meth:`Store.expire_gone`."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            owners = [
+                owner
+                for (owner,) in conn.execute(
+                    "SELECT DISTINCT owner FROM alerthooks_outcomes WHERE status = 'running'"
+                )
+                if owner_gone(owner)
+            ]
+            count = 0
+            for owner in owners:
+                count += conn.execute(
+                    "UPDATE alerthooks_outcomes SET lease_until = 0"
+                    " WHERE status = 'running' AND owner = ? AND lease_until > ?",
+                    (owner, time.time()),
+                ).rowcount
+            return count
+
+        return await self._submit(op)
+
     async def replay(
         self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
     ) -> int:
