@@ -44,6 +44,8 @@ class FlakyFinish(Store):
         self.down = False
         self.failures = 0
         self.refused = 0
+        self.stall = False  # the next finish waits until cancelled (a request gone mid-write)
+        self.stalled = 0
 
     async def open(self) -> None:
         await self.inner.open()
@@ -66,6 +68,10 @@ class FlakyFinish(Store):
         retry_in: Mapping[str, float] | None = None,
         dead: Collection[str] = (),
     ) -> None:
+        if self.stall:
+            self.stall = False
+            self.stalled += 1
+            await asyncio.Event().wait()
         if self.down or self.failures > 0:
             self.failures = max(0, self.failures - 1)
             self.refused += 1
@@ -169,6 +175,26 @@ async def test_inline_outcome_is_recorded_after_the_blip_and_the_handler_runs_on
         # Long before the 300 s lease could run out, the retry is a duplicate: it never ran twice.
         status, answer = await deliver(hooks, payload)
         assert (status, json.loads(answer)) == (200, {"status": "duplicate"})
+        assert ran[payload["id"]] == 1
+    finally:
+        await hooks.shutdown()
+
+
+async def test_inline_outcome_is_recorded_when_the_request_is_cancelled_mid_write(
+    url: str,
+) -> None:
+    store = FlakyFinish(open_store(url))
+    hooks = make_hooks(store)
+    ran = counting(hooks)
+    await hooks.startup()
+    try:
+        payload = stripe_alert_triggered()
+        store.stall = True
+        delivery = asyncio.ensure_future(deliver(hooks, payload))
+        await wait_until(lambda: store.stalled == 1, what="finish to be under way")
+        delivery.cancel()
+        await until_stored(store, payload["id"], [("done", 1)])
+        assert (await deliver(hooks, payload))[0] == 200
         assert ran[payload["id"]] == 1
     finally:
         await hooks.shutdown()

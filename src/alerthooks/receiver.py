@@ -411,6 +411,9 @@ class Receiver:
             )
             self._record_later(provider, event_id, results, keeper)
             return STORE_DOWN
+        except asyncio.CancelledError:  # the request went away mid-write: finish it anyway
+            self._record_later(provider, event_id, results, keeper)
+            raise
         keeper.stop()
         failed = [name for name, error in results.items() if error is not None]
         if failed:
