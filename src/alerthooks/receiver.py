@@ -20,7 +20,7 @@ from alerthooks.observe import current_delivery
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
 from alerthooks.state import state_change
 from alerthooks.store import Begun, Delivery, StoreError
-from alerthooks.worker import LeaseKeeper, Runtime, Worker
+from alerthooks.worker import LeaseKeeper, Runtime, Worker, record_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ STORE_DOWN = answer(503, error="store unavailable; retry later")
 NOT_CONFIGURED = answer(503, error="provider not configured")
 API_DOWN = answer(503, error="provider API unavailable; retry later")
 INVALID_JSON = answer(400, error="invalid JSON")
+NOT_UTF8 = answer(400, error="body is not UTF-8")
 NOT_AN_OBJECT = answer(400, error="payload is not a JSON object")
 
 
@@ -126,6 +127,9 @@ class Receiver:
         # Events being delivered now, each with the futures of concurrent duplicates waiting
         # for its answer.
         self._inflight: dict[tuple[str, str], list[asyncio.Future[Answer]]] = {}
+        # Inline events whose handlers ran here and whose outcomes are still being recorded
+        # (the store failed at finish): redeliveries are answered 503 until they are.
+        self._recording: dict[tuple[str, str], asyncio.Task[bool]] = {}
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
         # Whether a delivery has come since the store was last opened (see _first_use).
@@ -147,8 +151,21 @@ class Receiver:
                     if not provider.configured:
                         self.warn_unconfigured(provider)
 
-    async def close(self) -> None:
-        """Close the store; the next delivery opens it again."""
+    async def close(self, grace: float = 5.0) -> None:
+        """Close the store; the next delivery opens it again. Outcomes still being recorded
+        get ``grace`` seconds first."""
+        recording = set(self._recording.values())
+        if recording:
+            _, pending = await asyncio.wait(recording, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+                logger.warning(
+                    "outcomes of %d inline event(s) not recorded before shutdown; their handlers "
+                    "run again when their leases expire",
+                    len(pending),
+                )
         self._opened = self._used = False
         await self.runtime.store.close()
 
@@ -191,7 +208,14 @@ class Receiver:
             )
             return rejection(exc)
         try:
-            payload = json.loads(body)
+            # UTF-8 only (RFC 8259), as every provider sends: json.loads would guess UTF-16
+            # or UTF-32 from bytes. A leading byte order mark is ignored, as the RFC allows.
+            text = body.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError:
+            logger.info("%s delivery rejected: body is not UTF-8", provider.name)
+            return NOT_UTF8
+        try:
+            payload = json.loads(text)
         except (ValueError, RecursionError):
             logger.info("%s delivery rejected: invalid JSON", provider.name)
             return INVALID_JSON
@@ -230,6 +254,13 @@ class Receiver:
     async def _deliver(
         self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
     ) -> Answer:
+        if (provider.name, event_id) in self._recording:
+            logger.info(
+                "%s event %s: its handlers ran; answering 503 until their outcomes are recorded",
+                provider.name,
+                event_id,
+            )
+            return STORE_DOWN
         if provider.confirms:
             confirmed = await self._confirm(provider, event_id, payload)
             if isinstance(confirmed, Answer):
@@ -381,6 +412,22 @@ class Receiver:
             logger.info("%s event %s accepted (%s)", provider, event_id, event.type)
         return ACCEPTED
 
+    def _record_later(
+        self, provider: str, event_id: str, results: dict[str, str | None], keeper: LeaseKeeper
+    ) -> None:
+        key = (provider, event_id)
+
+        async def record() -> bool:
+            try:
+                return await record_outcomes(self.runtime, provider, event_id, results)
+            finally:
+                keeper.stop()
+                del self._recording[key]
+
+        self._recording[key] = asyncio.get_running_loop().create_task(
+            record(), name=f"alerthooks-record-{provider}-{event_id}"
+        )
+
     async def _run_claimed(
         self,
         delivery: Delivery,
@@ -400,13 +447,27 @@ class Receiver:
         keeper = LeaseKeeper(runtime, provider, event_id, claimed)
         try:
             results = await runtime.dispatcher.run(event, to_run, observers=runtime.observers)
-        finally:
+        except BaseException:
             keeper.stop()
+            raise
         try:
             await runtime.store.finish(provider, event_id, results, owner=runtime.owner)
-        except Exception:
-            logger.exception("%s event %s: outcomes not recorded", provider, event_id)
+        except Exception as exc:
+            # The handlers ran: keep their outcomes and record them once the store answers,
+            # keeping the leases meanwhile, rather than leaving them to run again.
+            logger.warning(
+                "%s event %s: outcomes not recorded (%s); answering 503 and recording them "
+                "in the background",
+                provider,
+                event_id,
+                exc if isinstance(exc, StoreError) else type(exc).__name__,
+            )
+            self._record_later(provider, event_id, results, keeper)
             return STORE_DOWN
+        except asyncio.CancelledError:  # the request went away mid-write: finish it anyway
+            self._record_later(provider, event_id, results, keeper)
+            raise
+        keeper.stop()
         failed = [name for name, error in results.items() if error is not None]
         if failed:
             logger.warning(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import click
 
-from alerthooks.cli import core
+from alerthooks.cli import core, serving
 from alerthooks.cli.core import (
     APP_OPTION,
     DEBUG_OPTION,
@@ -39,28 +39,104 @@ from alerthooks.store import Status, Store, StoredEvent, redact_url
 @click.argument("target", metavar="MODULE:ATTR")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+@click.option(
+    "--max-header-bytes",
+    default=serving.DEFAULT_MAX_HEADER_BYTES,
+    show_default=True,
+    type=click.IntRange(min=1024),
+    metavar="BYTES",
+    help="Refuse a request whose header block is larger (answered 400, connection closed).",
+)
+@click.option(
+    "--header-timeout",
+    default=serving.DEFAULT_HEADER_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Close a connection whose request headers are not complete this long after it "
+    "opened (or after its previous response).",
+)
+@click.option(
+    "--limit-concurrency",
+    default=serving.DEFAULT_LIMIT_CONCURRENCY,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Open connections (and requests in flight) allowed: beyond it requests are answered "
+    "503 and new connections closed.",
+)
+@click.option(
+    "--timeout-keep-alive",
+    default=serving.DEFAULT_TIMEOUT_KEEP_ALIVE,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="Close an idle keep-alive connection after this long.",
+)
+@click.option(
+    "--no-health",
+    is_flag=True,
+    help=f"Do not serve GET {serving.HEALTH_PREFIX}/live and {serving.HEALTH_PREFIX}/ready.",
+)
 @STORE_OPTION
 @DEBUG_OPTION
-def serve(target: str, host: str, port: int, store_url: str | None) -> None:
+def serve(
+    target: str,
+    host: str,
+    port: int,
+    max_header_bytes: int,
+    header_timeout: float,
+    limit_concurrency: int,
+    timeout_keep_alive: int,
+    no_health: bool,
+    store_url: str | None,
+) -> None:
     """Serve an AlertHooks (at the root: one route per provider, /stripe, /chargebee, …) or
-    any ASGI app with uvicorn.
+    any ASGI app with uvicorn, with its health checks at /_alerthooks/live and /ready.
 
     The worker runs in the app's lifespan: an AlertHooks at the root starts it itself, a host
-    app needs lifespan=hooks.lifespan.
+    app needs lifespan=hooks.lifespan. Request headers are bounded in size and time and
+    connections in number (see the options); bodies by the AlertHooks (max_body_bytes,
+    body_timeout).
     """
     import uvicorn
 
     app = load_target(target)
     if not callable(app):
         fail(f"{target} is a {type(app).__name__}, not an ASGI app")
-    if isinstance(app, AlertHooks):
-        use_store(app, store_url)
+    hooks: AlertHooks | None = app if isinstance(app, AlertHooks) else None
+    if hooks is not None:
+        use_store(hooks, store_url)
     elif store_url:
-        use_store(_mounted_hooks(app, target), store_url)
+        hooks = _mounted_hooks(app, target)
+        use_store(hooks, store_url)
     lifespan: Literal["on", "auto"] = "on" if isinstance(app, AlertHooks) else "auto"
+    served: Any = app
+    health = ""
+    if not no_health:
+        if hooks is None:
+            from alerthooks.testing.client import find_hooks
+
+            with contextlib.suppress(LookupError):
+                hooks = find_hooks(app)[0]
+        if hooks is not None:
+            served = serving.WithHealth(app, hooks.health_app())
+            health = f"; health at {serving.HEALTH_PREFIX}/live and /ready"
     log_to_stderr()
-    click.echo(f"alerthooks serving {target} on http://{host}:{port}")
-    uvicorn.run(app, host=host, port=port, lifespan=lifespan, log_level="info")
+    click.echo(f"alerthooks serving {target} on http://{host}:{port}{health}")
+    uvicorn.run(
+        served,
+        host=host,
+        port=port,
+        lifespan=lifespan,
+        log_level="info",
+        **serving.server_settings(
+            max_header_bytes=max_header_bytes,
+            header_timeout=header_timeout,
+            limit_concurrency=limit_concurrency,
+            timeout_keep_alive=timeout_keep_alive,
+        ),
+    )
 
 
 def _mounted_hooks(app: Any, target: str) -> AlertHooks:

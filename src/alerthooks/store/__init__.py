@@ -7,13 +7,17 @@ backend from a URL: ``memory://``, ``sqlite:///path.db`` or ``postgresql://…``
 from __future__ import annotations
 
 import abc
+import logging
 import os
+import socket
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
 from alerthooks.events import AlarmState, AlertState
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_STORE_URL = "sqlite:///alerthooks.db"
 STORE_ENV = "ALERTHOOKS_STORE"
@@ -27,6 +31,12 @@ alert type (:meth:`Provider.is_alert_type <alerthooks.providers.Provider.is_aler
 whose payload could not be normalized. Its ``last_error`` is the reason; it is never claimed,
 and it gives way to the matching handlers once the event reads (a redelivery that normalizes,
 or :meth:`Store.resolve_unparsed`). No registered handler can take this name."""
+
+PROCESS_DIED = "the process running it died (lease expired)"
+"""The error recorded for a run whose lease expired before it finished: the process that held
+it stopped without recording an outcome (a crash, an OOM kill, ``os._exit``)."""
+PROCESS_GONE = "the process running it died (no longer running on this host)"
+"""The error recorded for a run taken over from a process of this host that no longer exists."""
 
 
 class StoreError(Exception):
@@ -185,6 +195,10 @@ class Store(abc.ABC):
         (handler :data:`UNPARSED_HANDLER`, the reason as its ``last_error``) and changes nothing
         of an event stored already. A redelivery without it (the event reads now) removes the
         event's ``unparsed`` outcome before adding its handlers.
+
+        A lease held by a process of this host that no longer exists (:func:`owner_gone`)
+        counts as expired. Taking over an expired lease counts the run that died as an attempt
+        (error :data:`PROCESS_DIED` or :data:`PROCESS_GONE`), as :meth:`claim` does.
         """
 
     @abc.abstractmethod
@@ -215,11 +229,25 @@ class Store(abc.ABC):
         handler that runs long is not claimed by another worker meanwhile."""
 
     @abc.abstractmethod
-    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+    async def claim(
+        self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
+    ) -> Sequence[Claim]:
         """Lease up to ``limit`` due pairs to ``owner`` for ``lease`` seconds, oldest due first:
         pending ones, failed ones whose ``due_at`` has passed, and running ones whose lease
         expired (their worker died). Two callers never get the same pair while a lease lives.
+
+        Taking over an expired lease counts the run that died as an attempt (error
+        :data:`PROCESS_DIED`, in the history too); when that makes ``max_attempts``, the pair
+        is marked dead instead of claimed, so a handler that takes its process down is not
+        retried forever.
         """
+
+    async def expire_gone(self) -> int:
+        """End the leases that processes of this host which no longer exist hold
+        (:func:`owner_gone`), so the next :meth:`claim` takes their pairs over at once (counting
+        the run that died) instead of after the lease; return how many. A worker calls it when
+        it starts. The base implementation does nothing."""
+        return 0
 
     @abc.abstractmethod
     async def replay(
@@ -289,6 +317,43 @@ class Store(abc.ABC):
         """Apply state changes computed from stored events, ``(provider, event_id, change)``,
         each kept only where it occurred later than the state held, as ``begin`` does; with
         ``done``, :meth:`unfolded` has nothing more to give."""
+
+
+def log_dead_after_crash(provider: str, event_id: str, handler: str, attempts: int) -> None:
+    """Log that a claim marked a pair dead because its runs kept taking their process down."""
+    logger.error(
+        "%s event %s: handler %s is dead after %d attempts: %s",
+        provider,
+        event_id,
+        handler,
+        attempts,
+        PROCESS_DIED,
+    )
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether the process that ``owner`` names (``host:pid:random``, see
+    :attr:`AlertHooks.owner`) is known to be gone: it ran on this host and no process has its
+    pid now. Owners of other hosts, of this process, or that do not parse are never gone (their
+    leases run out instead)."""
+    if not owner:
+        return False
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, as another user's process
+        return False
+    return False
 
 
 def redact_url(url: str) -> str:

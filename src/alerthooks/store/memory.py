@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 
 from alerthooks.events import AlertState
 from alerthooks.store import (
+    PROCESS_DIED,
+    PROCESS_GONE,
     UNPARSED_HANDLER,
     Attempt,
     Begun,
@@ -20,6 +22,8 @@ from alerthooks.store import (
     Store,
     StoredEvent,
     Unfolded,
+    log_dead_after_crash,
+    owner_gone,
 )
 
 # One alert state per subject: (provider, alert_id, customer_id, subscription_id).
@@ -86,9 +90,11 @@ class MemoryStore(Store):
         for name, row in rows.items():
             if row.status in ("done", "dead"):
                 continue
-            if row.status == "running" and row.lease_until > now:
-                busy.append(name)
-                continue
+            if row.status == "running":
+                if row.lease_until > now and not owner_gone(row.owner):
+                    busy.append(name)
+                    continue
+                _died(row, PROCESS_DIED if row.lease_until <= now else PROCESS_GONE, now)
             row.status, row.owner, row.lease_until = "running", owner, now + lease
             claimed.append(name)
         return Begun(new, tuple(claimed), tuple(busy))
@@ -135,7 +141,9 @@ class MemoryStore(Store):
             if row is not None and row.status == "running" and row.owner == owner:
                 row.lease_until = until
 
-    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+    async def claim(
+        self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
+    ) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
         now = time.time()
         due: list[tuple[float, tuple[str, str], str, _Row]] = []
@@ -147,9 +155,26 @@ class MemoryStore(Store):
         due.sort(key=lambda item: item[0])
         claims: list[Claim] = []
         for _, key, name, row in due[:limit]:
+            if row.status == "running":
+                _died(row, PROCESS_DIED, now)
+                if max_attempts is not None and row.attempts >= max_attempts:
+                    row.status, row.owner, row.lease_until = "dead", None, 0.0
+                    log_dead_after_crash(key[0], key[1], name, row.attempts)
+                    continue
             row.status, row.owner, row.lease_until = "running", owner, now + lease
             claims.append(Claim(key[0], key[1], self._events[key].body, name, row.attempts))
         return claims
+
+    async def expire_gone(self) -> int:
+        """See :meth:`Store.expire_gone`."""
+        count = 0
+        now = time.time()
+        for rows in self._outcomes.values():
+            for row in rows.values():
+                if row.status == "running" and row.lease_until > now and owner_gone(row.owner):
+                    row.lease_until = 0.0
+                    count += 1
+        return count
 
     async def replay(
         self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
@@ -283,6 +308,15 @@ class MemoryStore(Store):
             for name, row in rows.items()
         )
         return StoredEvent(d.provider, d.event_id, d.event_type, d.body, d.received_at, outcomes)
+
+
+def _died(row: _Row, error: str, now: float) -> None:
+    """Count the run whose process died as a failed attempt."""
+    row.attempts += 1
+    row.last_error = error
+    row.history.append(
+        Attempt(len(row.history) + 1, error, datetime.fromtimestamp(now, timezone.utc))
+    )
 
 
 def _claimable_at(row: _Row) -> float | None:

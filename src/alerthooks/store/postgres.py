@@ -29,6 +29,8 @@ import asyncpg
 
 from alerthooks.events import AlertState
 from alerthooks.store import (
+    PROCESS_DIED,
+    PROCESS_GONE,
     SCHEMA_VERSION,
     UNPARSED_HANDLER,
     Attempt,
@@ -42,6 +44,8 @@ from alerthooks.store import (
     StoredEvent,
     StoreError,
     Unfolded,
+    log_dead_after_crash,
+    owner_gone,
 )
 
 logger = logging.getLogger(__name__)
@@ -194,17 +198,46 @@ _BEGIN_STATE_SQL = _BEGIN_SQL.replace(
 )
 _BEGIN_SQL = _BEGIN_SQL.replace("{state}", "")
 
+# begin's re-claim of an event's handlers (parameters: provider, event_id, owner, lease seconds,
+# the error of a run that died); the caller adds which rows and RETURNING.
+_RECLAIM_HEAD = (
+    f"UPDATE alerthooks_outcomes o SET status = 'running', owner = $3, lease_until = {_lease(4)},"
+)
+
+
+# Taking over a running pair (its lease expired, or its process is gone) counts the run that
+# died as a failed attempt with error $DIED; those are the rows whose old status is 'running'.
+_DIED = "o.status = 'running'"
+_COUNT_DIED = (
+    f"attempts = o.attempts + CASE WHEN {_DIED} THEN 1 ELSE 0 END,"
+    f" last_error = CASE WHEN {_DIED} THEN $DIED::text ELSE o.last_error END,"
+    f" history = CASE WHEN {_DIED} THEN o.history || jsonb_build_array(jsonb_build_array("
+    "$DIED::text, extract(epoch FROM now())::float8)) ELSE o.history END"
+)
+# In the claim, a takeover that makes max_attempts ($4) marks the pair dead instead.
+_DEAD_NOW = f"{_DIED} AND o.attempts + 1 >= $4"
+
 CLAIM_SQL = (
     "WITH due AS (SELECT provider, event_id, handler FROM alerthooks_outcomes"
     f" WHERE {_CLAIMABLE_AT} <= now() ORDER BY {_CLAIMABLE_AT} LIMIT $3 FOR UPDATE SKIP LOCKED)"
-    f" UPDATE alerthooks_outcomes o SET status = 'running', owner = $1, lease_until = {_lease(2)}"
+    f" UPDATE alerthooks_outcomes o SET status = CASE WHEN {_DEAD_NOW} THEN 'dead'"
+    " ELSE 'running' END,"
+    f" owner = CASE WHEN {_DEAD_NOW} THEN NULL ELSE $1 END,"
+    f" lease_until = CASE WHEN {_DEAD_NOW} THEN NULL ELSE {_lease(2)} END,"
+    f" {_COUNT_DIED.replace('$DIED', '$5')}"
     " FROM due WHERE o.provider = due.provider AND o.event_id = due.event_id"
     " AND o.handler = due.handler RETURNING o.provider, o.event_id, o.handler, o.attempts,"
-    " (SELECT e.body FROM alerthooks_events e WHERE e.provider = o.provider"
+    " o.status, (SELECT e.body FROM alerthooks_events e WHERE e.provider = o.provider"
     " AND e.event_id = o.event_id) AS body"
 )
-"""The claim (parameters: owner, lease seconds, limit): the index gives the oldest due pairs,
-and only their bodies are read. Tests check its plan."""
+"""The claim (parameters: owner, lease seconds, limit, max attempts, the error of a run that
+died): the index gives the oldest due pairs, and only their bodies are read. Tests check its
+plan."""
+_NO_LIMIT = 2**31 - 1
+_RECLAIM = (
+    f"{_RECLAIM_HEAD} {_COUNT_DIED.replace('$DIED', '$5')}"
+    " WHERE o.provider = $1 AND o.event_id = $2"
+)
 
 
 def _parse_url(url: str) -> tuple[str, str | None, int]:
@@ -450,26 +483,39 @@ class PostgresStore(Store):
                     await self._notify(conn)
                 return Begun(False, (), ())
             claimed = await conn.fetch(
-                f"UPDATE alerthooks_outcomes SET status = 'running', owner = $3,"
-                f" lease_until = {_lease(4)} WHERE provider = $1 AND event_id = $2"
-                " AND (status IN ('pending', 'failed') OR (status = 'running'"
-                " AND lease_until <= now())) RETURNING handler",
+                f"{_RECLAIM} AND (o.status IN ('pending', 'failed') OR (o.status = 'running'"
+                " AND o.lease_until <= now())) RETURNING o.handler",
                 d.provider,
                 d.event_id,
                 owner,
                 lease,
+                PROCESS_DIED,
             )
             names = {r["handler"] for r in claimed}
             busy = await conn.fetch(
-                "SELECT handler FROM alerthooks_outcomes WHERE provider = $1 AND event_id = $2"
-                " AND status = 'running'",
+                "SELECT handler, owner FROM alerthooks_outcomes WHERE provider = $1"
+                " AND event_id = $2 AND status = 'running'",
                 d.provider,
                 d.event_id,
             )
+            others = [r for r in busy if r["handler"] not in names]
+            gone = [r["owner"] for r in others if owner_gone(r["owner"])]
+            if gone:  # a process of this host that held it no longer exists
+                taken = await conn.fetch(
+                    f"{_RECLAIM} AND o.status = 'running' AND o.owner = ANY($6::text[])"
+                    " RETURNING o.handler",
+                    d.provider,
+                    d.event_id,
+                    owner,
+                    lease,
+                    PROCESS_GONE,
+                    gone,
+                )
+                names.update(r["handler"] for r in taken)
             return Begun(
                 False,
                 tuple(sorted(names)),
-                tuple(sorted(r["handler"] for r in busy if r["handler"] not in names)),
+                tuple(sorted(r["handler"] for r in others if r["handler"] not in names)),
             )
 
     async def finish(
@@ -524,17 +570,47 @@ class PostgresStore(Store):
                 owner,
             )
 
-    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+    async def claim(
+        self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
+    ) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
         async with self._conn() as conn:
-            rows = await conn.fetch(CLAIM_SQL, owner, lease, limit)
-        return [
-            Claim(r["provider"], r["event_id"], bytes(r["body"]), r["handler"], r["attempts"])
-            for r in rows
-        ]
+            rows = await conn.fetch(
+                CLAIM_SQL,
+                owner,
+                lease,
+                limit,
+                _NO_LIMIT if max_attempts is None else max_attempts,
+                PROCESS_DIED,
+            )
+        claims: list[Claim] = []
+        for r in rows:
+            if r["status"] == "dead":
+                log_dead_after_crash(r["provider"], r["event_id"], r["handler"], r["attempts"])
+                continue
+            claims.append(
+                Claim(r["provider"], r["event_id"], bytes(r["body"]), r["handler"], r["attempts"])
+            )
+        return claims
 
     async def _notify(self, conn: _Conn) -> None:
         await conn.execute("SELECT pg_notify($1, $2)", _CHANNEL, self.schema or "")
+
+    async def expire_gone(self) -> int:
+        """See :meth:`Store.expire_gone`."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT owner FROM alerthooks_outcomes WHERE status = 'running'"
+            )
+            gone = [r["owner"] for r in rows if owner_gone(r["owner"])]
+            if not gone:
+                return 0
+            status = await conn.execute(
+                "UPDATE alerthooks_outcomes SET lease_until = now() - interval '1 second'"
+                " WHERE status = 'running' AND owner = ANY($1::text[]) AND lease_until > now()",
+                gone,
+            )
+        return int(status.rsplit(" ", 1)[-1])
 
     async def replay(
         self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False

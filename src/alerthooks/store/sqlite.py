@@ -29,6 +29,8 @@ from urllib.parse import parse_qs
 
 from alerthooks.events import AlertState
 from alerthooks.store import (
+    PROCESS_DIED,
+    PROCESS_GONE,
     SCHEMA_VERSION,
     UNPARSED_HANDLER,
     Attempt,
@@ -42,6 +44,8 @@ from alerthooks.store import (
     StoredEvent,
     StoreError,
     Unfolded,
+    log_dead_after_crash,
+    owner_gone,
 )
 from alerthooks.store._sqlite_writer import GroupCommitWriter
 
@@ -148,6 +152,11 @@ def _state_row(provider: str, event_id: str, c: StateChange) -> tuple[Any, ...]:
 
 
 _ATTEMPT = "history = json_insert(history, '$[#]', json_array(?, ?))"
+# Taking over the lease of a run whose process died: that run counts as a failed attempt.
+_TAKEOVER = (
+    "UPDATE alerthooks_outcomes SET status = ?, owner = ?, lease_until = ?,"
+    f" attempts = attempts + 1, last_error = ?, {_ATTEMPT} WHERE seq = ? AND handler = ?"
+)
 
 # Outcomes are keyed by the event's sequence number, not its (random) id: new rows append to the
 # end of the b-tree, so a group commit writes a few pages instead of one per event.
@@ -168,7 +177,7 @@ _CLAIMABLE_AT = (
 _SCHEMA = _SCHEMA.replace("{due}", _CLAIMABLE_AT)
 
 CLAIM_SQL = (
-    "SELECT o.seq, e.provider, e.event_id, o.handler, o.attempts, e.body"
+    "SELECT o.seq, e.provider, e.event_id, o.handler, o.attempts, o.status, e.body"
     " FROM alerthooks_outcomes o JOIN alerthooks_events e ON e.seq = o.seq"
     f" WHERE {_CLAIMABLE_AT} <= ? ORDER BY {_CLAIMABLE_AT} LIMIT ?"
 )
@@ -391,21 +400,31 @@ class SQLiteStore(Store):
                 return Begun(False, (), ())
             claimed: list[str] = []
             busy: list[str] = []
-            for handler, status, lease_until in conn.execute(
-                "SELECT handler, status, lease_until FROM alerthooks_outcomes"
+            died: list[tuple[str, str]] = []
+            for handler, status, lease_until, holder in conn.execute(
+                "SELECT handler, status, lease_until, owner FROM alerthooks_outcomes"
                 " WHERE seq = ? AND status NOT IN ('done', 'dead')",
                 (seq,),
             ).fetchall():
-                if status == "running" and lease_until > now:
-                    busy.append(handler)
-                else:
+                if status != "running":
                     claimed.append(handler)
+                elif lease_until <= now:
+                    died.append((handler, PROCESS_DIED))
+                elif owner_gone(holder):
+                    died.append((handler, PROCESS_GONE))
+                else:
+                    busy.append(handler)
             conn.executemany(
                 "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
                 " WHERE seq = ? AND handler = ?",
                 [(owner, now + lease, seq, h) for h in claimed],
             )
-            return Begun(False, tuple(claimed), tuple(busy))
+            conn.executemany(
+                _TAKEOVER,
+                [("running", owner, now + lease, err, err, now, seq, h) for h, err in died],
+            )
+            claimed.extend(h for h, _ in died)
+            return Begun(False, tuple(sorted(claimed)), tuple(busy))
 
         # A begin that leases handlers is answered only after finish, whose fsync covers it; one
         # that leases none (queued mode, no handler, a duplicate) is an answer by itself.
@@ -477,18 +496,67 @@ class SQLiteStore(Store):
 
         await self._submit(op)
 
-    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+    async def claim(
+        self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
+    ) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
 
         def op(conn: sqlite3.Connection) -> list[Claim]:
             now = time.time()
             rows = conn.execute(CLAIM_SQL, (now, limit)).fetchall()
+            claims: list[Claim] = []
+            plain: list[tuple[str, float, int, str]] = []
+            for seq, p, e, h, n, status, body in rows:
+                if status == "running":  # its lease expired: the process running it died
+                    n += 1
+                    dead = max_attempts is not None and n >= max_attempts
+                    conn.execute(
+                        _TAKEOVER,
+                        (
+                            "dead" if dead else "running",
+                            None if dead else owner,
+                            0.0 if dead else now + lease,
+                            PROCESS_DIED,
+                            PROCESS_DIED,
+                            now,
+                            seq,
+                            h,
+                        ),
+                    )
+                    if dead:
+                        log_dead_after_crash(p, e, h, n)
+                        continue
+                else:
+                    plain.append((owner, now + lease, seq, h))
+                claims.append(Claim(p, e, bytes(body), h, n))
             conn.executemany(
                 "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
                 " WHERE seq = ? AND handler = ?",
-                [(owner, now + lease, seq, h) for seq, _, _, h, _, _ in rows],
+                plain,
             )
-            return [Claim(p, e, bytes(body), h, n) for _, p, e, h, n, body in rows]
+            return claims
+
+        return await self._submit(op)
+
+    async def expire_gone(self) -> int:
+        """See :meth:`Store.expire_gone`."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            owners = [
+                owner
+                for (owner,) in conn.execute(
+                    "SELECT DISTINCT owner FROM alerthooks_outcomes WHERE status = 'running'"
+                )
+                if owner_gone(owner)
+            ]
+            count = 0
+            for owner in owners:
+                count += conn.execute(
+                    "UPDATE alerthooks_outcomes SET lease_until = 0"
+                    " WHERE status = 'running' AND owner = ? AND lease_until > ?",
+                    (owner, time.time()),
+                ).rowcount
+            return count
 
         return await self._submit(op)
 
