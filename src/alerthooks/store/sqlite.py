@@ -9,9 +9,7 @@ several processes on one file (for instance uvicorn workers) never claim the sam
 and they may open a fresh file at the same moment.
 
 URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; ``?busy_timeout=S``
-sets how long to wait for another process's lock before answering 503 (default 5 s);
-``?writer=process`` runs ``begin`` and ``finish`` (the writes of every delivery) in a writer
-process of their own (:mod:`alerthooks.store._sqlite_process`) instead of a thread of this one.
+sets how long to wait for another process's lock before answering 503 (default 5 s).
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ from alerthooks.store import (
     StoredEvent,
     StoreError,
 )
-from alerthooks.store._sqlite_process import ProcessWriter
 from alerthooks.store._sqlite_writer import GroupCommitWriter
 
 logger = logging.getLogger(__name__)
@@ -240,17 +237,6 @@ class SQLiteStore(Store):
     def __init__(self, url: str) -> None:
         self.url = url
         self.path, self.busy_timeout = _parse_url(url)
-        writer = parse_qs(url.partition("?")[2]).get("writer", ["thread"])[-1]
-        if writer not in ("thread", "process"):
-            raise ValueError(f"SQLite store URL {url!r}: writer must be 'thread' or 'process'")
-        # writer=process: begin and finish go to a child process serving this same file.
-        self._process = (
-            ProcessWriter(
-                f"sqlite:///{self.path}?busy_timeout={self.busy_timeout}", label=self.path
-            )
-            if writer == "process"
-            else None
-        )
         # Writer-thread only: sequence numbers of events begun and not finished yet, so finish
         # needs no lookup; ``_new_seqs`` holds those of the open transaction until it commits.
         self._seqs: dict[tuple[str, str], int] = {}
@@ -277,16 +263,11 @@ class SQLiteStore(Store):
         return connect(self.path, self.busy_timeout)
 
     async def open(self) -> None:
-        """Start the writer thread (and process) and create the schema if needed."""
+        """Start the writer thread and create the schema if needed."""
         await self._submit(lambda conn: None)
-        if self._process is not None:
-            await self._process.call("open")
 
     async def close(self) -> None:
-        """Finish queued writes, then stop the writer thread (and process) and close the
-        connection."""
-        if self._process is not None:
-            await self._process.close()
+        """Finish queued writes, then stop the writer thread and close the connection."""
         await self._writer.close()
 
     # -- operations -----------------------------------------------------------------------------
@@ -295,12 +276,6 @@ class SQLiteStore(Store):
         self, delivery: Delivery, *, owner: str, lease: float, claim: bool = True
     ) -> Begun:
         """See :meth:`Store.begin`."""
-        if self._process is not None:
-            # Plain tuples pickle at a fraction of a named tuple's cost.
-            new, claimed, busy = await self._process.call(
-                "_begin_tuple", tuple(delivery), owner, lease, claim
-            )
-            return Begun(new, claimed, busy)
         d = delivery
 
         def op(conn: sqlite3.Connection) -> Begun:
@@ -352,12 +327,6 @@ class SQLiteStore(Store):
         # that leases none (queued mode, no handler, a duplicate) is an answer by itself.
         return await self._submit(op, durable=not (claim and d.handlers))
 
-    async def _begin_tuple(
-        self, delivery: tuple[Any, ...], owner: str, lease: float, claim: bool
-    ) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
-        """:meth:`begin` as the writer process serves it: plain tuples in and out."""
-        return tuple(await self.begin(Delivery(*delivery), owner=owner, lease=lease, claim=claim))  # type: ignore[return-value]
-
     async def finish(
         self,
         provider: str,
@@ -369,17 +338,6 @@ class SQLiteStore(Store):
         dead: Collection[str] = (),
     ) -> None:
         """See :meth:`Store.finish`."""
-        if self._process is not None:
-            await self._process.call(
-                "finish",
-                provider,
-                event_id,
-                dict(results),
-                owner=owner,
-                retry_in=None if retry_in is None else dict(retry_in),
-                dead=tuple(dead),
-            )
-            return
         delays = dict(retry_in or {})
         results = dict(results)
         dead = frozenset(dead)
