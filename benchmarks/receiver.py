@@ -207,6 +207,19 @@ def postgres_url(base: str, schema: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}schema={schema}"
 
 
+async def postgres_reachable(base: str) -> bool:
+    """Whether the server at ``base`` answers; says why not when it does not."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(base.split("?", 1)[0], timeout=5)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        print(f"postgres: {type(exc).__name__}: {exc}; skipped", flush=True)
+        return False
+    await conn.close()
+    return True
+
+
 async def drop_schema(base: str, schema: str) -> None:
     """Drop the benchmark's Postgres schema."""
     import asyncpg
@@ -248,6 +261,8 @@ async def run(
         else:
             print("sqlite: this checkout has no SQLite store; skipped", flush=True)
         schema = f"alerthooks_bench_{uuid.uuid4().hex[:8]}"
+        if postgres and not await postgres_reachable(postgres):
+            postgres = None
         if postgres:
             variants.append(
                 alerthooks_variant(
@@ -279,7 +294,7 @@ async def run(
         for variant in variants:
             if variant.shutdown is not None:
                 await variant.shutdown()
-        if postgres and any(v.name.startswith("postgres") for v in variants):
+        if postgres and any(v.name.startswith("postgres") for v in variants):  # it was created
             await drop_schema(postgres, schema)
 
     medians = {name: statistics.median(rates) for name, rates in results.items()}
