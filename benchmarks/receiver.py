@@ -53,6 +53,7 @@ Prepared = tuple[dict[str, Any], bytes]
 TARGETS = (
     # (variant, against, minimum ratio)
     ("memory", "floor", 0.8),
+    ("memory mounted", "floor", 0.8),
     ("memory", "construct_event", 4.0),
     ("sqlite x32", "floor", 0.5),
 )
