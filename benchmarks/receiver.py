@@ -58,8 +58,9 @@ TARGETS = (
     ("sqlite x32", "floor", 0.5),
 )
 REPORTED = (
-    # (variant, against): ratios printed on a line of their own, with no target
-    ("postgres x32", "floor"),
+    # (variant, against): ratios printed on a line of their own, with no target; "xN" is the
+    # concurrency of the run
+    ("postgres xN", "floor"),
 )
 
 
@@ -325,6 +326,7 @@ async def run(
         + " | ".join(f"{n} {ratio(per_cpu, n, 'floor'):.2f}" for n in per_cpu)
     )
     for name, against in REPORTED:
+        name = name.replace("xN", f"x{concurrency}")
         if name in medians and against in medians:
             print(f"{name} / {against}: {ratio(results, name, against):.2f} (no target)")
     failed = 0
