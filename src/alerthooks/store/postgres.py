@@ -256,6 +256,14 @@ def _parse_url(url: str) -> tuple[str, str | None, int]:
     return dsn, schema, pool_size
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Ready a connection for the pool again: asyncpg's full reset (a round trip) only when a
+    transaction was left open. The store's statements leave no session state (LISTEN has a
+    connection of its own), so the common release costs no round trip."""
+    if conn.is_in_transaction():
+        await conn.reset()
+
+
 class PostgresStore(Store):
     """Events and outcomes in PostgreSQL; safe for any number of replicas and workers."""
 
@@ -283,6 +291,7 @@ class PostgresStore(Store):
                     max_size=self.pool_size,
                     timeout=10,
                     server_settings=settings,
+                    reset=_reset,
                 )
                 try:
                     async with pool.acquire() as conn, conn.transaction():
