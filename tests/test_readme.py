@@ -6,6 +6,7 @@ run as a pytest project in tests/test_testing_plugin.py."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -280,3 +281,17 @@ def test_the_install_table_lists_every_extra() -> None:
     install = dict(sections())["Install"]
     listed = set(re.findall(r"^\| `([a-z]+)` \|", install, re.M))
     assert listed == extras, textwrap.shorten(str(listed ^ extras), 200)
+
+
+def test_the_options_table_lists_every_alerthooks_keyword() -> None:
+    from alerthooks import AlertHooks
+
+    parameters = set(inspect.signature(AlertHooks.__init__).parameters) - {"self"}
+    deployment = dict(sections())["Deployment"]
+    table = deployment[: deployment.index("\n\n", deployment.index("| option |"))]
+    listed = {
+        name
+        for row in table.splitlines()[2:]
+        for name in re.findall(r"`([a-z_]+)`", row.split(" | ")[0])
+    }
+    assert listed == parameters
