@@ -246,7 +246,9 @@ def test_environment_variables_are_read_by_the_code() -> None:
             assert re.search(rf"\b{name}\b", code), name
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/security.md", "CHANGELOG.md"])
+@pytest.mark.parametrize(
+    "doc", ["README.md", "docs/security.md", "docs/manager.md", "CHANGELOG.md"]
+)
 def test_relative_links_lead_to_files(doc: str) -> None:
     path = ROOT / doc
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text()):
@@ -260,9 +262,10 @@ def test_anchors_in_readme_name_its_headings() -> None:
     headings = {anchor(h) for h in re.findall(r"^#+ (.+)$", TEXT, re.M)}
     for target in re.findall(r"\]\(#([^)]+)\)", TEXT):
         assert target in headings, target
-    security = (ROOT / "docs" / "security.md").read_text()
-    for target in re.findall(r"README\.md#([^)]+)\)", security):
-        assert target in headings, target
+    for doc in ("security.md", "manager.md"):
+        text = (ROOT / "docs" / doc).read_text()
+        for target in re.findall(r"README\.md#([^)]+)\)", text):
+            assert target in headings, f"{doc}: {target}"
 
 
 def test_every_test_named_in_the_security_map_exists() -> None:
