@@ -39,6 +39,7 @@ ENV = {
     "CHARGEBEE_WEBHOOK_PASSWORD": "pass:word",
     "ORB_WEBHOOK_SECRET": "orb_readme",
     "METRONOME_WEBHOOK_SECRET": "metronome_readme",
+    "ACME_WEBHOOK_SECRET": "acme_readme",  # the README's own provider
     "ALERTHOOKS_STORE": "memory://",
     "CONSOLE_PASSWORD": "console-readme",
     "NO_COLOR": "1",
