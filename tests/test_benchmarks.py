@@ -1,5 +1,5 @@
 """Each benchmark script runs with tiny sizes and checks its own answers. Nothing is timed here;
-the figures are in README's Performance section."""
+the figures are in docs/performance.md."""
 
 from __future__ import annotations
 

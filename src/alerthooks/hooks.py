@@ -443,7 +443,7 @@ class AlertHooks:
         return console_app(self, auth=auth, secret=secret)
 
     def metrics_app(self) -> MetricsApp:
-        """An ASGI app serving Prometheus metrics (``pip install "alerthooks[metrics]"``):
+        """An ASGI app serving Prometheus metrics (``pip install "alerthooks-sdk[metrics]"``):
         ``Route("/metrics", hooks.metrics_app())``. See :mod:`alerthooks.metrics`."""
         from alerthooks.metrics import Metrics
 
@@ -452,7 +452,7 @@ class AlertHooks:
 
     def trace(self, tracer_provider: Any = None) -> None:
         """Open an OpenTelemetry span per delivery and per handler run
-        (``pip install "alerthooks[otel]"``). See :mod:`alerthooks.tracing`."""
+        (``pip install "alerthooks-sdk[otel]"``). See :mod:`alerthooks.tracing`."""
         from alerthooks.tracing import Tracing
 
         if self.observers.find(Tracing) is None:

@@ -25,7 +25,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import asyncpg
+try:
+    import asyncpg
+except ImportError:
+    # A receiver on memory:// or SQLite never imports this module: asyncpg is an extra.
+    raise ImportError(
+        'a postgresql:// store needs asyncpg: pip install "alerthooks-sdk[postgres]"'
+    ) from None
 
 from alerthooks.events import AlertState
 from alerthooks.store import (
