@@ -16,6 +16,8 @@ CHROMIUM ?= /usr/bin/chromium
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@# The distribution was named alerthooks up to 0.1.0 (now alerthooks-sdk): drop a stale one.
+	$(BIN)/python -m pip uninstall -q -y alerthooks 2>/dev/null || true
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 

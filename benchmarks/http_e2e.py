@@ -2,7 +2,9 @@
 
 Apps: ``floor`` (see ``apps.py``); ``alerthooks`` (memory store, a counting handler, mounted at
 /webhooks, printing nothing); ``example memory`` and ``example sqlite``: ``examples/app.py``
-as ``make run`` serves it (its handler prints a line per alert), with either store.
+as ``make run`` serves it (its handler prints a line per alert), with either store; and
+``example sqlite xN`` (with ``--workers N``, N > 1): the SQLite example served by ``uvicorn
+--workers N``, N receiver processes on one SQLite file, reported against the one-worker run.
 
 Each app runs in its own uvicorn process on a free loopback port; a load generator in another
 process keeps 32 keep-alive connections busy with unique, signed Stripe alert deliveries (built
@@ -11,6 +13,7 @@ the apps; medians are reported. Every run checks that every answer was 200 and t
 delivery reached a handler (the example prints one line per alert; the floor app counts).
 
     .venv/bin/python benchmarks/http_e2e.py [--requests 10000] [--rounds 3] [--connections 32]
+        [--workers 2]
 
 (Not ``http.py``: run as a script, that name would shadow the standard library's ``http``.)
 """
@@ -118,6 +121,7 @@ class Server:
     target: str
     env: dict[str, str] = field(default_factory=dict)
     app_dir: str = "."
+    workers: int = 1
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     output: IO[bytes] | None = None
@@ -133,6 +137,7 @@ class Server:
                 *(sys.executable, "-m", "uvicorn", self.target, "--app-dir", self.app_dir),
                 *("--host", HOST, "--port", str(self.port)),
                 *("--log-level", "warning", "--no-access-log"),
+                *(("--workers", str(self.workers)) if self.workers > 1 else ()),
             ],
             cwd=ROOT,
             env=env,
@@ -151,13 +156,23 @@ class Server:
         raise SystemExit(f"{self.name}: uvicorn did not start in 30 s:\n{self.log()}")
 
     def cpu_seconds(self) -> float:
-        """CPU time the server process has used so far (Linux /proc; 0 elsewhere)."""
+        """CPU time the server's processes (uvicorn and its workers) have used so far (Linux
+        /proc; 0 elsewhere)."""
         assert self.process is not None
+        pids = [self.process.pid]
         try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            pids += [int(pid) for pid in children.read_text().split()]
         except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            pass
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def log(self) -> str:
         assert self.output is not None
@@ -174,7 +189,8 @@ class Server:
         assert self.output is not None
         self.output.flush()
         with open(self.output.name, "rb") as log:
-            return sum(1 for line in log if word.encode() in line)
+            # Occurrences, not lines: several worker processes write to one file.
+            return log.read().count(word.encode())
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -222,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per run")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="uvicorn worker processes for 'example sqlite xN' (1: leave that server out)",
+    )
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mode == "client":
@@ -239,6 +261,15 @@ def main(argv: list[str] | None = None) -> int:
                 {"ALERTHOOKS_STORE": f"sqlite:///{directory}/alerthooks.db"},
             ),
         ]
+        if args.workers > 1:
+            servers.append(
+                Server(
+                    f"example sqlite x{args.workers}",
+                    "examples.app:app",
+                    {"ALERTHOOKS_STORE": f"sqlite:///{directory}/workers.db"},
+                    workers=args.workers,
+                )
+            )
         results: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
         try:
             for server in servers:
@@ -273,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     floor = rates["floor"]
     print("ratios vs floor: " + " | ".join(f"{n} {r / floor:.2f}" for n, r in rates.items()))
+    scaled = f"example sqlite x{args.workers}"
+    if scaled in rates:
+        print(
+            f"{scaled} / example sqlite (one worker): {rates[scaled] / rates['example sqlite']:.2f}"
+        )
     if per_cpu["floor"] > 0:
         print(
             "requests per server CPU-second: "

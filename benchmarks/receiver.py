@@ -13,11 +13,14 @@ cost of the framework itself shows. Variants, measured in one run with rounds al
   quickstart shows it: Starlette's middleware and routing come on top.
 - ``sqlite``: alerthooks with the SQLite store, one delivery at a time.
 - ``sqlite x32``: alerthooks with the SQLite store, 32 deliveries in flight.
+- ``postgres x32``: alerthooks with the Postgres store, 32 deliveries in flight, when
+  ``--postgres URL`` or env ``ALERTHOOKS_TEST_POSTGRES_URL`` names a server (a fresh schema,
+  dropped afterwards).
 
 Every event is unique and freshly signed; bodies, headers and scopes are built before the timed
 loop. Each run checks that every answer was 200 and every handler ran.
 
-    .venv/bin/python benchmarks/receiver.py [--events 1000] [--rounds 15]
+    .venv/bin/python benchmarks/receiver.py [--events 1000] [--rounds 15] [--postgres URL]
 
 Many short rounds rather than a few long ones, and ratios taken per round: on a shared machine
 the background load changes from second to second, and each round's variants see the same.
@@ -33,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +53,14 @@ Prepared = tuple[dict[str, Any], bytes]
 TARGETS = (
     # (variant, against, minimum ratio)
     ("memory", "floor", 0.8),
+    ("memory mounted", "floor", 0.8),
     ("memory", "construct_event", 4.0),
     ("sqlite x32", "floor", 0.5),
+)
+REPORTED = (
+    # (variant, against): ratios printed on a line of their own, with no target; "xN" is the
+    # concurrency of the run
+    ("postgres xN", "floor"),
 )
 
 
@@ -194,8 +204,42 @@ async def timed_round(variant: Variant, requests: list[Prepared]) -> tuple[float
 # -- the run ----------------------------------------------------------------------------------
 
 
+def postgres_url(base: str, schema: str) -> str:
+    """``base`` with the store's ``schema=`` parameter set to ``schema``."""
+    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+
+
+async def postgres_reachable(base: str) -> bool:
+    """Whether the server at ``base`` answers; says why not when it does not."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(base.split("?", 1)[0], timeout=5)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        print(f"postgres: {type(exc).__name__}: {exc}; skipped", flush=True)
+        return False
+    await conn.close()
+    return True
+
+
+async def drop_schema(base: str, schema: str) -> None:
+    """Drop the benchmark's Postgres schema."""
+    import asyncpg
+
+    conn = await asyncpg.connect(base.split("?", 1)[0])
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 async def run(
-    events: int, rounds: int, concurrency: int, sqlite_events: int, only: set[str] | None = None
+    events: int,
+    rounds: int,
+    concurrency: int,
+    sqlite_events: int,
+    only: set[str] | None = None,
+    postgres: str | None = None,
 ) -> int:
     """Measure every variant (or those in ``only``); print medians, ratios and targets."""
     with tempfile.TemporaryDirectory(prefix="alerthooks-bench-") as directory:
@@ -218,6 +262,15 @@ async def run(
             )
         else:
             print("sqlite: this checkout has no SQLite store; skipped", flush=True)
+        schema = f"alerthooks_bench_{uuid.uuid4().hex[:8]}"
+        if postgres and not await postgres_reachable(postgres):
+            postgres = None
+        if postgres:
+            variants.append(
+                alerthooks_variant(
+                    f"postgres x{concurrency}", postgres_url(postgres, schema), concurrency
+                )
+            )
         if only:
             variants = [v for v in variants if v.name in only or v.name == "floor"]
         sizes = {v.name: sqlite_events if v.name == "sqlite" else events for v in variants}
@@ -243,6 +296,8 @@ async def run(
         for variant in variants:
             if variant.shutdown is not None:
                 await variant.shutdown()
+        if postgres and any(v.name.startswith("postgres") for v in variants):  # it was created
+            await drop_schema(postgres, schema)
 
     medians = {name: statistics.median(rates) for name, rates in results.items()}
     print(
@@ -270,6 +325,10 @@ async def run(
         "per CPU-second:                               "
         + " | ".join(f"{n} {ratio(per_cpu, n, 'floor'):.2f}" for n in per_cpu)
     )
+    for name, against in REPORTED:
+        name = name.replace("xN", f"x{concurrency}")
+        if name in medians and against in medians:
+            print(f"{name} / {against}: {ratio(results, name, against):.2f} (no target)")
     failed = 0
     for name, against, minimum in TARGETS:
         if name not in medians or against not in medians:
@@ -299,10 +358,18 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated variants to run besides floor, e.g. 'memory,construct_event'",
     )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("ALERTHOOKS_TEST_POSTGRES_URL", ""),
+        help="PostgreSQL URL for the postgres variant (default: env ALERTHOOKS_TEST_POSTGRES_URL;"
+        " empty: skip it)",
+    )
     args = parser.parse_args(argv)
     sqlite_events = args.sqlite_events or max(1, args.events // 4)
     only = {name.strip() for name in args.only.split(",") if name.strip()} or None
-    status = asyncio.run(run(args.events, args.rounds, args.concurrency, sqlite_events, only))
+    status = asyncio.run(
+        run(args.events, args.rounds, args.concurrency, sqlite_events, only, args.postgres or None)
+    )
     return status if args.check else 0
 
 

@@ -87,7 +87,10 @@ def main() -> None:
         print(f"  {line}")
     print(f"Other samples (--sample): {', '.join(sample_names())}")
     sys.stdout.flush()
-    uvicorn.run("examples.app:app", host=HOST, port=PORT, log_level="info")
+    from alerthooks.cli.serving import server_settings
+
+    # As `alerthooks serve` does: headers bounded in size and time, connections in number.
+    uvicorn.run("examples.app:app", host=HOST, port=PORT, log_level="info", **server_settings())
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """Each benchmark script runs with tiny sizes and checks its own answers. Nothing is timed here;
-the figures are in README's Performance section."""
+the figures are in docs/performance.md."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from .stores import POSTGRES_URL
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -22,17 +26,44 @@ def _run(script: str, *args: str) -> str:
 
 
 def test_receiver_benchmark_runs_every_variant_and_checks_answers() -> None:
-    out = _run("receiver.py", "--events", "20", "--rounds", "2", "--concurrency", "4")
+    out = _run(
+        "receiver.py", "--events", "20", "--rounds", "2", "--concurrency", "4", "--postgres", ""
+    )
     for variant in ("floor", "construct_event", "memory", "memory mounted", "sqlite", "sqlite x4"):
         assert f"  {variant} " in out
     assert "ratios vs floor (median of per-round ratios):" in out
 
 
+def test_receiver_benchmark_puts_postgres_beside_sqlite_with_its_ratio() -> None:
+    if not POSTGRES_URL:
+        pytest.skip("ALERTHOOKS_TEST_POSTGRES_URL is not set")
+    out = _run(
+        *("receiver.py", "--events", "20", "--rounds", "2", "--concurrency", "4"),
+        *("--only", "sqlite x4,postgres x4", "--postgres", POSTGRES_URL),
+    )
+    for variant in ("floor", "sqlite x4", "postgres x4"):
+        assert f"  {variant} " in out
+    assert "postgres x4 / floor: " in out
+
+
+def test_receiver_benchmark_skips_an_unreachable_postgres_in_one_line() -> None:
+    out = _run(
+        *("receiver.py", "--events", "10", "--rounds", "1", "--only", "postgres x32"),
+        *("--postgres", "postgresql://postgres@127.0.0.1:9/none"),
+    )
+    assert "postgres: " in out and "; skipped" in out
+    assert "  postgres x32 " not in out
+
+
 def test_http_benchmark_serves_every_app_and_checks_answers() -> None:
-    out = _run("http_e2e.py", "--requests", "40", "--rounds", "1", "--connections", "4")
-    for app in ("floor", "alerthooks", "example memory", "example sqlite"):
+    out = _run(
+        *("http_e2e.py", "--requests", "40", "--rounds", "1", "--connections", "4"),
+        *("--workers", "2"),
+    )
+    for app in ("floor", "alerthooks", "example memory", "example sqlite", "example sqlite x2"):
         assert f"  {app} " in out
     assert "ratios vs floor:" in out
+    assert "example sqlite x2 / example sqlite (one worker): " in out
 
 
 def test_sync_benchmark_makes_the_minimum_calls() -> None:

@@ -325,9 +325,7 @@ def test_events_lists_outcomes_and_replay_dead_runs_them_again(
     ]
     replayed = runner.invoke(cli, ["replay", "--dead", "--app", "tests.inbox_app:hooks"])
     assert replayed.exit_code == 0, replayed.output
-    assert (
-        "1 handler(s) ran again; 0 stored event(s) have failed or dead handlers" in replayed.output
-    )
+    assert replayed.output == "1 handler(s) ran again: 1 done, 0 failed again\n"
     assert handled(Path(inbox["ALERTHOOKS_TEST_OUT"])) == Counter({dead_id: 1})
     assert runner.invoke(cli, ["events", "--status", "dead"]).output.count("\n") == 1
 
@@ -342,9 +340,7 @@ def test_replay_with_app_shows_progress_only_on_a_terminal(
     )
     assert replayed.exit_code == 0, replayed.output
     assert ("replaying" in replayed.stdout) is bool(env)  # the bar, cleared when done
-    assert replayed.stdout.rstrip().endswith(
-        "1 handler(s) ran again; 0 stored event(s) have failed or dead handlers"
-    )
+    assert replayed.stdout.rstrip().endswith("1 handler(s) ran again: 1 done, 0 failed again")
     assert handled(Path(inbox["ALERTHOOKS_TEST_OUT"])) == Counter({dead_id: 1})
 
 
@@ -530,7 +526,7 @@ def test_store_option_replaces_the_apps_store_and_leaves_the_environment_alone(
         cli, ["replay", "--dead", "--app", "tests.inbox_app:hooks", "--store", other]
     )
     assert replayed.exit_code == 0, replayed.output
-    assert "1 handler(s) ran again" in replayed.output
+    assert "1 handler(s) ran again: 1 done, 0 failed again" in replayed.output
     assert handled(Path(inbox["ALERTHOOKS_TEST_OUT"])) == Counter({dead_id: 1})
     assert sys.modules["tests.inbox_app"].hooks.store.url == other
     assert os.environ["ALERTHOOKS_STORE"] == inbox["ALERTHOOKS_STORE"]

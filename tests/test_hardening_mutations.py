@@ -226,7 +226,12 @@ async def test_every_single_field_mutation_gives_a_whole_event_or_a_logged_ack(
                 continue
             if not seen:
                 logged = " | ".join(records.messages)
-                if "not an alert" not in logged and "without an id" not in logged:
+                if json.loads(answer) == {"status": "unparsed"}:
+                    # An alert it cannot read is kept (with its reason) and logged, not dropped.
+                    kept = await hooks.store.events(status="unparsed")
+                    if len(kept) != 1 or "kept as unparsed, not dispatched: " not in logged:
+                        problems.append(f"{describe}: answered unparsed, not kept: {logged}")
+                elif "not an alert" not in logged and "without an id" not in logged:
                     problems.append(f"{describe}: no handler ran and no reason logged: {logged}")
                 continue
             if len(seen) != 1:

@@ -159,8 +159,8 @@ def test_without_observers_nothing_optional_is_imported() -> None:
 @pytest.mark.parametrize(
     ("call", "blocked", "hint"),
     [
-        ("hooks.metrics_app()", "prometheus_client", 'pip install "alerthooks[metrics]"'),
-        ("hooks.trace()", "opentelemetry", 'pip install "alerthooks[otel]"'),
+        ("hooks.metrics_app()", "prometheus_client", 'pip install "alerthooks-sdk[metrics]"'),
+        ("hooks.trace()", "opentelemetry", 'pip install "alerthooks-sdk[otel]"'),
     ],
 )
 def test_an_extra_that_is_not_installed_is_named_with_its_install_line(

@@ -68,7 +68,9 @@ async def test_postgres_claim_walks_the_due_index_and_reads_only_claimed_bodies(
                 " FROM generate_series(1, 5000) AS i"
             )
             await conn.execute("ANALYZE")
-            raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {POSTGRES_CLAIM_SQL}", "w", 60.0, 10)
+            raw = await conn.fetchval(
+                f"EXPLAIN (FORMAT JSON) {POSTGRES_CLAIM_SQL}", "w", 60.0, 10, 8, "died"
+            )
         finally:
             await conn.close()
     nodes = _nodes(json.loads(raw)[0]["Plan"])

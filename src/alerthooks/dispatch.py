@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from alerthooks.events import AlertEvent
 from alerthooks.observe import Observers, run_handler
+from alerthooks.store import UNPARSED_HANDLER
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,8 @@ class Dispatcher:
             raise TypeError(f"unknown filter(s) {sorted(unknown)}; expected {FILTER_FIELDS}")
         if not callable(func):
             raise TypeError("a handler must be callable")
+        if name == UNPARSED_HANDLER:
+            raise ValueError(f"handler name {name!r} is reserved (it marks unparsed events)")
         accepted = {k: _accepted(k, v) for k, v in filters.items()}
         self._check_providers(accepted.get("provider", frozenset()))
         handler = Handler(

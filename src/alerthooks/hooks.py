@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
+from alerthooks import state
 from alerthooks.asgi import ASGIApp
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
+from alerthooks.events import AlertState
 from alerthooks.observe import Observers, ObserverT
 from alerthooks.providers import Provider, builtin_providers
 from alerthooks.receiver import Answer, Receiver
@@ -252,6 +254,7 @@ class AlertHooks:
         )
         self._runtime = runtime
         self._mode: Literal["inline", "queued"] = mode
+        self._folded: Store | None = None  # the store whose earlier events were folded in
         self.worker = Worker(runtime, concurrency=worker_concurrency, poll_interval=poll_interval)
         self._receiver = Receiver(
             runtime, self.worker, queued=mode == "queued", start_worker=worker
@@ -412,6 +415,27 @@ class AlertHooks:
         """
         return await self._receiver.receive(provider, body, headers)
 
+    # -- alert state ----------------------------------------------------------------------------
+
+    async def alert_states(
+        self, *, in_alarm: bool | None = None, provider: str | None = None
+    ) -> list[AlertState]:
+        """Where each alert stands for each subject (customer or subscription), as the store
+        keeps it: the state set by the event that occurred last, ordered by provider, alert and
+        subject. ``in_alarm=True`` keeps those in alarm, ``False`` those within the limit;
+        ``provider`` keeps that provider's.
+
+        The first call on a store kept by an alerthooks from before alert state folds in the
+        events it holds (read with this app's providers).
+        """
+        await self._receiver.open()
+        store = self.store
+        if self._folded is not store:
+            # Once per store: what this app's providers cannot read now, they never will.
+            await state.fold_stored(store, self.providers)
+            self._folded = store
+        return list(await store.states(in_alarm=in_alarm, provider=provider))
+
     async def catch_up(
         self,
         since: datetime | timedelta = timedelta(hours=72),
@@ -481,7 +505,7 @@ class AlertHooks:
         return console_app(self, auth=auth, secret=secret)
 
     def metrics_app(self) -> MetricsApp:
-        """An ASGI app serving Prometheus metrics (``pip install "alerthooks[metrics]"``):
+        """An ASGI app serving Prometheus metrics (``pip install "alerthooks-sdk[metrics]"``):
         ``Route("/metrics", hooks.metrics_app())``. See :mod:`alerthooks.metrics`."""
         from alerthooks.metrics import Metrics
 
@@ -490,7 +514,7 @@ class AlertHooks:
 
     def trace(self, tracer_provider: Any = None) -> None:
         """Open an OpenTelemetry span per delivery and per handler run
-        (``pip install "alerthooks[otel]"``). See :mod:`alerthooks.tracing`."""
+        (``pip install "alerthooks-sdk[otel]"``). See :mod:`alerthooks.tracing`."""
         from alerthooks.tracing import Tracing
 
         if self.observers.find(Tracing) is None:

@@ -1,4 +1,4 @@
-"""Prometheus metrics (``pip install "alerthooks[metrics]"``), served by ``hooks.metrics_app()``.
+"""Prometheus metrics (``pip install "alerthooks-sdk[metrics]"``), served by ``metrics_app()``.
 
 ========================================== =========================================================
 ``alerthooks_deliveries_total``            counter: deliveries answered, by ``provider`` and
@@ -40,7 +40,7 @@ try:
     )
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
-        'hooks.metrics_app() needs prometheus-client: pip install "alerthooks[metrics]"'
+        'hooks.metrics_app() needs prometheus-client: pip install "alerthooks-sdk[metrics]"'
     ) from exc
 from starlette.types import Receive, Scope, Send
 

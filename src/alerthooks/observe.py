@@ -51,8 +51,8 @@ class Seen:
     status: int = 500
     """The HTTP status answered (500 until :meth:`answered`, as when the pipeline raised)."""
     outcome: str = "error"
-    """What the answer said: ``accepted``, ``duplicate``, ``ignored``, or for an error answer
-    ``rejected`` (4xx) or ``retry`` (5xx, the provider delivers again)."""
+    """What the answer said: ``accepted``, ``duplicate``, ``ignored``, ``unparsed``, or for an
+    error answer ``rejected`` (4xx) or ``retry`` (5xx, the provider delivers again)."""
     seconds: float = 0.0
 
     def event(self, event_id: str | None, event_type: str | None) -> None:

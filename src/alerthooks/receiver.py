@@ -18,8 +18,9 @@ from alerthooks.dispatch import Handler
 from alerthooks.events import AlertEvent
 from alerthooks.observe import current_delivery
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
+from alerthooks.state import state_change
 from alerthooks.store import Begun, Delivery, StoreError
-from alerthooks.worker import LeaseKeeper, Runtime, Worker
+from alerthooks.worker import LeaseKeeper, Runtime, Worker, record_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +55,14 @@ def answer(code: int, headers: Mapping[str, str] | None = None, /, **fields: str
 ACCEPTED = answer(200, status="accepted")
 DUPLICATE = answer(200, status="duplicate")
 IGNORED = answer(200, status="ignored")
+UNPARSED = answer(200, status="unparsed")
 HANDLER_FAILED = answer(500, error="a handler failed; retry later")
 BUSY = answer(503, error="event is being handled elsewhere; retry later")
 STORE_DOWN = answer(503, error="store unavailable; retry later")
 NOT_CONFIGURED = answer(503, error="provider not configured")
 API_DOWN = answer(503, error="provider API unavailable; retry later")
 INVALID_JSON = answer(400, error="invalid JSON")
+NOT_UTF8 = answer(400, error="body is not UTF-8")
 NOT_AN_OBJECT = answer(400, error="payload is not a JSON object")
 
 
@@ -132,6 +135,9 @@ class Receiver:
         # Events being delivered now, each with the futures of concurrent duplicates waiting
         # for its answer.
         self._inflight: dict[tuple[str, str], list[asyncio.Future[Answer]]] = {}
+        # Inline events whose handlers ran here and whose outcomes are still being recorded
+        # (the store failed at finish): redeliveries are answered 503 until they are.
+        self._recording: dict[tuple[str, str], asyncio.Task[bool]] = {}
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
         # Whether a delivery has come since the store was last opened (see _first_use).
@@ -153,8 +159,21 @@ class Receiver:
                     if not provider.configured:
                         self.warn_unconfigured(provider)
 
-    async def close(self) -> None:
-        """Close the store; the next delivery opens it again."""
+    async def close(self, grace: float = 5.0) -> None:
+        """Close the store; the next delivery opens it again. Outcomes still being recorded
+        get ``grace`` seconds first."""
+        recording = set(self._recording.values())
+        if recording:
+            _, pending = await asyncio.wait(recording, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+                logger.warning(
+                    "outcomes of %d inline event(s) not recorded before shutdown; their handlers "
+                    "run again when their leases expire",
+                    len(pending),
+                )
         self._opened = self._used = False
         await self.runtime.store.close()
 
@@ -197,7 +216,14 @@ class Receiver:
             )
             return rejection(exc)
         try:
-            payload = json.loads(body)
+            # UTF-8 only (RFC 8259), as every provider sends: json.loads would guess UTF-16
+            # or UTF-32 from bytes. A leading byte order mark is ignored, as the RFC allows.
+            text = body.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError:
+            logger.info("%s delivery rejected: body is not UTF-8", provider.name)
+            return NOT_UTF8
+        try:
+            payload = json.loads(text)
         except (ValueError, RecursionError):
             logger.info("%s delivery rejected: invalid JSON", provider.name)
             return INVALID_JSON
@@ -236,6 +262,13 @@ class Receiver:
     async def _deliver(
         self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
     ) -> Answer:
+        if (provider.name, event_id) in self._recording:
+            logger.info(
+                "%s event %s: its handlers ran; answering 503 until their outcomes are recorded",
+                provider.name,
+                event_id,
+            )
+            return STORE_DOWN
         if provider.confirms:
             confirmed = await self._confirm(provider, event_id, payload)
             if isinstance(confirmed, Answer):
@@ -248,21 +281,29 @@ class Receiver:
     ) -> tuple[Begun | None, Answer]:
         """Normalize, record and dispatch an authentic event: what the store said (None when
         it could not be reached) and the answer."""
-        event = self._normalize(provider, event_id, payload)
-        handlers = self.runtime.dispatcher.match(event) if event is not None else []
+        event_type = provider.event_type(payload)
+        event = self._normalize(provider, event_id, event_type, payload)
+        read = isinstance(event, AlertEvent)
+        handlers = self.runtime.dispatcher.match(event) if isinstance(event, AlertEvent) else []
         delivery = Delivery(
-            provider=provider.name,
-            event_id=event_id,
-            event_type=provider.event_type(payload),
-            body=body,
-            received_at=datetime.now(timezone.utc),
-            handlers=tuple([h.name for h in handlers]),
+            provider.name,
+            event_id,
+            event_type,
+            body,
+            datetime.now(timezone.utc),
+            tuple([h.name for h in handlers]),
+            state=state_change(event) if isinstance(event, AlertEvent) else None,
+            unparsed=event if isinstance(event, str) else None,  # unparsed: the reason
         )
-        begun = await self._record(delivery)
+        # Inline mode claims the handlers to run now; nothing runs for an event that did not
+        # read (ignored, unparsed), so a redelivery of one leases none stored for it earlier.
+        begun = await self._record(delivery, claim=read and not self.queued)
         if begun is None:
             return None, STORE_DOWN
-        if event is None:
-            return begun, IGNORED
+        if not begun.new and delivery.state is not None:
+            await self._restate(delivery)
+        if not isinstance(event, AlertEvent):
+            return begun, IGNORED if event is None else self._unparsed(delivery, event, begun)
         if self.queued:
             return begun, self._queued(delivery, event, begun)
         return begun, await self._inline(delivery, event, handlers, begun)
@@ -279,7 +320,9 @@ class Receiver:
             return Ingested(False, IGNORED)
         body = json.dumps(payload, separators=(",", ":")).encode()
         key = (provider.name, event_id)
-        if key in self._inflight:  # being delivered right now: that delivery records it
+        if key in self._inflight or key in self._recording:
+            # Being delivered right now, or its handlers ran here and their outcomes are being
+            # recorded: it is received, and running it again is what must not happen.
             return Ingested(False, DUPLICATE)
         waiting: list[asyncio.Future[Answer]] = []
         self._inflight[key] = waiting
@@ -295,6 +338,22 @@ class Receiver:
         if begun is None:
             raise StoreError(f"{provider.name} event {event_id} not recorded: store unavailable")
         return Ingested(begun.new, result)
+
+    async def _restate(self, delivery: Delivery) -> None:
+        """Record a redelivery's alert state too: ``begin`` records it only for a new event,
+        and the stored one may have set none (it was unparsed before this release read it).
+        The store keeps the state of the event that occurred last, so this changes nothing for
+        a plain duplicate."""
+        assert delivery.state is not None
+        try:
+            await self.runtime.store.fold([(delivery.provider, delivery.event_id, delivery.state)])
+        except Exception as exc:
+            logger.warning(
+                "%s event %s: alert state not recorded: %s",
+                delivery.provider,
+                delivery.event_id,
+                exc if isinstance(exc, StoreError) else type(exc).__name__,
+            )
 
     async def _confirm(
         self, provider: Provider, event_id: str, payload: dict[str, Any]
@@ -320,22 +379,49 @@ class Receiver:
             return API_DOWN
 
     @staticmethod
-    def _normalize(provider: Provider, event_id: str, payload: dict[str, Any]) -> AlertEvent | None:
+    def _normalize(
+        provider: Provider, event_id: str, event_type: str | None, payload: dict[str, Any]
+    ) -> AlertEvent | str | None:
+        """The event; else the reason it cannot be read when its type is an alert type
+        (unparsed), or None (ignored)."""
         try:
             return provider.normalize(payload)
         except NotAnAlert as exc:
+            if provider.is_alert_type(event_type):
+                return exc.reason
             logger.info("%s event %s is not an alert: %s", provider.name, event_id, exc.reason)
             return None
 
-    async def _record(self, delivery: Delivery) -> Begun | None:
-        """Record the delivery (claiming its handlers in inline mode); None when the store
+    @staticmethod
+    def _unparsed(delivery: Delivery, reason: str, begun: Begun) -> Answer:
+        """Answer an alert that could not be read: 200, since a retry would fail the same way;
+        it is stored ``unparsed`` for ``alerthooks replay --unparsed``."""
+        if begun.new:
+            logger.warning(
+                "%s event %s (%s) kept as unparsed, not dispatched: %s",
+                delivery.provider,
+                delivery.event_id,
+                delivery.event_type,
+                reason,
+            )
+        else:
+            logger.info(
+                "%s event %s is a duplicate (unparsed)", delivery.provider, delivery.event_id
+            )
+        return UNPARSED
+
+    async def _record(self, delivery: Delivery, *, claim: bool) -> Begun | None:
+        """Record the delivery (claiming its handlers when ``claim``); None when the store
         cannot be reached."""
         runtime = self.runtime
         try:
             if not self._used:
                 await self._first_use()
             return await runtime.store.begin(
-                delivery, owner=runtime.owner, lease=runtime.lease_seconds, claim=not self.queued
+                delivery,
+                owner=runtime.owner,
+                lease=runtime.lease_seconds,
+                claim=claim,
             )
         except Exception as exc:
             logger.error(
@@ -372,6 +458,22 @@ class Receiver:
             logger.info("%s event %s accepted (%s)", provider, event_id, event.type)
         return ACCEPTED
 
+    def _record_later(
+        self, provider: str, event_id: str, results: dict[str, str | None], keeper: LeaseKeeper
+    ) -> None:
+        key = (provider, event_id)
+
+        async def record() -> bool:
+            try:
+                return await record_outcomes(self.runtime, provider, event_id, results)
+            finally:
+                keeper.stop()
+                del self._recording[key]
+
+        self._recording[key] = asyncio.get_running_loop().create_task(
+            record(), name=f"alerthooks-record-{provider}-{event_id}"
+        )
+
     async def _run_claimed(
         self,
         delivery: Delivery,
@@ -391,13 +493,27 @@ class Receiver:
         keeper = LeaseKeeper(runtime, provider, event_id, claimed)
         try:
             results = await runtime.dispatcher.run(event, to_run, observers=runtime.observers)
-        finally:
+        except BaseException:
             keeper.stop()
+            raise
         try:
             await runtime.store.finish(provider, event_id, results, owner=runtime.owner)
-        except Exception:
-            logger.exception("%s event %s: outcomes not recorded", provider, event_id)
+        except Exception as exc:
+            # The handlers ran: keep their outcomes and record them once the store answers,
+            # keeping the leases meanwhile, rather than leaving them to run again.
+            logger.warning(
+                "%s event %s: outcomes not recorded (%s); answering 503 and recording them "
+                "in the background",
+                provider,
+                event_id,
+                exc if isinstance(exc, StoreError) else type(exc).__name__,
+            )
+            self._record_later(provider, event_id, results, keeper)
             return STORE_DOWN
+        except asyncio.CancelledError:  # the request went away mid-write: finish it anyway
+            self._record_later(provider, event_id, results, keeper)
+            raise
+        keeper.stop()
         failed = [name for name, error in results.items() if error is not None]
         if failed:
             logger.warning(

@@ -1,4 +1,4 @@
-"""OpenTelemetry traces (``pip install "alerthooks[otel]"``): one span per delivery, with a
+"""OpenTelemetry traces (``pip install "alerthooks-sdk[otel]"``): one span per delivery, with a
 child span per handler run.
 
 Only the OpenTelemetry API is used: the application's SDK and exporter decide where spans go
@@ -21,7 +21,7 @@ try:
     from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
-        'hooks.trace() needs the OpenTelemetry API: pip install "alerthooks[otel]"'
+        'hooks.trace() needs the OpenTelemetry API: pip install "alerthooks-sdk[otel]"'
     ) from exc
 
 from alerthooks.observe import Observer, Run, Seen

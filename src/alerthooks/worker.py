@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerthooks.dispatch import Dispatcher
@@ -48,6 +48,68 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.renewals = LeaseRenewals(self)
+
+
+async def record_outcomes(
+    runtime: Runtime,
+    provider: str,
+    event_id: str,
+    results: Mapping[str, str | None],
+    *,
+    retry_in: Mapping[str, float] | None = None,
+    dead: Collection[str] = (),
+    tries: int | None = None,
+) -> bool:
+    """Record the outcomes of handlers this process ran (:meth:`Store.finish`), retrying with
+    backoff while the store fails, so a store blip after the handlers ran does not leave them
+    to their lease and run them again; ``tries`` bounds the attempts (default: until recorded).
+    Return whether they were recorded. The caller keeps the leases renewed meanwhile."""
+    delay = _RECORD_RETRY_FIRST
+    cap = max(_RECORD_RETRY_FIRST, min(_RECORD_RETRY_MAX, runtime.lease_seconds / 10))
+    failures = 0
+    while True:
+        try:
+            await runtime.store.finish(
+                provider, event_id, results, owner=runtime.owner, retry_in=retry_in, dead=dead
+            )
+        except Exception as exc:
+            failures += 1
+            reason = exc if isinstance(exc, StoreError) else type(exc).__name__
+            if tries is not None and failures >= tries:
+                logger.warning(
+                    "%s event %s: outcomes not recorded (%s); they run again when the lease "
+                    "expires",
+                    provider,
+                    event_id,
+                    reason,
+                )
+                return False
+            if failures == 1:
+                logger.warning(
+                    "%s event %s: outcomes not recorded yet (%s); retrying until the store answers",
+                    provider,
+                    event_id,
+                    reason,
+                )
+            else:
+                logger.debug(
+                    "%s event %s: outcomes still not recorded: %s", provider, event_id, reason
+                )
+        else:
+            if failures:
+                logger.info(
+                    "%s event %s: outcomes recorded after %d failed write(s)",
+                    provider,
+                    event_id,
+                    failures,
+                )
+            return True
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, cap)
+
+
+_RECORD_RETRY_FIRST = 0.05
+_RECORD_RETRY_MAX = 5.0
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -149,6 +211,8 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        # (provider, event_id, handler) of outcomes that ran here and are not recorded yet.
+        self._recording: set[tuple[str, str, str]] = set()
         #: (event, handler) pairs whose outcome this worker has recorded: a progress count.
         self.recorded = 0
         self._jobs: list[tuple[str, float, Callable[[], Awaitable[object]]]] = []
@@ -260,10 +324,17 @@ class Worker:
             return 0
         runtime = self.runtime
         claims = await runtime.store.claim(
-            owner=runtime.owner, lease=runtime.lease_seconds, limit=free
+            owner=runtime.owner,
+            lease=runtime.lease_seconds,
+            limit=free,
+            max_attempts=runtime.max_attempts,
         )
         groups: dict[tuple[str, str], list[Claim]] = {}
         for claim in claims:
+            if (claim.provider, claim.event_id, claim.handler) in self._recording:
+                # Ran here and its outcome is being recorded (the lease outlived a long store
+                # outage): the lease is this worker's again, and recording it releases it.
+                continue
             groups.setdefault((claim.provider, claim.event_id), []).append(claim)
         for group in groups.values():
             task = asyncio.create_task(self._run_event(group))
@@ -277,6 +348,16 @@ class Worker:
 
     async def _loop(self) -> None:
         assert self._wake is not None
+        try:  # work a crashed process of this host left: taken over now, not after its lease
+            if gone := await self.runtime.store.expire_gone():
+                logger.warning(
+                    "worker %s: %d handler run(s) of processes of this host that died are due "
+                    "again",
+                    self.runtime.owner,
+                    gone,
+                )
+        except Exception as exc:
+            logger.warning("worker cannot check for leases of dead processes: %s", exc)
         while True:
             self._wake.clear()
             delay = self.poll_interval
@@ -302,28 +383,35 @@ class Worker:
     async def _run_event(self, claims: Sequence[Claim]) -> None:
         first = claims[0]
         event = self._event(first)
-        results: dict[str, str | None]
-        if isinstance(event, str):
-            results = {c.handler: event for c in claims}
-        else:
-            names = [c.handler for c in claims]
-            keeper = LeaseKeeper(self.runtime, first.provider, first.event_id, names)
-            try:
-                results = await self.runtime.dispatcher.run_named(
-                    event, names, observers=self.runtime.observers, queued=True
-                )
-            except asyncio.CancelledError:
-                interrupted: dict[str, str | None] = {
-                    c.handler: "interrupted: the worker stopped" for c in claims
-                }
-                await asyncio.shield(self._record(claims, interrupted, retry_now=True))
-                raise
-            finally:
-                keeper.stop()
-        await self._record(claims, results)
+        names = [c.handler for c in claims]
+        # The leases are renewed until the outcomes are recorded, not only while handlers run.
+        keeper = LeaseKeeper(self.runtime, first.provider, first.event_id, names)
+        try:
+            results: dict[str, str | None]
+            if isinstance(event, str):
+                results = {c.handler: event for c in claims}
+            else:
+                try:
+                    results = await self.runtime.dispatcher.run_named(
+                        event, names, observers=self.runtime.observers, queued=True
+                    )
+                except asyncio.CancelledError:
+                    interrupted: dict[str, str | None] = {
+                        c.handler: "interrupted: the worker stopped" for c in claims
+                    }
+                    await asyncio.shield(self._record(claims, interrupted, retry_now=True, tries=1))
+                    raise
+            await self._record(claims, results)
+        finally:
+            keeper.stop()
 
     async def _record(
-        self, claims: Sequence[Claim], results: dict[str, str | None], *, retry_now: bool = False
+        self,
+        claims: Sequence[Claim],
+        results: dict[str, str | None],
+        *,
+        retry_now: bool = False,
+        tries: int | None = None,
     ) -> None:
         runtime = self.runtime
         first = claims[0]
@@ -348,23 +436,29 @@ class Worker:
                     if retry_now
                     else backoff(attempt, runtime.retry_backoff, runtime.retry_backoff_max)
                 )
+        keys = [(c.provider, c.event_id, c.handler) for c in claims]
+        self._recording.update(keys)
         try:
-            await runtime.store.finish(
+            recorded = await record_outcomes(
+                runtime,
                 first.provider,
                 first.event_id,
                 results,
-                owner=runtime.owner,
                 retry_in=retry_in,
                 dead=dead,
+                tries=tries,
             )
-        except StoreError as exc:
+        except asyncio.CancelledError:
             logger.warning(
-                "%s event %s: outcomes not recorded (%s); they run again when the lease expires",
+                "%s event %s: the worker stopped before the outcomes were recorded; they run "
+                "again when the lease expires",
                 first.provider,
                 first.event_id,
-                exc,
             )
-        else:
+            raise
+        finally:
+            self._recording.difference_update(keys)
+        if recorded:
             self.recorded += len(claims)
             logger.info(
                 "%s event %s: %d handler(s) ran, %d failed",

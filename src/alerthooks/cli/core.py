@@ -221,7 +221,7 @@ def use_store(hooks: AlertHooks, store_url: str | None) -> None:
     if store_url:
         try:
             hooks.replace_store(store_url)
-        except ValueError as exc:
+        except (ValueError, ImportError) as exc:
             fail(f"--store: {exc}", cause=exc)
 
 
@@ -284,7 +284,7 @@ def open_cli_store(store_url: str | None) -> Store:
 
     try:
         store = open_store(store_url)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:  # ImportError: the store's extra is missing
         fail(str(exc), cause=exc)
     return existing(store)
 

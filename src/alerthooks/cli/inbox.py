@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Mapping
+import typing
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import click
 
-from alerthooks.cli import core
+from alerthooks.cli import core, serving
 from alerthooks.cli.core import (
     APP_OPTION,
     DEBUG_OPTION,
@@ -26,37 +28,115 @@ from alerthooks.cli.core import (
     run_store,
     use_store,
 )
+from alerthooks.events import AlertEvent
 from alerthooks.hooks import AlertHooks
-from alerthooks.providers import Provider
-from alerthooks.store import Store, StoredEvent, redact_url
+from alerthooks.providers import NotAnAlert, Provider
+from alerthooks.state import state_change
+from alerthooks.store import Status, Store, StoredEvent, redact_url
 
 
 @cli.command()
 @click.argument("target", metavar="MODULE:ATTR")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+@click.option(
+    "--max-header-bytes",
+    default=serving.DEFAULT_MAX_HEADER_BYTES,
+    show_default=True,
+    type=click.IntRange(min=1024),
+    metavar="BYTES",
+    help="Refuse a request whose header block is larger (answered 400, connection closed).",
+)
+@click.option(
+    "--header-timeout",
+    default=serving.DEFAULT_HEADER_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Close a connection whose request headers are not complete this long after it "
+    "opened (or after its previous response).",
+)
+@click.option(
+    "--limit-concurrency",
+    default=serving.DEFAULT_LIMIT_CONCURRENCY,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Open connections (and requests in flight) allowed: beyond it requests are answered "
+    "503 and new connections closed.",
+)
+@click.option(
+    "--timeout-keep-alive",
+    default=serving.DEFAULT_TIMEOUT_KEEP_ALIVE,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="Close an idle keep-alive connection after this long.",
+)
+@click.option(
+    "--no-health",
+    is_flag=True,
+    help=f"Do not serve GET {serving.HEALTH_PREFIX}/live and {serving.HEALTH_PREFIX}/ready.",
+)
 @STORE_OPTION
 @DEBUG_OPTION
-def serve(target: str, host: str, port: int, store_url: str | None) -> None:
+def serve(
+    target: str,
+    host: str,
+    port: int,
+    max_header_bytes: int,
+    header_timeout: float,
+    limit_concurrency: int,
+    timeout_keep_alive: int,
+    no_health: bool,
+    store_url: str | None,
+) -> None:
     """Serve an AlertHooks (at the root: one route per provider, /stripe, /chargebee, …) or
-    any ASGI app with uvicorn.
+    any ASGI app with uvicorn, with its health checks at /_alerthooks/live and /ready.
 
     The worker runs in the app's lifespan: an AlertHooks at the root starts it itself, a host
-    app needs lifespan=hooks.lifespan.
+    app needs lifespan=hooks.lifespan. Request headers are bounded in size and time and
+    connections in number (see the options); bodies by the AlertHooks (max_body_bytes,
+    body_timeout).
     """
     import uvicorn
 
     app = load_target(target)
     if not callable(app):
         fail(f"{target} is a {type(app).__name__}, not an ASGI app")
-    if isinstance(app, AlertHooks):
-        use_store(app, store_url)
+    hooks: AlertHooks | None = app if isinstance(app, AlertHooks) else None
+    if hooks is not None:
+        use_store(hooks, store_url)
     elif store_url:
-        use_store(_mounted_hooks(app, target), store_url)
+        hooks = _mounted_hooks(app, target)
+        use_store(hooks, store_url)
     lifespan: Literal["on", "auto"] = "on" if isinstance(app, AlertHooks) else "auto"
+    served: Any = app
+    health = ""
+    if not no_health:
+        if hooks is None:
+            from alerthooks.testing.client import find_hooks
+
+            with contextlib.suppress(LookupError):
+                hooks = find_hooks(app)[0]
+        if hooks is not None:
+            served = serving.WithHealth(app, hooks.health_app())
+            health = f"; health at {serving.HEALTH_PREFIX}/live and /ready"
     log_to_stderr()
-    click.echo(f"alerthooks serving {target} on http://{host}:{port}")
-    uvicorn.run(app, host=host, port=port, lifespan=lifespan, log_level="info")
+    click.echo(f"alerthooks serving {target} on http://{host}:{port}{health}")
+    uvicorn.run(
+        served,
+        host=host,
+        port=port,
+        lifespan=lifespan,
+        log_level="info",
+        **serving.server_settings(
+            max_header_bytes=max_header_bytes,
+            header_timeout=header_timeout,
+            limit_concurrency=limit_concurrency,
+            timeout_keep_alive=timeout_keep_alive,
+        ),
+    )
 
 
 def _mounted_hooks(app: Any, target: str) -> AlertHooks:
@@ -125,22 +205,36 @@ def _shown_type(event: StoredEvent, providers: Mapping[str, Provider]) -> str:
     return event.event_type or ""
 
 
+_STATUSES = typing.get_args(Status)
+_ALL = 1_000_000  # a limit for Store.events meaning "every one"
+
+
 @cli.command()
 @click.option(
     "--status",
-    type=click.Choice(["pending", "running", "failed", "dead", "done"]),
+    type=click.Choice(_STATUSES),
     default=None,
-    help="Only events with a handler in this state.",
+    help="Only events with a handler in this state (unparsed: alerts that could not be read).",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--history",
+    is_flag=True,
+    help="One row per attempt of each handler (when it finished, its error) instead of one "
+    "per handler.",
+)
 @APP_OPTION
 @STORE_OPTION
-def events(status: str | None, limit: int, target: str | None, store_url: str | None) -> None:
+def events(
+    status: str | None, limit: int, history: bool, target: str | None, store_url: str | None
+) -> None:
     """List stored events, newest first, with each handler's outcome.
 
     Times are UTC (``2026-12-01 15:04:05Z``). The type is the normalized one (alert.triggered,
     alert.cleared) when the stored body reads as an alert with its provider (the built-in ones,
-    or --app's), else the provider's own event type.
+    or --app's), else the provider's own event type. The attempts column counts every run of
+    the handler, replays included. An alert that could not be read shows as handler
+    <unparsed>, status unparsed, with the reason as its error.
     """
     if target is not None:
         hooks = load_hooks(target, store_url)
@@ -149,7 +243,27 @@ def events(status: str | None, limit: int, target: str | None, store_url: str | 
     else:
         store = open_cli_store(store_url)
         providers = _builtin_normalizers()
-    found = run_store(store, lambda s: s.events(status=status, limit=limit))  # type: ignore[arg-type]
+    wanted = typing.cast("Status | None", status)
+    found = run_store(store, lambda s: s.events(status=wanted, limit=limit))
+    headers, rows = (_attempt_rows if history else _outcome_rows)(found, providers)
+    if core.is_terminal():
+        from rich.table import Table
+
+        table = Table(*headers, title=f"{len(found)} event(s)")
+        for row in rows:
+            table.add_row(*row)
+        core.console().print(table)
+    else:
+        click.echo("\t".join(headers))
+        for row in rows:
+            click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+
+
+_Rows = tuple[tuple[str, ...], list[tuple[str, ...]]]
+
+
+def _outcome_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider]) -> _Rows:
+    """One row per (event, handler): its status, attempts in all, next attempt, last error."""
     rows: list[tuple[str, ...]] = []
     for event in found:
         received, shown = _when(event.received_at), _shown_type(event, providers)
@@ -162,7 +276,7 @@ def events(status: str | None, limit: int, target: str | None, store_url: str | 
                     shown,
                     o.handler if o else "-",
                     o.status if o else "-",
-                    str(o.attempts) if o else "",
+                    str(max(o.attempts, len(o.history))) if o else "",
                     _when(o.due_at) if o else "",
                     (o.last_error or "") if o else "",
                 )
@@ -178,25 +292,76 @@ def events(status: str | None, limit: int, target: str | None, store_url: str | 
         "next attempt",
         "error",
     )
-    if core.is_terminal():
-        from rich.table import Table
+    return headers, rows
 
-        table = Table(*headers, title=f"{len(found)} event(s)")
-        for row in rows:
-            table.add_row(*row)
-        core.console().print(table)
-    else:
-        click.echo("\t".join(headers))
-        for row in rows:
-            click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+
+def _attempt_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider]) -> _Rows:
+    """One row per finished attempt of each (event, handler), oldest first; a handler not run
+    yet (or an unparsed event) has one row without an attempt, its error the stored one."""
+    rows: list[tuple[str, ...]] = []
+    for event in found:
+        received, shown = _when(event.received_at), _shown_type(event, providers)
+        head = (received, event.provider, event.event_id, shown)
+        if not event.outcomes:
+            rows.append((*head, "-", "-", "", "", ""))
+        for o in event.outcomes:
+            if not o.history:
+                rows.append((*head, o.handler, o.status, "", "", o.last_error or ""))
+            for attempt in o.history:
+                rows.append(
+                    (
+                        *head,
+                        o.handler,
+                        o.status,
+                        str(attempt.number),
+                        _when(attempt.finished_at),
+                        attempt.error or "",
+                    )
+                )
+    headers = ("received", "provider", "event", "type", "handler", "status", "attempt")
+    return (*headers, "finished", "error"), rows
 
 
 _REPLAY_TIMEOUT = 3600.0  # replay --app: how long its handlers may run in all
+
+_Pair = tuple[str, str, str]  # (provider, event id, handler)
+
+
+@dataclass
+class _Replayed:
+    """What one ``alerthooks replay`` did."""
+
+    reset: int = 0
+    """Failed or dead handlers made pending again."""
+    pairs: set[_Pair] = field(default_factory=set)
+    """The pairs it runs (with --app): those reset, and the handlers of unparsed events that
+    read now."""
+    unparsed: int = 0
+    """Unparsed events found (--unparsed)."""
+    read: int = 0
+    """Of those, how many read now and went to their handlers."""
+    still: list[tuple[StoredEvent, str]] = field(default_factory=list)
+    """Those still unparsed, with the reason."""
+    done: int = 0
+    """Of ``pairs``, how many are done after running."""
+    failed_again: int = 0
+    """Of ``pairs``, how many are failed or dead after running."""
 
 
 @cli.command()
 @click.argument("event_ids", nargs=-1, metavar="[EVENT_ID]...")
 @click.option("--dead", is_flag=True, help="Replay every dead handler instead of given events.")
+@click.option(
+    "--failed",
+    is_flag=True,
+    help="Replay every failed handler (not dead yet) instead of given events.",
+)
+@click.option(
+    "--unparsed",
+    is_flag=True,
+    help="Read every unparsed event again (with --app's providers, after an upgrade) and run "
+    "the handlers of those that read now; needs --app.",
+)
 @click.option(
     "--app",
     "target",
@@ -208,50 +373,189 @@ _REPLAY_TIMEOUT = 3600.0  # replay --app: how long its handlers may run in all
 @STORE_OPTION
 @DEBUG_OPTION
 def replay(
-    event_ids: tuple[str, ...], dead: bool, target: str | None, store_url: str | None
+    event_ids: tuple[str, ...],
+    dead: bool,
+    failed: bool,
+    unparsed: bool,
+    target: str | None,
+    store_url: str | None,
 ) -> None:
-    """Run the failed or dead handlers of EVENT_IDs (or with --dead, every dead one) again."""
-    if bool(event_ids) == dead:
-        raise click.UsageError("give EVENT_ID... or --dead (one of them)")
+    """Run the failed or dead handlers of EVENT_IDs (or with --dead, --failed, every dead or
+    failed one) again; with --unparsed, read unparsed events again and run their handlers.
+
+    With --app, exits 1 when a replayed handler failed again (after printing the counts).
+    """
+    if bool(event_ids) == (dead or failed or unparsed):
+        raise click.UsageError("give EVENT_ID... or --dead, --failed, --unparsed (not both)")
     hooks: AlertHooks | None = None
     if target is not None:
         hooks = load_hooks(target, store_url)
         store = hooks.store
+    elif unparsed:
+        raise click.UsageError(
+            "--unparsed needs --app MODULE:ATTR: its providers read the events again and its "
+            "handlers run them"
+        )
     else:
         store = open_cli_store(store_url)
 
-    async def run(s: Store) -> tuple[int, int]:
-        count = await s.replay(event_ids, dead=dead)
-        if hooks is None or not count:
-            return count, 0
-        with core.progress(core.console(), "replaying", count) as advance:
-            before, shown = hooks.worker.recorded, 0
-            drain = asyncio.ensure_future(hooks.drain(timeout=_REPLAY_TIMEOUT))
-            while not drain.done():
-                await asyncio.wait({drain}, timeout=0.1)
-                now = min(hooks.worker.recorded - before, count)
-                advance(now - shown)
-                shown = now
-            try:
-                await drain
-            except TimeoutError as exc:
-                fail(
-                    f"replayed handlers still running after {_REPLAY_TIMEOUT:.0f} s; stopped",
-                    cause=exc,
+    async def run(s: Store) -> _Replayed:
+        done = _Replayed()
+        if event_ids or dead or failed:
+            if hooks is not None:
+                done.pairs = await _replayable(
+                    s, event_ids, dead=dead, failed=failed, providers=hooks.providers
                 )
-        still = await s.events(status="failed", limit=10_000)
-        still_dead = await s.events(status="dead", limit=10_000)
-        return count, len(still) + len(still_dead)
+            done.reset = await s.replay(event_ids, dead=dead, failed=failed)
+        if unparsed:
+            assert hooks is not None
+            await _read_again(s, hooks, done)
+        if hooks is None or not (done.reset or done.pairs):
+            return done
+        await _run_now(hooks, max(done.reset, len(done.pairs)))
+        for provider, event_id in {(p, e) for p, e, _ in done.pairs}:
+            stored = await s.get(provider, event_id)
+            for o in stored.outcomes if stored else ():
+                if (provider, event_id, o.handler) in done.pairs:
+                    done.done += o.status == "done"
+                    done.failed_again += o.status in ("failed", "dead")
+        return done
 
-    count, failing = run_store(store, run)
-    what = "dead handlers" if dead else "failed or dead handlers of " + ", ".join(event_ids)
-    if not count:
-        fail(f"nothing to replay: no {what}")
-    if hooks is None:
-        click.echo(f"{count} handler(s) queued again; a running worker runs them")
-    else:
+    result = run_store(store, run)
+    _report(result, event_ids, dead=dead, failed=failed, unparsed=unparsed, now=hooks is not None)
+
+
+async def _replayable(
+    s: Store,
+    event_ids: Collection[str],
+    *,
+    dead: bool,
+    failed: bool,
+    providers: Collection[str],
+) -> set[_Pair]:
+    """The pairs ``Store.replay`` is about to reset, to see how they did after running."""
+    wanted: list[Status] = []
+    if dead:
+        wanted.append("dead")
+    if failed:
+        wanted.append("failed")
+    pairs: set[_Pair] = set()
+    if wanted:
+        for status in wanted:
+            for event in await s.events(status=status, limit=_ALL):
+                pairs.update(
+                    (event.provider, event.event_id, o.handler)
+                    for o in event.outcomes
+                    if o.status == status
+                )
+        return pairs
+    from alerthooks.providers import BUILTIN
+
+    for event_id in event_ids:  # Store.replay takes them from any provider
+        for name in {cls.name for cls in BUILTIN} | set(providers):
+            stored = await s.get(name, event_id)
+            pairs.update(
+                (name, event_id, o.handler)
+                for o in (stored.outcomes if stored else ())
+                if o.status in ("failed", "dead")
+            )
+    return pairs
+
+
+async def _read_again(s: Store, hooks: AlertHooks, done: _Replayed) -> None:
+    """Normalize every unparsed event again with ``hooks``' providers; hand those that read now
+    to their handlers (``done.pairs``), and keep the others in ``done.still``."""
+    for event in await s.events(status="unparsed", limit=_ALL):
+        done.unparsed += 1
+        read = _read(event, hooks.providers)
+        if isinstance(read, str):
+            done.still.append((event, read))
+            continue
+        names = [h.name for h in hooks.dispatcher.match(read)]
+        if await s.resolve_unparsed(event.provider, event.event_id, names):
+            await s.fold([(event.provider, event.event_id, state_change(read))])
+            done.read += 1
+            done.pairs.update((event.provider, event.event_id, name) for name in names)
+
+
+def _read(event: StoredEvent, providers: Mapping[str, Provider]) -> AlertEvent | str:
+    """The stored event normalized by its provider, or why it cannot be."""
+    provider = providers.get(event.provider)
+    if provider is None:
+        return f"the app has no provider {event.provider!r}"
+    try:
+        payload = json.loads(event.body)
+    except ValueError:
+        return "stored body is not JSON"
+    if not isinstance(payload, dict):
+        return "stored body is not a JSON object"
+    try:
+        return provider.normalize(payload)
+    except NotAnAlert as exc:
+        return exc.reason
+    except Exception as exc:  # a normalizer's bug leaves the event unparsed, not the CLI dead
+        return f"normalize raised {core.describe(exc)}"
+
+
+async def _run_now(hooks: AlertHooks, count: int) -> None:
+    """Run due work in this process until none is left, with a progress bar on a terminal."""
+    with core.progress(core.console(), "replaying", count) as advance:
+        before, shown = hooks.worker.recorded, 0
+        drain = asyncio.ensure_future(hooks.drain(timeout=_REPLAY_TIMEOUT))
+        while not drain.done():
+            await asyncio.wait({drain}, timeout=0.1)
+            now = min(hooks.worker.recorded - before, count)
+            advance(now - shown)
+            shown = now
+        try:
+            await drain
+        except TimeoutError as exc:
+            fail(
+                f"replayed handlers still running after {_REPLAY_TIMEOUT:.0f} s; stopped",
+                cause=exc,
+            )
+
+
+def _report(
+    done: _Replayed,
+    event_ids: Collection[str],
+    *,
+    dead: bool,
+    failed: bool,
+    unparsed: bool,
+    now: bool,
+) -> None:
+    """Print what the replay did; exit 1 when there was nothing to replay or a replayed
+    handler failed again."""
+    if not done.reset and not done.unparsed:
+        if event_ids:
+            message = "failed or dead handlers of " + ", ".join(event_ids)
+        else:
+            kinds = " or ".join(k for k, on in (("failed", failed), ("dead", dead)) if on)
+            message = " and no ".join(
+                ([f"{kinds} handlers"] if kinds else []) + (["unparsed events"] if unparsed else [])
+            )
+        fail(f"nothing to replay: no {message}")
+    if not now:
+        click.echo(f"{done.reset} handler(s) queued again; a running worker runs them")
+        return
+    for event, reason in done.still:
+        click.echo(f"still unparsed: {event.provider} {event.event_id}: {reason}")
+    if unparsed:
         click.echo(
-            f"{count} handler(s) ran again; {failing} stored event(s) have failed or dead handlers"
+            f"{done.read} of {done.unparsed} unparsed event(s) read now and went to their "
+            f"handlers; {len(done.still)} still unparsed"
+        )
+    again = " again" if done.reset else ""  # unparsed events' handlers run for the first time
+    if done.reset or done.pairs:
+        ran = len(done.pairs)
+        left = ran - done.done - done.failed_again
+        line = f"{ran} handler(s) ran{again}: {done.done} done, {done.failed_again} failed{again}"
+        click.echo(line + (f", {left} left to a running worker" if left else ""))
+    if done.failed_again:
+        fail(
+            f"{done.failed_again} replayed handler(s) failed{again}"
+            " (alerthooks events --history shows their attempts)"
         )
 
 

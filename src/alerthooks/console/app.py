@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from alerthooks.console.security import CSRF_FIELD, Auth, Csrf, Gate, check_auth, csrf_key
 from alerthooks.providers import NotAnAlert
+from alerthooks.state import subject_of
 from alerthooks.store import Status, StoredEvent, StoreError
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ REPLAYABLE: tuple[str, ...] = tuple(s for s in STATUSES if s in ("failed", "dead
 IN_FLIGHT: tuple[str, ...] = ("pending", "running")
 
 DEFAULT_LIMIT = 50
+BOARD_LIMIT = 100
+"""Subjects in alarm the board lists at most (``alerthooks status --in-alarm`` lists all)."""
 MAX_LIMIT = 500
 MAX_FORM_BYTES = 8192
 REPLAY_TIMEOUT = 25.0  # inline mode: how long the replay request waits for the handlers
@@ -98,6 +101,7 @@ class _Console:
         try:
             await self._open()
             found = await self.hooks.store.events(status=typing.cast(Status, status), limit=limit)
+            board = await self._alert_board()
         except Exception as exc:
             return self._store_down(request, exc)
         rows = [self._row(request, stored) for stored in found]
@@ -107,7 +111,7 @@ class _Console:
             rows=rows,
             status=status,
             limit=limit,
-            alert_board=self._alert_board(),
+            alert_board=board,
             refresh=any(o["status"] in IN_FLIGHT for row in rows for o in row["outcomes"]),
         )
 
@@ -195,10 +199,21 @@ class _Console:
 
     # -- parts ----------------------------------------------------------------------------------
 
-    def _alert_board(self) -> Any:
-        """Who is in alarm now, for the board above the events; None (no board) until the store
-        keeps alert state. Fill this in, and ``_alert_board.html``, when it does."""
-        return None
+    async def _alert_board(self) -> dict[str, Any]:
+        """Who is in alarm now, for the board above the events: the first :data:`BOARD_LIMIT`
+        subjects in alarm, and how many more there are."""
+        in_alarm = await self.hooks.alert_states(in_alarm=True)
+        rows = [
+            {
+                "provider": s.provider,
+                "alert_id": s.alert_id,
+                "alert_name": s.alert_name,
+                "subject": subject_of(s),
+                "since": s.since,
+            }
+            for s in in_alarm[:BOARD_LIMIT]
+        ]
+        return {"rows": rows, "more": max(0, len(in_alarm) - BOARD_LIMIT)}
 
     def _normalized(self, stored: StoredEvent) -> tuple[list[tuple[str, str]], str | None]:
         provider = self.hooks.providers.get(stored.provider)

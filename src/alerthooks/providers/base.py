@@ -122,8 +122,9 @@ class Provider:
     logged when it has no credentials."""
 
     alert_types: frozenset[str] = frozenset()
-    """The provider's own event types that are alerts. A verified event of such a type that
-    :meth:`normalize` cannot read is kept as ``unparsed``; other types are ``ignored``."""
+    """The provider's own event types that are alerts (what :meth:`is_alert_type` checks by
+    default). A verified event of such a type that :meth:`normalize` cannot read is kept as
+    ``unparsed``; other types are ``ignored``."""
 
     allowed_ips: tuple[Network, ...] | None = None
     """Source networks allowed to deliver (403 for others); None allows any source."""
@@ -153,6 +154,12 @@ class Provider:
     def normalize(self, payload: dict[str, Any]) -> AlertEvent:
         """Build the event, or raise :class:`NotAnAlert`."""
         raise NotImplementedError
+
+    def is_alert_type(self, event_type: str | None) -> bool:
+        """Whether ``event_type`` (from :meth:`event_type`) names an alert, so that a payload of
+        it :meth:`normalize` cannot read is kept ``unparsed`` rather than ``ignored``; by
+        default membership in :attr:`alert_types`. Override it for a family of types."""
+        return event_type is not None and event_type in self.alert_types
 
     def sign(self, body: bytes) -> dict[str, str]:
         """Headers that make :meth:`verify` accept ``body``, as the provider would send them

@@ -37,6 +37,11 @@ DEFAULT_TOLERANCE = 300
 SECRET_ENV = "STRIPE_WEBHOOK_SECRET"
 #: How long Stripe keeps events in its Events API.
 EVENTS_RETENTION = timedelta(days=30)
+MAX_SIGNATURE_HEADER = 4096
+"""Longest ``Stripe-Signature`` accepted, in characters: Stripe sends ``t=`` and one ``v1=``
+(64 hex digits) per active signing secret, about 80 characters each."""
+MAX_SIGNATURE_ENTRIES = 32
+"""Most ``key=value`` entries accepted in a ``Stripe-Signature``."""
 # The alert's threshold as API versions before 2024-09-30 name it (since: ``usage_threshold``).
 _OLD_THRESHOLD = "usage_threshold_config"
 
@@ -55,15 +60,24 @@ def verify(
 ) -> None:
     """Check a ``Stripe-Signature`` header against ``body``; any of ``secrets`` may match.
 
-    Raises :class:`Rejected` (400) when the header is missing, malformed, matches no secret, or
-    its timestamp is older than ``tolerance`` seconds.
+    Raises :class:`Rejected` (400) when the header is missing, malformed, too long (over
+    :data:`MAX_SIGNATURE_HEADER` characters or :data:`MAX_SIGNATURE_ENTRIES` entries), matches
+    no secret, or its timestamp is more than ``tolerance`` seconds away from now, in the past
+    or (which the Stripe SDK does not check) in the future.
     """
     if not signature_header:
         raise Rejected(400, "missing Stripe-Signature header")
     if not secrets:
         raise Rejected(400, "no Stripe webhook secret configured")
+    if (
+        len(signature_header) > MAX_SIGNATURE_HEADER
+        or signature_header.count(",") >= MAX_SIGNATURE_ENTRIES
+    ):
+        raise Rejected(400, "Stripe-Signature header too long")
     if not signature_header.isascii():
         raise Rejected(400, "malformed Stripe-Signature header")
+    if _dated(signature_header) > time.time() + tolerance:
+        raise Rejected(400, "timestamp outside tolerance")
     try:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -76,6 +90,19 @@ def verify(
         except _SignatureVerificationError as exc:
             stale = stale or "tolerance" in str(exc)
     raise Rejected(400, "timestamp outside tolerance" if stale else "signature mismatch")
+
+
+def _dated(signature_header: str) -> int:
+    """The header's ``t=`` timestamp as the SDK reads it (the first one), or 0 when it has
+    none that parses (the SDK then refuses the header)."""
+    for item in signature_header.split(","):
+        parts = item.split("=", 2)
+        if len(parts) > 1 and parts[0] == "t":
+            try:
+                return int(parts[1])
+            except ValueError:
+                return 0
+    return 0
 
 
 def normalize(payload: Mapping[str, Any]) -> AlertEvent:

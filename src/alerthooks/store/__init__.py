@@ -7,25 +7,61 @@ backend from a URL: ``memory://``, ``sqlite:///path.db`` or ``postgresql://…``
 from __future__ import annotations
 
 import abc
+import logging
 import os
+import socket
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
+from alerthooks.events import AlarmState, AlertState
+
+logger = logging.getLogger(__name__)
+
 DEFAULT_STORE_URL = "sqlite:///alerthooks.db"
 STORE_ENV = "ALERTHOOKS_STORE"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-Status = Literal["pending", "running", "done", "failed", "dead"]
+Status = Literal["pending", "running", "done", "failed", "dead", "unparsed"]
+
+UNPARSED_HANDLER = "<unparsed>"
+"""The handler name of the outcome that marks an event ``unparsed``: a verified event of an
+alert type (:meth:`Provider.is_alert_type <alerthooks.providers.Provider.is_alert_type>`)
+whose payload could not be normalized. Its ``last_error`` is the reason; it is never claimed,
+and it gives way to the matching handlers once the event reads (a redelivery that normalizes,
+or :meth:`Store.resolve_unparsed`). No registered handler can take this name."""
+
+PROCESS_DIED = "the process running it died (lease expired)"
+"""The error recorded for a run whose lease expired before it finished: the process that held
+it stopped without recording an outcome (a crash, an OOM kill, ``os._exit``)."""
+PROCESS_GONE = "the process running it died (no longer running on this host)"
+"""The error recorded for a run taken over from a process of this host that no longer exists."""
 
 
 class StoreError(Exception):
     """The store could not be reached or refused a write; the receiver answers 503."""
 
 
+class StateChange(NamedTuple):
+    """The alert state an event sets for its subject: recorded with the event, kept unless the
+    store holds a state set by an event that occurred later (see :meth:`Store.states`).
+
+    The subject is ``customer_id`` or ``subscription_id`` (both None: the alert as a whole);
+    ``since`` is the event's ``occurred_at``, timezone-aware.
+    """
+
+    alert_id: str
+    alert_name: str | None
+    customer_id: str | None
+    subscription_id: str | None
+    state: AlarmState
+    since: datetime
+
+
 class Delivery(NamedTuple):
-    """A verified event about to be recorded, with the handlers it goes to.
+    """A verified event about to be recorded, with the handlers it goes to, and the alert state
+    it sets (None when it is not an alert).
 
     A named tuple rather than a frozen dataclass: one is built per delivery, at a third of the
     cost.
@@ -37,6 +73,20 @@ class Delivery(NamedTuple):
     body: bytes
     received_at: datetime
     handlers: tuple[str, ...]
+    state: StateChange | None = None
+    unparsed: str | None = None
+    """Why the event, an alert, could not be normalized (then ``handlers`` is empty): it is
+    stored ``unparsed`` with this reason."""
+
+
+class Unfolded(NamedTuple):
+    """An event stored before the store kept alert state, to fold into it (see
+    :meth:`Store.unfolded`); ``cursor`` orders them."""
+
+    cursor: int
+    provider: str
+    event_id: str
+    body: bytes
 
 
 class Begun(NamedTuple):
@@ -105,11 +155,13 @@ class Claim:
 
 
 class Store(abc.ABC):
-    """Durable record of events and per-handler outcomes.
+    """Durable record of events, per-handler outcomes and the alert state the events set.
 
     ``begin`` and ``finish`` are the receiver's hot path; each is one atomic write. Outcomes move
     ``pending`` → ``running`` (leased to an owner until the lease expires) → ``done``, or
-    ``failed`` (due again at ``due_at``) and, once attempts are exhausted, ``dead``.
+    ``failed`` (due again at ``due_at``) and, once attempts are exhausted, ``dead``. An alert
+    that could not be normalized has one ``unparsed`` outcome instead (see
+    :data:`UNPARSED_HANDLER`), which nothing claims and :meth:`prune` keeps.
     """
 
     url: str
@@ -142,6 +194,18 @@ class Store(abc.ABC):
         """Record ``delivery`` unless it is stored already, add a pending outcome for each of its
         handlers not recorded yet, and (when ``claim``) lease every pending or failed handler
         that no live lease holds to ``owner`` for ``lease`` seconds.
+
+        A new delivery's ``state`` is recorded in the same transaction, unless its subject's
+        state was set by an event that occurred later (see :meth:`states`).
+
+        A delivery with ``unparsed`` set records a new event with one ``unparsed`` outcome
+        (handler :data:`UNPARSED_HANDLER`, the reason as its ``last_error``) and changes nothing
+        of an event stored already. A redelivery without it (the event reads now) removes the
+        event's ``unparsed`` outcome before adding its handlers.
+
+        A lease held by a process of this host that no longer exists (:func:`owner_gone`)
+        counts as expired. Taking over an expired lease counts the run that died as an attempt
+        (error :data:`PROCESS_DIED` or :data:`PROCESS_GONE`), as :meth:`claim` does.
         """
 
     @abc.abstractmethod
@@ -172,11 +236,25 @@ class Store(abc.ABC):
         handler that runs long is not claimed by another worker meanwhile."""
 
     @abc.abstractmethod
-    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+    async def claim(
+        self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
+    ) -> Sequence[Claim]:
         """Lease up to ``limit`` due pairs to ``owner`` for ``lease`` seconds, oldest due first:
         pending ones, failed ones whose ``due_at`` has passed, and running ones whose lease
         expired (their worker died). Two callers never get the same pair while a lease lives.
+
+        Taking over an expired lease counts the run that died as an attempt (error
+        :data:`PROCESS_DIED`, in the history too); when that makes ``max_attempts``, the pair
+        is marked dead instead of claimed, so a handler that takes its process down is not
+        retried forever.
         """
+
+    async def expire_gone(self) -> int:
+        """End the leases that processes of this host which no longer exist hold
+        (:func:`owner_gone`), so the next :meth:`claim` takes their pairs over at once (counting
+        the run that died) instead of after the lease; return how many. A worker calls it when
+        it starts. The base implementation does nothing."""
+        return 0
 
     @abc.abstractmethod
     async def replay(
@@ -186,6 +264,14 @@ class Store(abc.ABC):
         attempts, or with ``dead`` every dead handler and with ``failed`` every failed one (not
         yet dead); return how many pairs were reset. Their history stays.
         """
+
+    @abc.abstractmethod
+    async def resolve_unparsed(
+        self, provider: str, event_id: str, handlers: Collection[str]
+    ) -> bool:
+        """Replace the ``unparsed`` outcome of this event by a pending outcome for each of
+        ``handlers`` not recorded yet (one atomic write), once the stored body normalizes; False
+        (and nothing written) when the event has no ``unparsed`` outcome (any more)."""
 
     @abc.abstractmethod
     async def prune(self, *, before: datetime, limit: int = 10_000) -> int:
@@ -209,6 +295,72 @@ class Store(abc.ABC):
         self, *, status: Status | None = None, limit: int = 50
     ) -> Sequence[StoredEvent]:
         """Newest stored events first; with ``status``, only events having an outcome in it."""
+
+    # -- alert state ------------------------------------------------------------------------------
+    #
+    # begin records a new delivery's state change in the same transaction as the event: one state
+    # per (provider, alert, customer, subscription), the one of the event that occurred last
+    # (ties: the greater event id), whatever order deliveries arrive in. Pruning events keeps
+    # the states they set.
+
+    @abc.abstractmethod
+    async def states(
+        self, *, in_alarm: bool | None = None, provider: str | None = None
+    ) -> Sequence[AlertState]:
+        """The alert states kept, ordered by provider, alert, customer and subscription; with
+        ``in_alarm``, only those in alarm (True) or within the limit (False); with ``provider``,
+        only that provider's."""
+
+    @abc.abstractmethod
+    async def unfolded(self, *, after: int = 0, limit: int = 500) -> Sequence[Unfolded] | None:
+        """Events stored before this store kept alert state (a store migrated from schema 2),
+        whose state is still to be folded in: up to ``limit`` of them with a cursor above
+        ``after``, in cursor order. None when there is nothing to fold (anymore)."""
+
+    @abc.abstractmethod
+    async def fold(
+        self, changes: Sequence[tuple[str, str, StateChange]], *, done: bool = False
+    ) -> None:
+        """Apply state changes computed from stored events, ``(provider, event_id, change)``,
+        each kept only where it occurred later than the state held, as ``begin`` does; with
+        ``done``, :meth:`unfolded` has nothing more to give."""
+
+
+def log_dead_after_crash(provider: str, event_id: str, handler: str, attempts: int) -> None:
+    """Log that a claim marked a pair dead because its runs kept taking their process down."""
+    logger.error(
+        "%s event %s: handler %s is dead after %d attempts: %s",
+        provider,
+        event_id,
+        handler,
+        attempts,
+        PROCESS_DIED,
+    )
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether the process that ``owner`` names (``host:pid:random``, see
+    :attr:`AlertHooks.owner`) is known to be gone: it ran on this host and no process has its
+    pid now. Owners of other hosts, of this process, or that do not parse are never gone (their
+    leases run out instead)."""
+    if not owner:
+        return False
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, as another user's process
+        return False
+    return False
 
 
 def redact_url(url: str) -> str:

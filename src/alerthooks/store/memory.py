@@ -7,16 +7,27 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from alerthooks.events import AlertState
 from alerthooks.store import (
+    PROCESS_DIED,
+    PROCESS_GONE,
+    UNPARSED_HANDLER,
     Attempt,
     Begun,
     Claim,
     Delivery,
     Outcome,
+    StateChange,
     Status,
     Store,
     StoredEvent,
+    Unfolded,
+    log_dead_after_crash,
+    owner_gone,
 )
+
+# One alert state per subject: (provider, alert_id, customer_id, subscription_id).
+_Subject = tuple[str, str, str | None, str | None]
 
 
 @dataclass(slots=True)
@@ -38,6 +49,8 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], Delivery] = {}
         self._outcomes: dict[tuple[str, str], dict[str, _Row]] = {}
+        # Each subject's state: the change that set it and its event's id.
+        self._states: dict[_Subject, tuple[StateChange, str]] = {}
 
     async def begin(
         self, delivery: Delivery, *, owner: str, lease: float, claim: bool = True
@@ -47,8 +60,17 @@ class MemoryStore(Store):
         now = time.time()
         rows = self._outcomes.get(key)
         new = rows is None
+        if delivery.unparsed is not None:
+            if rows is None:
+                self._events[key] = delivery
+                self._outcomes[key] = {
+                    UNPARSED_HANDLER: _Row("unparsed", last_error=delivery.unparsed)
+                }
+            return Begun(new, (), ())
         if rows is None:
             self._events[key] = delivery
+            if delivery.state is not None:
+                self._set_state(delivery.provider, delivery.event_id, delivery.state)
             if claim:  # the common case: every handler of a new event is leased to the caller
                 until = now + lease
                 rows = self._outcomes[key] = {
@@ -56,6 +78,8 @@ class MemoryStore(Store):
                 }
                 return Begun(True, tuple(rows), ())
             rows = self._outcomes[key] = {}
+        elif (marker := rows.get(UNPARSED_HANDLER)) is not None and marker.status == "unparsed":
+            del rows[UNPARSED_HANDLER]  # the event reads now: its handlers take over
         for name in delivery.handlers:
             if name not in rows:
                 rows[name] = _Row(due_at=now)
@@ -66,9 +90,11 @@ class MemoryStore(Store):
         for name, row in rows.items():
             if row.status in ("done", "dead"):
                 continue
-            if row.status == "running" and row.lease_until > now:
-                busy.append(name)
-                continue
+            if row.status == "running":
+                if row.lease_until > now and not owner_gone(row.owner):
+                    busy.append(name)
+                    continue
+                _died(row, PROCESS_DIED if row.lease_until <= now else PROCESS_GONE, now)
             row.status, row.owner, row.lease_until = "running", owner, now + lease
             claimed.append(name)
         return Begun(new, tuple(claimed), tuple(busy))
@@ -115,7 +141,9 @@ class MemoryStore(Store):
             if row is not None and row.status == "running" and row.owner == owner:
                 row.lease_until = until
 
-    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+    async def claim(
+        self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
+    ) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
         now = time.time()
         due: list[tuple[float, tuple[str, str], str, _Row]] = []
@@ -127,9 +155,26 @@ class MemoryStore(Store):
         due.sort(key=lambda item: item[0])
         claims: list[Claim] = []
         for _, key, name, row in due[:limit]:
+            if row.status == "running":
+                _died(row, PROCESS_DIED, now)
+                if max_attempts is not None and row.attempts >= max_attempts:
+                    row.status, row.owner, row.lease_until = "dead", None, 0.0
+                    log_dead_after_crash(key[0], key[1], name, row.attempts)
+                    continue
             row.status, row.owner, row.lease_until = "running", owner, now + lease
             claims.append(Claim(key[0], key[1], self._events[key].body, name, row.attempts))
         return claims
+
+    async def expire_gone(self) -> int:
+        """See :meth:`Store.expire_gone`."""
+        count = 0
+        now = time.time()
+        for rows in self._outcomes.values():
+            for row in rows.values():
+                if row.status == "running" and row.lease_until > now and owner_gone(row.owner):
+                    row.lease_until = 0.0
+                    count += 1
+        return count
 
     async def replay(
         self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
@@ -152,6 +197,20 @@ class MemoryStore(Store):
                     row.status, row.attempts, row.due_at = "pending", 0, now
                     count += 1
         return count
+
+    async def resolve_unparsed(
+        self, provider: str, event_id: str, handlers: Collection[str]
+    ) -> bool:
+        """See :meth:`Store.resolve_unparsed`."""
+        rows = self._outcomes.get((provider, event_id))
+        marker = None if rows is None else rows.get(UNPARSED_HANDLER)
+        if rows is None or marker is None or marker.status != "unparsed":
+            return False
+        del rows[UNPARSED_HANDLER]
+        now = time.time()
+        for name in handlers:
+            rows.setdefault(name, _Row(due_at=now))
+        return True
 
     async def prune(self, *, before: datetime, limit: int = 10_000) -> int:
         """See :meth:`Store.prune`."""
@@ -193,6 +252,46 @@ class MemoryStore(Store):
                     break
         return found
 
+    async def states(
+        self, *, in_alarm: bool | None = None, provider: str | None = None
+    ) -> Sequence[AlertState]:
+        """See :meth:`Store.states`."""
+        found = [
+            AlertState(
+                provider=subject[0],
+                alert_id=change.alert_id,
+                alert_name=change.alert_name,
+                customer_id=change.customer_id,
+                subscription_id=change.subscription_id,
+                state=change.state,
+                since=change.since,
+                event_id=event_id,
+            )
+            for subject, (change, event_id) in sorted(
+                self._states.items(), key=lambda item: tuple(p or "" for p in item[0])
+            )
+            if (provider is None or subject[0] == provider)
+            and (in_alarm is None or (change.state == "in_alarm") == in_alarm)
+        ]
+        return found
+
+    async def unfolded(self, *, after: int = 0, limit: int = 500) -> Sequence[Unfolded] | None:
+        """See :meth:`Store.unfolded`: a memory store keeps state from its first event."""
+        return None
+
+    async def fold(
+        self, changes: Sequence[tuple[str, str, StateChange]], *, done: bool = False
+    ) -> None:
+        """See :meth:`Store.fold`."""
+        for provider, event_id, change in changes:
+            self._set_state(provider, event_id, change)
+
+    def _set_state(self, provider: str, event_id: str, change: StateChange) -> None:
+        subject = (provider, change.alert_id, change.customer_id, change.subscription_id)
+        held = self._states.get(subject)
+        if held is None or (change.since, event_id) > (held[0].since, held[1]):
+            self._states[subject] = (change, event_id)
+
     def _stored(self, d: Delivery) -> StoredEvent:
         rows = self._outcomes[(d.provider, d.event_id)]
         outcomes = tuple(
@@ -209,6 +308,15 @@ class MemoryStore(Store):
             for name, row in rows.items()
         )
         return StoredEvent(d.provider, d.event_id, d.event_type, d.body, d.received_at, outcomes)
+
+
+def _died(row: _Row, error: str, now: float) -> None:
+    """Count the run whose process died as a failed attempt."""
+    row.attempts += 1
+    row.last_error = error
+    row.history.append(
+        Attempt(len(row.history) + 1, error, datetime.fromtimestamp(now, timezone.utc))
+    )
 
 
 def _claimable_at(row: _Row) -> float | None:

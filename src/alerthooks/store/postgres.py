@@ -20,24 +20,38 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import asyncpg
+try:
+    import asyncpg
+except ImportError:
+    # A receiver on memory:// or SQLite never imports this module: asyncpg is an extra.
+    raise ImportError(
+        'a postgresql:// store needs asyncpg: pip install "alerthooks-sdk[postgres]"'
+    ) from None
 
+from alerthooks.events import AlertState
 from alerthooks.store import (
+    PROCESS_DIED,
+    PROCESS_GONE,
     SCHEMA_VERSION,
+    UNPARSED_HANDLER,
     Attempt,
     Begun,
     Claim,
     Delivery,
     Outcome,
+    StateChange,
     Status,
     Store,
     StoredEvent,
     StoreError,
+    Unfolded,
+    log_dead_after_crash,
+    owner_gone,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,12 +103,69 @@ _CLAIMABLE_AT = (
 _SCHEMA = [statement.replace("{due}", _CLAIMABLE_AT) for statement in _SCHEMA]
 
 # ``history``: a JSON array of [error or null, finished_at epoch] per finished run, oldest first.
-# Schema versions: 1, the first; 2 added ``history``.
-_MIGRATIONS = {
-    1: "ALTER TABLE alerthooks_outcomes ADD COLUMN IF NOT EXISTS history jsonb NOT NULL"
-    " DEFAULT '[]'",
+
+# One alert state per subject; '' stands for no customer or no subscription (a key column cannot
+# be NULL). Texts compare in the "C" collation, as Python and SQLite compare them, so the order
+# of the list and the tie-break between events that occurred at the same time are the same in
+# every store. ``alerthooks_state_fold`` holds one row while events stored before the states
+# were kept (seq <= until_seq) are still to be folded in.
+_STATES_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS alerthooks_states (
+        provider text COLLATE "C" NOT NULL,
+        alert_id text COLLATE "C" NOT NULL,
+        customer_id text COLLATE "C" NOT NULL,
+        subscription_id text COLLATE "C" NOT NULL,
+        alert_name text,
+        state text NOT NULL,
+        since timestamptz NOT NULL,
+        event_id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (provider, alert_id, customer_id, subscription_id)
+    )""",
+    "CREATE TABLE IF NOT EXISTS alerthooks_state_fold (until_seq bigint NOT NULL)",
+]
+_SCHEMA += _STATES_SCHEMA
+
+
+async def _add_history(conn: _Conn) -> None:
+    """Schema 1 to 2: each outcome keeps its attempt history."""
+    await conn.execute(
+        "ALTER TABLE alerthooks_outcomes ADD COLUMN IF NOT EXISTS history jsonb NOT NULL"
+        " DEFAULT '[]'"
+    )
+
+
+async def _add_alert_states(conn: _Conn) -> None:
+    """Schema 2 to 3: alert state per subject; the events stored so far are to be folded in."""
+    for statement in _STATES_SCHEMA:
+        await conn.execute(statement)
+    await conn.execute(
+        "INSERT INTO alerthooks_state_fold (until_seq) SELECT max(seq) FROM alerthooks_events"
+        " HAVING max(seq) IS NOT NULL"
+    )
+
+
+# Schema versions: 1, the first; 2 added ``history``; 3 the alert states.
+_MIGRATIONS: dict[int, Callable[[_Conn], Awaitable[None]]] = {
+    1: _add_history,
+    2: _add_alert_states,
 }
 
+_STATE_COLUMNS = (
+    "provider, alert_id, customer_id, subscription_id, alert_name, state, since, event_id"
+)
+# Keep a state change unless the subject's state was set by an event that occurred later; two
+# replicas racing on one subject serialize on its row, and the later event stays.
+_STATE_CONFLICT = (
+    " ON CONFLICT (provider, alert_id, customer_id, subscription_id) DO UPDATE SET"
+    " alert_name = EXCLUDED.alert_name, state = EXCLUDED.state, since = EXCLUDED.since,"
+    " event_id = EXCLUDED.event_id WHERE (EXCLUDED.since, EXCLUDED.event_id)"
+    " > (alerthooks_states.since, alerthooks_states.event_id)"
+)
+
+_DROP_UNPARSED = (
+    "DELETE FROM alerthooks_outcomes WHERE provider = $1 AND event_id = $2 AND handler = $3"
+    " AND status = 'unparsed'"
+)
 _LEASE = "now() + $LEASE::float8 * interval '1 second'"
 _EVENT_COLUMNS = (
     "SELECT seq, provider, event_id, event_type, body, received_at FROM alerthooks_events"
@@ -105,17 +176,74 @@ def _lease(param: int) -> str:
     return _LEASE.replace("$LEASE", f"${param}")
 
 
+# Recording a new event, in one statement and one round trip (parameters: provider, event id,
+# type, body, received_at, handlers, status, owner, lease, channel, payload). A concurrent insert
+# of the same event makes it wait for that one, then do nothing.
+_BEGIN_SQL = (
+    "WITH event AS (INSERT INTO alerthooks_events"
+    " (provider, event_id, event_type, body, received_at)"
+    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true AS new),"
+    " outcomes AS (INSERT INTO alerthooks_outcomes"
+    " (provider, event_id, handler, status, owner, lease_until)"
+    " SELECT $1, $2, h, $7::text, $8::text,"
+    f" CASE WHEN $7::text = 'running' THEN {_lease(9)} END"
+    " FROM unnest($6::text[]) AS h WHERE EXISTS (SELECT 1 FROM event)),"
+    "{state}"
+    # Queued work: tell listening workers (sent when this statement commits).
+    " notified AS (SELECT pg_notify($10, $11) FROM event"
+    " WHERE $7::text = 'pending' AND cardinality($6::text[]) > 0)"
+    " SELECT new FROM event LEFT JOIN notified ON true"
+)
+# The same with the state the event sets (parameters 12 to 17: alert id, customer, subscription,
+# alert name, state, since), in the same statement, so in the same transaction.
+_BEGIN_STATE_SQL = _BEGIN_SQL.replace(
+    "{state}",
+    f" state AS (INSERT INTO alerthooks_states ({_STATE_COLUMNS})"
+    " SELECT $1, $12, $13, $14, $15, $16, $17, $2 FROM event"
+    f"{_STATE_CONFLICT}),",
+)
+_BEGIN_SQL = _BEGIN_SQL.replace("{state}", "")
+
+# begin's re-claim of an event's handlers (parameters: provider, event_id, owner, lease seconds,
+# the error of a run that died); the caller adds which rows and RETURNING.
+_RECLAIM_HEAD = (
+    f"UPDATE alerthooks_outcomes o SET status = 'running', owner = $3, lease_until = {_lease(4)},"
+)
+
+
+# Taking over a running pair (its lease expired, or its process is gone) counts the run that
+# died as a failed attempt with error $DIED; those are the rows whose old status is 'running'.
+_DIED = "o.status = 'running'"
+_COUNT_DIED = (
+    f"attempts = o.attempts + CASE WHEN {_DIED} THEN 1 ELSE 0 END,"
+    f" last_error = CASE WHEN {_DIED} THEN $DIED::text ELSE o.last_error END,"
+    f" history = CASE WHEN {_DIED} THEN o.history || jsonb_build_array(jsonb_build_array("
+    "$DIED::text, extract(epoch FROM now())::float8)) ELSE o.history END"
+)
+# In the claim, a takeover that makes max_attempts ($4) marks the pair dead instead.
+_DEAD_NOW = f"{_DIED} AND o.attempts + 1 >= $4"
+
 CLAIM_SQL = (
     "WITH due AS (SELECT provider, event_id, handler FROM alerthooks_outcomes"
     f" WHERE {_CLAIMABLE_AT} <= now() ORDER BY {_CLAIMABLE_AT} LIMIT $3 FOR UPDATE SKIP LOCKED)"
-    f" UPDATE alerthooks_outcomes o SET status = 'running', owner = $1, lease_until = {_lease(2)}"
+    f" UPDATE alerthooks_outcomes o SET status = CASE WHEN {_DEAD_NOW} THEN 'dead'"
+    " ELSE 'running' END,"
+    f" owner = CASE WHEN {_DEAD_NOW} THEN NULL ELSE $1 END,"
+    f" lease_until = CASE WHEN {_DEAD_NOW} THEN NULL ELSE {_lease(2)} END,"
+    f" {_COUNT_DIED.replace('$DIED', '$5')}"
     " FROM due WHERE o.provider = due.provider AND o.event_id = due.event_id"
     " AND o.handler = due.handler RETURNING o.provider, o.event_id, o.handler, o.attempts,"
-    " (SELECT e.body FROM alerthooks_events e WHERE e.provider = o.provider"
+    " o.status, (SELECT e.body FROM alerthooks_events e WHERE e.provider = o.provider"
     " AND e.event_id = o.event_id) AS body"
 )
-"""The claim (parameters: owner, lease seconds, limit): the index gives the oldest due pairs,
-and only their bodies are read. Tests check its plan."""
+"""The claim (parameters: owner, lease seconds, limit, max attempts, the error of a run that
+died): the index gives the oldest due pairs, and only their bodies are read. Tests check its
+plan."""
+_NO_LIMIT = 2**31 - 1
+_RECLAIM = (
+    f"{_RECLAIM_HEAD} {_COUNT_DIED.replace('$DIED', '$5')}"
+    " WHERE o.provider = $1 AND o.event_id = $2"
+)
 
 
 def _parse_url(url: str) -> tuple[str, str | None, int]:
@@ -132,6 +260,14 @@ def _parse_url(url: str) -> tuple[str, str | None, int]:
         raise ValueError("Postgres store URL: pool_size must be a whole number") from None
     dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(rest)))
     return dsn, schema, pool_size
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Ready a connection for the pool again: asyncpg's full reset (a round trip) only when a
+    transaction was left open. The store's statements leave no session state (LISTEN has a
+    connection of its own), so the common release costs no round trip."""
+    if conn.is_in_transaction():
+        await conn.reset()
 
 
 class PostgresStore(Store):
@@ -161,6 +297,7 @@ class PostgresStore(Store):
                     max_size=self.pool_size,
                     timeout=10,
                     server_settings=settings,
+                    reset=_reset,
                 )
                 try:
                     async with pool.acquire() as conn, conn.transaction():
@@ -189,7 +326,7 @@ class PostgresStore(Store):
             )
         elif version < SCHEMA_VERSION:
             for step in range(version, SCHEMA_VERSION):
-                await conn.execute(_MIGRATIONS[step])
+                await _MIGRATIONS[step](conn)
             await conn.execute("UPDATE alerthooks_schema SET version = $1", SCHEMA_VERSION)
             logger.info("postgres store: schema %d migrated to %d", version, SCHEMA_VERSION)
 
@@ -286,21 +423,10 @@ class PostgresStore(Store):
         d = delivery
         handlers = list(d.handlers)
         async with self._conn() as conn:
-            # The common case, a new event, in one statement and one round trip. A concurrent
-            # insert of the same event makes this one wait for it, then do nothing.
-            new = await conn.fetchval(
-                "WITH event AS (INSERT INTO alerthooks_events"
-                " (provider, event_id, event_type, body, received_at)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true AS new),"
-                " outcomes AS (INSERT INTO alerthooks_outcomes"
-                " (provider, event_id, handler, status, owner, lease_until)"
-                " SELECT $1, $2, h, $7::text, $8::text,"
-                f" CASE WHEN $7::text = 'running' THEN {_lease(9)} END"
-                " FROM unnest($6::text[]) AS h WHERE EXISTS (SELECT 1 FROM event)),"
-                # Queued work: tell listening workers (sent when this statement commits).
-                " notified AS (SELECT pg_notify($10, $11) FROM event"
-                " WHERE $7::text = 'pending' AND cardinality($6::text[]) > 0)"
-                " SELECT new FROM event LEFT JOIN notified ON true",
+            if d.unparsed is not None:
+                return await self._begin_unparsed(conn, d)
+            # The common case, a new event, in one statement and one round trip.
+            params: tuple[Any, ...] = (
                 d.provider,
                 d.event_id,
                 d.event_type,
@@ -313,15 +439,49 @@ class PostgresStore(Store):
                 _CHANNEL,
                 self.schema or "",
             )
+            if d.state is None:
+                new = await conn.fetchval(_BEGIN_SQL, *params)
+            else:
+                c = d.state
+                new = await conn.fetchval(
+                    _BEGIN_STATE_SQL,
+                    *params,
+                    c.alert_id,
+                    c.customer_id or "",
+                    c.subscription_id or "",
+                    c.alert_name,
+                    c.state,
+                    c.since,
+                )
             if new:
                 return Begun(True, d.handlers if claim else (), ())
             return await self._begin_again(conn, d, owner=owner, lease=lease, claim=claim)
+
+    async def _begin_unparsed(self, conn: _Conn, d: Delivery) -> Begun:
+        new = await conn.fetchval(
+            "WITH event AS (INSERT INTO alerthooks_events"
+            " (provider, event_id, event_type, body, received_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true AS new),"
+            " marker AS (INSERT INTO alerthooks_outcomes"
+            " (provider, event_id, handler, status, last_error)"
+            " SELECT $1, $2, $6, 'unparsed', $7 FROM event)"
+            " SELECT new FROM event",
+            d.provider,
+            d.event_id,
+            d.event_type,
+            d.body,
+            d.received_at,
+            UNPARSED_HANDLER,
+            d.unparsed,
+        )
+        return Begun(bool(new), (), ())
 
     async def _begin_again(
         self, conn: _Conn, d: Delivery, *, owner: str, lease: float, claim: bool
     ) -> Begun:
         handlers = list(d.handlers)
         async with conn.transaction():
+            await conn.execute(_DROP_UNPARSED, d.provider, d.event_id, UNPARSED_HANDLER)
             added = 0
             if handlers:
                 status = await conn.execute(
@@ -338,26 +498,39 @@ class PostgresStore(Store):
                     await self._notify(conn)
                 return Begun(False, (), ())
             claimed = await conn.fetch(
-                f"UPDATE alerthooks_outcomes SET status = 'running', owner = $3,"
-                f" lease_until = {_lease(4)} WHERE provider = $1 AND event_id = $2"
-                " AND (status IN ('pending', 'failed') OR (status = 'running'"
-                " AND lease_until <= now())) RETURNING handler",
+                f"{_RECLAIM} AND (o.status IN ('pending', 'failed') OR (o.status = 'running'"
+                " AND o.lease_until <= now())) RETURNING o.handler",
                 d.provider,
                 d.event_id,
                 owner,
                 lease,
+                PROCESS_DIED,
             )
             names = {r["handler"] for r in claimed}
             busy = await conn.fetch(
-                "SELECT handler FROM alerthooks_outcomes WHERE provider = $1 AND event_id = $2"
-                " AND status = 'running'",
+                "SELECT handler, owner FROM alerthooks_outcomes WHERE provider = $1"
+                " AND event_id = $2 AND status = 'running'",
                 d.provider,
                 d.event_id,
             )
+            others = [r for r in busy if r["handler"] not in names]
+            gone = [r["owner"] for r in others if owner_gone(r["owner"])]
+            if gone:  # a process of this host that held it no longer exists
+                taken = await conn.fetch(
+                    f"{_RECLAIM} AND o.status = 'running' AND o.owner = ANY($6::text[])"
+                    " RETURNING o.handler",
+                    d.provider,
+                    d.event_id,
+                    owner,
+                    lease,
+                    PROCESS_GONE,
+                    gone,
+                )
+                names.update(r["handler"] for r in taken)
             return Begun(
                 False,
                 tuple(sorted(names)),
-                tuple(sorted(r["handler"] for r in busy if r["handler"] not in names)),
+                tuple(sorted(r["handler"] for r in others if r["handler"] not in names)),
             )
 
     async def finish(
@@ -433,17 +606,47 @@ class PostgresStore(Store):
             )
         return bool(holder == owner)
 
-    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+    async def claim(
+        self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
+    ) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
         async with self._conn() as conn:
-            rows = await conn.fetch(CLAIM_SQL, owner, lease, limit)
-        return [
-            Claim(r["provider"], r["event_id"], bytes(r["body"]), r["handler"], r["attempts"])
-            for r in rows
-        ]
+            rows = await conn.fetch(
+                CLAIM_SQL,
+                owner,
+                lease,
+                limit,
+                _NO_LIMIT if max_attempts is None else max_attempts,
+                PROCESS_DIED,
+            )
+        claims: list[Claim] = []
+        for r in rows:
+            if r["status"] == "dead":
+                log_dead_after_crash(r["provider"], r["event_id"], r["handler"], r["attempts"])
+                continue
+            claims.append(
+                Claim(r["provider"], r["event_id"], bytes(r["body"]), r["handler"], r["attempts"])
+            )
+        return claims
 
     async def _notify(self, conn: _Conn) -> None:
         await conn.execute("SELECT pg_notify($1, $2)", _CHANNEL, self.schema or "")
+
+    async def expire_gone(self) -> int:
+        """See :meth:`Store.expire_gone`."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT owner FROM alerthooks_outcomes WHERE status = 'running'"
+            )
+            gone = [r["owner"] for r in rows if owner_gone(r["owner"])]
+            if not gone:
+                return 0
+            status = await conn.execute(
+                "UPDATE alerthooks_outcomes SET lease_until = now() - interval '1 second'"
+                " WHERE status = 'running' AND owner = ANY($1::text[]) AND lease_until > now()",
+                gone,
+            )
+        return int(status.rsplit(" ", 1)[-1])
 
     async def replay(
         self, event_ids: Collection[str] = (), *, dead: bool = False, failed: bool = False
@@ -468,6 +671,27 @@ class PostgresStore(Store):
             if count:
                 await self._notify(conn)
         return count
+
+    async def resolve_unparsed(
+        self, provider: str, event_id: str, handlers: Collection[str]
+    ) -> bool:
+        """See :meth:`Store.resolve_unparsed`."""
+        async with self._conn() as conn, conn.transaction():
+            status = await conn.execute(_DROP_UNPARSED, provider, event_id, UNPARSED_HANDLER)
+            if status.rsplit(" ", 1)[-1] == "0":
+                return False
+            names = list(handlers)
+            if names:
+                await conn.execute(
+                    "INSERT INTO alerthooks_outcomes (provider, event_id, handler, status)"
+                    " SELECT $1, $2, h, 'pending' FROM unnest($3::text[]) AS h"
+                    " ON CONFLICT DO NOTHING",
+                    provider,
+                    event_id,
+                    names,
+                )
+                await self._notify(conn)
+        return True
 
     async def prune(self, *, before: datetime, limit: int = 10_000) -> int:
         """See :meth:`Store.prune`."""
@@ -520,6 +744,81 @@ class PostgresStore(Store):
                 status,
                 limit,
             )
+
+    async def states(
+        self, *, in_alarm: bool | None = None, provider: str | None = None
+    ) -> Sequence[AlertState]:
+        """See :meth:`Store.states`."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_STATE_COLUMNS} FROM alerthooks_states"
+                " WHERE ($1::text IS NULL OR provider = $1) AND ($2::text IS NULL OR state = $2)"
+                " ORDER BY provider, alert_id, customer_id, subscription_id",
+                provider,
+                None if in_alarm is None else "in_alarm" if in_alarm else "within_limit",
+            )
+        return [
+            AlertState(
+                provider=r["provider"],
+                alert_id=r["alert_id"],
+                alert_name=r["alert_name"],
+                customer_id=r["customer_id"] or None,
+                subscription_id=r["subscription_id"] or None,
+                state=r["state"],
+                since=r["since"],
+                event_id=r["event_id"],
+            )
+            for r in rows
+        ]
+
+    async def unfolded(self, *, after: int = 0, limit: int = 500) -> Sequence[Unfolded] | None:
+        """See :meth:`Store.unfolded`."""
+        async with self._conn() as conn:
+            until = await conn.fetchval("SELECT min(until_seq) FROM alerthooks_state_fold")
+            if until is None:
+                return None
+            rows = await conn.fetch(
+                "SELECT seq, provider, event_id, body FROM alerthooks_events"
+                " WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                after,
+                until,
+                limit,
+            )
+        return [Unfolded(r["seq"], r["provider"], r["event_id"], bytes(r["body"])) for r in rows]
+
+    async def fold(
+        self, changes: Sequence[tuple[str, str, StateChange]], *, done: bool = False
+    ) -> None:
+        """See :meth:`Store.fold`."""
+        async with self._conn() as conn, conn.transaction():
+            if changes:
+                await conn.execute(
+                    f"INSERT INTO alerthooks_states ({_STATE_COLUMNS})"
+                    " SELECT DISTINCT ON (p, a, cu, su) p, a, cu, su, n, st, si, e"
+                    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+                    " $6::text[], $7::timestamptz[], $8::text[]) AS c(p, a, cu, su, n, st, si, e)"
+                    ' ORDER BY p, a, cu, su, si DESC, e COLLATE "C" DESC'
+                    f"{_STATE_CONFLICT}",
+                    *(list(column) for column in zip(*_state_rows(changes), strict=True)),
+                )
+            if done:
+                await conn.execute("DELETE FROM alerthooks_state_fold")
+
+
+def _state_rows(changes: Sequence[tuple[str, str, StateChange]]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            provider,
+            c.alert_id,
+            c.customer_id or "",
+            c.subscription_id or "",
+            c.alert_name,
+            c.state,
+            c.since,
+            event_id,
+        )
+        for provider, event_id, c in changes
+    ]
 
 
 async def _load(conn: _Conn, sql: str, *params: Any) -> list[StoredEvent]:

@@ -22,22 +22,30 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
+from alerthooks.events import AlertState
 from alerthooks.store import (
+    PROCESS_DIED,
+    PROCESS_GONE,
     SCHEMA_VERSION,
+    UNPARSED_HANDLER,
     Attempt,
     Begun,
     Claim,
     Delivery,
     Outcome,
+    StateChange,
     Status,
     Store,
     StoredEvent,
     StoreError,
+    Unfolded,
+    log_dead_after_crash,
+    owner_gone,
 )
 from alerthooks.store._sqlite_writer import GroupCommitWriter
 
@@ -71,18 +79,92 @@ CREATE TABLE IF NOT EXISTS alerthooks_outcomes (
 CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at);
 CREATE INDEX IF NOT EXISTS alerthooks_outcomes_due ON alerthooks_outcomes ({due})
     WHERE {due} IS NOT NULL;
+{states}
 """
 # ``history``: a JSON array of [error or null, finished_at] per finished run, oldest first.
-# Schema versions: 1, the first; 2 added ``history``.
-_MIGRATIONS = {
-    1: "ALTER TABLE alerthooks_outcomes ADD COLUMN history TEXT NOT NULL DEFAULT '[]'",
+
+# One alert state per subject; '' stands for no customer or no subscription (a key column
+# cannot be NULL). ``since``: the occurred_at of the event that set it, in microseconds since
+# the epoch, so ties compare exactly. ``alerthooks_state_fold`` holds one row while events
+# stored before the states were kept (seq <= until_seq) are still to be folded in.
+_STATES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerthooks_states (
+    provider TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    alert_name TEXT,
+    state TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (provider, alert_id, customer_id, subscription_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerthooks_state_fold (until_seq INTEGER NOT NULL);
+"""
+_SCHEMA = _SCHEMA.replace("{states}", _STATES_SCHEMA)
+
+
+def _add_history(conn: sqlite3.Connection) -> None:
+    """Schema 1 to 2: each outcome keeps its attempt history."""
+    conn.execute("ALTER TABLE alerthooks_outcomes ADD COLUMN history TEXT NOT NULL DEFAULT '[]'")
+
+
+def _add_alert_states(conn: sqlite3.Connection) -> None:
+    """Schema 2 to 3: alert state per subject; the events stored so far are to be folded in."""
+    for statement in _STATES_SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO alerthooks_state_fold (until_seq) SELECT max(seq) FROM alerthooks_events"
+        " HAVING max(seq) IS NOT NULL"
+    )
+
+
+# Schema versions: 1, the first; 2 added ``history``; 3 the alert states.
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _add_history,
+    2: _add_alert_states,
 }
+
+_SET_STATE = (
+    "INSERT INTO alerthooks_states (provider, alert_id, customer_id, subscription_id,"
+    " alert_name, state, since, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (provider, alert_id, customer_id, subscription_id) DO UPDATE SET"
+    " alert_name = excluded.alert_name, state = excluded.state, since = excluded.since,"
+    " event_id = excluded.event_id WHERE (excluded.since, excluded.event_id) > (since, event_id)"
+)
+"""Keep a state change unless the subject's state was set by an event that occurred later."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _state_row(provider: str, event_id: str, c: StateChange) -> tuple[Any, ...]:
+    return (
+        provider,
+        c.alert_id,
+        c.customer_id or "",
+        c.subscription_id or "",
+        c.alert_name,
+        c.state,
+        (c.since - _EPOCH) // _MICROSECOND,
+        event_id,
+    )
+
+
 _ATTEMPT = "history = json_insert(history, '$[#]', json_array(?, ?))"
+# Taking over the lease of a run whose process died: that run counts as a failed attempt.
+_TAKEOVER = (
+    "UPDATE alerthooks_outcomes SET status = ?, owner = ?, lease_until = ?,"
+    f" attempts = attempts + 1, last_error = ?, {_ATTEMPT} WHERE seq = ? AND handler = ?"
+)
 
 # Outcomes are keyed by the event's sequence number, not its (random) id: new rows append to the
 # end of the b-tree, so a group commit writes a few pages instead of one per event.
 
 _SEQ = "SELECT seq FROM alerthooks_events WHERE event_id = ? AND provider = ?"
+_DROP_UNPARSED = (
+    "DELETE FROM alerthooks_outcomes WHERE seq = ? AND handler = ? AND status = 'unparsed'"
+)
 
 # When a pair becomes claimable: pending/failed at due_at, running when its lease expires, never
 # (NULL) when done or dead. The partial index alerthooks_outcomes_due serves the claim order, so
@@ -95,7 +177,7 @@ _CLAIMABLE_AT = (
 _SCHEMA = _SCHEMA.replace("{due}", _CLAIMABLE_AT)
 
 CLAIM_SQL = (
-    "SELECT o.seq, e.provider, e.event_id, o.handler, o.attempts, e.body"
+    "SELECT o.seq, e.provider, e.event_id, o.handler, o.attempts, o.status, e.body"
     " FROM alerthooks_outcomes o JOIN alerthooks_events e ON e.seq = o.seq"
     f" WHERE {_CLAIMABLE_AT} <= ? ORDER BY {_CLAIMABLE_AT} LIMIT ?"
 )
@@ -187,7 +269,7 @@ def _connect_once(path: str, busy_timeout: float) -> sqlite3.Connection:
                 )
             elif row[0] < SCHEMA_VERSION:
                 for version in range(row[0], SCHEMA_VERSION):
-                    conn.execute(_MIGRATIONS[version])
+                    _MIGRATIONS[version](conn)
                 conn.execute("UPDATE alerthooks_schema SET version = ?", (SCHEMA_VERSION,))
                 logger.info(
                     "sqlite store %s: schema %d migrated to %d", path, row[0], SCHEMA_VERSION
@@ -285,6 +367,14 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (d.provider, d.event_id, d.event_type, d.body, d.received_at.timestamp()),
             )
+            if d.unparsed is not None:
+                if cur.rowcount == 1:
+                    conn.execute(
+                        "INSERT INTO alerthooks_outcomes (seq, handler, status, last_error,"
+                        " due_at) VALUES (?, ?, 'unparsed', ?, ?)",
+                        (cur.lastrowid, UNPARSED_HANDLER, d.unparsed, now),
+                    )
+                return Begun(cur.rowcount == 1, (), ())
             if cur.rowcount == 1:
                 seq = cur.lastrowid
                 status, lease_until = ("running", now + lease) if claim else ("pending", 0.0)
@@ -296,8 +386,11 @@ class SQLiteStore(Store):
                     )
                 if claim and d.handlers and seq is not None:
                     self._new_seqs[(d.provider, d.event_id)] = seq
+                if d.state is not None:
+                    conn.execute(_SET_STATE, _state_row(d.provider, d.event_id, d.state))
                 return Begun(True, d.handlers if claim else (), ())
             (seq,) = conn.execute(_SEQ, (d.event_id, d.provider)).fetchone()
+            conn.execute(_DROP_UNPARSED, (seq, UNPARSED_HANDLER))  # it reads now
             conn.executemany(
                 "INSERT INTO alerthooks_outcomes (seq, handler, status, due_at)"
                 " VALUES (?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
@@ -307,21 +400,31 @@ class SQLiteStore(Store):
                 return Begun(False, (), ())
             claimed: list[str] = []
             busy: list[str] = []
-            for handler, status, lease_until in conn.execute(
-                "SELECT handler, status, lease_until FROM alerthooks_outcomes"
+            died: list[tuple[str, str]] = []
+            for handler, status, lease_until, holder in conn.execute(
+                "SELECT handler, status, lease_until, owner FROM alerthooks_outcomes"
                 " WHERE seq = ? AND status NOT IN ('done', 'dead')",
                 (seq,),
             ).fetchall():
-                if status == "running" and lease_until > now:
-                    busy.append(handler)
-                else:
+                if status != "running":
                     claimed.append(handler)
+                elif lease_until <= now:
+                    died.append((handler, PROCESS_DIED))
+                elif owner_gone(holder):
+                    died.append((handler, PROCESS_GONE))
+                else:
+                    busy.append(handler)
             conn.executemany(
                 "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
                 " WHERE seq = ? AND handler = ?",
                 [(owner, now + lease, seq, h) for h in claimed],
             )
-            return Begun(False, tuple(claimed), tuple(busy))
+            conn.executemany(
+                _TAKEOVER,
+                [("running", owner, now + lease, err, err, now, seq, h) for h, err in died],
+            )
+            claimed.extend(h for h, _ in died)
+            return Begun(False, tuple(sorted(claimed)), tuple(busy))
 
         # A begin that leases handlers is answered only after finish, whose fsync covers it; one
         # that leases none (queued mode, no handler, a duplicate) is an answer by itself.
@@ -416,18 +519,67 @@ class SQLiteStore(Store):
 
         return await self._submit(op)
 
-    async def claim(self, *, owner: str, lease: float, limit: int) -> Sequence[Claim]:
+    async def claim(
+        self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
+    ) -> Sequence[Claim]:
         """See :meth:`Store.claim`."""
 
         def op(conn: sqlite3.Connection) -> list[Claim]:
             now = time.time()
             rows = conn.execute(CLAIM_SQL, (now, limit)).fetchall()
+            claims: list[Claim] = []
+            plain: list[tuple[str, float, int, str]] = []
+            for seq, p, e, h, n, status, body in rows:
+                if status == "running":  # its lease expired: the process running it died
+                    n += 1
+                    dead = max_attempts is not None and n >= max_attempts
+                    conn.execute(
+                        _TAKEOVER,
+                        (
+                            "dead" if dead else "running",
+                            None if dead else owner,
+                            0.0 if dead else now + lease,
+                            PROCESS_DIED,
+                            PROCESS_DIED,
+                            now,
+                            seq,
+                            h,
+                        ),
+                    )
+                    if dead:
+                        log_dead_after_crash(p, e, h, n)
+                        continue
+                else:
+                    plain.append((owner, now + lease, seq, h))
+                claims.append(Claim(p, e, bytes(body), h, n))
             conn.executemany(
                 "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
                 " WHERE seq = ? AND handler = ?",
-                [(owner, now + lease, seq, h) for seq, _, _, h, _, _ in rows],
+                plain,
             )
-            return [Claim(p, e, bytes(body), h, n) for _, p, e, h, n, body in rows]
+            return claims
+
+        return await self._submit(op)
+
+    async def expire_gone(self) -> int:
+        """See :meth:`Store.expire_gone`."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            owners = [
+                owner
+                for (owner,) in conn.execute(
+                    "SELECT DISTINCT owner FROM alerthooks_outcomes WHERE status = 'running'"
+                )
+                if owner_gone(owner)
+            ]
+            count = 0
+            for owner in owners:
+                count += conn.execute(
+                    "UPDATE alerthooks_outcomes SET lease_until = 0"
+                    " WHERE status = 'running' AND owner = ? AND lease_until > ?",
+                    (owner, time.time()),
+                ).rowcount
+            return count
 
         return await self._submit(op)
 
@@ -457,6 +609,29 @@ class SQLiteStore(Store):
                 )
                 count += cur.rowcount
             return count
+
+        return await self._submit(op)
+
+    async def resolve_unparsed(
+        self, provider: str, event_id: str, handlers: Collection[str]
+    ) -> bool:
+        """See :meth:`Store.resolve_unparsed`."""
+        names = list(handlers)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(_SEQ, (event_id, provider)).fetchone()
+            if (
+                row is None
+                or conn.execute(_DROP_UNPARSED, (row[0], UNPARSED_HANDLER)).rowcount == 0
+            ):
+                return False
+            now = time.time()
+            conn.executemany(
+                "INSERT INTO alerthooks_outcomes (seq, handler, status, due_at)"
+                " VALUES (?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
+                [(row[0], name, now) for name in names],
+            )
+            return True
 
         return await self._submit(op)
 
@@ -528,6 +703,75 @@ class SQLiteStore(Store):
             )
 
         return await self._submit(op)
+
+    async def states(
+        self, *, in_alarm: bool | None = None, provider: str | None = None
+    ) -> Sequence[AlertState]:
+        """See :meth:`Store.states`."""
+        where: list[str] = []
+        params: list[Any] = []
+        if provider is not None:
+            where.append("provider = ?")
+            params.append(provider)
+        if in_alarm is not None:
+            where.append("state = ?")
+            params.append("in_alarm" if in_alarm else "within_limit")
+        sql = (
+            "SELECT provider, alert_id, alert_name, customer_id, subscription_id, state, since,"
+            " event_id FROM alerthooks_states"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY provider, alert_id, customer_id, subscription_id"
+        )
+
+        def op(conn: sqlite3.Connection) -> list[AlertState]:
+            return [
+                AlertState(
+                    provider=p,
+                    alert_id=alert_id,
+                    alert_name=name,
+                    customer_id=customer or None,
+                    subscription_id=subscription or None,
+                    state=state,
+                    since=_EPOCH + since * _MICROSECOND,
+                    event_id=event_id,
+                )
+                for p, alert_id, name, customer, subscription, state, since, event_id in (
+                    conn.execute(sql, params)
+                )
+            ]
+
+        return await self._submit(op)
+
+    async def unfolded(self, *, after: int = 0, limit: int = 500) -> Sequence[Unfolded] | None:
+        """See :meth:`Store.unfolded`."""
+
+        def op(conn: sqlite3.Connection) -> list[Unfolded] | None:
+            row = conn.execute("SELECT min(until_seq) FROM alerthooks_state_fold").fetchone()
+            if row[0] is None:
+                return None
+            return [
+                Unfolded(seq, provider, event_id, bytes(body))
+                for seq, provider, event_id, body in conn.execute(
+                    "SELECT seq, provider, event_id, body FROM alerthooks_events"
+                    " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    (after, row[0], limit),
+                )
+            ]
+
+        return await self._submit(op)
+
+    async def fold(
+        self, changes: Sequence[tuple[str, str, StateChange]], *, done: bool = False
+    ) -> None:
+        """See :meth:`Store.fold`."""
+        rows = [_state_row(provider, event_id, change) for provider, event_id, change in changes]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(_SET_STATE, rows)
+            if done:
+                conn.execute("DELETE FROM alerthooks_state_fold")
+
+        await self._submit(op)
 
 
 def _load(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[StoredEvent]:

@@ -1,0 +1,84 @@
+"""``alerthooks status``: where each alert stands for each subject, from the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import click
+
+from alerthooks import state
+from alerthooks.cli import core
+from alerthooks.cli.core import APP_OPTION, STORE_OPTION, cli, fail, load_hooks, open_cli_store
+from alerthooks.cli.inbox import _builtin_normalizers, _when
+from alerthooks.events import AlertState
+from alerthooks.providers import Provider
+from alerthooks.store import Store
+
+HEADERS = ("provider", "alert", "subject", "state", "since", "event")
+"""The columns of ``alerthooks status``."""
+
+
+def state_row(found: AlertState) -> tuple[str, ...]:
+    """One state as the cells of :data:`HEADERS`; the subject is ``-`` for an alert as a
+    whole."""
+    return (
+        found.provider,
+        found.alert_id,
+        state.subject_of(found) or "-",
+        found.state,
+        _when(found.since),
+        found.event_id,
+    )
+
+
+def print_rows(headers: Sequence[str], rows: Iterable[Sequence[str]], *, title: str) -> None:
+    """A rich table on a terminal, else a header line and tab-separated rows (tabs and line
+    breaks inside a cell become spaces)."""
+    if core.is_terminal():
+        from rich.table import Table
+
+        table = Table(*headers, title=title)
+        for row in rows:
+            table.add_row(*row)
+        core.console().print(table)
+    else:
+        click.echo("\t".join(headers))
+        for row in rows:
+            click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+
+
+@cli.command()
+@click.option("--in-alarm", "in_alarm", is_flag=True, help="Only subjects in alarm now.")
+@click.option("--provider", "provider", metavar="NAME", default=None, help="Only this provider.")
+@APP_OPTION
+@STORE_OPTION
+def status(in_alarm: bool, provider: str | None, target: str | None, store_url: str | None) -> None:
+    """Show where each alert stands for each subject (customer or subscription): the state
+    set by the event that occurred last, ``in_alarm`` or ``within_limit``, and since when.
+
+    Times are UTC (``2026-12-01 15:04:05Z``); the subject is ``-`` for an alert as a whole.
+    Events stored by an alerthooks from before alert state are folded in first, read with the
+    built-in providers (and --app's).
+    """
+    store, providers = _store_and_providers(target, store_url)
+    found = core.run_store(
+        store,
+        lambda s: state.alert_states(
+            s, providers, in_alarm=True if in_alarm else None, provider=provider
+        ),
+    )
+    if provider is not None and not found and provider not in providers:  # a typo, likely
+        known = ", ".join(sorted(providers))
+        fail(f"--provider: no provider named {provider!r} (known: {known})")
+    print_rows(HEADERS, (state_row(s) for s in found), title=f"{len(found)} alert state(s)")
+
+
+def _store_and_providers(
+    target: str | None, store_url: str | None
+) -> tuple[Store, Mapping[str, Provider]]:
+    """The store to read and the providers that read its bodies: --app's and the built-in
+    ones."""
+    if target is None:
+        return open_cli_store(store_url), _builtin_normalizers()
+    hooks = load_hooks(target, store_url)
+    return core.existing(hooks.store), {**_builtin_normalizers(), **hooks.providers}

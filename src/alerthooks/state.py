@@ -1,0 +1,110 @@
+"""Alert state: who is in alarm now, derived from the events recorded.
+
+The receiver computes each alert's :class:`~alerthooks.store.StateChange` (:func:`state_change`)
+and the store keeps it in the transaction that records the event. Events a store holds from
+before it kept state are folded in through the providers that normalize them
+(:func:`fold_stored`); :func:`alert_states` does that first when the store says it must.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import timezone
+
+from alerthooks.events import AlertEvent, AlertState
+from alerthooks.providers import NotAnAlert, Provider
+from alerthooks.store import StateChange, Store
+
+logger = logging.getLogger(__name__)
+
+FOLD_PAGE = 500
+"""Stored events read, normalized and folded per round trip."""
+
+
+def state_change(event: AlertEvent) -> StateChange:
+    """The state ``event`` sets for its subject: ``alert.triggered`` sets ``in_alarm``,
+    ``alert.cleared`` ``within_limit``, since the event occurred (a naive time read as UTC)."""
+    since = event.occurred_at
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    return StateChange(
+        event.alert_id,
+        event.alert_name,
+        event.customer_id,
+        event.subscription_id,
+        "in_alarm" if event.type == "alert.triggered" else "within_limit",
+        since,
+    )
+
+
+def subject_of(found: AlertState) -> str | None:
+    """The id of the subject a state is about: the subscription where there is one, else the
+    customer; None for an alert as a whole."""
+    return found.subscription_id or found.customer_id
+
+
+def stored_change(provider: Provider, body: bytes) -> StateChange | None:
+    """The state a stored body sets, read with its provider; None when it is not an alert or
+    cannot be read."""
+    try:
+        payload = json.loads(body)
+        if not isinstance(payload, dict):
+            return None
+        return state_change(provider.normalize(payload))
+    except NotAnAlert:
+        return None
+    except Exception as exc:  # a stored body the provider cannot read has no state to give
+        logger.debug("%s: a stored body does not normalize: %s", provider.name, exc)
+        return None
+
+
+async def fold_stored(store: Store, providers: Mapping[str, Provider]) -> bool:
+    """Fold the state of events stored before ``store`` kept it, reading each with its provider
+    in ``providers``; True when nothing is left to fold. Events of a provider not given are
+    left for a later call with it (logged once per call); folding twice is harmless."""
+    after = 0
+    missing: dict[str, int] = {}
+    folded = 0
+    while True:
+        page = await store.unfolded(after=after, limit=FOLD_PAGE)
+        if page is None:
+            return True
+        if not page:
+            break
+        changes: list[tuple[str, str, StateChange]] = []
+        for item in page:
+            provider = providers.get(item.provider)
+            if provider is None:
+                missing[item.provider] = missing.get(item.provider, 0) + 1
+                continue
+            change = stored_change(provider, item.body)
+            if change is not None:
+                changes.append((item.provider, item.event_id, change))
+        await store.fold(changes)
+        folded += len(changes)
+        after = page[-1].cursor
+    if missing:
+        logger.warning(
+            "alert state: %s stored before the state was kept not folded in: no such provider "
+            "here; they are folded once a receiver with it reads the state",
+            ", ".join(f"{count} {name} event(s)" for name, count in sorted(missing.items())),
+        )
+        return False
+    await store.fold([], done=True)
+    logger.info("alert state: %d stored alert event(s) folded in", folded)
+    return True
+
+
+async def alert_states(
+    store: Store,
+    providers: Mapping[str, Provider],
+    *,
+    in_alarm: bool | None = None,
+    provider: str | None = None,
+) -> Sequence[AlertState]:
+    """The states ``store`` keeps (see :meth:`~alerthooks.store.Store.states`), after folding
+    in the events it holds from before it kept them."""
+    await fold_stored(store, providers)
+    return await store.states(in_alarm=in_alarm, provider=provider)

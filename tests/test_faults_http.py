@@ -1,0 +1,199 @@
+"""Hostile HTTP against a real ``alerthooks serve``: a client streaming a huge header, many
+clients sending their headers byte by byte, more connections than allowed. Each is cut off
+(in bytes, in time, in number) while signed deliveries keep being accepted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from alerthooks.cli.serving import BoundedH11Protocol, server_settings
+from alerthooks.testing import stripe_alert_triggered
+
+from .conftest import free_port
+from .test_cli_inbox import ROOT, Proc, serve, signed, wait_handled
+
+HEADER_TIMEOUT = 2.0
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    monkeypatch.chdir(ROOT)
+    yield {
+        "ALERTHOOKS_STORE": f"sqlite:///{tmp_path}/inbox.db",
+        "ALERTHOOKS_TEST_OUT": str(tmp_path / "handled.txt"),
+    }
+
+
+@contextlib.contextmanager
+def served(env: dict[str, str], log: Path, *options: str) -> Iterator[str]:
+    port = free_port()
+    server = serve(port, env, log, "tests.inbox_app:hooks", *options)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> None:
+    """Return once the server closes (EOF or reset), discarding anything it answers."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(65536):
+            pass
+
+
+async def stream_huge_header(port: int, limit: int) -> int:
+    """Send one request whose header grows until the server cuts it off; return the bytes sent
+    by then (``limit`` if it never did)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sent = 0
+    closing = asyncio.ensure_future(closed_by_server(reader))
+    try:
+        writer.write(b"POST /stripe HTTP/1.1\r\nHost: x\r\nX-Flood: ")
+        chunk = b"a" * 65536
+        while sent < limit and not closing.done():
+            writer.write(chunk)
+            await writer.drain()
+            sent += len(chunk)
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(closing, 10)
+    return sent
+
+
+async def slow_header(port: int, gap: float) -> float:
+    """Send a request's headers one byte per ``gap`` seconds; return how long the server let
+    the connection live."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    closing = asyncio.ensure_future(closed_by_server(reader))
+    line = b"POST /stripe HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 10_000
+    try:
+        for byte in line:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            done, _ = await asyncio.wait({closing}, timeout=gap)
+            if done:
+                break
+        await asyncio.wait_for(closing, 30)
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+    return time.monotonic() - started
+
+
+async def deliver_all(base: str, count: int, gap: float) -> list[tuple[str, int, float]]:
+    """Post ``count`` signed deliveries, one every ``gap`` seconds; (id, status, seconds)."""
+    answers: list[tuple[str, int, float]] = []
+    async with httpx.AsyncClient(base_url=base, timeout=15) as client:
+        for _ in range(count):
+            payload = stripe_alert_triggered()
+            body, headers = signed(payload)
+            started = time.monotonic()
+            response = await client.post("/stripe", content=body, headers=headers)
+            answers.append((payload["id"], response.status_code, time.monotonic() - started))
+            await asyncio.sleep(gap)
+    return answers
+
+
+async def test_header_flood_and_slow_headers_are_cut_off_while_deliveries_go_on(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    with served(env, tmp_path / "serve.log", "--header-timeout", str(HEADER_TIMEOUT)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        started = time.monotonic()
+        floods = [stream_huge_header(port, 64 << 20) for _ in range(2)]
+        slow = [slow_header(port, 0.25) for _ in range(150)]
+        results = await asyncio.gather(
+            asyncio.gather(*floods), asyncio.gather(*slow), deliver_all(base, 20, 0.1)
+        )
+        flooded, lived, answers = results
+        elapsed = time.monotonic() - started
+    # A 64 KiB header bound: cut off after a few MiB at most (the kernel buffers some).
+    assert all(sent < 16 << 20 for sent in flooded), flooded
+    # Every slow client was closed by the server, about HEADER_TIMEOUT after it connected.
+    assert all(HEADER_TIMEOUT / 2 <= seconds < HEADER_TIMEOUT + 10 for seconds in lived), sorted(
+        lived
+    )
+    # Deliveries went on meanwhile: all accepted, none near the client's timeout.
+    assert [status for _, status, _ in answers] == [200] * 20, answers
+    assert max(seconds for _, _, seconds in answers) < 10, answers
+    assert elapsed < 60
+    wait_handled(Path(env["ALERTHOOKS_TEST_OUT"]), {event_id for event_id, _, _ in answers})
+
+
+async def test_connections_beyond_the_limit_are_closed_at_once(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    with served(
+        env, tmp_path / "serve.log", "--limit-concurrency", "10", "--header-timeout", "60"
+    ) as base:
+        port = int(base.rsplit(":", 1)[1])
+        opened = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]
+        try:
+            closings = [asyncio.ensure_future(closed_by_server(r)) for r, _ in opened]
+            done, pending = await asyncio.wait(closings, timeout=5)
+            # Long before the 60 s header deadline, all but the first few were closed.
+            assert len(done) >= 20, len(done)
+            assert len(pending) <= 10
+            for task in pending:
+                task.cancel()
+        finally:
+            for _, writer in opened:
+                writer.close()
+        # Once they are gone, a delivery is accepted again.
+        answers = await deliver_all(base, 1, 0)
+        assert [status for _, status, _ in answers] == [200]
+
+
+async def test_serve_mounts_the_health_checks_unless_told_not_to(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    host = serve(port, env, tmp_path / "host.log", "tests.inbox_app:host")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            live = await client.get("/_alerthooks/live")
+            ready = await client.get("/_alerthooks/ready")
+            webhook = await client.get("/webhooks/stripe")
+    finally:
+        host.stop()
+    assert (live.status_code, live.json()) == (200, {"status": "live"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert webhook.status_code == 405  # the host app still serves its routes
+    port = free_port()
+    bare = serve(port, env, tmp_path / "bare.log", "tests.inbox_app:hooks", "--no-health")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/_alerthooks/live")).status_code == 404
+    finally:
+        bare.stop()
+
+
+def test_serve_settings_always_use_the_bounded_h11_parser() -> None:
+    settings = server_settings(max_header_bytes=4096, header_timeout=1.5, limit_concurrency=7)
+    protocol = settings["http"]
+    assert issubclass(protocol, BoundedH11Protocol) and issubclass(protocol, H11Protocol)
+    assert protocol.header_timeout == 1.5
+    assert settings["h11_max_incomplete_event_size"] == 4096
+    assert settings["limit_concurrency"] == 7
+
+
+def test_serve_refuses_a_nonsense_bound(env: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "bad.log"
+    proc = Proc(["serve", "tests.inbox_app:hooks", "--header-timeout", "0"], env, log)
+    assert proc.popen.wait(30) == 2
+    proc.stop()
+    text = log.read_text()
+    assert "--header-timeout" in text and "Traceback" not in text

@@ -1,0 +1,301 @@
+"""README.md tells the truth: each of its Python blocks runs as a script, in a fresh interpreter,
+and every ASGI app it builds is served a signed delivery per configured provider; its shell
+lines name only commands, options, make targets and extras that exist; its environment
+variables are read somewhere; its links lead to files. The testing section's `# file.py` blocks
+run as a pytest project in tests/test_testing_plugin.py."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from alerthooks.testing.fakes import FakeAPI, FakeChargebee, FakeStripe
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+# What a reader sees: the TODO(lead) comments name commands that other branches are adding.
+TEXT = re.sub(r"<!--.*?-->", "", README.read_text(), flags=re.DOTALL)
+CLI = [str(Path(sys.executable).parent / "alerthooks")]
+ENV = {
+    "STRIPE_WEBHOOK_SECRET": "whsec_readme",
+    "CHARGEBEE_WEBHOOK_USERNAME": "readme",
+    "CHARGEBEE_WEBHOOK_PASSWORD": "pass:word",
+    "ORB_WEBHOOK_SECRET": "orb_readme",
+    "METRONOME_WEBHOOK_SECRET": "metronome_readme",
+    "ACME_WEBHOOK_SECRET": "acme_readme",  # the README's own provider
+    "ALERTHOOKS_STORE": "memory://",
+    "CONSOLE_PASSWORD": "console-readme",
+    "NO_COLOR": "1",
+}
+# Deliveries for a provider the test kit has no sample of: the README's own Acme example.
+OWN_SAMPLES = {"acme": {"id": "evt_readme_1", "type": "usage.alert", "alert": "alert_1"}}
+
+# Serves what a block left at module level: every AlertHooks, and every app that mounts one.
+DRIVER = """
+import json, runpy, sys
+from alerthooks import AlertHooks
+from alerthooks.testing import SyncAlertHooksClient, build_sample, default_sample
+
+namespace = runpy.run_path(sys.argv[1], run_name="__main__")
+own = json.loads(sys.argv[2])
+served = []
+for name, app in list(namespace.items()):
+    if name.startswith("_") or not callable(app) or isinstance(app, type):
+        continue
+    try:
+        client = SyncAlertHooksClient(app)
+    except (LookupError, TypeError, ValueError):
+        continue  # not an app with an AlertHooks in it
+    with client:
+        for provider_name, provider in client.hooks.providers.items():
+            if not provider.configured:
+                continue
+            try:
+                payload = build_sample(default_sample(provider_name))
+            except ValueError:  # no kit for it (yet): only the README's own provider is sent
+                if provider_name not in own:
+                    continue
+                payload = own[provider_name]
+            answer = client.deliver(provider_name, payload)
+            served.append(f"{name}:{provider_name}:{answer.status_code}")
+print("SERVED", " ".join(served))
+"""
+
+
+def sections() -> Iterator[tuple[str, str]]:
+    """(heading, text) of each ``##`` section."""
+    parts = re.split(r"^(## .+)$", TEXT, flags=re.MULTILINE)
+    yield "", parts[0]
+    for i in range(1, len(parts), 2):
+        yield parts[i][3:], parts[i + 1]
+
+
+def python_blocks() -> list[tuple[str, str]]:
+    """Every ```python block, except the testing section's `# file.py` project."""
+    found = []
+    for heading, text in sections():
+        for n, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.DOTALL), 1):
+            if re.match(r"# \w+\.py\n", block):
+                assert heading == "Testing your handlers", heading
+                continue
+            found.append((f"{heading or 'top'} #{n}", block))
+    return found
+
+
+def shell_lines() -> list[str]:
+    """Every command of the ```sh blocks, continuation lines joined, comments dropped."""
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", TEXT, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if line:
+                lines.append(line)
+    return lines
+
+
+@cache
+def cli_help(*command: str) -> str:
+    done = subprocess.run(
+        [*CLI, *command, "--help"], capture_output=True, text=True, timeout=60, env=clean_env()
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "CHARGEBEE_"))}
+    return {**env, **ENV}
+
+
+BLOCKS = python_blocks()
+
+
+@pytest.mark.parametrize("source", [b for _, b in BLOCKS], ids=[name for name, _ in BLOCKS])
+def test_each_python_block_runs_and_its_apps_answer_deliveries(source: str, tmp_path: Path) -> None:
+    (tmp_path / "block.py").write_text(source)
+    (tmp_path / "driver.py").write_text(DRIVER)
+    shutil.copy(ROOT / "examples" / "alerts.toml", tmp_path / "alerts.toml")
+    # Stripe's published form of its webhook source addresses, for the allowlist example.
+    (tmp_path / "ips_webhooks.json").write_text(json.dumps({"WEBHOOKS": ["3.18.12.63"]}))
+    env = clean_env()
+    fakes: list[FakeAPI] = []
+    if "AlertManager" in source:
+        fakes = [FakeStripe().__enter__(), FakeChargebee().__enter__()]
+        for fake in fakes:
+            env.update(fake.env())
+    try:
+        done = subprocess.run(
+            [sys.executable, "driver.py", "block.py", json.dumps(OWN_SAMPLES)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        for fake in fakes:
+            fake.__exit__(None, None, None)
+    assert done.returncode == 0, done.stdout + done.stderr
+    served = done.stdout.rsplit("SERVED", 1)[1].split()
+    # The allowlist example lets in no address this client comes from: refused before the body.
+    expected = ":403" if "allowed_ips=" in source else ":200"
+    assert all(entry.endswith(expected) for entry in served), served
+    if "AlertHooks(" in source:
+        assert served, "a block that builds an AlertHooks was not served"
+    if "AlertManager" in source:
+        assert "create" in done.stdout and "STRIPE_WEBHOOK_SECRET=whsec_" in done.stdout
+        stripe_api = fakes[0]
+        assert isinstance(stripe_api, FakeStripe)
+        assert stripe_api.alerts(), "apply made no Stripe alert"
+
+
+def test_the_blocks_cover_quickstart_handlers_lifespan_operations_manager_and_a_provider() -> None:
+    joined = "\n".join(source for _, source in BLOCKS)
+    for needle in (
+        'Mount("/webhooks", app=hooks)',  # quickstart
+        '@hooks.on("alert.cleared"',  # handlers
+        "async with hooks.lifespan(app)",  # a host app's own lifespan
+        "hooks.metrics_app()",  # operations
+        "stripe_allowed_ips=",  # security settings
+        "asyncio.run(main())",  # the manager's Python API, as a script
+        "class Acme(Provider)",  # adding a provider
+    ):
+        assert needle in joined, needle
+
+
+def test_shell_lines_name_commands_and_options_that_exist() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = set(pyproject["project"]["optional-dependencies"])
+    targets = set(re.findall(r"^([a-z][\w.-]*):", (ROOT / "Makefile").read_text(), re.M))
+    checked = 0
+    for line in shell_lines():
+        argv = shlex.split(line)
+        if argv[0] == "make":
+            assert set(argv[1:]) <= targets, line
+        elif argv[:2] == ["pip", "install"]:
+            name, _, rest = argv[2].partition("[")
+            assert name == pyproject["project"]["name"], line
+            assert set(filter(None, rest.rstrip("]").split(","))) <= extras, line
+        elif argv[0].endswith("alerthooks"):
+            if argv[1:] == ["--help"] or argv[-1] == "--help":
+                done = subprocess.run(
+                    [*CLI, *argv[1:]], capture_output=True, text=True, env=clean_env()
+                )
+                assert done.returncode == 0 and "Usage: alerthooks" in done.stdout, line
+            else:
+                options = cli_help(argv[1])
+                for token in argv[2:]:
+                    token = token.strip("[]")  # `[--prune]`: an optional one
+                    if token.startswith("--"):
+                        assert token.split("=")[0] in options, f"{token} in {line}"
+        else:
+            raise AssertionError(f"a shell line this test does not know how to check: {line}")
+        checked += 1
+    assert checked >= 8
+
+
+def test_every_command_and_option_in_the_text_exists() -> None:
+    """`alerthooks CMD [--opt …]` in any code span or table: CMD and each --opt exist."""
+    top = cli_help()
+    commands = set(re.findall(r"^  ([a-z]+)\s", top.split("Commands:")[1], re.M))
+    mentioned = 0
+    for span in re.findall(r"`(alerthooks [a-z]+[^`]*)`", TEXT):
+        words = span.split()
+        assert words[1] in commands, span
+        options = cli_help(words[1])
+        for flag in re.findall(r"(--[a-z][a-z-]*)", span):
+            assert flag in options, f"{flag} of `{span}`"
+        mentioned += 1
+    assert mentioned >= 15
+    # The flag tables: each `--flag` row of the Commands section and of alerthooks send.
+    manage = cli_help("plan") + cli_help("apply")
+    for flag in re.findall(r"^\| `(--[a-z-]+)", TEXT, re.M):
+        assert flag in manage or flag in cli_help("send"), flag
+
+
+def test_environment_variables_are_read_by_the_code() -> None:
+    code = "\n".join(
+        p.read_text() for p in [*ROOT.glob("src/alerthooks/**/*.py"), ROOT / "Makefile"]
+    ) + "\n".join(p.read_text() for p in ROOT.glob("tests/*.py") if p.name != "test_readme.py")
+    providers = {"STRIPE", "CHARGEBEE", "ORB", "METRONOME"}
+    names = set(re.findall(r"\b((?:ALERTHOOKS|STRIPE|CHARGEBEE|ORB|METRONOME)_[A-Z_]+)\b", TEXT))
+    assert len(names) >= 15
+    for name in names:
+        allowlist = re.fullmatch(r"ALERTHOOKS_([A-Z]+)_ALLOWED_IPS", name)
+        if allowlist and allowlist.group(1) in providers:
+            assert "_ALLOWED_IPS" in code
+        elif name.endswith("_"):  # `CHARGEBEE_WEBHOOK_USERNAME` / `_PASSWORD`, written short
+            assert name in code, name
+        else:
+            assert re.search(rf"\b{name}\b", code), name
+
+
+@pytest.mark.parametrize(
+    "doc", ["README.md", "docs/security.md", "docs/manager.md", "CHANGELOG.md"]
+)
+def test_relative_links_lead_to_files(doc: str) -> None:
+    path = ROOT / doc
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text()):
+        assert (path.parent / target).exists(), f"{doc}: {target}"
+
+
+def test_anchors_in_readme_name_its_headings() -> None:
+    def anchor(heading: str) -> str:
+        return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+    headings = {anchor(h) for h in re.findall(r"^#+ (.+)$", TEXT, re.M)}
+    for target in re.findall(r"\]\(#([^)]+)\)", TEXT):
+        assert target in headings, target
+    for doc in ("security.md", "manager.md"):
+        text = (ROOT / "docs" / doc).read_text()
+        for target in re.findall(r"README\.md#([^)]+)\)", text):
+            assert target in headings, f"{doc}: {target}"
+
+
+def test_every_test_named_in_the_security_map_exists() -> None:
+    text = (ROOT / "docs" / "security.md").read_text()
+    named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", text)
+    assert len(named) >= 30
+    for module, test in named:
+        source = (ROOT / "tests" / module).read_text()
+        assert re.search(rf"^(async )?def {test}\(", source, re.M), f"{module}::{test}"
+
+
+def test_the_install_table_lists_every_extra() -> None:
+    extras = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    )
+    install = dict(sections())["Install"]
+    listed = set(re.findall(r"^\| `([a-z]+)` \|", install, re.M))
+    assert listed == extras, textwrap.shorten(str(listed ^ extras), 200)
+
+
+def test_the_options_table_lists_every_alerthooks_keyword() -> None:
+    from alerthooks import AlertHooks
+
+    parameters = set(inspect.signature(AlertHooks.__init__).parameters) - {"self"}
+    deployment = dict(sections())["Deployment"]
+    table = deployment[: deployment.index("\n\n", deployment.index("| option |"))]
+    listed = {
+        name
+        for row in table.splitlines()[2:]
+        for name in re.findall(r"`([a-z_]+)`", row.split(" | ")[0])
+    }
+    assert listed == parameters
