@@ -379,3 +379,28 @@ async def test_later_periodic_runs_read_back_from_the_last_complete_one(
     assert [e.id for e in seen] == [old["id"], recent["id"]]
     assert await hooks.store.get("stripe", before["id"]) is None
     await hooks.shutdown()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_caught_up_events_set_the_alert_state(
+    backend: str, tmp_path: Path, chargebee_api: FakeChargebee
+) -> None:
+    triggered = chargebee_alert_status_changed(
+        "in_alarm", alert_id="alert_1", subscription_id="sub_1", occurred_at=ago(hours=3)
+    )
+    cleared = chargebee_alert_status_changed(
+        "within_limit", alert_id="alert_1", subscription_id="sub_1", occurred_at=ago(hours=2)
+    )
+    chargebee_api.add_event(triggered)
+    async with store_url(backend, tmp_path) as url:
+        hooks = make_hooks(url)
+        try:
+            await hooks.catch_up(providers=["chargebee"])
+            [found] = await hooks.alert_states(provider="chargebee")
+            assert (found.state, found.event_id) == ("in_alarm", triggered["id"])
+            chargebee_api.add_event(cleared)
+            await hooks.catch_up(providers=["chargebee"])
+            [found] = await hooks.alert_states(provider="chargebee")
+            assert (found.state, found.event_id) == ("within_limit", cleared["id"])
+        finally:
+            await hooks.shutdown()
