@@ -317,6 +317,43 @@ async def test_replay_in_inline_mode_runs_the_handlers_now(
     assert stored is not None and [(o.status, o.attempts) for o in stored.outcomes] == [("done", 1)]
 
 
+async def test_replay_of_an_unparsed_event_reads_it_again_and_runs_its_handlers(
+    flaky_hooks: AlertHooks, console: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alerthooks.providers import NotAnAlert, Stripe
+
+    def cannot_read(self: Stripe, payload: dict[str, Any]) -> AlertEvent:
+        raise NotAnAlert("a shape this release does not know")
+
+    flaky_hooks.fixed = True  # type: ignore[attr-defined]
+    with monkeypatch.context() as before_the_upgrade:
+        before_the_upgrade.setattr(Stripe, "normalize", cannot_read)
+        assert (await deliver(flaky_hooks, stripe_alert_triggered(id="evt_u1"))).json() == {
+            "status": "unparsed"
+        }
+        token = csrf_of((await console.get("/events/stripe/evt_u1")).text)
+        still = await console.post(
+            "/replay",
+            data={"csrf": token, "provider": "stripe", "event_id": "evt_u1"},
+            headers={"Origin": "http://testserver"},
+        )
+        assert still.status_code == 409
+        assert "a shape this release does not know" in still.text
+    response = await console.post(
+        "/replay",
+        data={"csrf": token, "provider": "stripe", "event_id": "evt_u1"},
+        headers={"Origin": "http://testserver"},
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/events/stripe/evt_u1?replayed=1&ran=ran"
+    stored = await flaky_hooks.store.get("stripe", "evt_u1")
+    assert stored is not None and [(o.handler, o.status) for o in stored.outcomes] == [
+        ("notify", "done")
+    ]
+    (state,) = await flaky_hooks.alert_states()
+    assert (state.event_id, state.state) == ("evt_u1", "in_alarm")
+
+
 async def test_replay_in_queued_mode_leaves_the_handlers_to_the_worker() -> None:
     hooks = make_hooks(mode="queued", max_attempts=1, worker=False)
     calls: list[str] = []

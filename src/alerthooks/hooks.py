@@ -387,6 +387,14 @@ class AlertHooks:
         for provider in self.providers.values():
             await provider.aclose()
 
+    async def read_again(self, provider: str, event_id: str) -> tuple[str, ...] | str:
+        """Read a stored ``unparsed`` event again with this app's providers: when it reads now,
+        its matching handlers become pending (the worker, or :meth:`drain`, runs them) and its
+        alert state is recorded, and their names are returned; otherwise the reason it still
+        cannot be read. ``alerthooks replay --unparsed`` and the console's replay use it."""
+        await self._receiver.open()
+        return await self._receiver.read_again(provider, event_id)
+
     async def drain(self, timeout: float = 30.0) -> None:
         """Run queued work now and return once none is due (retries scheduled for later are
         left for later); TimeoutError after ``timeout`` seconds. For tests and scripts."""

@@ -339,6 +339,36 @@ class Receiver:
             raise StoreError(f"{provider.name} event {event_id} not recorded: store unavailable")
         return Ingested(begun.new, result)
 
+    async def read_again(self, provider_name: str, event_id: str) -> tuple[str, ...] | str:
+        """Normalize a stored ``unparsed`` event again (after an upgrade taught a provider its
+        shape). When it reads now, the handlers it matches become pending in its place (a
+        worker or :meth:`AlertHooks.drain` runs them) and its alert state is recorded; return
+        their names. Otherwise return why it still cannot be read, and leave it unparsed."""
+        store = self.runtime.store
+        stored = await store.get(provider_name, event_id)
+        if stored is None:
+            return "not stored"
+        provider = self.runtime.providers.get(provider_name)
+        if provider is None:
+            return f"the app has no provider {provider_name!r}"
+        try:
+            payload = json.loads(stored.body)
+        except (ValueError, RecursionError):
+            return "stored body is not JSON"
+        if not isinstance(payload, dict):
+            return "stored body is not a JSON object"
+        try:
+            event = provider.normalize(payload)
+        except NotAnAlert as exc:
+            return exc.reason
+        except Exception as exc:  # a normalizer's bug leaves the event unparsed, nothing worse
+            return f"normalize raised {type(exc).__name__}: {exc}"
+        names = tuple(h.name for h in self.runtime.dispatcher.match(event))
+        if not await store.resolve_unparsed(provider_name, event_id, names):
+            return ()
+        await store.fold([(provider_name, event_id, state_change(event))])
+        return names
+
     async def _restate(self, delivery: Delivery) -> None:
         """Record a redelivery's alert state too: ``begin`` records it only for a new event,
         and the stored one may have set none (it was unparsed before this release read it).

@@ -28,10 +28,8 @@ from alerthooks.cli.core import (
     run_store,
     use_store,
 )
-from alerthooks.events import AlertEvent
 from alerthooks.hooks import AlertHooks
-from alerthooks.providers import NotAnAlert, Provider
-from alerthooks.state import state_change
+from alerthooks.providers import Provider
 from alerthooks.store import Status, Store, StoredEvent, redact_url
 
 
@@ -463,38 +461,16 @@ async def _replayable(
 
 
 async def _read_again(s: Store, hooks: AlertHooks, done: _Replayed) -> None:
-    """Normalize every unparsed event again with ``hooks``' providers; hand those that read now
-    to their handlers (``done.pairs``), and keep the others in ``done.still``."""
+    """Read every unparsed event again with ``hooks``' providers; hand those that read now to
+    their handlers (``done.pairs``), and keep the others in ``done.still``."""
     for event in await s.events(status="unparsed", limit=_ALL):
         done.unparsed += 1
-        read = _read(event, hooks.providers)
+        read = await hooks.read_again(event.provider, event.event_id)
         if isinstance(read, str):
             done.still.append((event, read))
             continue
-        names = [h.name for h in hooks.dispatcher.match(read)]
-        if await s.resolve_unparsed(event.provider, event.event_id, names):
-            await s.fold([(event.provider, event.event_id, state_change(read))])
-            done.read += 1
-            done.pairs.update((event.provider, event.event_id, name) for name in names)
-
-
-def _read(event: StoredEvent, providers: Mapping[str, Provider]) -> AlertEvent | str:
-    """The stored event normalized by its provider, or why it cannot be."""
-    provider = providers.get(event.provider)
-    if provider is None:
-        return f"the app has no provider {event.provider!r}"
-    try:
-        payload = json.loads(event.body)
-    except ValueError:
-        return "stored body is not JSON"
-    if not isinstance(payload, dict):
-        return "stored body is not a JSON object"
-    try:
-        return provider.normalize(payload)
-    except NotAnAlert as exc:
-        return exc.reason
-    except Exception as exc:  # a normalizer's bug leaves the event unparsed, not the CLI dead
-        return f"normalize raised {core.describe(exc)}"
+        done.read += 1
+        done.pairs.update((event.provider, event.event_id, name) for name in read)
 
 
 async def _run_now(hooks: AlertHooks, count: int) -> None:

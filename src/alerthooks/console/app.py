@@ -178,6 +178,16 @@ class _Console:
                     message=f"no stored event {event_id!r} from {provider_name!r}",
                 )
             count = await hooks.store.replay([event_id])
+            if any(o.status == "unparsed" for o in stored.outcomes):
+                read = await hooks.read_again(provider_name, event_id)
+                if isinstance(read, str):
+                    return self._page(
+                        request,
+                        "error.html",
+                        status_code=409,
+                        message=f"still cannot be read: {read}",
+                    )
+                count += len(read)
         except Exception as exc:
             return self._store_down(request, exc)
         logger.info("console: %s event %s replayed (%d handler(s))", provider_name, event_id, count)
