@@ -14,6 +14,7 @@ import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from starlette.types import Receive, Scope, Send
@@ -38,6 +39,7 @@ from alerthooks.worker import LeaseRenewals, Runtime, Worker
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from alerthooks.catchup import CatchUpResult
     from alerthooks.health import HealthApp
     from alerthooks.metrics import MetricsApp
 
@@ -182,6 +184,10 @@ class AlertHooks:
     ``CHARGEBEE_API_KEY``) and dispatches what the API returns, not what was posted: an id the
     API does not know is answered 401, an API that cannot be reached 503. Basic auth, when
     configured, is checked as well.
+
+    ``catch_up_every`` (seconds, queued mode) has the worker run :meth:`catch_up` that often
+    (first when it starts), one replica at a time where the store is shared: the first run
+    reads the last 72 hours, later ones back to a period before the last complete run.
     """
 
     def __init__(
@@ -199,6 +205,7 @@ class AlertHooks:
         worker: bool = True,
         worker_concurrency: int = 16,
         poll_interval: float = 1.0,
+        catch_up_every: float | None = None,
         trusted_proxies: Networks | None = None,
         stripe_secret: str | Sequence[str] | None = None,
         stripe_tolerance: int | None = None,
@@ -214,6 +221,13 @@ class AlertHooks:
             raise ValueError(f"mode must be 'inline' or 'queued', got {mode!r}")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if catch_up_every is not None:
+            if mode != "queued":
+                raise ValueError("catch_up_every needs mode='queued' (the worker runs it)")
+            if isinstance(catch_up_every, bool) or not catch_up_every > 0:
+                raise ValueError(
+                    f"catch_up_every must be a positive number of seconds, got {catch_up_every!r}"
+                )
         shortcuts = _legacy_providers(
             {
                 "stripe_secret": stripe_secret,
@@ -245,6 +259,10 @@ class AlertHooks:
         self._receiver = Receiver(
             runtime, self.worker, queued=mode == "queued", start_worker=worker
         )
+        self.catch_up_every = catch_up_every
+        self._caught_up_at: datetime | None = None
+        if catch_up_every is not None:
+            self.worker.every(catch_up_every, self._periodic_catch_up, name="catch-up")
         self._asgi = ASGIApp(
             self._receiver,
             sources=_source_filter(self.providers.values(), trusted_proxies),
@@ -425,6 +443,50 @@ class AlertHooks:
             await state.fold_stored(store, self.providers)
             self._folded = store
         return list(await store.states(in_alarm=in_alarm, provider=provider))
+
+    async def catch_up(
+        self,
+        since: datetime | timedelta = timedelta(hours=72),
+        providers: Iterable[str] | None = None,
+    ) -> list[CatchUpResult]:
+        """Read the alert events each provider's Events API holds since ``since`` (a moment,
+        or a duration back from now) and put each through the pipeline as a delivery: stored,
+        deduplicated, normalized, handlers run (inline mode) or queued (queued mode). An
+        event already received runs nothing again, so catching up twice is harmless.
+
+        ``providers`` names the providers to read (default: all). Returns one
+        :class:`~alerthooks.catchup.CatchUpResult` per provider: ``fetched``, ``new``,
+        ``already_received``, or why it was ``skipped`` (no events API, no credentials) or
+        stopped (``error``). Raises :class:`~alerthooks.store.StoreError` when the store cannot
+        be reached, ``ValueError`` for a provider name not served.
+        """
+        from alerthooks.catchup import catch_up
+
+        chosen = list(self.providers.values())
+        if providers is not None:
+            names = list(providers)
+            unknown = [n for n in names if n not in self.providers]
+            if unknown:
+                raise ValueError(
+                    f"no provider named {unknown[0]!r} (serving: {', '.join(self.providers)})"
+                )
+            chosen = [self.providers[n] for n in names]
+        return await catch_up(self._receiver, chosen, since=since)
+
+    async def _periodic_catch_up(self) -> None:
+        """The worker's catch-up: 72 hours back the first time, then from a period before the
+        start of the last run that completed for every provider (the overlap covers events
+        the provider created late)."""
+        started = datetime.now(timezone.utc)
+        since: datetime | timedelta = timedelta(hours=72)
+        if self._caught_up_at is not None and self.catch_up_every is not None:
+            since = self._caught_up_at - timedelta(seconds=self.catch_up_every)
+        results = await self.catch_up(since=since)
+        for result in results:
+            if not result.ok:
+                logger.warning("catch-up: %s", result.line())
+        if all(r.ok for r in results):
+            self._caught_up_at = started
 
     # -- operations: console, metrics, traces, health ----------------------------------------
 

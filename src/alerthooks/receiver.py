@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from alerthooks.dispatch import Handler
 from alerthooks.events import AlertEvent
@@ -64,6 +64,14 @@ API_DOWN = answer(503, error="provider API unavailable; retry later")
 INVALID_JSON = answer(400, error="invalid JSON")
 NOT_UTF8 = answer(400, error="body is not UTF-8")
 NOT_AN_OBJECT = answer(400, error="payload is not a JSON object")
+
+
+class Ingested(NamedTuple):
+    """What :meth:`Receiver.ingest` did with an event read from a provider's API: whether it
+    was ``new`` to the store, and the answer a delivery of it would have had."""
+
+    new: bool
+    answer: Answer
 
 
 def rejection(exc: Rejected) -> Answer:
@@ -266,6 +274,13 @@ class Receiver:
             if isinstance(confirmed, Answer):
                 return confirmed
             payload, body = confirmed, json.dumps(confirmed, separators=(",", ":")).encode()
+        return (await self._process(provider, event_id, payload, body))[1]
+
+    async def _process(
+        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
+    ) -> tuple[Begun | None, Answer]:
+        """Normalize, record and dispatch an authentic event: what the store said (None when
+        it could not be reached) and the answer."""
         event_type = provider.event_type(payload)
         event = self._normalize(provider, event_id, event_type, payload)
         read = isinstance(event, AlertEvent)
@@ -284,14 +299,45 @@ class Receiver:
         # read (ignored, unparsed), so a redelivery of one leases none stored for it earlier.
         begun = await self._record(delivery, claim=read and not self.queued)
         if begun is None:
-            return STORE_DOWN
+            return None, STORE_DOWN
         if not begun.new and delivery.state is not None:
             await self._restate(delivery)
         if not isinstance(event, AlertEvent):
-            return IGNORED if event is None else self._unparsed(delivery, event, begun)
+            return begun, IGNORED if event is None else self._unparsed(delivery, event, begun)
         if self.queued:
-            return self._queued(delivery, event, begun)
-        return await self._inline(delivery, event, handlers, begun)
+            return begun, self._queued(delivery, event, begun)
+        return begun, await self._inline(delivery, event, handlers, begun)
+
+    async def ingest(self, provider: Provider, payload: dict[str, Any]) -> Ingested:
+        """Put one event read from ``provider``'s own API (over TLS, with our key) through the
+        pipeline as a delivery goes: recorded, deduplicated by (provider, event id),
+        normalized, dispatched. Not verified: there is no signature to check, and not
+        confirmed again. Raises :class:`~alerthooks.store.StoreError` when the store cannot be
+        reached."""
+        event_id = provider.event_id(payload)
+        if event_id is None:
+            logger.warning("%s event read from the API has no usable id; not stored", provider.name)
+            return Ingested(False, IGNORED)
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        key = (provider.name, event_id)
+        if key in self._inflight or key in self._recording:
+            # Being delivered right now, or its handlers ran here and their outcomes are being
+            # recorded: it is received, and running it again is what must not happen.
+            return Ingested(False, DUPLICATE)
+        waiting: list[asyncio.Future[Answer]] = []
+        self._inflight[key] = waiting
+        result = STORE_DOWN
+        begun: Begun | None = None
+        try:
+            begun, result = await self._process(provider, event_id, payload, body)
+        finally:
+            del self._inflight[key]
+            for future in waiting:
+                if not future.done():
+                    future.set_result(result)
+        if begun is None:
+            raise StoreError(f"{provider.name} event {event_id} not recorded: store unavailable")
+        return Ingested(begun.new, result)
 
     async def read_again(self, provider_name: str, event_id: str) -> tuple[str, ...] | str:
         """Normalize a stored ``unparsed`` event again (after an upgrade taught a provider its

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerthooks.dispatch import Dispatcher
@@ -215,6 +215,17 @@ class Worker:
         self._recording: set[tuple[str, str, str]] = set()
         #: (event, handler) pairs whose outcome this worker has recorded: a progress count.
         self.recorded = 0
+        self._jobs: list[tuple[str, float, Callable[[], Awaitable[object]]]] = []
+        self._job_tasks: list[asyncio.Task[None]] = []
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
+        """Run ``job`` every ``seconds`` while the worker runs (first at start), in one replica
+        at a time where the store is shared: each run takes the store's lease ``name``
+        (:meth:`~alerthooks.store.Store.try_lease`) and is skipped while another owner holds
+        it. A failing run is logged and tried again at the next period."""
+        if seconds <= 0:
+            raise ValueError(f"{name}: the period must be positive, got {seconds!r}")
+        self._jobs.append((name, seconds, job))
 
     @property
     def started(self) -> bool:
@@ -233,6 +244,10 @@ class Worker:
         self._wake = asyncio.Event()
         self._loop_task = asyncio.create_task(self._loop(), name="alerthooks-worker")
         self.runtime.store.watch(self.wake)  # work other processes record (Postgres: LISTEN)
+        self._job_tasks = [
+            asyncio.create_task(self._periodic(*job), name=f"alerthooks-{job[0]}")
+            for job in self._jobs
+        ]
         logger.info("worker %s started", self.runtime.owner)
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -240,6 +255,12 @@ class Worker:
         recorded as an interrupted attempt, due again at once for the next worker. Stopping a
         worker that is not running does nothing (and logs nothing)."""
         task, self._loop_task = self._loop_task, None
+        jobs, self._job_tasks = self._job_tasks, []
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
         if task is not None:
             await self.runtime.store.unwatch()
             task.cancel()
@@ -253,6 +274,23 @@ class Worker:
                 await asyncio.wait(pending)
         if task is not None:
             logger.info("worker %s stopped", self.runtime.owner)
+
+    async def _periodic(
+        self, name: str, seconds: float, job: Callable[[], Awaitable[object]]
+    ) -> None:
+        runtime = self.runtime
+        while True:
+            try:
+                # A little shorter than the period, so this owner takes it again next time.
+                if await runtime.store.try_lease(name, owner=runtime.owner, seconds=seconds * 0.9):
+                    await job()
+                else:
+                    logger.debug("%s: another replica holds the lease; skipped", name)
+            except StoreError as exc:
+                logger.warning("%s: cannot reach the store: %s", name, exc)
+            except Exception:
+                logger.exception("%s failed; trying again in %.0f s", name, seconds)
+            await asyncio.sleep(seconds)
 
     async def run_forever(self) -> None:
         """Run the worker in the foreground until cancelled (``alerthooks worker``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 
 import click
@@ -50,27 +51,50 @@ def print_rows(headers: Sequence[str], rows: Iterable[Sequence[str]], *, title: 
 @cli.command()
 @click.option("--in-alarm", "in_alarm", is_flag=True, help="Only subjects in alarm now.")
 @click.option("--provider", "provider", metavar="NAME", default=None, help="Only this provider.")
+@click.option(
+    "--reconcile",
+    is_flag=True,
+    help="Also ask each provider that can say, and print each subject whose status there "
+    "differs as a drift row; exit code 2 when one does, 1 on error.",
+)
 @APP_OPTION
 @STORE_OPTION
-def status(in_alarm: bool, provider: str | None, target: str | None, store_url: str | None) -> None:
+def status(
+    in_alarm: bool,
+    provider: str | None,
+    reconcile: bool,
+    target: str | None,
+    store_url: str | None,
+) -> None:
     """Show where each alert stands for each subject (customer or subscription): the state
     set by the event that occurred last, ``in_alarm`` or ``within_limit``, and since when.
 
     Times are UTC (``2026-12-01 15:04:05Z``); the subject is ``-`` for an alert as a whole.
     Events stored by an alerthooks from before alert state are folded in first, read with the
     built-in providers (and --app's).
+
+    With --reconcile, each provider that can say (Chargebee, Metronome) is asked for the status
+    of the subjects in the store, and each subject whose status differs is printed as a row
+    ``drift provider alert subject local remote`` (``-`` where one side has none). Exit code 0
+    when none differ, 2 when some do, 1 on error, like ``plan --detailed-exitcode``.
     """
     store, providers = _store_and_providers(target, store_url)
+    # Reconciling compares every state, not only those shown: a subject within the limit here
+    # and in alarm there is a drift even under --in-alarm.
+    wanted = True if in_alarm and not reconcile else None
     found = core.run_store(
         store,
-        lambda s: state.alert_states(
-            s, providers, in_alarm=True if in_alarm else None, provider=provider
-        ),
+        lambda s: state.alert_states(s, providers, in_alarm=wanted, provider=provider),
     )
     if provider is not None and not found and provider not in providers:  # a typo, likely
         known = ", ".join(sorted(providers))
         fail(f"--provider: no provider named {provider!r} (known: {known})")
-    print_rows(HEADERS, (state_row(s) for s in found), title=f"{len(found)} alert state(s)")
+    shown = [s for s in found if s.state == "in_alarm"] if in_alarm else found
+    print_rows(HEADERS, (state_row(s) for s in shown), title=f"{len(shown)} alert state(s)")
+    if reconcile:
+        from alerthooks.cli.catchup import report_drifts
+
+        sys.exit(report_drifts(found, providers.values()))
 
 
 def _store_and_providers(

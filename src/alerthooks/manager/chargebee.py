@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 from pydantic import Field, field_validator
@@ -273,6 +274,38 @@ class ChargebeeAPI:
             for entry in await self._list("/alerts", "list alerts")
             if isinstance(entry.get("alert"), dict)
         ]
+
+    async def events(self, event_type: str, after: int) -> AsyncIterator[dict[str, Any]]:
+        """Every event of ``event_type`` that occurred after ``after`` (Unix seconds), read 100
+        per page (``GET /events``, following ``next_offset``); each item of the list is
+        ``{"event": {...}}`` and the event is what is yielded."""
+        offset: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "event_type[is]": event_type,
+                "occurred_at[after]": after,
+                "limit": PAGE_SIZE,
+            }
+            if offset:
+                params["offset"] = offset
+            body = await self._call("GET", "/events", "list events", params=params)
+            for entry in body.get("list") or ():
+                event = entry.get("event") if isinstance(entry, dict) else None
+                if isinstance(event, dict):
+                    yield event
+            offset = body.get("next_offset")
+            if not offset or not isinstance(offset, str):
+                return
+
+    async def alert_statuses(
+        self, kind: Literal["subscriptions", "alerts"], id: str
+    ) -> list[dict[str, Any]]:
+        """The ``alert_status`` objects of one subscription
+        (``GET /subscriptions/{id}/alert_statuses``) or of one alert across its subscriptions
+        (``GET /alerts/{id}/alert_statuses``), all pages."""
+        path = f"/{kind}/{quote(id, safe='')}/alert_statuses"
+        entries = await self._list(path, f"list alert statuses of {kind[:-1]} {id}")
+        return [e["alert_status"] for e in entries if isinstance(e.get("alert_status"), dict)]
 
     def _remote_alert(self, obj: dict[str, Any]) -> RemoteAlert:
         threshold = obj.get("threshold") or {}

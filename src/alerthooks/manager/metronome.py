@@ -308,8 +308,26 @@ class MetronomeAPI:
                     seen[obj["id"]] = self._remote_alert(obj)
         return list(seen.values())
 
+    async def customer_statuses(self, customer: str) -> list[tuple[dict[str, Any], Any]]:
+        """Each enabled alert ``customer`` sees (its own and those for all customers) with its
+        ``customer_status`` as Metronome reports it (``ok``, ``in_alarm``, ``evaluating`` or
+        None), all pages."""
+        return [
+            (entry["alert"], entry.get("customer_status"))
+            for entry in await self._entries(customer, ["ENABLED"])
+            if isinstance(entry.get("alert"), dict)
+        ]
+
     async def _list(self, customer: str, statuses: list[str]) -> list[dict[str, Any]]:
-        alerts: list[dict[str, Any]] = []
+        return [
+            entry["alert"]
+            for entry in await self._entries(customer, statuses)
+            if isinstance(entry.get("alert"), dict)
+        ]
+
+    async def _entries(self, customer: str, statuses: list[str]) -> list[dict[str, Any]]:
+        """The entries of ``POST /v1/customer-alerts/list`` for ``customer``, all pages."""
+        entries: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
             params = {"next_page": cursor} if cursor else None
@@ -320,13 +338,10 @@ class MetronomeAPI:
                 params=params,
                 json={"customer_id": customer, "alert_statuses": statuses},
             )
-            for entry in body.get("data") or ():
-                alert = entry.get("alert") if isinstance(entry, dict) else None
-                if isinstance(alert, dict):
-                    alerts.append(alert)
+            entries.extend(e for e in body.get("data") or () if isinstance(e, dict))
             cursor = body.get("next_page")
             if not cursor:
-                return alerts
+                return entries
 
     def _remote_alert(self, obj: dict[str, Any]) -> RemoteAlert:
         name, _ = split_marker(obj.get("name") or "")

@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import quote
@@ -279,6 +279,26 @@ class StripeAPI:
             objects.extend(data)
             if not page.get("has_more") or not data:
                 return objects
+            after = data[-1]["id"]
+
+    async def events(self, event_type: str, since: int) -> AsyncIterator[dict[str, Any]]:
+        """Every event of ``event_type`` created at or after ``since`` (Unix seconds), newest
+        first, read 100 per page (``GET /v1/events``, following ``has_more``)."""
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "type": event_type,
+                "created": {"gte": since},
+                "limit": PAGE_SIZE,
+            }
+            if after:
+                params["starting_after"] = after
+            page = await self._call("list events", "get", "/v1/events", params)
+            data = [obj for obj in page.get("data") or () if isinstance(obj, dict)]
+            for obj in data:
+                yield obj
+            if not page.get("has_more") or not data or not isinstance(data[-1].get("id"), str):
+                return
             after = data[-1]["id"]
 
     async def list_alerts(self) -> list[RemoteAlert]:

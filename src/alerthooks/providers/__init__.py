@@ -9,9 +9,14 @@ the methods of :class:`Provider`.
 from __future__ import annotations
 
 from alerthooks.providers.base import (
+    EventsAPI,
+    MissingCredentials,
     NotAnAlert,
     Provider,
     Rejected,
+    RemoteStatus,
+    StatusAPI,
+    Subject,
     Unavailable,
     build_event,
     checked_event,
@@ -37,12 +42,17 @@ def builtin_providers() -> list[Provider]:
 __all__ = [
     "BUILTIN",
     "Chargebee",
+    "EventsAPI",
     "Metronome",
+    "MissingCredentials",
     "NotAnAlert",
     "Orb",
     "Provider",
     "Rejected",
+    "RemoteStatus",
+    "StatusAPI",
     "Stripe",
+    "Subject",
     "Unavailable",
     "build_event",
     "builtin_providers",

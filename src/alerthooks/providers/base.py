@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from pydantic import ValidationError
 
@@ -32,12 +33,75 @@ class Unavailable(Exception):
     provider retries."""
 
 
+class MissingCredentials(Exception):
+    """A provider has an API to read but no credentials for it; ``str(error)`` is one line
+    naming what to set (``STRIPE_API_KEY: not set``)."""
+
+
 class NotAnAlert(Exception):
     """A verified event that is acknowledged but not dispatched; ``reason`` says why."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class EventsAPI(Protocol):
+    """A provider's Events API, read to catch up on alert events that were never delivered
+    (see :meth:`Provider.events_api`).
+
+    ``retention`` is how far back the provider keeps events (None: it does not say); a
+    catch-up from further back is clamped to it.
+    """
+
+    retention: timedelta | None
+
+    def events_since(self, since: datetime) -> AsyncIterator[dict[str, Any]]:
+        """Every alert event created at or after ``since``, each a payload as a webhook
+        delivery would carry it, all pages; retries 429s, 5xx and resets, then raises."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the HTTP connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One (alert, subject) pair whose state the store holds, to ask the provider about:
+    ``customer_id`` or ``subscription_id`` names the subject (both None: the alert as a
+    whole)."""
+
+    alert_id: str
+    customer_id: str | None = None
+    subscription_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoteStatus:
+    """An alert's status for one subject as the provider reports it: ``state`` is
+    ``"in_alarm"`` or ``"within_limit"``; ``since`` is when the provider says the alarm began,
+    where it says."""
+
+    alert_id: str
+    state: Literal["in_alarm", "within_limit"]
+    customer_id: str | None = None
+    subscription_id: str | None = None
+    since: datetime | None = None
+
+
+class StatusAPI(Protocol):
+    """A provider's alert-status API, asked by ``alerthooks status --reconcile`` (see
+    :meth:`Provider.status_api`)."""
+
+    async def statuses(self, subjects: Sequence[Subject]) -> list[RemoteStatus]:
+        """The provider's status of each of ``subjects`` it knows (and of the other subjects
+        of the alerts it reports on as a whole); retries 429s, 5xx and resets, then raises."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the HTTP connections."""
+        ...
 
 
 class Provider:
@@ -108,6 +172,18 @@ class Provider:
         raise :class:`Rejected` when the API does not know the event, :class:`Unavailable` when
         it cannot be asked. By default the payload as delivered."""
         return payload
+
+    def events_api(self) -> EventsAPI | None:
+        """The provider's Events API, for catching up on events never delivered; None when
+        the provider has none (the default). Raises :class:`MissingCredentials` when it has one
+        but no credentials are set. The caller closes it."""
+        return None
+
+    def status_api(self) -> StatusAPI | None:
+        """The provider's alert-status API, for reconciling the stored state; None when the
+        provider has none (the default). Raises :class:`MissingCredentials` when it has one but
+        no credentials are set. The caller closes it."""
+        return None
 
     async def aclose(self) -> None:
         """Release connections the provider opened (called at shutdown)."""

@@ -10,17 +10,21 @@ import json
 import os
 import re
 from base64 import b64decode, b64encode
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from alerthooks.events import AlertEvent, EventType
 from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
+    MissingCredentials,
     NotAnAlert,
     Provider,
     Rejected,
+    RemoteStatus,
+    Subject,
     Unavailable,
     checked_event,
     clean_key,
@@ -30,6 +34,9 @@ from alerthooks.providers.base import (
     timestamp,
 )
 from alerthooks.sources import Networks, networks_from_env, parse_networks
+
+if TYPE_CHECKING:
+    from alerthooks.manager.chargebee import ChargebeeAPI
 
 ALERT_EVENT_TYPE = "alert_status_changed"
 AUTH_HEADER = "authorization"
@@ -424,6 +431,17 @@ class Chargebee(Provider):
             raise ValueError(f"no Chargebee webhook credentials: set {self.env_hint}")
         return {AUTH_HEADER: basic_auth_header(*self._credentials[0])}
 
+    def events_api(self) -> ChargebeeEvents:
+        """``GET /api/v2/events`` with the manager's credentials and retry policy; raises
+        :class:`MissingCredentials` without ``CHARGEBEE_API_KEY`` / ``CHARGEBEE_SITE``."""
+        return ChargebeeEvents(_api_from_env())
+
+    def status_api(self) -> ChargebeeStatuses:
+        """The alert statuses of subscriptions and of global alerts, with the manager's
+        credentials and retry policy; raises :class:`MissingCredentials` as
+        :meth:`events_api` does."""
+        return ChargebeeStatuses(_api_from_env())
+
     async def confirm(self, event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The event as the Chargebee API holds it (with ``verify="fetch"``)."""
         if self.fetcher is None:
@@ -438,3 +456,102 @@ class Chargebee(Provider):
 
 ChargebeeProvider = Chargebee
 """The former name of :class:`Chargebee`."""
+
+
+def _api_from_env() -> ChargebeeAPI:
+    """The manager's Chargebee client, from the variables the manager reads."""
+    from alerthooks.manager.chargebee import ChargebeeAPI, ChargebeeCredentials
+
+    credentials = ChargebeeCredentials.from_env(os.environ)
+    missing = [
+        name
+        for name, value in ((API_KEY_ENV, credentials.api_key), (SITE_ENV, credentials.site))
+        if not value
+    ]
+    if missing:
+        raise MissingCredentials(f"{' and '.join(missing)}: not set")
+    assert credentials.api_key and credentials.site
+    return ChargebeeAPI(credentials.api_key, credentials.site, api_base=credentials.api_base)
+
+
+class ChargebeeEvents:
+    """Chargebee's Events API (``GET /api/v2/events?event_type[is]=alert_status_changed&
+    occurred_at[after]=…``, following ``next_offset`` with ``offset``)."""
+
+    retention: timedelta | None = None
+
+    def __init__(self, api: ChargebeeAPI) -> None:
+        self._api = api
+
+    def __repr__(self) -> str:
+        return f"ChargebeeEvents({self._api!r})"
+
+    async def events_since(self, since: datetime) -> AsyncIterator[dict[str, Any]]:
+        """Every ``alert_status_changed`` event that occurred at or after ``since``."""
+        # occurred_at[after] is exclusive; a second earlier includes ``since`` itself.
+        async for event in self._api.events(ALERT_EVENT_TYPE, int(since.timestamp()) - 1):
+            yield event
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._api.aclose()
+
+
+_ALARM_STATES: dict[str, Literal["in_alarm", "within_limit"]] = {
+    "in_alarm": "in_alarm",
+    "within_limit": "within_limit",
+}
+
+
+class ChargebeeStatuses:
+    """Chargebee's alert statuses: ``GET /api/v2/subscriptions/{id}/alert_statuses`` for each
+    subscription asked about, and ``GET /api/v2/alerts/{id}/alert_statuses`` for each global
+    alert (one without a subscription of its own) among the alerts asked about."""
+
+    def __init__(self, api: ChargebeeAPI) -> None:
+        self._api = api
+
+    def __repr__(self) -> str:
+        return f"ChargebeeStatuses({self._api!r})"
+
+    async def statuses(self, subjects: Sequence[Subject]) -> list[RemoteStatus]:
+        """The status of each subscription in ``subjects``, and of every subscription of the
+        global alerts among them."""
+        found: dict[tuple[str, str], RemoteStatus] = {}
+        subscriptions = sorted({s.subscription_id for s in subjects if s.subscription_id})
+        for subscription in subscriptions:
+            for obj in await self._api.alert_statuses("subscriptions", subscription):
+                self._add(found, obj, subscription)
+        asked = {s.alert_id for s in subjects}
+        if asked:
+            for alert in await self._api.list_alerts():
+                if alert.id in asked and not alert.raw.get("subscription_id"):
+                    for obj in await self._api.alert_statuses("alerts", alert.id):
+                        self._add(found, obj, None)
+        return list(found.values())
+
+    @staticmethod
+    def _add(
+        found: dict[tuple[str, str], RemoteStatus], obj: dict[str, Any], subscription: str | None
+    ) -> None:
+        alarm = obj.get("alarm_status")
+        if alarm is None:
+            alarm = obj.get(_OLD_ALARM_STATUS)
+        alert_id = obj.get("alert_id")
+        subscription = obj.get("subscription_id") or subscription
+        state = _ALARM_STATES.get(alarm) if isinstance(alarm, str) else None
+        if state is None or not isinstance(alert_id, str) or not isinstance(subscription, str):
+            return
+        triggered = obj.get("alarm_triggered_at")
+        since = (
+            datetime.fromtimestamp(triggered, timezone.utc)
+            if isinstance(triggered, int) and not isinstance(triggered, bool)
+            else None
+        )
+        found[(alert_id, subscription)] = RemoteStatus(
+            alert_id=alert_id, state=state, subscription_id=subscription, since=since
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._api.aclose()

@@ -19,19 +19,25 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from alerthooks.events import AlertEvent, EventType
 from alerthooks.providers.base import (
+    MissingCredentials,
     NotAnAlert,
     Provider,
     Rejected,
+    RemoteStatus,
+    Subject,
     build_event,
     clean_key,
     mapping,
     text,
 )
 from alerthooks.sources import Networks, networks_from_env, parse_networks
+
+if TYPE_CHECKING:
+    from alerthooks.manager.metronome import MetronomeAPI
 
 SIGNATURE_HEADER = "metronome-webhook-signature"
 DATE_HEADER = "x-metronome-date"
@@ -322,9 +328,57 @@ class Metronome(Provider):
         """See :func:`normalize`."""
         return normalize(payload)
 
+    def status_api(self) -> MetronomeStatuses:
+        """Each customer's alert statuses (``POST /v1/customer-alerts/list``) with the
+        manager's credentials (``METRONOME_API_KEY``, ``ALERTHOOKS_METRONOME_API_BASE``) and
+        retry policy; raises :class:`MissingCredentials` without a key."""
+        from alerthooks.manager.metronome import (
+            API_KEY_ENV,
+            MetronomeAPI,
+            MetronomeConfig,
+            MetronomeCredentials,
+        )
+
+        credentials = MetronomeCredentials.from_env(os.environ)
+        if not credentials.api_key:
+            raise MissingCredentials(f"{API_KEY_ENV}: not set")
+        api = MetronomeAPI(credentials.api_key, MetronomeConfig(), api_base=credentials.api_base)
+        return MetronomeStatuses(api)
+
     def sign(self, body: bytes, *, date: datetime | str | None = None) -> dict[str, str]:
         """``X-Metronome-Date``, ``Date`` and ``Metronome-Webhook-Signature`` for ``body``
         under the first secret, dated ``date`` (default now)."""
         if not self._secrets:
             raise ValueError(f"no Metronome webhook secret: set {SECRET_ENV}")
         return signature_headers(body, self._secrets[0], date)
+
+
+_CUSTOMER_STATES: dict[str, Literal["in_alarm", "within_limit"]] = {
+    "in_alarm": "in_alarm",
+    "ok": "within_limit",
+}
+
+
+class MetronomeStatuses:
+    """Metronome's ``customer_status`` of each enabled alert a customer sees, for the customers
+    asked about (``in_alarm``; ``ok`` is within the limit; ``evaluating`` says nothing yet)."""
+
+    def __init__(self, api: MetronomeAPI) -> None:
+        self._api = api
+
+    def __repr__(self) -> str:
+        return f"MetronomeStatuses({self._api!r})"
+
+    async def statuses(self, subjects: Sequence[Subject]) -> list[RemoteStatus]:
+        """The status of every enabled alert each customer in ``subjects`` sees."""
+        found: list[RemoteStatus] = []
+        for customer in sorted({s.customer_id for s in subjects if s.customer_id}):
+            for alert, status in await self._api.customer_statuses(customer):
+                state = _CUSTOMER_STATES.get(status) if isinstance(status, str) else None
+                if state is not None and isinstance(alert.get("id"), str):
+                    found.append(RemoteStatus(alert["id"], state, customer_id=customer))
+        return found
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._api.aclose()

@@ -6,14 +6,16 @@ import hashlib
 import hmac
 import os
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import stripe
 
 from alerthooks.events import AlertEvent
 from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
+    MissingCredentials,
     NotAnAlert,
     Provider,
     Rejected,
@@ -26,10 +28,15 @@ from alerthooks.providers.base import (
 )
 from alerthooks.sources import Networks, networks_from_env, parse_networks
 
+if TYPE_CHECKING:
+    from alerthooks.manager.stripe import StripeAPI
+
 ALERT_EVENT_TYPE = "billing.alert.triggered"
 SIGNATURE_HEADER = "stripe-signature"
 DEFAULT_TOLERANCE = 300
 SECRET_ENV = "STRIPE_WEBHOOK_SECRET"
+#: How long Stripe keeps events in its Events API.
+EVENTS_RETENTION = timedelta(days=30)
 MAX_SIGNATURE_HEADER = 4096
 """Longest ``Stripe-Signature`` accepted, in characters: Stripe sends ``t=`` and one ``v1=``
 (64 hex digits) per active signing secret, about 80 characters each."""
@@ -280,6 +287,17 @@ class Stripe(Provider):
         """See :func:`normalize`."""
         return normalize(payload)
 
+    def events_api(self) -> StripeEvents:
+        """``GET /v1/events`` with the manager's credentials (``STRIPE_API_KEY``, and
+        ``ALERTHOOKS_STRIPE_API_BASE`` to replace ``https://api.stripe.com``) and its retry
+        policy; raises :class:`MissingCredentials` without a key."""
+        from alerthooks.manager.stripe import API_KEY_ENV, StripeAPI, StripeCredentials
+
+        credentials = StripeCredentials.from_env(os.environ)
+        if not credentials.api_key:
+            raise MissingCredentials(f"{API_KEY_ENV}: not set")
+        return StripeEvents(StripeAPI(credentials.api_key, api_base=credentials.api_base))
+
     def sign(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
         """A ``Stripe-Signature`` header for ``body`` under the first secret, dated
         ``timestamp`` (Unix seconds, default now)."""
@@ -290,6 +308,29 @@ class Stripe(Provider):
 
 StripeProvider = Stripe
 """The former name of :class:`Stripe`."""
+
+
+class StripeEvents:
+    """Stripe's Events API (``GET /v1/events?type=billing.alert.triggered&created[gte]=…``,
+    following ``has_more`` with ``starting_after``); Stripe keeps 30 days of events."""
+
+    retention: timedelta | None = EVENTS_RETENTION
+
+    def __init__(self, api: StripeAPI) -> None:
+        self._api = api
+
+    def __repr__(self) -> str:
+        return f"StripeEvents({self._api!r})"
+
+    async def events_since(self, since: datetime) -> AsyncIterator[dict[str, Any]]:
+        """Every ``billing.alert.triggered`` event created at or after ``since``, newest
+        first."""
+        async for event in self._api.events(ALERT_EVENT_TYPE, int(since.timestamp())):
+            yield event
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._api.aclose()
 
 
 def signature_header(

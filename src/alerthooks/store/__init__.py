@@ -180,6 +180,13 @@ class Store(abc.ABC):
     async def unwatch(self) -> None:  # noqa: B027 - optional hook
         """Stop calling the ``wake`` given to :meth:`watch`. Idempotent."""
 
+    async def try_lease(self, name: str, *, owner: str, seconds: float) -> bool:
+        """Take the store-wide lease ``name`` for ``owner`` for ``seconds`` (renewing it when
+        ``owner`` holds it already) unless another owner holds a live one; whether ``owner``
+        holds it now. For jobs one replica at a time runs, such as the periodic catch-up. A store
+        no other process shares (memory) always grants it."""
+        return True
+
     @abc.abstractmethod
     async def begin(
         self, delivery: Delivery, *, owner: str, lease: float, claim: bool = True

@@ -585,6 +585,27 @@ class PostgresStore(Store):
                 owner,
             )
 
+    async def try_lease(self, name: str, *, owner: str, seconds: float) -> bool:
+        """See :meth:`Store.try_lease`: a row of ``alerthooks_leases`` (created on first use)."""
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('alerthooks leases'))")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS alerthooks_leases (name text PRIMARY KEY,"
+                " owner text NOT NULL, lease_until timestamptz NOT NULL)"
+            )
+            holder = await conn.fetchval(
+                "INSERT INTO alerthooks_leases (name, owner, lease_until)"
+                " VALUES ($1, $2, now() + make_interval(secs => $3))"
+                " ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner,"
+                " lease_until = EXCLUDED.lease_until"
+                " WHERE alerthooks_leases.lease_until <= now() OR alerthooks_leases.owner = $2"
+                " RETURNING owner",
+                name,
+                owner,
+                seconds,
+            )
+        return bool(holder == owner)
+
     async def claim(
         self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
     ) -> Sequence[Claim]:

@@ -496,6 +496,29 @@ class SQLiteStore(Store):
 
         await self._submit(op)
 
+    async def try_lease(self, name: str, *, owner: str, seconds: float) -> bool:
+        """See :meth:`Store.try_lease`: a row of ``alerthooks_leases`` (created on first use)."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS alerthooks_leases (name TEXT PRIMARY KEY,"
+                " owner TEXT NOT NULL, lease_until REAL NOT NULL)"
+            )
+            conn.execute(
+                "INSERT INTO alerthooks_leases (name, owner, lease_until) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " lease_until = excluded.lease_until"
+                " WHERE alerthooks_leases.lease_until <= ? OR alerthooks_leases.owner = ?",
+                (name, owner, now + seconds, now, owner),
+            )
+            row = conn.execute(
+                "SELECT owner FROM alerthooks_leases WHERE name = ?", (name,)
+            ).fetchone()
+            return row is not None and row[0] == owner
+
+        return await self._submit(op)
+
     async def claim(
         self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
     ) -> Sequence[Claim]:

@@ -103,9 +103,13 @@ register_sample(
 
 @register_fake
 class FakeChargebee(FakeAPI):
-    """Chargebee's ``/api/v2/alerts`` and ``/api/v2/webhook_endpoints`` for one site.
+    """Chargebee's ``/api/v2/alerts``, ``/api/v2/webhook_endpoints``, ``/api/v2/events`` and
+    the alert statuses of subscriptions and alerts, for one site.
 
-    ``env()`` gives the variables that point :mod:`alerthooks.manager` here.
+    ``env()`` gives the variables that point :mod:`alerthooks.manager` (and catch-up) here.
+    :meth:`add_event` keeps an event where ``GET /api/v2/events`` lists it and, for an
+    ``alert_status_changed`` event, sets the alert status it carries (the one that occurred
+    last wins); :meth:`set_alert_status` sets one directly.
     """
 
     provider = "chargebee"
@@ -129,6 +133,9 @@ class FakeChargebee(FakeAPI):
         self._alerts: dict[str, dict[str, Any]] = {}
         #: Basic auth each endpoint was given, by endpoint id (Chargebee never returns it).
         self.endpoint_auth: dict[str, tuple[str | None, str | None]] = {}
+        self._events: list[dict[str, Any]] = []
+        # (alert id, subscription id) -> alert_status object, and the occurred_at that set it.
+        self._statuses: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         super().__init__(**options)
 
     def env(self) -> dict[str, str]:
@@ -148,6 +155,8 @@ class FakeChargebee(FakeAPI):
         self._alerts.clear()
         self._endpoints.clear()
         self.endpoint_auth.clear()
+        self._events.clear()
+        self._statuses.clear()
 
     # -- state for tests -------------------------------------------------------------------
 
@@ -181,6 +190,46 @@ class FakeChargebee(FakeAPI):
             alert["status"] = status
             return dict(alert)
 
+    def add_event(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Keep ``payload`` (an event, such as :func:`chargebee_alert_status_changed` builds)
+        where ``GET /api/v2/events`` lists it; an ``alert_status_changed`` event also sets the
+        status it carries unless a later one is set. Returns it."""
+        with self._lock:
+            event = json.loads(json.dumps(payload))
+            self._events.append(event)
+            status = (event.get("content") or {}).get("alert_status")
+            if event.get("event_type") == "alert_status_changed" and isinstance(status, dict):
+                key = (str(status.get("alert_id")), str(status.get("subscription_id")))
+                occurred = int(event.get("occurred_at") or 0)
+                if key not in self._statuses or self._statuses[key][0] <= occurred:
+                    self._statuses[key] = (occurred, status)
+        return payload
+
+    def events(self) -> list[dict[str, Any]]:
+        """Copies of the events kept, in the order added."""
+        with self._lock:
+            return [json.loads(json.dumps(e)) for e in self._events]
+
+    def set_alert_status(
+        self,
+        alert_id: str,
+        subscription_id: str,
+        alarm_status: Literal["in_alarm", "within_limit"],
+        *,
+        alarm_triggered_at: int | None = None,
+    ) -> None:
+        """Set an alert's status for a subscription, as Chargebee's own evaluation would."""
+        status: dict[str, Any] = {
+            "alert_id": alert_id,
+            "subscription_id": subscription_id,
+            "alarm_status": alarm_status,
+            "object": "alert_status",
+        }
+        if alarm_triggered_at is not None:
+            status["alarm_triggered_at"] = alarm_triggered_at
+        with self._lock:
+            self._statuses[(alert_id, subscription_id)] = (int(time.time()), status)
+
     def add_endpoint(
         self, url: str, events: list[str], *, disabled: bool = False, api_version: str = "v2"
     ) -> dict[str, Any]:
@@ -204,6 +253,11 @@ class FakeChargebee(FakeAPI):
             self._route("GET", "/api/v2/webhook_endpoints", self._list_endpoints),
             self._route("POST", "/api/v2/webhook_endpoints", self._create_endpoint),
             self._route("POST", "/api/v2/webhook_endpoints/{id}", self._update_endpoint),
+            self._route("GET", "/api/v2/events", self._list_events),
+            self._route(
+                "GET", "/api/v2/subscriptions/{id}/alert_statuses", self._subscription_statuses
+            ),
+            self._route("GET", "/api/v2/alerts/{id}/alert_statuses", self._alert_statuses),
         ]
 
     def _authorized(self, request: Request) -> bool:
@@ -234,6 +288,37 @@ class FakeChargebee(FakeAPI):
         if start + limit < len(objects):
             body["next_offset"] = str(start + limit)
         return 200, body
+
+    def _list_events(self, params: dict[str, Any], _: dict[str, str]) -> Result:
+        # Newest first, as Chargebee lists them by default.
+        events = sorted(
+            enumerate(self._events), key=lambda pair: (pair[1].get("occurred_at", 0), pair[0])
+        )
+        found = [e for _, e in reversed(events)]
+        kind = params.get("event_type")
+        if isinstance(kind, dict) and "is" in kind:
+            found = [e for e in found if e.get("event_type") == kind["is"]]
+        occurred = params.get("occurred_at")
+        if isinstance(occurred, dict):
+            for op, test in (("after", int.__gt__), ("before", int.__lt__)):
+                if op in occurred:
+                    bound = as_int(occurred[op])
+                    if bound is None:
+                        return self._error(
+                            400, f"occurred_at[{op}] : invalid value", "param_invalid"
+                        )
+                    found = [e for e in found if test(int(e.get("occurred_at", 0)), bound)]
+        return self._page("event", found, params)
+
+    def _subscription_statuses(self, params: dict[str, Any], path: dict[str, str]) -> Result:
+        found = [s for (_, sub), (_, s) in self._statuses.items() if sub == path["id"]]
+        return self._page("alert_status", found, params)
+
+    def _alert_statuses(self, params: dict[str, Any], path: dict[str, str]) -> Result:
+        if path["id"] not in self._alerts:
+            return self._error(404, f"alert {path['id']} not found", "resource_not_found")
+        found = [s for (alert, _), (_, s) in self._statuses.items() if alert == path["id"]]
+        return self._page("alert_status", found, params)
 
     def _list_alerts(self, params: dict[str, Any], _: dict[str, str]) -> Result:
         return self._page("alert", list(self._alerts.values()), params)

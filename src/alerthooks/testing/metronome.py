@@ -72,7 +72,8 @@ class FakeMetronome(FakeAPI):
     """Metronome's alert API: ``POST /v1/alerts/create`` (a used ``uniqueness_key`` answers
     409), ``POST /v1/alerts/archive`` and ``POST /v1/customer-alerts/list`` (a customer's own
     alerts and those for all customers; enabled only unless ``alert_statuses`` says otherwise;
-    ``next_page`` paging). Bearer-token auth, JSON bodies.
+    ``next_page`` paging; each alert with the ``customer_status`` :meth:`set_customer_status`
+    set). Bearer-token auth, JSON bodies.
 
     ``env()`` gives the variables that point :mod:`alerthooks.manager` here.
     """
@@ -86,6 +87,8 @@ class FakeMetronome(FakeAPI):
         #: Alerts per page of ``/v1/customer-alerts/list``.
         self.page_size = page_size
         self._alerts: dict[str, dict[str, Any]] = {}
+        # (alert id, customer id) -> customer_status, where set (otherwise "ok").
+        self._statuses: dict[tuple[str, str], str | None] = {}
         super().__init__(**options)
 
     def env(self) -> dict[str, str]:
@@ -95,6 +98,14 @@ class FakeMetronome(FakeAPI):
 
     def _clear(self) -> None:
         self._alerts.clear()
+        self._statuses.clear()
+
+    def set_customer_status(self, alert_id: str, customer_id: str, status: str | None) -> None:
+        """Set the ``customer_status`` (``ok``, ``in_alarm``, ``evaluating`` or None) that
+        ``/v1/customer-alerts/list`` reports for the alert and customer, as Metronome's own
+        evaluation would; ``ok`` until set."""
+        with self._lock:
+            self._statuses[(alert_id, customer_id)] = status
 
     # -- state for tests -------------------------------------------------------------------
 
@@ -209,7 +220,9 @@ class FakeMetronome(FakeAPI):
             "data": [
                 {
                     "alert": {k: v for k, v in a.items() if not k.startswith("_")},
-                    "customer_status": None if a["status"] == "archived" else "ok",
+                    "customer_status": None
+                    if a["status"] == "archived"
+                    else self._statuses.get((a["id"], customer), "ok"),
                 }
                 for a in page
             ],

@@ -103,9 +103,10 @@ register_sample(
 
 @register_fake
 class FakeStripe(FakeAPI):
-    """Stripe's ``/v1/billing/alerts`` and ``/v1/webhook_endpoints``.
+    """Stripe's ``/v1/billing/alerts``, ``/v1/webhook_endpoints`` and ``/v1/events``.
 
-    ``env()`` gives the variables that point :mod:`alerthooks.manager` here.
+    ``env()`` gives the variables that point :mod:`alerthooks.manager` (and catch-up) here;
+    :meth:`add_event` puts an event where ``GET /v1/events`` lists it.
     """
 
     provider = "stripe"
@@ -117,6 +118,7 @@ class FakeStripe(FakeAPI):
         self._alerts: dict[str, dict[str, Any]] = {}
         # Ids of the alerts that are not archived, per (meter, customer): the 25 limit.
         self._by_pair: dict[tuple[str, str | None], set[str]] = {}
+        self._events: list[dict[str, Any]] = []
         super().__init__(**options)
 
     def env(self) -> dict[str, str]:
@@ -127,6 +129,7 @@ class FakeStripe(FakeAPI):
         self._alerts.clear()
         self._by_pair.clear()
         self._endpoints.clear()
+        self._events.clear()
 
     def _set_status(self, alert: dict[str, Any], status: str) -> None:
         alert["status"] = status
@@ -160,6 +163,18 @@ class FakeStripe(FakeAPI):
             self._set_status(alert, status)
             return dict(alert)
 
+    def add_event(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Keep ``payload`` (an event, such as :func:`stripe_alert_triggered` builds) where
+        ``GET /v1/events`` lists it, as Stripe keeps every event it creates; returns it."""
+        with self._lock:
+            self._events.append(json.loads(json.dumps(payload)))
+        return payload
+
+    def events(self) -> list[dict[str, Any]]:
+        """Copies of the events kept, in the order added."""
+        with self._lock:
+            return [json.loads(json.dumps(e)) for e in self._events]
+
     def add_endpoint(
         self,
         url: str,
@@ -187,6 +202,7 @@ class FakeStripe(FakeAPI):
             self._route("GET", "/v1/webhook_endpoints", self._list_endpoints),
             self._route("POST", "/v1/webhook_endpoints", self._create_endpoint),
             self._route("POST", "/v1/webhook_endpoints/{id}", self._update_endpoint),
+            self._route("GET", "/v1/events", self._list_events),
         ]
 
     def _authorized(self, request: Request) -> bool:
@@ -215,6 +231,26 @@ class FakeStripe(FakeAPI):
             "has_more": len(objects) > limit,
             "data": [dict(o) for o in page],
         }
+
+    def _list_events(self, params: dict[str, Any], _: dict[str, str]) -> Result:
+        # Newest first, as Stripe lists them.
+        events = sorted(
+            enumerate(self._events), key=lambda pair: (pair[1].get("created", 0), pair[0])
+        )
+        found = [e for _, e in reversed(events)]
+        if params.get("type"):
+            found = [e for e in found if e.get("type") == params["type"]]
+        created = params.get("created")
+        if isinstance(created, dict):
+            for op, test in (("gte", int.__ge__), ("gt", int.__gt__), ("lte", int.__le__)):
+                if op in created:
+                    bound = as_int(created[op])
+                    if bound is None:
+                        return self._error(
+                            400, f"created[{op}] is not an integer", "parameter_invalid"
+                        )
+                    found = [e for e in found if test(int(e.get("created", 0)), bound)]
+        return self._page(found, params, "/v1/events")
 
     def _list_alerts(self, params: dict[str, Any], _: dict[str, str]) -> Result:
         alerts = [a for a in reversed(self._alerts.values()) if a["status"] != "archived"]
