@@ -160,8 +160,15 @@ class FakeAPI:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
+        # A client that keeps a connection open (keep-alive) must not hold up stop(): a fake's
+        # graceful shutdown waits at most a second for open connections.
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", access_log=False, log_config=None
+            self.app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._closing = False
