@@ -407,8 +407,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():
-        # SIGTERM stops the fakes as Ctrl-C does, instead of killing their threads mid-answer.
+        # SIGTERM stops the fakes as Ctrl-C does, instead of killing their threads mid-answer;
+        # and Ctrl-C does even when started in the background of a shell script, which leaves
+        # SIGINT ignored (Python then keeps it ignored).
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.ExitStack() as stack:
         for cls in fake_apis().values():
             fake = stack.enter_context(cls(latency=args.latency))
