@@ -25,16 +25,16 @@ from alerthooks.events import AlertEvent, EventType
 from alerthooks.providers.base import (
     MissingCredentials,
     NotAnAlert,
-    Provider,
     Rejected,
     RemoteStatus,
+    SecretProvider,
     Subject,
     build_event,
     clean_key,
     mapping,
     text,
 )
-from alerthooks.sources import Networks, networks_from_env, parse_networks
+from alerthooks.sources import Networks
 
 if TYPE_CHECKING:
     from alerthooks.manager.metronome import MetronomeAPI
@@ -246,13 +246,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     )
 
 
-def _secrets(secret: str | Sequence[str]) -> tuple[str, ...]:
-    if isinstance(secret, str):
-        secret = [secret]
-    return tuple(s for s in secret if s)
-
-
-class Metronome(Provider):
+class Metronome(SecretProvider):
     """Metronome deliveries, verified with one or more webhook secrets (the first signs test
     deliveries; the others are accepted too, for rotation).
 
@@ -262,7 +256,7 @@ class Metronome(Provider):
     """
 
     name = "metronome"
-    env_hint = SECRET_ENV
+    env_hint = secret_env = SECRET_ENV
     alert_types: frozenset[str] = ALERT_EVENT_TYPES
 
     def __init__(
@@ -272,44 +266,9 @@ class Metronome(Provider):
         tolerance: int = DEFAULT_TOLERANCE,
         allowed_ips: Networks | None = None,
     ) -> None:
-        self._secrets = _secrets(secret)
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
-            raise ValueError(
-                f"metronome tolerance must be a positive number of seconds, got {tolerance!r}"
-            )
-        self.tolerance = tolerance
-        self.allowed_ips = (
-            None
-            if allowed_ips is None
-            else parse_networks(allowed_ips, setting=f"{self.name}_allowed_ips")
-        )
-
-    @classmethod
-    def from_env(cls, *, tolerance: int = DEFAULT_TOLERANCE) -> Metronome:
-        """Secrets from env ``METRONOME_WEBHOOK_SECRET`` (comma-separated to rotate), the
-        allowlist from ``ALERTHOOKS_METRONOME_ALLOWED_IPS``."""
-        raw = os.environ.get(SECRET_ENV, "")
-        provider = cls([s.strip() for s in raw.split(",")], tolerance=tolerance)
-        provider.allowed_ips = networks_from_env(cls.name)
-        return provider
-
-    @classmethod
-    def from_secret(cls, secret: str) -> Metronome:
-        """A provider that signs and verifies with this one webhook secret."""
-        return cls(secret)
-
-    def __repr__(self) -> str:
-        return f"Metronome(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
-
-    @property
-    def configured(self) -> bool:
-        """True when at least one webhook secret is set."""
-        return bool(self._secrets)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The accepted webhook secrets."""
-        return self._secrets
+        if isinstance(secret, str):
+            secret = [secret]
+        super().__init__([s for s in secret if s], tolerance=tolerance, allowed_ips=allowed_ips)
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise :class:`Rejected` (400) unless ``Metronome-Webhook-Signature`` matches a

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -21,14 +20,14 @@ from typing import Any
 from alerthooks.events import AlertEvent, EventType
 from alerthooks.providers.base import (
     NotAnAlert,
-    Provider,
     Rejected,
+    SecretProvider,
     build_event,
     clean_key,
     mapping,
     text,
 )
-from alerthooks.sources import Networks, networks_from_env, parse_networks
+from alerthooks.sources import Networks
 
 TIMESTAMP_HEADER = "x-orb-timestamp"
 SIGNATURE_HEADER = "x-orb-signature"
@@ -250,13 +249,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     )
 
 
-def _secrets(secret: str | Sequence[str]) -> tuple[str, ...]:
-    if isinstance(secret, str):
-        secret = [secret]
-    return tuple(s for s in secret if s)
-
-
-class Orb(Provider):
+class Orb(SecretProvider):
     """Orb deliveries, verified with one or more webhook secrets (the first signs test
     deliveries; the others are accepted too, for rotation).
 
@@ -266,7 +259,7 @@ class Orb(Provider):
     """
 
     name = "orb"
-    env_hint = SECRET_ENV
+    env_hint = secret_env = SECRET_ENV
     alert_types = frozenset(ALERT_EVENT_TYPES)
 
     def __init__(
@@ -276,44 +269,9 @@ class Orb(Provider):
         tolerance: int = DEFAULT_TOLERANCE,
         allowed_ips: Networks | None = None,
     ) -> None:
-        self._secrets = _secrets(secret)
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
-            raise ValueError(
-                f"orb tolerance must be a positive number of seconds, got {tolerance!r}"
-            )
-        self.tolerance = tolerance
-        self.allowed_ips = (
-            None
-            if allowed_ips is None
-            else parse_networks(allowed_ips, setting=f"{self.name}_allowed_ips")
-        )
-
-    @classmethod
-    def from_env(cls, *, tolerance: int = DEFAULT_TOLERANCE) -> Orb:
-        """Secrets from env ``ORB_WEBHOOK_SECRET`` (comma-separated to rotate), the allowlist
-        from ``ALERTHOOKS_ORB_ALLOWED_IPS``."""
-        raw = os.environ.get(SECRET_ENV, "")
-        provider = cls([s.strip() for s in raw.split(",")], tolerance=tolerance)
-        provider.allowed_ips = networks_from_env(cls.name)
-        return provider
-
-    @classmethod
-    def from_secret(cls, secret: str) -> Orb:
-        """A provider that signs and verifies with this one webhook secret."""
-        return cls(secret)
-
-    def __repr__(self) -> str:
-        return f"Orb(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
-
-    @property
-    def configured(self) -> bool:
-        """True when at least one webhook secret is set."""
-        return bool(self._secrets)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The accepted webhook secrets."""
-        return self._secrets
+        if isinstance(secret, str):
+            secret = [secret]
+        super().__init__([s for s in secret if s], tolerance=tolerance, allowed_ips=allowed_ips)
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise :class:`Rejected` (400) unless ``X-Orb-Signature`` matches a configured secret
