@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
 from alerthooks.manager.api import (
@@ -42,7 +41,9 @@ from alerthooks.manager.api import (
     RemoteAlert,
     RemoteEndpoint,
     RetryPolicy,
-    TransientError,
+    http_client,
+    json_body,
+    send,
     with_retries,
 )
 from alerthooks.manager.spec import (
@@ -268,11 +269,11 @@ class OrbAPI:
         )
         self._retry = retry or RetryPolicy()
         base = (api_base or DEFAULT_API_BASE).rstrip("/")
-        self._client = httpx.AsyncClient(
-            base_url=f"{base}/v1",
+        self._client = http_client(
+            f"{base}/v1",
+            self._retry,
+            concurrency,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=self._retry.timeout,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
         self._limit = asyncio.Semaphore(concurrency)
 
@@ -440,37 +441,17 @@ class OrbAPI:
         headers = {IDEMPOTENCY_HEADER: key} if key else {}
 
         async def attempt(number: int) -> dict[str, Any]:
-            async with self._limit:
-                try:
-                    response = await self._client.request(
-                        method, path, params=params, json=json, headers=headers
-                    )
-                    await response.aread()
-                except httpx.TimeoutException:
-                    raise TransientError("timed out") from None
-                except httpx.TransportError as exc:
-                    raise TransientError(f"connection failed ({type(exc).__name__})") from None
+            response = await send(
+                self._client, self._limit, method, path, params=params, json=json, headers=headers
+            )
             status = response.status_code
-            if status == 429 or status >= 500:
-                raise TransientError(f"HTTP {status}", retry_after=_retry_after(response))
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
+            body = json_body(response)
             if status >= 400 or not isinstance(body, dict):
                 detail = body.get("detail") or body.get("title") if isinstance(body, dict) else None
                 raise ProviderError(f"orb: {what}: HTTP {status}: {detail or 'unexpected answer'}")
             return body
 
         return await with_retries(attempt, self._retry, f"orb: {what}")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _mode(value: str | None) -> Mode:
