@@ -50,6 +50,8 @@ from alerthooks.manager.spec import (
     ProviderCredentials,
     ProviderSpec,
     ProviderTable,
+    declared_mode,
+    declared_mode_problems,
     env_value,
 )
 from alerthooks.marker import KEY_PATTERN, mark, split_marker
@@ -476,16 +478,6 @@ def _id(obj: Any) -> str | None:
     return obj.get("id") if isinstance(obj, dict) else None
 
 
-def _mode(value: str | None) -> Mode:
-    return "test" if value == "test" else "live"
-
-
-def _mode_problems(value: str | None) -> list[str]:
-    if value in (None, "live", "test"):
-        return []
-    return [f"{MODE_ENV}: must be live or test, got {value!r}"]
-
-
 class MetronomeSpec(ProviderSpec[MetronomeConfig, MetronomeCredentials]):
     """Metronome as the manager knows it: the ``[metronome]`` table and ``METRONOME_API_KEY``
     (no webhook endpoints: Metronome's API has none)."""
@@ -501,11 +493,11 @@ class MetronomeSpec(ProviderSpec[MetronomeConfig, MetronomeCredentials]):
         problems = (
             [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([metronome] is configured)"]
         )
-        return problems + _mode_problems(credentials.mode)
+        return problems + declared_mode_problems(MODE_ENV, credentials.mode)
 
     def mode(self, credentials: MetronomeCredentials) -> Mode:
         """``ALERTHOOKS_METRONOME_MODE``, live unless it says ``test`` (a token does not say)."""
-        return _mode(credentials.mode)
+        return declared_mode(credentials.mode)
 
     def make_api(
         self,
@@ -520,7 +512,7 @@ class MetronomeSpec(ProviderSpec[MetronomeConfig, MetronomeCredentials]):
         return MetronomeAPI(
             credentials.api_key,
             table,
-            mode=_mode(credentials.mode),
+            mode=declared_mode(credentials.mode),
             api_base=credentials.api_base,
             concurrency=concurrency,
             retry=retry,

@@ -51,6 +51,8 @@ from alerthooks.manager.spec import (
     ProviderCredentials,
     ProviderSpec,
     ProviderTable,
+    declared_mode,
+    declared_mode_problems,
     env_value,
 )
 
@@ -454,16 +456,6 @@ class OrbAPI:
         return await with_retries(attempt, self._retry, f"orb: {what}")
 
 
-def _mode(value: str | None) -> Mode:
-    return "test" if value == "test" else "live"
-
-
-def _mode_problems(value: str | None) -> list[str]:
-    if value in (None, "live", "test"):
-        return []
-    return [f"{MODE_ENV}: must be live or test, got {value!r}"]
-
-
 class OrbSpec(ProviderSpec[OrbConfig, OrbCredentials]):
     """Orb as the manager knows it: the ``[orb]`` table and ``ORB_API_KEY`` (no webhook
     endpoints: Orb's API has none)."""
@@ -475,11 +467,11 @@ class OrbSpec(ProviderSpec[OrbConfig, OrbCredentials]):
     def check_credentials(self, credentials: OrbCredentials, table: OrbConfig) -> list[str]:
         """The API key is set, and the mode is ``live`` or ``test``."""
         problems = [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([orb] is configured)"]
-        return problems + _mode_problems(credentials.mode)
+        return problems + declared_mode_problems(MODE_ENV, credentials.mode)
 
     def mode(self, credentials: OrbCredentials) -> Mode:
         """``ALERTHOOKS_ORB_MODE``, live unless it says ``test`` (an Orb key does not say)."""
-        return _mode(credentials.mode)
+        return declared_mode(credentials.mode)
 
     def make_api(
         self,
@@ -494,7 +486,7 @@ class OrbSpec(ProviderSpec[OrbConfig, OrbCredentials]):
         return OrbAPI(
             credentials.api_key,
             list(table.alerts),
-            mode=_mode(credentials.mode),
+            mode=declared_mode(credentials.mode),
             api_base=credentials.api_base,
             concurrency=concurrency,
             retry=retry,
