@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, overload
 
 from pydantic import ValidationError
@@ -359,6 +359,31 @@ def decimal(
         return Decimal(value)
     kinds = "a number or a decimal string" if strings else "a number"
     raise NotAnAlert(f"{where}.{key} is not {kinds}")
+
+
+def lenient_decimal(obj: Mapping[str, Any], key: str, *, where: str) -> Decimal | None:
+    """``obj[key]`` as a Decimal when it is a finite JSON number or any decimal string (spaces
+    around it and exponents allowed, as Orb and Metronome send money); None when absent or
+    null; raise NotAnAlert otherwise. :func:`decimal` is the strict reader."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise NotAnAlert(f"{where}.{key} is not a number")
+    if isinstance(value, int):
+        return Decimal(value)
+    try:
+        if isinstance(value, float):
+            result = Decimal(repr(value))
+        elif isinstance(value, str) and value.isascii():
+            result = Decimal(value.strip())
+        else:
+            raise NotAnAlert(f"{where}.{key} is not a number")
+    except InvalidOperation:
+        raise NotAnAlert(f"{where}.{key} is not a number") from None
+    if not result.is_finite():
+        raise NotAnAlert(f"{where}.{key} is not a finite number")
+    return result
 
 
 _fromtimestamp = datetime.fromtimestamp

@@ -17,7 +17,6 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +30,7 @@ from alerthooks.providers.base import (
     Subject,
     build_event,
     clean_key,
+    lenient_decimal,
     mapping,
     text,
 )
@@ -171,30 +171,6 @@ def signature_headers(
     }
 
 
-def _decimal(obj: Mapping[str, Any], key: str, *, where: str) -> Decimal | None:
-    """``obj[key]`` as a Decimal when it is a finite JSON number (or a decimal string); None
-    when absent or null; NotAnAlert otherwise."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise NotAnAlert(f"{where}.{key} is not a number")
-    if isinstance(value, int):
-        return Decimal(value)
-    try:
-        if isinstance(value, float):
-            result = Decimal(repr(value))
-        elif isinstance(value, str) and value.isascii():
-            result = Decimal(value.strip())
-        else:
-            raise NotAnAlert(f"{where}.{key} is not a number")
-    except InvalidOperation:
-        raise NotAnAlert(f"{where}.{key} is not a number") from None
-    if not result.is_finite():
-        raise NotAnAlert(f"{where}.{key} is not a finite number")
-    return result
-
-
 def _livemode(payload: Mapping[str, Any], properties: Mapping[str, Any]) -> bool | None:
     environment = properties.get("environment_type", payload.get("environment_type"))
     return _ENVIRONMENTS.get(environment) if isinstance(environment, str) else None
@@ -218,10 +194,10 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         occurred_at = parse_date(text(properties, "timestamp", where="properties"))
     except ValueError:
         raise NotAnAlert("properties.timestamp is not an ISO-8601 timestamp") from None
-    threshold = _decimal(properties, "threshold", where="properties")
+    threshold = lenient_decimal(properties, "threshold", where="properties")
     value = None
     for key in _VALUE_KEYS:
-        value = _decimal(properties, key, where="properties")
+        value = lenient_decimal(properties, key, where="properties")
         if value is not None:
             break
     mode = "percentage" if kind.endswith("_percentage") else "absolute"

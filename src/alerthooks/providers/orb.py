@@ -14,7 +14,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from alerthooks.events import AlertEvent, EventType
@@ -24,6 +24,7 @@ from alerthooks.providers.base import (
     SecretProvider,
     build_event,
     clean_key,
+    lenient_decimal,
     mapping,
     text,
 )
@@ -143,30 +144,6 @@ def signature_headers(
     }
 
 
-def _decimal(obj: Mapping[str, Any], key: str, *, where: str) -> Decimal | None:
-    """``obj[key]`` as a Decimal: Orb sends quantities as JSON numbers and money as decimal
-    strings, either possibly null. Raise NotAnAlert for anything else or a non-finite value."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise NotAnAlert(f"{where}.{key} is not a number")
-    if isinstance(value, int):
-        return Decimal(value)
-    try:
-        if isinstance(value, float):
-            result = Decimal(repr(value))
-        elif isinstance(value, str) and value.isascii():
-            result = Decimal(value.strip())
-        else:
-            raise NotAnAlert(f"{where}.{key} is not a number")
-    except InvalidOperation:
-        raise NotAnAlert(f"{where}.{key} is not a number") from None
-    if not result.is_finite():
-        raise NotAnAlert(f"{where}.{key} is not a finite number")
-    return result
-
-
 def _nested_id(obj: Mapping[str, Any], key: str, *, where: str) -> str | None:
     """``obj[key]["id"]`` when ``obj[key]`` is an object; None when it is null or absent."""
     inner = obj.get(key)
@@ -185,7 +162,7 @@ def _only_threshold(alert: Mapping[str, Any]) -> Decimal | None:
     only = thresholds[0]
     if not isinstance(only, dict):
         raise NotAnAlert("alert_configuration.thresholds[0] is not an object")
-    return _decimal(only, "value", where="alert_configuration.thresholds[0]")
+    return lenient_decimal(only, "value", where="alert_configuration.thresholds[0]")
 
 
 def normalize(payload: Mapping[str, Any]) -> AlertEvent:
@@ -220,10 +197,12 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     if meter_id is None:
         meter_id = _nested_id(alert, "metric", where=where)
     threshold_key, value_key = _AMOUNTS[event_type]
-    threshold = _decimal(properties, threshold_key, where="properties") if threshold_key else None
+    threshold = (
+        lenient_decimal(properties, threshold_key, where="properties") if threshold_key else None
+    )
     if threshold is None:
         threshold = _only_threshold(alert)
-    value = _decimal(properties, value_key, where="properties") if value_key else None
+    value = lenient_decimal(properties, value_key, where="properties") if value_key else None
     currency = text(alert, "currency", where=where, required=False)
     pricing_unit = properties.get("pricing_unit")
     if currency is None and isinstance(pricing_unit, dict):
