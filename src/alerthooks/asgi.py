@@ -65,7 +65,7 @@ class _Disconnected(Exception):
     pass
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     """The request path relative to where this app is mounted."""
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
@@ -75,6 +75,18 @@ def _route_path(scope: Scope) -> str:
         if path[len(root_path)] == "/":
             return path[len(root_path) :]
     return path
+
+
+async def acknowledge_lifespan(receive: Receive, send: Send) -> None:
+    """Answer an ASGI lifespan for an app with nothing to start or stop (the health and metrics
+    apps, served alone)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 class ASGIApp:
@@ -149,7 +161,7 @@ class ASGIApp:
                 return
 
     async def _observed_http(self, scope: Scope, receive: Receive) -> Answer:
-        path = _route_path(scope)
+        path = route_path(scope)
         provider = self.routes.get(path.rstrip("/") if len(path) > 1 else path)
         if provider is None:
             return await self._http(scope, receive)
@@ -159,7 +171,7 @@ class ASGIApp:
         return result
 
     async def _http(self, scope: Scope, receive: Receive) -> Answer:
-        path = _route_path(scope)
+        path = route_path(scope)
         provider = self.routes.get(path.rstrip("/") if len(path) > 1 else path)
         if provider is None:
             return _NOT_FOUND

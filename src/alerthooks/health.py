@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
 
+from alerthooks.asgi import acknowledge_lifespan, route_path
 from alerthooks.store import redact_url
 
 if TYPE_CHECKING:
@@ -55,16 +56,11 @@ class HealthApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await acknowledge_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        path = _route_path(scope).rstrip("/")
+        path = route_path(scope).rstrip("/")
         headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
         if path not in ("/live", "/ready"):
             status, answer = 404, {"error": "not found"}
@@ -91,11 +87,3 @@ class HealthApp:
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
-
-
-def _route_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root) :]
-    return path

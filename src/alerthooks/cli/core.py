@@ -17,7 +17,7 @@ import os
 import sys
 import sysconfig
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -134,6 +134,22 @@ def console(**options: Any) -> Console:
 def is_terminal() -> bool:
     """Whether stdout is a terminal (tables instead of tab-separated rows)."""
     return sys.stdout.isatty()
+
+
+def print_rows(headers: Sequence[str], rows: Iterable[Sequence[str]], *, title: str) -> None:
+    """A rich table on a terminal, else a header line and tab-separated rows (tabs and line
+    breaks inside a cell become spaces)."""
+    if is_terminal():
+        from rich.table import Table
+
+        table = Table(*headers, title=title)
+        for row in rows:
+            table.add_row(*row)
+        console().print(table)
+    else:
+        click.echo("\t".join(headers))
+        for row in rows:
+            click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
 
 
 def can_prompt() -> bool:

@@ -244,17 +244,7 @@ def events(
     wanted = typing.cast("Status | None", status)
     found = run_store(store, lambda s: s.events(status=wanted, limit=limit))
     headers, rows = (_attempt_rows if history else _outcome_rows)(found, providers)
-    if core.is_terminal():
-        from rich.table import Table
-
-        table = Table(*headers, title=f"{len(found)} event(s)")
-        for row in rows:
-            table.add_row(*row)
-        core.console().print(table)
-    else:
-        click.echo("\t".join(headers))
-        for row in rows:
-            click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+    core.print_rows(headers, rows, title=f"{len(found)} event(s)")
 
 
 _Rows = tuple[tuple[str, ...], list[tuple[str, ...]]]

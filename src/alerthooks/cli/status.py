@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 
 import click
 
@@ -30,22 +30,6 @@ def state_row(found: AlertState) -> tuple[str, ...]:
         _when(found.since),
         found.event_id,
     )
-
-
-def print_rows(headers: Sequence[str], rows: Iterable[Sequence[str]], *, title: str) -> None:
-    """A rich table on a terminal, else a header line and tab-separated rows (tabs and line
-    breaks inside a cell become spaces)."""
-    if core.is_terminal():
-        from rich.table import Table
-
-        table = Table(*headers, title=title)
-        for row in rows:
-            table.add_row(*row)
-        core.console().print(table)
-    else:
-        click.echo("\t".join(headers))
-        for row in rows:
-            click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
 
 
 @cli.command()
@@ -90,7 +74,7 @@ def status(
         known = ", ".join(sorted(providers))
         fail(f"--provider: no provider named {provider!r} (known: {known})")
     shown = [s for s in found if s.state == "in_alarm"] if in_alarm else found
-    print_rows(HEADERS, (state_row(s) for s in shown), title=f"{len(shown)} alert state(s)")
+    core.print_rows(HEADERS, (state_row(s) for s in shown), title=f"{len(shown)} alert state(s)")
     if reconcile:
         from alerthooks.cli.catchup import report_drifts
 

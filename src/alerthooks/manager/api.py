@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
+import httpx
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -60,6 +62,57 @@ async def with_retries(call: Callable[[int], Awaitable[T]], policy: RetryPolicy,
             logger.warning("%s: %s; retrying in %.2fs", what, exc, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def http_client(
+    base_url: str, retry: RetryPolicy, concurrency: int, **options: Any
+) -> httpx.AsyncClient:
+    """The one ``httpx.AsyncClient`` a provider module shares for ``base_url``: ``retry``'s
+    timeout per request, keep-alive for ``concurrency`` connections; ``options`` (headers,
+    auth) go to httpx."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=retry.timeout,
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        **options,
+    )
+
+
+async def send(
+    client: httpx.AsyncClient, limit: asyncio.Semaphore, method: str, path: str, **options: Any
+) -> httpx.Response:
+    """One request under ``limit``, read whole; a timeout, a reset, a 429 or a 5xx raises
+    :class:`TransientError` (with the answer's ``Retry-After``), for :func:`with_retries`.
+    ``options`` go to ``httpx.AsyncClient.request``."""
+    async with limit:
+        try:
+            response = await client.request(method, path, **options)
+            await response.aread()
+        except httpx.TimeoutException:
+            raise TransientError("timed out") from None
+        except httpx.TransportError as exc:
+            raise TransientError(f"connection failed ({type(exc).__name__})") from None
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise TransientError(f"HTTP {status}", retry_after=retry_after(response))
+    return response
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The answer's JSON, or None when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The answer's ``Retry-After`` in seconds, or None when it has none in seconds."""
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

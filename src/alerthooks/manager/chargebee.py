@@ -30,7 +30,9 @@ from alerthooks.manager.api import (
     RemoteAlert,
     RemoteEndpoint,
     RetryPolicy,
-    TransientError,
+    http_client,
+    json_body,
+    send,
     with_retries,
 )
 from alerthooks.manager.spec import (
@@ -217,11 +219,11 @@ class ChargebeeAPI:
         self._retry = retry or RetryPolicy()
         self._webhook_auth = webhook_auth
         base = (api_base or f"https://{site}.chargebee.com").rstrip("/")
-        self._client = httpx.AsyncClient(
-            base_url=f"{base}/api/v2",
+        self._client = http_client(
+            f"{base}/api/v2",
+            self._retry,
+            concurrency,
             auth=httpx.BasicAuth(api_key, ""),
-            timeout=self._retry.timeout,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             headers={"Accept": "application/json"},
         )
         self._limit = asyncio.Semaphore(concurrency)
@@ -475,29 +477,19 @@ class ChargebeeAPI:
         content = form_encode(data) if data is not None else None
 
         async def attempt(number: int) -> dict[str, Any]:
-            async with self._limit:
-                try:
-                    response = await self._client.request(
-                        method,
-                        path,
-                        params=params,
-                        data=dict(content) if content else None,
-                        headers=headers,
-                    )
-                    await response.aread()
-                except httpx.TimeoutException:
-                    raise TransientError("timed out") from None
-                except httpx.TransportError as exc:
-                    raise TransientError(f"connection failed ({type(exc).__name__})") from None
+            response = await send(
+                self._client,
+                self._limit,
+                method,
+                path,
+                params=params,
+                data=dict(content) if content else None,
+                headers=headers,
+            )
             status = response.status_code
-            if status == 429 or status >= 500:
-                raise TransientError(f"HTTP {status}", retry_after=_retry_after(response))
             if status == 404 and missing_ok:
                 return {}
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
+            body = json_body(response)
             if status >= 400 or not isinstance(body, dict):
                 message = body.get("message") if isinstance(body, dict) else None
                 raise ProviderError(
@@ -508,14 +500,6 @@ class ChargebeeAPI:
             return body
 
         return await with_retries(attempt, self._retry, f"chargebee: {what}")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class ChargebeeSpec(ProviderSpec[ChargebeeConfig, ChargebeeCredentials]):

@@ -30,7 +30,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import httpx
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from alerthooks.manager.api import (
@@ -41,7 +40,9 @@ from alerthooks.manager.api import (
     RemoteAlert,
     RemoteEndpoint,
     RetryPolicy,
-    TransientError,
+    http_client,
+    json_body,
+    send,
     with_retries,
 )
 from alerthooks.manager.spec import (
@@ -49,6 +50,8 @@ from alerthooks.manager.spec import (
     ProviderCredentials,
     ProviderSpec,
     ProviderTable,
+    declared_mode,
+    declared_mode_problems,
     env_value,
 )
 from alerthooks.marker import KEY_PATTERN, mark, split_marker
@@ -244,11 +247,11 @@ class MetronomeAPI:
         self._customers = sorted(customers)
         self._retry = retry or RetryPolicy()
         base = (api_base or DEFAULT_API_BASE).rstrip("/")
-        self._client = httpx.AsyncClient(
-            base_url=base,
+        self._client = http_client(
+            base,
+            self._retry,
+            concurrency,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=self._retry.timeout,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
         self._limit = asyncio.Semaphore(concurrency)
 
@@ -454,23 +457,11 @@ class MetronomeAPI:
         ``conflict_ok`` a 409 answers ``{"_conflict": True, "message": ...}``."""
 
         async def attempt(number: int) -> dict[str, Any]:
-            async with self._limit:
-                try:
-                    response = await self._client.request(method, path, params=params, json=json)
-                    await response.aread()
-                except httpx.TimeoutException:
-                    raise TransientError("timed out") from None
-                except httpx.TransportError as exc:
-                    raise TransientError(f"connection failed ({type(exc).__name__})") from None
+            response = await send(self._client, self._limit, method, path, params=params, json=json)
             status = response.status_code
-            if status == 429 or status >= 500:
-                raise TransientError(f"HTTP {status}", retry_after=_retry_after(response))
             if status == 404 and missing_ok:
                 return {}
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
+            body = json_body(response)
             message = body.get("message") if isinstance(body, dict) else None
             if status == 409 and conflict_ok:
                 return {"_conflict": True, "message": message}
@@ -485,24 +476,6 @@ class MetronomeAPI:
 
 def _id(obj: Any) -> str | None:
     return obj.get("id") if isinstance(obj, dict) else None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _mode(value: str | None) -> Mode:
-    return "test" if value == "test" else "live"
-
-
-def _mode_problems(value: str | None) -> list[str]:
-    if value in (None, "live", "test"):
-        return []
-    return [f"{MODE_ENV}: must be live or test, got {value!r}"]
 
 
 class MetronomeSpec(ProviderSpec[MetronomeConfig, MetronomeCredentials]):
@@ -520,11 +493,11 @@ class MetronomeSpec(ProviderSpec[MetronomeConfig, MetronomeCredentials]):
         problems = (
             [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([metronome] is configured)"]
         )
-        return problems + _mode_problems(credentials.mode)
+        return problems + declared_mode_problems(MODE_ENV, credentials.mode)
 
     def mode(self, credentials: MetronomeCredentials) -> Mode:
         """``ALERTHOOKS_METRONOME_MODE``, live unless it says ``test`` (a token does not say)."""
-        return _mode(credentials.mode)
+        return declared_mode(credentials.mode)
 
     def make_api(
         self,
@@ -539,7 +512,7 @@ class MetronomeSpec(ProviderSpec[MetronomeConfig, MetronomeCredentials]):
         return MetronomeAPI(
             credentials.api_key,
             table,
-            mode=_mode(credentials.mode),
+            mode=declared_mode(credentials.mode),
             api_base=credentials.api_base,
             concurrency=concurrency,
             retry=retry,

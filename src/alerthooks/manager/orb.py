@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
 from alerthooks.manager.api import (
@@ -42,7 +41,9 @@ from alerthooks.manager.api import (
     RemoteAlert,
     RemoteEndpoint,
     RetryPolicy,
-    TransientError,
+    http_client,
+    json_body,
+    send,
     with_retries,
 )
 from alerthooks.manager.spec import (
@@ -50,6 +51,8 @@ from alerthooks.manager.spec import (
     ProviderCredentials,
     ProviderSpec,
     ProviderTable,
+    declared_mode,
+    declared_mode_problems,
     env_value,
 )
 
@@ -268,11 +271,11 @@ class OrbAPI:
         )
         self._retry = retry or RetryPolicy()
         base = (api_base or DEFAULT_API_BASE).rstrip("/")
-        self._client = httpx.AsyncClient(
-            base_url=f"{base}/v1",
+        self._client = http_client(
+            f"{base}/v1",
+            self._retry,
+            concurrency,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=self._retry.timeout,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
         self._limit = asyncio.Semaphore(concurrency)
 
@@ -440,47 +443,17 @@ class OrbAPI:
         headers = {IDEMPOTENCY_HEADER: key} if key else {}
 
         async def attempt(number: int) -> dict[str, Any]:
-            async with self._limit:
-                try:
-                    response = await self._client.request(
-                        method, path, params=params, json=json, headers=headers
-                    )
-                    await response.aread()
-                except httpx.TimeoutException:
-                    raise TransientError("timed out") from None
-                except httpx.TransportError as exc:
-                    raise TransientError(f"connection failed ({type(exc).__name__})") from None
+            response = await send(
+                self._client, self._limit, method, path, params=params, json=json, headers=headers
+            )
             status = response.status_code
-            if status == 429 or status >= 500:
-                raise TransientError(f"HTTP {status}", retry_after=_retry_after(response))
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
+            body = json_body(response)
             if status >= 400 or not isinstance(body, dict):
                 detail = body.get("detail") or body.get("title") if isinstance(body, dict) else None
                 raise ProviderError(f"orb: {what}: HTTP {status}: {detail or 'unexpected answer'}")
             return body
 
         return await with_retries(attempt, self._retry, f"orb: {what}")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _mode(value: str | None) -> Mode:
-    return "test" if value == "test" else "live"
-
-
-def _mode_problems(value: str | None) -> list[str]:
-    if value in (None, "live", "test"):
-        return []
-    return [f"{MODE_ENV}: must be live or test, got {value!r}"]
 
 
 class OrbSpec(ProviderSpec[OrbConfig, OrbCredentials]):
@@ -494,11 +467,11 @@ class OrbSpec(ProviderSpec[OrbConfig, OrbCredentials]):
     def check_credentials(self, credentials: OrbCredentials, table: OrbConfig) -> list[str]:
         """The API key is set, and the mode is ``live`` or ``test``."""
         problems = [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([orb] is configured)"]
-        return problems + _mode_problems(credentials.mode)
+        return problems + declared_mode_problems(MODE_ENV, credentials.mode)
 
     def mode(self, credentials: OrbCredentials) -> Mode:
         """``ALERTHOOKS_ORB_MODE``, live unless it says ``test`` (an Orb key does not say)."""
-        return _mode(credentials.mode)
+        return declared_mode(credentials.mode)
 
     def make_api(
         self,
@@ -513,7 +486,7 @@ class OrbSpec(ProviderSpec[OrbConfig, OrbCredentials]):
         return OrbAPI(
             credentials.api_key,
             list(table.alerts),
-            mode=_mode(credentials.mode),
+            mode=declared_mode(credentials.mode),
             api_base=credentials.api_base,
             concurrency=concurrency,
             retry=retry,

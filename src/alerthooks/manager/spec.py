@@ -108,6 +108,19 @@ def env_value(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
 
+def declared_mode(value: str | None) -> Mode:
+    """The mode an env variable declares, for credentials that do not say: ``test`` when it
+    says so, else ``live``."""
+    return "test" if value == "test" else "live"
+
+
+def declared_mode_problems(env: str, value: str | None) -> list[str]:
+    """One line naming ``env`` when it is set to other than ``live`` or ``test``."""
+    if value in (None, "live", "test"):
+        return []
+    return [f"{env}: must be live or test, got {value!r}"]
+
+
 TableT = TypeVar("TableT", bound=ProviderTable)
 CredentialsT = TypeVar("CredentialsT", bound=ProviderCredentials)
 

@@ -4,17 +4,18 @@ normalizer uses."""
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
-from typing import Any, Literal, Protocol, TypeVar, overload
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, overload
 
 from pydantic import ValidationError
 
 from alerthooks.events import AlertEvent, EventType, ThresholdMode
-from alerthooks.sources import Network
+from alerthooks.sources import Network, Networks, networks_from_env, parse_networks
 
 
 class Rejected(Exception):
@@ -203,6 +204,78 @@ class Provider:
 
 P = TypeVar("P", bound=Provider)
 
+DEFAULT_TOLERANCE = 300
+"""How old (or, for some providers, how far either way from now) a signature's date may be, in
+seconds, unless a provider is given another."""
+
+
+class SecretProvider(Provider):
+    """A provider whose deliveries are signed with one or more shared secrets (the first signs
+    test deliveries; the others are accepted too, for rotation), dated within a tolerance, and
+    optionally restricted to source networks.
+
+    A subclass sets :attr:`secret_env` and passes its secrets, already read as it reads them,
+    to this constructor.
+    """
+
+    secret_env: ClassVar[str] = ""
+    """The env variable :meth:`from_env` reads the secrets from (comma-separated to rotate)."""
+
+    tolerance_error: ClassVar[str] = (
+        "{name} tolerance must be a positive number of seconds, got {tolerance!r}"
+    )
+    """The ``ValueError`` message for a tolerance that is not a positive int."""
+
+    def __init__(
+        self,
+        secrets: Sequence[str] = (),
+        *,
+        tolerance: int = DEFAULT_TOLERANCE,
+        allowed_ips: Networks | None = None,
+    ) -> None:
+        self._secrets = tuple(secrets)
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
+            raise ValueError(self.tolerance_error.format(name=self.name, tolerance=tolerance))
+        self.tolerance = tolerance
+        self.allowed_ips = (
+            None
+            if allowed_ips is None
+            else parse_networks(allowed_ips, setting=f"{self.name}_allowed_ips")
+        )
+
+    @classmethod
+    def from_env(cls: type[S], *, tolerance: int = DEFAULT_TOLERANCE) -> S:
+        """Secrets from env :attr:`secret_env` (comma-separated to rotate), the allowlist from
+        ``ALERTHOOKS_{NAME}_ALLOWED_IPS``."""
+        raw = os.environ.get(cls.secret_env, "")
+        provider = cls([s.strip() for s in raw.split(",")], tolerance=tolerance)
+        provider.allowed_ips = networks_from_env(cls.name)
+        return provider
+
+    @classmethod
+    def from_secret(cls: type[S], secret: str) -> S:
+        """A provider that signs and verifies with this one secret."""
+        return cls([secret])
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(secrets=<{len(self._secrets)} hidden>, "
+            f"tolerance={self.tolerance})"
+        )
+
+    @property
+    def configured(self) -> bool:
+        """True when at least one secret is set."""
+        return bool(self._secrets)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The accepted secrets."""
+        return self._secrets
+
+
+S = TypeVar("S", bound=SecretProvider)
+
 
 @overload
 def text(obj: Mapping[str, Any], key: str, *, where: str, required: Literal[True] = ...) -> str: ...
@@ -286,6 +359,31 @@ def decimal(
         return Decimal(value)
     kinds = "a number or a decimal string" if strings else "a number"
     raise NotAnAlert(f"{where}.{key} is not {kinds}")
+
+
+def lenient_decimal(obj: Mapping[str, Any], key: str, *, where: str) -> Decimal | None:
+    """``obj[key]`` as a Decimal when it is a finite JSON number or any decimal string (spaces
+    around it and exponents allowed, as Orb and Metronome send money); None when absent or
+    null; raise NotAnAlert otherwise. :func:`decimal` is the strict reader."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise NotAnAlert(f"{where}.{key} is not a number")
+    if isinstance(value, int):
+        return Decimal(value)
+    try:
+        if isinstance(value, float):
+            result = Decimal(repr(value))
+        elif isinstance(value, str) and value.isascii():
+            result = Decimal(value.strip())
+        else:
+            raise NotAnAlert(f"{where}.{key} is not a number")
+    except InvalidOperation:
+        raise NotAnAlert(f"{where}.{key} is not a number") from None
+    if not result.is_finite():
+        raise NotAnAlert(f"{where}.{key} is not a finite number")
+    return result
 
 
 _fromtimestamp = datetime.fromtimestamp

@@ -17,7 +17,6 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,16 +24,17 @@ from alerthooks.events import AlertEvent, EventType
 from alerthooks.providers.base import (
     MissingCredentials,
     NotAnAlert,
-    Provider,
     Rejected,
     RemoteStatus,
+    SecretProvider,
     Subject,
     build_event,
     clean_key,
+    lenient_decimal,
     mapping,
     text,
 )
-from alerthooks.sources import Networks, networks_from_env, parse_networks
+from alerthooks.sources import Networks
 
 if TYPE_CHECKING:
     from alerthooks.manager.metronome import MetronomeAPI
@@ -171,30 +171,6 @@ def signature_headers(
     }
 
 
-def _decimal(obj: Mapping[str, Any], key: str, *, where: str) -> Decimal | None:
-    """``obj[key]`` as a Decimal when it is a finite JSON number (or a decimal string); None
-    when absent or null; NotAnAlert otherwise."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise NotAnAlert(f"{where}.{key} is not a number")
-    if isinstance(value, int):
-        return Decimal(value)
-    try:
-        if isinstance(value, float):
-            result = Decimal(repr(value))
-        elif isinstance(value, str) and value.isascii():
-            result = Decimal(value.strip())
-        else:
-            raise NotAnAlert(f"{where}.{key} is not a number")
-    except InvalidOperation:
-        raise NotAnAlert(f"{where}.{key} is not a number") from None
-    if not result.is_finite():
-        raise NotAnAlert(f"{where}.{key} is not a finite number")
-    return result
-
-
 def _livemode(payload: Mapping[str, Any], properties: Mapping[str, Any]) -> bool | None:
     environment = properties.get("environment_type", payload.get("environment_type"))
     return _ENVIRONMENTS.get(environment) if isinstance(environment, str) else None
@@ -218,10 +194,10 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         occurred_at = parse_date(text(properties, "timestamp", where="properties"))
     except ValueError:
         raise NotAnAlert("properties.timestamp is not an ISO-8601 timestamp") from None
-    threshold = _decimal(properties, "threshold", where="properties")
+    threshold = lenient_decimal(properties, "threshold", where="properties")
     value = None
     for key in _VALUE_KEYS:
-        value = _decimal(properties, key, where="properties")
+        value = lenient_decimal(properties, key, where="properties")
         if value is not None:
             break
     mode = "percentage" if kind.endswith("_percentage") else "absolute"
@@ -246,13 +222,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     )
 
 
-def _secrets(secret: str | Sequence[str]) -> tuple[str, ...]:
-    if isinstance(secret, str):
-        secret = [secret]
-    return tuple(s for s in secret if s)
-
-
-class Metronome(Provider):
+class Metronome(SecretProvider):
     """Metronome deliveries, verified with one or more webhook secrets (the first signs test
     deliveries; the others are accepted too, for rotation).
 
@@ -262,7 +232,7 @@ class Metronome(Provider):
     """
 
     name = "metronome"
-    env_hint = SECRET_ENV
+    env_hint = secret_env = SECRET_ENV
     alert_types: frozenset[str] = ALERT_EVENT_TYPES
 
     def __init__(
@@ -272,44 +242,9 @@ class Metronome(Provider):
         tolerance: int = DEFAULT_TOLERANCE,
         allowed_ips: Networks | None = None,
     ) -> None:
-        self._secrets = _secrets(secret)
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
-            raise ValueError(
-                f"metronome tolerance must be a positive number of seconds, got {tolerance!r}"
-            )
-        self.tolerance = tolerance
-        self.allowed_ips = (
-            None
-            if allowed_ips is None
-            else parse_networks(allowed_ips, setting=f"{self.name}_allowed_ips")
-        )
-
-    @classmethod
-    def from_env(cls, *, tolerance: int = DEFAULT_TOLERANCE) -> Metronome:
-        """Secrets from env ``METRONOME_WEBHOOK_SECRET`` (comma-separated to rotate), the
-        allowlist from ``ALERTHOOKS_METRONOME_ALLOWED_IPS``."""
-        raw = os.environ.get(SECRET_ENV, "")
-        provider = cls([s.strip() for s in raw.split(",")], tolerance=tolerance)
-        provider.allowed_ips = networks_from_env(cls.name)
-        return provider
-
-    @classmethod
-    def from_secret(cls, secret: str) -> Metronome:
-        """A provider that signs and verifies with this one webhook secret."""
-        return cls(secret)
-
-    def __repr__(self) -> str:
-        return f"Metronome(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
-
-    @property
-    def configured(self) -> bool:
-        """True when at least one webhook secret is set."""
-        return bool(self._secrets)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The accepted webhook secrets."""
-        return self._secrets
+        if isinstance(secret, str):
+            secret = [secret]
+        super().__init__([s for s in secret if s], tolerance=tolerance, allowed_ips=allowed_ips)
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise :class:`Rejected` (400) unless ``Metronome-Webhook-Signature`` matches a

@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from alerthooks.events import AlertEvent, EventType
 from alerthooks.providers.base import (
     NotAnAlert,
-    Provider,
     Rejected,
+    SecretProvider,
     build_event,
     clean_key,
+    lenient_decimal,
     mapping,
     text,
 )
-from alerthooks.sources import Networks, networks_from_env, parse_networks
+from alerthooks.sources import Networks
 
 TIMESTAMP_HEADER = "x-orb-timestamp"
 SIGNATURE_HEADER = "x-orb-signature"
@@ -144,30 +144,6 @@ def signature_headers(
     }
 
 
-def _decimal(obj: Mapping[str, Any], key: str, *, where: str) -> Decimal | None:
-    """``obj[key]`` as a Decimal: Orb sends quantities as JSON numbers and money as decimal
-    strings, either possibly null. Raise NotAnAlert for anything else or a non-finite value."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise NotAnAlert(f"{where}.{key} is not a number")
-    if isinstance(value, int):
-        return Decimal(value)
-    try:
-        if isinstance(value, float):
-            result = Decimal(repr(value))
-        elif isinstance(value, str) and value.isascii():
-            result = Decimal(value.strip())
-        else:
-            raise NotAnAlert(f"{where}.{key} is not a number")
-    except InvalidOperation:
-        raise NotAnAlert(f"{where}.{key} is not a number") from None
-    if not result.is_finite():
-        raise NotAnAlert(f"{where}.{key} is not a finite number")
-    return result
-
-
 def _nested_id(obj: Mapping[str, Any], key: str, *, where: str) -> str | None:
     """``obj[key]["id"]`` when ``obj[key]`` is an object; None when it is null or absent."""
     inner = obj.get(key)
@@ -186,7 +162,7 @@ def _only_threshold(alert: Mapping[str, Any]) -> Decimal | None:
     only = thresholds[0]
     if not isinstance(only, dict):
         raise NotAnAlert("alert_configuration.thresholds[0] is not an object")
-    return _decimal(only, "value", where="alert_configuration.thresholds[0]")
+    return lenient_decimal(only, "value", where="alert_configuration.thresholds[0]")
 
 
 def normalize(payload: Mapping[str, Any]) -> AlertEvent:
@@ -221,10 +197,12 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     if meter_id is None:
         meter_id = _nested_id(alert, "metric", where=where)
     threshold_key, value_key = _AMOUNTS[event_type]
-    threshold = _decimal(properties, threshold_key, where="properties") if threshold_key else None
+    threshold = (
+        lenient_decimal(properties, threshold_key, where="properties") if threshold_key else None
+    )
     if threshold is None:
         threshold = _only_threshold(alert)
-    value = _decimal(properties, value_key, where="properties") if value_key else None
+    value = lenient_decimal(properties, value_key, where="properties") if value_key else None
     currency = text(alert, "currency", where=where, required=False)
     pricing_unit = properties.get("pricing_unit")
     if currency is None and isinstance(pricing_unit, dict):
@@ -250,13 +228,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     )
 
 
-def _secrets(secret: str | Sequence[str]) -> tuple[str, ...]:
-    if isinstance(secret, str):
-        secret = [secret]
-    return tuple(s for s in secret if s)
-
-
-class Orb(Provider):
+class Orb(SecretProvider):
     """Orb deliveries, verified with one or more webhook secrets (the first signs test
     deliveries; the others are accepted too, for rotation).
 
@@ -266,7 +238,7 @@ class Orb(Provider):
     """
 
     name = "orb"
-    env_hint = SECRET_ENV
+    env_hint = secret_env = SECRET_ENV
     alert_types = frozenset(ALERT_EVENT_TYPES)
 
     def __init__(
@@ -276,44 +248,9 @@ class Orb(Provider):
         tolerance: int = DEFAULT_TOLERANCE,
         allowed_ips: Networks | None = None,
     ) -> None:
-        self._secrets = _secrets(secret)
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
-            raise ValueError(
-                f"orb tolerance must be a positive number of seconds, got {tolerance!r}"
-            )
-        self.tolerance = tolerance
-        self.allowed_ips = (
-            None
-            if allowed_ips is None
-            else parse_networks(allowed_ips, setting=f"{self.name}_allowed_ips")
-        )
-
-    @classmethod
-    def from_env(cls, *, tolerance: int = DEFAULT_TOLERANCE) -> Orb:
-        """Secrets from env ``ORB_WEBHOOK_SECRET`` (comma-separated to rotate), the allowlist
-        from ``ALERTHOOKS_ORB_ALLOWED_IPS``."""
-        raw = os.environ.get(SECRET_ENV, "")
-        provider = cls([s.strip() for s in raw.split(",")], tolerance=tolerance)
-        provider.allowed_ips = networks_from_env(cls.name)
-        return provider
-
-    @classmethod
-    def from_secret(cls, secret: str) -> Orb:
-        """A provider that signs and verifies with this one webhook secret."""
-        return cls(secret)
-
-    def __repr__(self) -> str:
-        return f"Orb(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
-
-    @property
-    def configured(self) -> bool:
-        """True when at least one webhook secret is set."""
-        return bool(self._secrets)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The accepted webhook secrets."""
-        return self._secrets
+        if isinstance(secret, str):
+            secret = [secret]
+        super().__init__([s for s in secret if s], tolerance=tolerance, allowed_ips=allowed_ips)
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise :class:`Rejected` (400) unless ``X-Orb-Signature`` matches a configured secret

@@ -17,8 +17,8 @@ from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
     MissingCredentials,
     NotAnAlert,
-    Provider,
     Rejected,
+    SecretProvider,
     checked_event,
     clean_key,
     decimal,
@@ -26,7 +26,7 @@ from alerthooks.providers.base import (
     text,
     timestamp,
 )
-from alerthooks.sources import Networks, networks_from_env, parse_networks
+from alerthooks.sources import Networks
 
 if TYPE_CHECKING:
     from alerthooks.manager.stripe import StripeAPI
@@ -203,18 +203,22 @@ def _filter_customer(alert: Mapping[str, Any], config: Mapping[str, Any], where:
     return _id_of(scope, "customer", where="alert.filter", required=False)
 
 
-class Stripe(Provider):
+class Stripe(SecretProvider):
     """Stripe deliveries, verified with one or more webhook signing secrets (the first signs
     test deliveries; the others are accepted too, for rotation).
 
-    ``tolerance`` is how old (in seconds) a signature may be; it must be positive, as the
-    Stripe SDK takes 0 to mean "no check". ``allowed_ips`` restricts the source networks (see
-    :mod:`alerthooks.sources`).
+    ``secrets`` may be one comma-separated string. ``tolerance`` is how old (in seconds) a
+    signature may be; it must be positive, as the Stripe SDK takes 0 to mean "no check".
+    ``allowed_ips`` restricts the source networks (see :mod:`alerthooks.sources`).
     """
 
     name = "stripe"
-    env_hint = SECRET_ENV
+    env_hint = secret_env = SECRET_ENV
     alert_types = frozenset({ALERT_EVENT_TYPE})
+    tolerance_error = (
+        "stripe_tolerance must be a positive number of seconds, got {tolerance!r} "
+        "(the Stripe SDK takes 0 to mean no staleness check)"
+    )
 
     def __init__(
         self,
@@ -225,26 +229,11 @@ class Stripe(Provider):
     ) -> None:
         if isinstance(secrets, str):
             secrets = secrets.split(",")
-        self._secrets = tuple(s.strip() for s in secrets if s and s.strip())
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
-            raise ValueError(
-                f"stripe_tolerance must be a positive number of seconds, got {tolerance!r} "
-                "(the Stripe SDK takes 0 to mean no staleness check)"
-            )
-        self.tolerance = tolerance
-        self.allowed_ips = (
-            None
-            if allowed_ips is None
-            else parse_networks(allowed_ips, setting=f"{self.name}_allowed_ips")
+        super().__init__(
+            [s.strip() for s in secrets if s and s.strip()],
+            tolerance=tolerance,
+            allowed_ips=allowed_ips,
         )
-
-    @classmethod
-    def from_env(cls, *, tolerance: int = DEFAULT_TOLERANCE) -> Stripe:
-        """Secrets from env ``STRIPE_WEBHOOK_SECRET`` (comma-separated to rotate), the
-        allowlist from ``ALERTHOOKS_STRIPE_ALLOWED_IPS``."""
-        provider = cls(os.environ.get(SECRET_ENV, ""), tolerance=tolerance)
-        provider.allowed_ips = networks_from_env(cls.name)
-        return provider
 
     @classmethod
     def from_secret(cls, secret: str) -> Stripe:
@@ -256,20 +245,7 @@ class Stripe(Provider):
             raise ValueError(
                 "a Stripe signing secret (whsec_…) has no ':' or ','; USER:PASS is Chargebee's form"
             )
-        return cls([secret])
-
-    def __repr__(self) -> str:
-        return f"Stripe(secrets=<{len(self._secrets)} hidden>, tolerance={self.tolerance})"
-
-    @property
-    def configured(self) -> bool:
-        """True when at least one signing secret is set."""
-        return bool(self._secrets)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The accepted signing secrets."""
-        return self._secrets
+        return super().from_secret(secret)
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise :class:`Rejected` unless ``Stripe-Signature`` matches a configured secret."""

@@ -22,6 +22,7 @@ from alerthooks.testing.samples import (
     default_sample,
     load_sample,
     register_sample,
+    register_samples,
     sample_names,
 )
 from alerthooks.testing.signing import chargebee_auth_headers, stripe_signature_header
@@ -46,6 +47,7 @@ __all__ = [
     "metronome_event",
     "orb_event",
     "register_sample",
+    "register_samples",
     "sample_names",
     "stripe_alert_triggered",
     "stripe_customer_created",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
-from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -15,7 +14,7 @@ from starlette.routing import Route
 
 from alerthooks.manager.metronome import API_BASE_ENV, API_KEY_ENV, MODE_ENV
 from alerthooks.testing.fakeserver import FakeAPI, Result, as_int, register_fake
-from alerthooks.testing.samples import load_sample, merge_overrides, register_sample
+from alerthooks.testing.samples import load_sample, merge_overrides, register_samples
 
 
 def metronome_event(
@@ -47,21 +46,14 @@ _SAMPLES = {
 }
 
 
-def _register() -> None:
-    for name, what in _SAMPLES.items():
-        default = name == "metronome_usage_threshold_reached"
-        register_sample(
-            name,
-            provider="metronome",
-            file=f"{name}.json",
-            build=partial(metronome_event, name),
-            doc=f"A fresh Metronome {what} event.",
-            default=default,
-            fixture="metronome_alert" if default else None,
-        )
-
-
-_register()
+register_samples(
+    "metronome",
+    "Metronome",
+    _SAMPLES,
+    metronome_event,
+    default="metronome_usage_threshold_reached",
+    fixture="metronome_alert",
+)
 
 #: Metronome's id of the USD (cents) credit type, the default one.
 USD_CREDIT_TYPE = {"id": "2714e483-4ff1-48e4-9e25-ac732e8f24f2", "name": "USD (cents)"}

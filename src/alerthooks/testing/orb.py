@@ -22,7 +22,7 @@ from alerthooks.manager.orb import (
     SUBSCRIPTION_TYPES,
 )
 from alerthooks.testing.fakeserver import FakeAPI, Result, as_int, register_fake
-from alerthooks.testing.samples import load_sample, merge_overrides, register_sample
+from alerthooks.testing.samples import load_sample, merge_overrides, register_samples
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -59,21 +59,14 @@ _SAMPLES = {
 }
 
 
-def _register() -> None:
-    for name, what in _SAMPLES.items():
-        default = name == "orb_subscription_usage_exceeded"
-        register_sample(
-            name,
-            provider="orb",
-            file=f"{name}.json",
-            build=partial(orb_event, name),
-            doc=f"A fresh Orb {what} event.",
-            default=default,
-            fixture="orb_alert" if default else None,
-        )
-
-
-_register()
+register_samples(
+    "orb",
+    "Orb",
+    _SAMPLES,
+    orb_event,
+    default="orb_subscription_usage_exceeded",
+    fixture="orb_alert",
+)
 
 
 def _now() -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,31 @@ def register_sample(
     sample = Sample(name, provider, path, build, doc, default, fixture)
     _REGISTRY[name] = sample
     return sample
+
+
+def register_samples(
+    provider: str,
+    label: str,
+    samples: Mapping[str, str],
+    build: Callable[..., dict[str, Any]],
+    *,
+    default: str,
+    fixture: str,
+) -> None:
+    """Register a family of samples that one builder makes from the sample's name: each
+    ``name: what`` of ``samples`` is ``<name>.json``, built by ``build(name)`` and documented
+    "A fresh ``label`` ``what`` event."; ``default`` is the provider's default sample, given by
+    the pytest fixture ``fixture``."""
+    for name, what in samples.items():
+        register_sample(
+            name,
+            provider=provider,
+            file=f"{name}.json",
+            build=partial(build, name),
+            doc=f"A fresh {label} {what} event.",
+            default=name == default,
+            fixture=fixture if name == default else None,
+        )
 
 
 def samples(provider: str | None = None) -> list[Sample]:
