@@ -73,3 +73,57 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# No test reaches the internet: in this process, a connection or a name lookup for anything but
+# loopback fails at once, as it would offline, and the session fails naming the host. (Servers
+# the tests start as subprocesses are pointed at loopback fakes by their env.)
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""}
+_OFF_LOOPBACK: list[str] = []
+
+
+def _is_loopback(host: object) -> bool:
+    if host is None:
+        return True
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    return name in _LOOPBACK_NAMES or name.startswith("127.")
+
+
+def _guard(address: object) -> None:
+    if isinstance(address, tuple) and address and not _is_loopback(address[0]):
+        _OFF_LOOPBACK.append(str(address[0]))
+        raise OSError(f"tests do not reach the internet: connect to {address[0]!r} refused")
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _connect(self: socket.socket, address: Any) -> None:
+    _guard(address)
+    _real_connect(self, address)
+
+
+def _connect_ex(self: socket.socket, address: Any) -> int:
+    _guard(address)
+    return _real_connect_ex(self, address)
+
+
+def _getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    if not _is_loopback(host):
+        _OFF_LOOPBACK.append(str(host))
+        raise socket.gaierror(socket.EAI_NONAME, f"tests do not reach the internet: {host!r}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect = _connect  # type: ignore[method-assign,assignment]
+socket.socket.connect_ex = _connect_ex  # type: ignore[method-assign,assignment]
+socket.getaddrinfo = _getaddrinfo
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _OFF_LOOPBACK:
+        hosts = ", ".join(sorted(set(_OFF_LOOPBACK)))
+        print(f"\ntests tried to reach the internet: {hosts}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

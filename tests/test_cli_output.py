@@ -102,9 +102,9 @@ def test_apply_shows_progress_only_on_a_terminal(plan_env: list[str], env: dict[
 
 
 async def test_apply_reports_each_outcome_as_it_finishes(plan_env: list[str]) -> None:
-    from alerthooks.manager import AlertManager, Credentials, load_config
+    from alerthooks.manager import AlertManager, Credentials, Outcome, load_config
 
-    seen = []
+    seen: list[Outcome] = []
     async with AlertManager(load_config(plan_env[2]), Credentials.from_env()) as manager:
         plan = await manager.plan()
         result = await manager.apply(plan, on_outcome=seen.append)

@@ -187,6 +187,22 @@ async def test_chargebee_global_spend_alert_with_currency_and_no_feature(
     assert event.alert_key == "spend-500"
 
 
+@pytest.mark.parametrize("absent", ["missing", "null"])
+async def test_chargebee_alert_without_a_threshold_is_delivered(
+    client: httpx.AsyncClient, seen: list[AlertEvent], absent: str
+) -> None:
+    payload = load_fixture("chargebee_alert_spend_exceeded")
+    if absent == "missing":
+        del payload["content"]["alert"]["threshold"]
+    else:
+        payload["content"]["alert"]["threshold"] = None
+    event = await _one_event(client, seen, payload)
+    assert event.type == "alert.triggered"
+    assert event.alert_type == "spend_exceeded"
+    assert event.threshold is None
+    assert event.threshold_mode is None
+
+
 async def test_chargebee_usage_alert_fills_the_new_fields(
     client: httpx.AsyncClient, seen: list[AlertEvent]
 ) -> None:
