@@ -197,3 +197,112 @@ def test_serve_refuses_a_nonsense_bound(env: dict[str, str], tmp_path: Path) -> 
     proc.stop()
     text = log.read_text()
     assert "--header-timeout" in text and "Traceback" not in text
+
+
+# -- the header block's exact bound -----------------------------------------------------------
+
+HEADER_LIMIT = 8192
+
+
+@pytest.fixture(scope="module")
+def header_bound_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    tmp = tmp_path_factory.mktemp("header-bound")
+    env = {
+        "ALERTHOOKS_STORE": f"sqlite:///{tmp}/inbox.db",
+        "ALERTHOOKS_TEST_OUT": str(tmp / "handled.txt"),
+    }
+    port = free_port()
+    server = serve(
+        port,
+        env,
+        tmp / "serve.log",
+        "tests.inbox_app:hooks",
+        "--max-header-bytes",
+        str(HEADER_LIMIT),
+    )
+    try:
+        yield port
+    finally:
+        server.stop()
+
+
+def header_block(size: int, *, many: bool) -> tuple[bytes, bytes]:
+    """A signed delivery whose header block (request line to the blank line) is exactly ``size``
+    bytes, padded with one long header or with many short ones; (head, body)."""
+    body, headers = signed(stripe_alert_triggered())
+    head = b"POST /stripe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\n".encode()
+    head += b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
+    pad = size - len(head) - 2  # the blank line
+    lines: list[bytes] = []
+    while pad > 0:
+        # "X-Pad-NNNNN: " + value + CRLF; short lines when ``many``, one line otherwise.
+        name = f"X-Pad-{len(lines):05d}: ".encode()
+        room = pad - len(name) - 2
+        value = min(room, 40) if many and pad > 120 else room
+        if many and pad > 120 and pad - (len(name) + value + 2) < len(name) + 3:
+            value = room  # never leave a remainder too short for one more header line
+        lines.append(name + b"v" * value + b"\r\n")
+        pad -= len(lines[-1])
+    block = head + b"".join(lines) + b"\r\n"
+    assert len(block) == size and pad == 0
+    return block, body
+
+
+async def send_in_pieces(
+    port: int, data: bytes, piece: int, *, until_closed: bool = False
+) -> bytes:
+    """Send ``data`` in ``piece``-byte writes; return what the server answered before closing
+    (or, unless ``until_closed``, until its first response was complete)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = b""
+    try:
+        for start in range(0, len(data), piece):
+            writer.write(data[start : start + piece])
+            await writer.drain()
+            if piece < len(data):
+                await asyncio.sleep(0.002)  # separate segments, as a slow client sends them
+    except ConnectionError:
+        pass
+    with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+        while chunk := await asyncio.wait_for(reader.read(65536), 10):
+            answer += chunk
+            if not until_closed and b"\r\n\r\n" in answer:
+                head, _, rest = answer.partition(b"\r\n\r\n")
+                length = [
+                    int(line.split(b":")[1])
+                    for line in head.lower().split(b"\r\n")
+                    if line.startswith(b"content-length:")
+                ]
+                if length and len(rest) >= length[0]:
+                    break
+    writer.close()
+    return answer
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["one-header", "many-headers"])
+@pytest.mark.parametrize("piece", [0, 4096, 1000], ids=["one-write", "4KiB-pieces", "1000B-pieces"])
+async def test_a_header_block_one_byte_over_the_bound_is_refused(
+    header_bound_server: int, many: bool, piece: int
+) -> None:
+    port = header_bound_server
+    block, body = header_block(HEADER_LIMIT + 1, many=many)
+    answer = await send_in_pieces(port, block + body, piece or len(block + body))
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    # Exactly at the bound, the same delivery is accepted.
+    block, body = header_block(HEADER_LIMIT, many=many)
+    answer = await send_in_pieces(port, block + body, piece or len(block + body))
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+async def test_the_bound_applies_to_each_request_on_a_kept_alive_connection(
+    header_bound_server: int,
+) -> None:
+    fits, fits_body = header_block(HEADER_LIMIT, many=True)
+    over, over_body = header_block(HEADER_LIMIT + 1, many=False)
+    # Pipelined: the second request's block sits in the buffer when the first is answered.
+    pipelined = fits + fits_body + over + over_body
+    answer = await send_in_pieces(header_bound_server, pipelined, len(pipelined), until_closed=True)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+    # ... and the second, one byte over, is refused (431 or closed), not accepted.
+    assert answer.count(b"HTTP/1.1 200 ") == 1, answer[:600]

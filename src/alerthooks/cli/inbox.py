@@ -43,7 +43,8 @@ from alerthooks.store import Status, Store, StoredEvent, redact_url
     show_default=True,
     type=click.IntRange(min=1024),
     metavar="BYTES",
-    help="Refuse a request whose header block is larger (answered 400, connection closed).",
+    help="Refuse a request whose header block (request line to blank line) is larger: "
+    "answered 431, connection closed.",
 )
 @click.option(
     "--header-timeout",
@@ -56,12 +57,14 @@ from alerthooks.store import Status, Store, StoredEvent, redact_url
 )
 @click.option(
     "--limit-concurrency",
-    default=serving.DEFAULT_LIMIT_CONCURRENCY,
-    show_default=True,
+    default=None,
+    show_default=f"{serving.DEFAULT_LIMIT_CONCURRENCY}, from the fd limit {serving.fd_limit()}",
     type=click.IntRange(min=1),
     metavar="N",
-    help="Open connections (and requests in flight) allowed: beyond it requests are answered "
-    "503 and new connections closed.",
+    help="Open connections (and requests in flight) allowed: beyond it a new connection closes "
+    "the one waiting longest for its request headers (or itself, when none is waiting) and "
+    "requests are answered 503. serve raises the soft fd limit (RLIMIT_NOFILE) to the hard "
+    "limit and derives the default from it.",
 )
 @click.option(
     "--timeout-keep-alive",
@@ -84,7 +87,7 @@ def serve(
     port: int,
     max_header_bytes: int,
     header_timeout: float,
-    limit_concurrency: int,
+    limit_concurrency: int | None,
     timeout_keep_alive: int,
     no_health: bool,
     store_url: str | None,
@@ -121,7 +124,20 @@ def serve(
             served = serving.WithHealth(app, hooks.health_app())
             health = f"; health at {serving.HEALTH_PREFIX}/live and /ready"
     log_to_stderr()
-    click.echo(f"alerthooks serving {target} on http://{host}:{port}{health}")
+    fds = serving.fd_limit(raise_soft=True)
+    if limit_concurrency is None:
+        limit_concurrency = serving.limit_for(fds)
+    elif limit_concurrency > serving.limit_for(fds):
+        click.echo(
+            f"warning: --limit-concurrency {limit_concurrency} is more than the fd limit {fds}"
+            f" allows ({serving.limit_for(fds)}): a flood can run the server out of file"
+            " descriptors",
+            err=True,
+        )
+    click.echo(
+        f"alerthooks serving {target} on http://{host}:{port}{health}"
+        f" (limit-concurrency {limit_concurrency}, fd limit {fds})"
+    )
     uvicorn.run(
         served,
         host=host,

@@ -1,19 +1,30 @@
 """How ``alerthooks serve`` (and ``make run``) runs uvicorn: request headers bounded in size and
-in time, connections bounded in number, and the health checks mounted beside the app.
+in time, connections bounded in number (the bound derived from the process's fd limit), and the
+health checks mounted beside the app.
 
-uvicorn's h11 parser refuses a header block over ``h11_max_incomplete_event_size`` at once (its
-httptools parser, picked when installed, has no such bound and reparses a growing header, so
-it is never used here), but neither parser times out a header sent byte by byte: the protocol
-below closes a connection whose request headers are not complete ``header_timeout`` seconds
-after it opened or after the previous response. Bodies are bounded by the app itself
-(``max_body_bytes``, ``body_timeout``).
+uvicorn's h11 parser checks only an *incomplete* header block against
+``h11_max_incomplete_event_size`` (its httptools parser, picked when installed, has no bound at
+all and reparses a growing header, so it is never used here): the protocol below counts the
+header block itself, from the request line's first byte to the end of the blank line, and
+answers 431 (closing the connection) the moment it is over ``max_header_bytes``, whether it came
+in one write or in pieces. Neither parser times out a header sent byte by byte: the protocol
+closes a connection whose request headers are not complete ``header_timeout`` seconds after it
+opened or after the previous response.
+
+Connections: at most ``limit_concurrency`` are open. A connection beyond it closes the one that
+has waited longest for its request headers (a slow or idle client) rather than itself, so a flood
+of slow connections churns among itself while a client that sends its request at once is served;
+a connection whose request is under way is never closed for another. Bodies are bounded by the
+app itself (``max_body_bytes``, ``body_timeout``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-from typing import Any
+import re
+from typing import Any, ClassVar
 
 import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -23,58 +34,183 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0
-DEFAULT_LIMIT_CONCURRENCY = 1000
 DEFAULT_TIMEOUT_KEEP_ALIVE = 5
 HEALTH_PREFIX = "/_alerthooks"
 
+FD_RESERVE = 128
+"""File descriptors kept out of the connection limit for the store, logs and the app."""
+MAX_LIMIT_CONCURRENCY = 10_000
+"""The largest connection limit derived from the fd limit (about 10 KiB of memory each)."""
+MAX_FDS = 1 << 20
+"""How far the soft fd limit is raised when the hard limit is unlimited."""
+MAX_BACKLOG = 2048
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"connection: close\r\n"
+    b"content-length: 32\r\n\r\n"
+    b"Request header block too large.\n"
+)
+
+
+def fd_limit(*, raise_soft: bool = False) -> int:
+    """The soft limit on open files (``RLIMIT_NOFILE``) this process has, or — ``raise_soft`` —
+    has once it is raised to the hard limit (at most :data:`MAX_FDS`), which it then is.
+    Where there are no rlimits (Windows), 1024."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = MAX_FDS if hard == resource.RLIM_INFINITY else min(hard, MAX_FDS)
+    if soft != resource.RLIM_INFINITY and soft >= target:
+        return int(soft)
+    if not raise_soft:
+        return int(target)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:  # pragma: no cover - a sandbox that forbids it
+        logger.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+        return int(soft)
+    return int(target)
+
+
+def backlog_for(fds: int) -> int:
+    """The listen backlog for a process allowed ``fds`` open files: asyncio accepts up to the
+    backlog at once before any of them can be closed, so it comes out of the fd budget."""
+    return max(16, min(MAX_BACKLOG, fds // 8))
+
+
+def limit_for(fds: int) -> int:
+    """The connection limit for a process allowed ``fds`` open files: what is left after the
+    listen backlog and :data:`FD_RESERVE`, at most :data:`MAX_LIMIT_CONCURRENCY`, so a flood
+    never runs the process out of file descriptors (which would stop it accepting anyone)."""
+    return max(16, min(MAX_LIMIT_CONCURRENCY, fds - backlog_for(fds) - FD_RESERVE))
+
+
+DEFAULT_LIMIT_CONCURRENCY = limit_for(fd_limit())
+"""``--limit-concurrency``'s default on this machine: :func:`limit_for` the fd limit that
+``serve`` raises the soft limit to."""
+
 
 class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on each request's headers, and connections beyond
-    ``limit_concurrency`` closed as they are accepted rather than held open.
+    """uvicorn's h11 protocol with each request's header block bounded in bytes
+    (``max_header_bytes``, exactly) and in time (``header_timeout``), and open connections in
+    number (``limit_concurrency``): beyond it a new connection closes the one that has waited
+    longest for its request headers, or itself when every other is busy with a request.
 
-    :func:`bounded_h11` makes one with its ``header_timeout``.
+    :func:`bounded_h11` makes one with its bounds; the connections waiting for headers are
+    shared by the instances of that class (one server).
     """
 
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    header_timeout: ClassVar[float] = DEFAULT_HEADER_TIMEOUT
+    max_header_bytes: ClassVar[int] = DEFAULT_MAX_HEADER_BYTES
+    # Connections waiting for request headers, longest waiting first (a set in arrival order).
+    _waiting: ClassVar[collections.OrderedDict[BoundedH11Protocol, None]] = (
+        collections.OrderedDict()
+    )
     _header_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
+    _head_tail = b""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn answers 503 whenever as many connections as the limit are open, which a flood
+        # of idle connections keeps true; here the limit is kept by closing connections, and
+        # requests are answered 503 only when that many are in flight (see data_received).
+        self._limit: int | None = self.limit_concurrency
+        self.limit_concurrency = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Accept the connection (or close it when too many are open) and start its header
-        deadline."""
+        """Accept the connection, closing the one that has waited longest for its headers (or
+        this one) when more than the limit are open, and start its header deadline."""
         super().connection_made(transport)
-        limit = self.config.limit_concurrency
-        if limit is not None and len(self.connections) > limit:
-            logger.debug(
-                "connection refused: %d open, limit_concurrency %d", len(self.connections), limit
-            )
-            transport.close()
+        self._await_headers()
+        limit = self._limit
+        if limit is None or len(self.connections) <= limit:
             return
-        self._arm_header_timer()
+        victim = next(iter(self._waiting))
+        if victim is self:  # every other connection is busy with a request
+            logger.debug(
+                "connection from %s refused: %d open, limit_concurrency %d, none idle",
+                self.client,
+                len(self.connections),
+                limit,
+            )
+        else:
+            logger.debug(
+                "connection from %s closed for a new one: %d open, limit_concurrency %d",
+                victim.client,
+                len(self.connections),
+                limit,
+            )
+        victim._close()
 
     def data_received(self, data: bytes) -> None:
-        """Parse ``data``; once a request's headers are complete, its deadline is off."""
+        """Parse ``data``, refusing a header block over ``max_header_bytes``; once a request's
+        headers are complete, it no longer waits (nor can be closed for another connection)."""
+        if self.conn.their_state is h11.IDLE and not self._head_fits(data):
+            return
+        if self._limit is not None:
+            self.limit_concurrency = 0 if len(self.tasks) >= self._limit else None
         super().data_received(data)
         if self._header_timer is not None and self.conn.their_state is not h11.IDLE:
-            self._header_timer.cancel()
-            self._header_timer = None
+            self._stop_waiting()
 
     def on_response_complete(self) -> None:
-        """After a response, the next request's headers get a deadline of their own."""
+        """After a response, the next request's headers get a deadline and a size of their
+        own (counting what the client sent ahead already)."""
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self._head_bytes, self._head_tail = 0, b""
+            ahead, _ = self.conn.trailing_data
+            if ahead and not self._head_fits(ahead):
+                return
         super().on_response_complete()
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-            self._arm_header_timer()
+            self._await_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the deadline with the connection."""
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        self._stop_waiting()
+        self._waiting[self] = None
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _stop_waiting(self) -> None:
+        self._waiting.pop(self, None)
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
-        super().connection_lost(exc)
 
-    def _arm_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+    def _close(self) -> None:
+        self._stop_waiting()
+        self.transport.close()
+
+    def _head_fits(self, data: bytes) -> bool:
+        """Count ``data`` into the header block; answer 431 and close when it is over the
+        bound (the block ends with the blank line, wherever in ``data`` that is)."""
+        window = self._head_tail + data
+        end = _BLANK_LINE.search(window)
+        size = self._head_bytes + (end.end() if end else len(window)) - len(self._head_tail)
+        if size > self.max_header_bytes:
+            logger.info(
+                "connection from %s closed: request header block over %d bytes",
+                self.client,
+                self.max_header_bytes,
+            )
+            self.transport.write(_TOO_LARGE)
+            self._close()
+            return False
+        if end is None:
+            self._head_bytes, self._head_tail = size, window[-2:]
+        else:
+            self._head_bytes, self._head_tail = 0, b""
+        return True
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None
@@ -84,29 +220,44 @@ class BoundedH11Protocol(H11Protocol):
                 self.client,
                 self.header_timeout,
             )
-            self.transport.close()
+            self._close()
 
 
-def bounded_h11(header_timeout: float = DEFAULT_HEADER_TIMEOUT) -> type[BoundedH11Protocol]:
-    """The protocol class to give uvicorn as ``http=``: h11, headers due within
-    ``header_timeout`` seconds."""
-    return type("BoundedH11Protocol", (BoundedH11Protocol,), {"header_timeout": header_timeout})
+def bounded_h11(
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+) -> type[BoundedH11Protocol]:
+    """The protocol class to give uvicorn as ``http=`` (one per server): h11, headers due
+    within ``header_timeout`` seconds and at most ``max_header_bytes`` long."""
+    return type(
+        "BoundedH11Protocol",
+        (BoundedH11Protocol,),
+        {
+            "header_timeout": header_timeout,
+            "max_header_bytes": max_header_bytes,
+            "_waiting": collections.OrderedDict(),
+        },
+    )
 
 
 def server_settings(
     *,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
-    limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
+    limit_concurrency: int | None = None,
     timeout_keep_alive: int = DEFAULT_TIMEOUT_KEEP_ALIVE,
 ) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config`` that bound what one client
-    can hold: the header block's size and time, open connections (beyond ``limit_concurrency``
-    a request is answered 503, a connection closed), and idle keep-alive."""
+    can hold: the header block's size and time, open connections and requests in flight
+    (``limit_concurrency``, by default :func:`limit_for` this process's fd limit; beyond it a
+    new connection closes the one waiting longest for headers, a request is answered 503), and
+    idle keep-alive. The listen backlog comes out of the same fd budget."""
+    fds = fd_limit()
     return {
-        "http": bounded_h11(header_timeout),
+        "http": bounded_h11(header_timeout, max_header_bytes),
         "h11_max_incomplete_event_size": max_header_bytes,
-        "limit_concurrency": limit_concurrency,
+        "limit_concurrency": limit_for(fds) if limit_concurrency is None else limit_concurrency,
+        "backlog": backlog_for(fds),
         "timeout_keep_alive": timeout_keep_alive,
     }
 
