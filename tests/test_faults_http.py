@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +19,7 @@ import httpx
 import pytest
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from alerthooks.cli.serving import BoundedH11Protocol, server_settings
+from alerthooks.cli.serving import BoundedH11Protocol, limit_for, server_settings
 from alerthooks.testing import stripe_alert_triggered
 
 from .conftest import free_port
@@ -306,3 +311,130 @@ async def test_the_bound_applies_to_each_request_on_a_kept_alive_connection(
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
     # ... and the second, one byte over, is refused (431 or closed), not accepted.
     assert answer.count(b"HTTP/1.1 200 ") == 1, answer[:600]
+
+
+# -- a reconnecting slow-header flood of twice the connection limit ---------------------------
+
+FLOOD_FDS = 1024  # the common default fd limit; serve derives its connection limit from it
+FLOOD_SECONDS = 4.0
+
+
+def serve_with_fd_limit(
+    port: int, env: dict[str, str], log: Path, fds: int
+) -> subprocess.Popen[bytes]:
+    """``alerthooks serve`` with its defaults, in a process whose fd limit (soft and hard) is
+    ``fds``."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fds, fds))
+
+    handle = log.open("ab")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from alerthooks.cli import main; main()",
+            "serve",
+            "tests.inbox_app:hooks",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        preexec_fn=limit,
+    )
+    handle.close()
+    return proc
+
+
+def start_flood(port: int, count: int, seconds: float, sources: int = 1) -> subprocess.Popen[str]:
+    """Start tests/flood_client.py against 127.0.0.1:``port`` and return once all its clients
+    have connected (it stops by itself after ``seconds``)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.flood_client",
+            str(port),
+            str(count),
+            str(seconds),
+            str(sources),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+    return proc
+
+
+def flood_report(proc: subprocess.Popen[str]) -> dict[str, float]:
+    """Wait for the flood to stop by itself and return what it counted."""
+    out, _ = proc.communicate(timeout=60)
+    report: dict[str, float] = json.loads(out)
+    return report
+
+
+def answers_at(base: str) -> bool:
+    try:
+        httpx.get(base + "/", timeout=1)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def deliver_timed(base: str, seconds: float) -> list[tuple[int, float]]:
+    """Signed deliveries one after another, each on a new connection as a provider's would be,
+    for ``seconds``; (status or 0 when it failed, seconds it took)."""
+    answers: list[tuple[int, float]] = []
+    client = httpx.Client(
+        base_url=base, timeout=5, limits=httpx.Limits(max_keepalive_connections=0)
+    )
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        body, headers = signed(stripe_alert_triggered())
+        started = time.monotonic()
+        try:
+            status = client.post("/stripe", content=body, headers=headers).status_code
+        except httpx.TransportError:
+            status = 0
+        answers.append((status, time.monotonic() - started))
+        time.sleep(0.01)  # about 100 deliveries a second, not a benchmark
+    client.close()
+    return answers
+
+
+async def test_a_reconnecting_slow_header_flood_of_twice_the_limit_does_not_lock_out_deliveries(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    limit = limit_for(FLOOD_FDS)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    server = serve_with_fd_limit(port, env, log, FLOOD_FDS)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while not await asyncio.to_thread(answers_at, base):
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.05)
+        flood = start_flood(port, 2 * limit, FLOOD_SECONDS + 1)
+        answers = deliver_timed(base, FLOOD_SECONDS)
+        report = flood_report(flood)
+    finally:
+        server.terminate()
+        server.wait(15)
+    statuses = [status for status, _ in answers]
+    latencies = sorted(seconds for _, seconds in answers)
+    ok = statuses.count(200) / len(statuses)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    assert len(answers) >= 20, len(answers)
+    assert ok >= 0.99, (ok, [s for s in statuses if s != 200][:20])
+    # None waited anywhere near a timeout or a SYN retransmission (the p99 under 100 ms that
+    # the issue asks for is measured by benchmarks/flood.py, on a machine not running tests).
+    assert p99 < 1.0, (p99, latencies[-10:])
+    # The flood was real: the server held its limit and kept closing flood connections.
+    assert report["peak"] >= limit and report["closed"] >= limit, (report, limit)
+    # The limit serve chose from the fd limit (and printed), and so the flood's size.
+    assert f"limit-concurrency {limit}, fd limit {FLOOD_FDS})" in log.read_text()

@@ -256,9 +256,7 @@ def test_environment_variables_are_read_by_the_code() -> None:
             assert re.search(rf"\b{name}\b", code), name
 
 
-@pytest.mark.parametrize(
-    "doc", ["README.md", "CHANGELOG.md", *(f"docs/{p.name}" for p in DOCS)]
-)
+@pytest.mark.parametrize("doc", ["README.md", "CHANGELOG.md", *(f"docs/{p.name}" for p in DOCS)])
 def test_relative_links_lead_to_files(doc: str) -> None:
     path = ROOT / doc
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text()):
