@@ -20,6 +20,7 @@ import pytest
 from alerthooks.store import (
     PROCESS_DIED,
     PROCESS_GONE,
+    Claim,
     Delivery,
     Store,
     open_store,
@@ -72,14 +73,27 @@ def gone_pid() -> int:
     return child.pid
 
 
+async def claim_and_start(store: Store, owner: str, **options: float) -> list[Claim]:
+    """Claim as a worker does and mark every claim started, as it does before running them."""
+    claims = await store.claim(
+        owner=owner,
+        lease=options.get("lease", 0),
+        limit=10,
+        **{k: int(v) for k, v in options.items() if k == "max_attempts"},
+    )
+    for claim in claims:
+        await store.start(claim.provider, claim.event_id, [claim.handler], owner=owner)
+    return list(claims)
+
+
 async def test_claiming_an_expired_lease_counts_the_run_that_died(store: Store) -> None:
     await store.begin(delivery(), owner="crashed", lease=60, claim=False)
-    (first,) = await store.claim(owner="w1", lease=0, limit=10, max_attempts=3)
+    (first,) = await claim_and_start(store, "w1", max_attempts=3)
     assert first.attempts == 0
-    (second,) = await store.claim(owner="w2", lease=0, limit=10, max_attempts=3)
+    (second,) = await claim_and_start(store, "w2", max_attempts=3)
     assert second.attempts == 1
     assert await outcome(store) == ("running", 1, PROCESS_DIED)
-    (third,) = await store.claim(owner="w3", lease=0, limit=10, max_attempts=3)
+    (third,) = await claim_and_start(store, "w3", max_attempts=3)
     assert third.attempts == 2
     # The third run died too: that makes max_attempts, so it is dead, not claimed again.
     assert await store.claim(owner="w4", lease=60, limit=10, max_attempts=3) == []
@@ -105,9 +119,46 @@ async def test_a_live_lease_is_not_taken_over_or_counted(store: Store) -> None:
 async def test_claim_without_max_attempts_counts_but_never_kills(store: Store) -> None:
     await store.begin(delivery(), owner="w", lease=0, claim=False)
     for expected in range(5):
-        (claim,) = await store.claim(owner="w", lease=0, limit=10)
+        (claim,) = await claim_and_start(store, "w")
         assert claim.attempts == expected
     assert await outcome(store) == ("running", 4, PROCESS_DIED)
+
+
+async def test_a_claim_that_never_started_is_taken_over_without_counting(store: Store) -> None:
+    await store.begin(delivery(), owner="w0", lease=60, claim=False)
+    # Claimed again and again by workers that die before starting it: nothing ran, nothing
+    # counts, and it is never dead for it, however small max_attempts.
+    for owner in ("w1", "w2", "w3", "w4"):
+        (claim,) = await store.claim(owner=owner, lease=0, limit=10, max_attempts=1)
+        assert claim.attempts == 0
+        assert await outcome(store) == ("running", 0, None)
+    # Started by w5, which dies: that run counts, once.
+    (claim,) = await store.claim(owner="w5", lease=0, limit=10, max_attempts=3)
+    await store.start("stripe", "evt_crash", ["a"], owner="w5")
+    (claim,) = await store.claim(owner="w6", lease=60, limit=10, max_attempts=3)
+    assert claim.attempts == 1
+    assert await outcome(store) == ("running", 1, PROCESS_DIED)
+    stored = await store.get("stripe", "evt_crash")
+    assert stored is not None and [a.error for a in stored.outcomes[0].history] == [PROCESS_DIED]
+    # A start by an owner that no longer holds the lease marks nothing.
+    await store.start("stripe", "evt_crash", ["a"], owner="w5")
+    await store.finish("stripe", "evt_crash", {"a": None}, owner="w6")
+    assert await outcome(store) == ("done", 2, None)
+
+
+async def test_a_worker_claim_taken_over_by_an_inline_redelivery_counts_only_if_started(
+    store: Store,
+) -> None:
+    for started in (False, True):
+        event_id = f"evt_{started}"
+        await store.begin(delivery(event_id), owner="w0", lease=60, claim=False)
+        await store.claim(owner="w1", lease=0, limit=10)
+        if started:
+            await store.start("stripe", event_id, ["a"], owner="w1")
+        again = await store.begin(delivery(event_id), owner="w2", lease=60)
+        assert again.claimed == ("a",)
+        expected = ("running", 1, PROCESS_DIED) if started else ("running", 0, None)
+        assert await outcome(store, event_id) == expected
 
 
 async def test_inline_redelivery_after_an_expired_lease_counts_the_run_that_died(

@@ -87,6 +87,11 @@ class FlakyFinish(Store):
     ) -> None:
         await self.inner.extend(provider, event_id, handlers, owner=owner, lease=lease)
 
+    async def start(
+        self, provider: str, event_id: str, handlers: Collection[str], *, owner: str
+    ) -> None:
+        await self.inner.start(provider, event_id, handlers, owner=owner)
+
     async def claim(
         self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
     ) -> Sequence[Claim]:

@@ -711,4 +711,4 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_outcomes(
             pg = await asyncpg.connect(POSTGRES_URL)
             version = await pg.fetchval(f'SELECT version FROM "{schema}".alerthooks_schema')
             await pg.close()
-        assert version == SCHEMA_VERSION == 3
+        assert version == SCHEMA_VERSION == 4

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import anyio.from_thread
 import anyio.to_thread
 
 from alerthooks.events import AlertEvent
@@ -55,22 +56,56 @@ class Handler:
             return True
         return all(getattr(event, attr) in accepted for attr, accepted in self.filters.items())
 
-    async def run(self, event: AlertEvent) -> str | None:
+    async def run(
+        self, event: AlertEvent, started: Callable[[], Awaitable[None]] | None = None
+    ) -> str | None:
         """Run the handler; return None on success or a short error description.
 
         Plain functions run in a worker thread so they cannot block the event loop.
+        ``started`` is awaited just before the function is called (in that thread, once it has
+        one); when it raises, the function is not called and that is the error.
         """
         try:
             if self.is_async:
+                if started is not None:
+                    await started()
                 await self.func(event)  # type: ignore[misc]
-            else:
+            elif started is None:
                 await anyio.to_thread.run_sync(self.func, event)
+            else:
+                await anyio.to_thread.run_sync(_call_started, self.func, event, started)
         except Exception as exc:
             logger.exception(
                 "handler %s failed for %s event %s", self.name, event.provider, event.id
             )
             return _error_text(exc)
         return None
+
+
+def _call_started(
+    func: Callable[[AlertEvent], Any], event: AlertEvent, started: Callable[[], Awaitable[None]]
+) -> None:
+    anyio.from_thread.run(_awaited, started)
+    func(event)
+
+
+async def _awaited(started: Callable[[], Awaitable[None]]) -> None:
+    await started()
+
+
+@dataclass(frozen=True)
+class _Starting:
+    """A handler whose run calls ``started(name)`` just before the handler's function."""
+
+    handler: Handler
+    started: Callable[[str], Awaitable[None]]
+
+    @property
+    def name(self) -> str:
+        return self.handler.name
+
+    def run(self, event: AlertEvent) -> Awaitable[str | None]:
+        return self.handler.run(event, lambda: self.started(self.handler.name))
 
 
 def _error_text(exc: Exception) -> str:
@@ -223,10 +258,21 @@ class Dispatcher:
         *,
         observers: Observers | None = None,
         queued: bool = False,
+        started: Callable[[str], Awaitable[None]] | None = None,
     ) -> dict[str, str | None]:
         """Run ``handlers`` on ``event`` concurrently; map each name to None (success) or its
         error text. A failing handler never stops the others. ``observers`` see each run
-        (``queued``: a worker runs it after the delivery was answered)."""
+        (``queued``: a worker runs it after the delivery was answered). ``started(name)`` is
+        awaited just before each handler's function is called (see :meth:`Handler.run`)."""
+        if started is not None:
+            starting = [_Starting(h, started) for h in handlers]
+            if observers:
+                errors = await asyncio.gather(
+                    *(run_handler(observers, h, event, queued=queued) for h in starting)
+                )
+            else:
+                errors = await asyncio.gather(*(h.run(event) for h in starting))
+            return {h.name: error for h, error in zip(handlers, errors, strict=True)}
         if observers:
             if len(handlers) == 1:
                 handler = handlers[0]
@@ -248,6 +294,7 @@ class Dispatcher:
         *,
         observers: Observers | None = None,
         queued: bool = False,
+        started: Callable[[str], Awaitable[None]] | None = None,
     ) -> dict[str, str | None]:
         """:meth:`run` for handlers given by name (as the store records them); a name no
         handler of this process has is reported as an error rather than skipped."""
@@ -260,5 +307,7 @@ class Dispatcher:
             else:
                 runnable.append(handler)
         if runnable:
-            results.update(await self.run(event, runnable, observers=observers, queued=queued))
+            results.update(
+                await self.run(event, runnable, observers=observers, queued=queued, started=started)
+            )
         return results

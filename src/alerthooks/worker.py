@@ -391,16 +391,53 @@ class Worker:
             if isinstance(event, str):
                 results = {c.handler: event for c in claims}
             else:
+                begun: set[str] = set()
+                unstarted: set[str] = set()
+
+                async def started(name: str) -> None:
+                    # An attempt counts from here: a pair this process dies holding before
+                    # this point is taken over without counting a run that never happened.
+                    try:
+                        await self.runtime.store.start(
+                            first.provider, first.event_id, [name], owner=self.runtime.owner
+                        )
+                    except BaseException:
+                        unstarted.add(name)
+                        raise
+                    begun.add(name)
+
                 try:
                     results = await self.runtime.dispatcher.run_named(
-                        event, names, observers=self.runtime.observers, queued=True
+                        event,
+                        names,
+                        observers=self.runtime.observers,
+                        queued=True,
+                        started=started,
                     )
                 except asyncio.CancelledError:
+                    # Only what started counts; the rest is left to its lease.
+                    ran = [c for c in claims if c.handler in begun]
                     interrupted: dict[str, str | None] = {
-                        c.handler: "interrupted: the worker stopped" for c in claims
+                        c.handler: "interrupted: the worker stopped" for c in ran
                     }
-                    await asyncio.shield(self._record(claims, interrupted, retry_now=True, tries=1))
+                    if ran:
+                        await asyncio.shield(
+                            self._record(ran, interrupted, retry_now=True, tries=1)
+                        )
                     raise
+                if unstarted:
+                    # Not started, so not an attempt: left to the lease, then claimed again.
+                    logger.warning(
+                        "%s event %s: %d handler(s) not started, the store did not answer; they "
+                        "run when the lease expires",
+                        first.provider,
+                        first.event_id,
+                        len(unstarted),
+                    )
+                    results = {k: v for k, v in results.items() if k not in unstarted}
+                    claims = [c for c in claims if c.handler not in unstarted]
+                    if not claims:
+                        return
             await self._record(claims, results)
         finally:
             keeper.stop()

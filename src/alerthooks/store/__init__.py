@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STORE_URL = "sqlite:///alerthooks.db"
 STORE_ENV = "ALERTHOOKS_STORE"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Status = Literal["pending", "running", "done", "failed", "dead", "unparsed"]
 
@@ -203,9 +203,12 @@ class Store(abc.ABC):
         of an event stored already. A redelivery without it (the event reads now) removes the
         event's ``unparsed`` outcome before adding its handlers.
 
+        The pairs it leases count as started (:meth:`start`): the receiver runs them at once.
+
         A lease held by a process of this host that no longer exists (:func:`owner_gone`)
-        counts as expired. Taking over an expired lease counts the run that died as an attempt
-        (error :data:`PROCESS_DIED` or :data:`PROCESS_GONE`), as :meth:`claim` does.
+        counts as expired. Taking over an expired lease of a started run counts the run that
+        died as an attempt (error :data:`PROCESS_DIED` or :data:`PROCESS_GONE`), as
+        :meth:`claim` does; one claimed but never started is taken over without counting.
         """
 
     @abc.abstractmethod
@@ -236,17 +239,28 @@ class Store(abc.ABC):
         handler that runs long is not claimed by another worker meanwhile."""
 
     @abc.abstractmethod
+    async def start(
+        self, provider: str, event_id: str, handlers: Collection[str], *, owner: str
+    ) -> None:
+        """Mark ``owner``'s leased pairs of these handlers as started, just before they run: an
+        attempt counts from here. A pair claimed (:meth:`claim`) whose process dies before it
+        starts is taken over without counting an attempt; one that started counts the run that
+        died. The mark is written before this returns."""
+
+    @abc.abstractmethod
     async def claim(
         self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
     ) -> Sequence[Claim]:
         """Lease up to ``limit`` due pairs to ``owner`` for ``lease`` seconds, oldest due first:
         pending ones, failed ones whose ``due_at`` has passed, and running ones whose lease
         expired (their worker died). Two callers never get the same pair while a lease lives.
+        The pairs are claimed, not started: the caller marks them with :meth:`start` as it
+        runs them.
 
-        Taking over an expired lease counts the run that died as an attempt (error
-        :data:`PROCESS_DIED`, in the history too); when that makes ``max_attempts``, the pair
-        is marked dead instead of claimed, so a handler that takes its process down is not
-        retried forever.
+        Taking over an expired lease of a started run counts the run that died as an attempt
+        (error :data:`PROCESS_DIED`, in the history too); when that makes ``max_attempts``, the
+        pair is marked dead instead of claimed, so a handler that takes its process down is not
+        retried forever. A pair claimed but never started is claimed again without counting.
         """
 
     async def expire_gone(self) -> int:

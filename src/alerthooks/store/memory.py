@@ -39,6 +39,7 @@ class _Row:
     lease_until: float = 0.0
     due_at: float = 0.0
     history: list[Attempt] = field(default_factory=list)
+    started: bool = True  # a running pair's handler started (or was only claimed)
 
 
 class MemoryStore(Store):
@@ -94,8 +95,15 @@ class MemoryStore(Store):
                 if row.lease_until > now and not owner_gone(row.owner):
                     busy.append(name)
                     continue
-                _died(row, PROCESS_DIED if row.lease_until <= now else PROCESS_GONE, now)
-            row.status, row.owner, row.lease_until = "running", owner, now + lease
+                if row.started:
+                    _died(row, PROCESS_DIED if row.lease_until <= now else PROCESS_GONE, now)
+            # The receiver runs what it claims at once: claimed here is started.
+            row.status, row.owner, row.lease_until, row.started = (
+                "running",
+                owner,
+                now + lease,
+                True,
+            )
             claimed.append(name)
         return Begun(new, tuple(claimed), tuple(busy))
 
@@ -141,6 +149,16 @@ class MemoryStore(Store):
             if row is not None and row.status == "running" and row.owner == owner:
                 row.lease_until = until
 
+    async def start(
+        self, provider: str, event_id: str, handlers: Collection[str], *, owner: str
+    ) -> None:
+        """See :meth:`Store.start`."""
+        rows = self._outcomes.get((provider, event_id), {})
+        for name in handlers:
+            row = rows.get(name)
+            if row is not None and row.status == "running" and row.owner == owner:
+                row.started = True
+
     async def claim(
         self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None
     ) -> Sequence[Claim]:
@@ -155,13 +173,18 @@ class MemoryStore(Store):
         due.sort(key=lambda item: item[0])
         claims: list[Claim] = []
         for _, key, name, row in due[:limit]:
-            if row.status == "running":
+            if row.status == "running" and row.started:
                 _died(row, PROCESS_DIED, now)
                 if max_attempts is not None and row.attempts >= max_attempts:
                     row.status, row.owner, row.lease_until = "dead", None, 0.0
                     log_dead_after_crash(key[0], key[1], name, row.attempts)
                     continue
-            row.status, row.owner, row.lease_until = "running", owner, now + lease
+            row.status, row.owner, row.lease_until, row.started = (
+                "running",
+                owner,
+                now + lease,
+                False,
+            )
             claims.append(Claim(key[0], key[1], self._events[key].body, name, row.attempts))
         return claims
 

@@ -85,6 +85,7 @@ _SCHEMA = [
         lease_until timestamptz,
         due_at timestamptz NOT NULL DEFAULT now(),
         history jsonb NOT NULL DEFAULT '[]',
+        started boolean NOT NULL DEFAULT true,
         PRIMARY KEY (provider, event_id, handler)
     )""",
     "CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at)",
@@ -103,6 +104,8 @@ _CLAIMABLE_AT = (
 _SCHEMA = [statement.replace("{due}", _CLAIMABLE_AT) for statement in _SCHEMA]
 
 # ``history``: a JSON array of [error or null, finished_at epoch] per finished run, oldest first.
+# ``started``: whether the handler of a running pair has started or is only claimed: taking
+# over an expired lease counts the run that died as an attempt only when it started.
 
 # One alert state per subject; '' stands for no customer or no subscription (a key column cannot
 # be NULL). Texts compare in the "C" collation, as Python and SQLite compare them, so the order
@@ -144,10 +147,20 @@ async def _add_alert_states(conn: _Conn) -> None:
     )
 
 
-# Schema versions: 1, the first; 2 added ``history``; 3 the alert states.
+async def _add_started(conn: _Conn) -> None:
+    """Schema 3 to 4: a running pair's handler started or only claimed (running ones from
+    before count as started, as they did)."""
+    await conn.execute(
+        "ALTER TABLE alerthooks_outcomes ADD COLUMN IF NOT EXISTS started boolean NOT NULL"
+        " DEFAULT true"
+    )
+
+
+# Schema versions: 1, the first; 2 added ``history``; 3 the alert states; 4 ``started``.
 _MIGRATIONS: dict[int, Callable[[_Conn], Awaitable[None]]] = {
     1: _add_history,
     2: _add_alert_states,
+    3: _add_started,
 }
 
 _STATE_COLUMNS = (
@@ -205,15 +218,18 @@ _BEGIN_STATE_SQL = _BEGIN_SQL.replace(
 _BEGIN_SQL = _BEGIN_SQL.replace("{state}", "")
 
 # begin's re-claim of an event's handlers (parameters: provider, event_id, owner, lease seconds,
-# the error of a run that died); the caller adds which rows and RETURNING.
+# the error of a run that died); the caller adds which rows and RETURNING. The receiver runs
+# what it claims at once: claimed there is started.
 _RECLAIM_HEAD = (
     f"UPDATE alerthooks_outcomes o SET status = 'running', owner = $3, lease_until = {_lease(4)},"
+    " started = true,"
 )
 
 
 # Taking over a running pair (its lease expired, or its process is gone) counts the run that
-# died as a failed attempt with error $DIED; those are the rows whose old status is 'running'.
-_DIED = "o.status = 'running'"
+# died as a failed attempt with error $DIED: the rows whose old status is 'running' and whose
+# handler started (one only claimed never ran).
+_DIED = "o.status = 'running' AND o.started"
 _COUNT_DIED = (
     f"attempts = o.attempts + CASE WHEN {_DIED} THEN 1 ELSE 0 END,"
     f" last_error = CASE WHEN {_DIED} THEN $DIED::text ELSE o.last_error END,"
@@ -229,7 +245,7 @@ CLAIM_SQL = (
     f" UPDATE alerthooks_outcomes o SET status = CASE WHEN {_DEAD_NOW} THEN 'dead'"
     " ELSE 'running' END,"
     f" owner = CASE WHEN {_DEAD_NOW} THEN NULL ELSE $1 END,"
-    f" lease_until = CASE WHEN {_DEAD_NOW} THEN NULL ELSE {_lease(2)} END,"
+    f" lease_until = CASE WHEN {_DEAD_NOW} THEN NULL ELSE {_lease(2)} END, started = false,"
     f" {_COUNT_DIED.replace('$DIED', '$5')}"
     " FROM due WHERE o.provider = due.provider AND o.event_id = due.event_id"
     " AND o.handler = due.handler RETURNING o.provider, o.event_id, o.handler, o.attempts,"
@@ -605,6 +621,21 @@ class PostgresStore(Store):
                 seconds,
             )
         return bool(holder == owner)
+
+    async def start(
+        self, provider: str, event_id: str, handlers: Collection[str], *, owner: str
+    ) -> None:
+        """See :meth:`Store.start`."""
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE alerthooks_outcomes SET started = true WHERE provider = $1"
+                " AND event_id = $2 AND handler = ANY($3::text[]) AND status = 'running'"
+                " AND owner = $4",
+                provider,
+                event_id,
+                list(handlers),
+                owner,
+            )
 
     async def claim(
         self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None

@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS alerthooks_outcomes (
     lease_until REAL NOT NULL DEFAULT 0,
     due_at REAL NOT NULL,
     history TEXT NOT NULL DEFAULT '[]',
+    started INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (seq, handler)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alerthooks_outcomes_status ON alerthooks_outcomes (status, due_at);
@@ -82,6 +83,8 @@ CREATE INDEX IF NOT EXISTS alerthooks_outcomes_due ON alerthooks_outcomes ({due}
 {states}
 """
 # ``history``: a JSON array of [error or null, finished_at] per finished run, oldest first.
+# ``started``: whether the handler of a running pair has started (1) or is only claimed (0):
+# taking over an expired lease counts the run that died as an attempt only when it started.
 
 # One alert state per subject; '' stands for no customer or no subscription (a key column
 # cannot be NULL). ``since``: the occurred_at of the event that set it, in microseconds since
@@ -120,10 +123,17 @@ def _add_alert_states(conn: sqlite3.Connection) -> None:
     )
 
 
-# Schema versions: 1, the first; 2 added ``history``; 3 the alert states.
+def _add_started(conn: sqlite3.Connection) -> None:
+    """Schema 3 to 4: a running pair's handler started or only claimed (running ones from
+    before count as started, as they did)."""
+    conn.execute("ALTER TABLE alerthooks_outcomes ADD COLUMN started INTEGER NOT NULL DEFAULT 1")
+
+
+# Schema versions: 1, the first; 2 added ``history``; 3 the alert states; 4 ``started``.
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _add_history,
     2: _add_alert_states,
+    3: _add_started,
 }
 
 _SET_STATE = (
@@ -152,10 +162,15 @@ def _state_row(provider: str, event_id: str, c: StateChange) -> tuple[Any, ...]:
 
 
 _ATTEMPT = "history = json_insert(history, '$[#]', json_array(?, ?))"
-# Taking over the lease of a run whose process died: that run counts as a failed attempt.
+# Taking over the lease of a run that started and whose process died: that run counts as a
+# failed attempt. (A pair claimed but never started is leased again without counting.)
 _TAKEOVER = (
-    "UPDATE alerthooks_outcomes SET status = ?, owner = ?, lease_until = ?,"
+    "UPDATE alerthooks_outcomes SET status = ?, owner = ?, lease_until = ?, started = ?,"
     f" attempts = attempts + 1, last_error = ?, {_ATTEMPT} WHERE seq = ? AND handler = ?"
+)
+_RELEASE = (
+    "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?, started = ?"
+    " WHERE seq = ? AND handler = ?"
 )
 
 # Outcomes are keyed by the event's sequence number, not its (random) id: new rows append to the
@@ -177,7 +192,7 @@ _CLAIMABLE_AT = (
 _SCHEMA = _SCHEMA.replace("{due}", _CLAIMABLE_AT)
 
 CLAIM_SQL = (
-    "SELECT o.seq, e.provider, e.event_id, o.handler, o.attempts, o.status, e.body"
+    "SELECT o.seq, e.provider, e.event_id, o.handler, o.attempts, o.status, o.started, e.body"
     " FROM alerthooks_outcomes o JOIN alerthooks_events e ON e.seq = o.seq"
     f" WHERE {_CLAIMABLE_AT} <= ? ORDER BY {_CLAIMABLE_AT} LIMIT ?"
 )
@@ -401,27 +416,24 @@ class SQLiteStore(Store):
             claimed: list[str] = []
             busy: list[str] = []
             died: list[tuple[str, str]] = []
-            for handler, status, lease_until, holder in conn.execute(
-                "SELECT handler, status, lease_until, owner FROM alerthooks_outcomes"
+            for handler, status, lease_until, holder, started in conn.execute(
+                "SELECT handler, status, lease_until, owner, started FROM alerthooks_outcomes"
                 " WHERE seq = ? AND status NOT IN ('done', 'dead')",
                 (seq,),
             ).fetchall():
                 if status != "running":
                     claimed.append(handler)
-                elif lease_until <= now:
-                    died.append((handler, PROCESS_DIED))
-                elif owner_gone(holder):
-                    died.append((handler, PROCESS_GONE))
-                else:
+                elif lease_until > now and not owner_gone(holder):
                     busy.append(handler)
-            conn.executemany(
-                "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
-                " WHERE seq = ? AND handler = ?",
-                [(owner, now + lease, seq, h) for h in claimed],
-            )
+                elif not started:  # claimed, never started: nothing ran, nothing to count
+                    claimed.append(handler)
+                else:
+                    died.append((handler, PROCESS_DIED if lease_until <= now else PROCESS_GONE))
+            # The receiver runs what it claims at once: claimed here is started.
+            conn.executemany(_RELEASE, [(owner, now + lease, 1, seq, h) for h in claimed])
             conn.executemany(
                 _TAKEOVER,
-                [("running", owner, now + lease, err, err, now, seq, h) for h, err in died],
+                [("running", owner, now + lease, 1, err, err, now, seq, h) for h, err in died],
             )
             claimed.extend(h for h, _ in died)
             return Begun(False, tuple(sorted(claimed)), tuple(busy))
@@ -496,6 +508,22 @@ class SQLiteStore(Store):
 
         await self._submit(op)
 
+    async def start(
+        self, provider: str, event_id: str, handlers: Collection[str], *, owner: str
+    ) -> None:
+        """See :meth:`Store.start`."""
+        names = list(handlers)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE alerthooks_outcomes SET started = 1 WHERE seq = (SELECT seq FROM"
+                " alerthooks_events WHERE event_id = ? AND provider = ?) AND handler = ?"
+                " AND status = 'running' AND owner = ?",
+                [(event_id, provider, name, owner) for name in names],
+            )
+
+        await self._submit(op)
+
     async def try_lease(self, name: str, *, owner: str, seconds: float) -> bool:
         """See :meth:`Store.try_lease`: a row of ``alerthooks_leases`` (created on first use)."""
 
@@ -528,9 +556,9 @@ class SQLiteStore(Store):
             now = time.time()
             rows = conn.execute(CLAIM_SQL, (now, limit)).fetchall()
             claims: list[Claim] = []
-            plain: list[tuple[str, float, int, str]] = []
-            for seq, p, e, h, n, status, body in rows:
-                if status == "running":  # its lease expired: the process running it died
+            plain: list[tuple[str, float, int, int, str]] = []
+            for seq, p, e, h, n, status, started, body in rows:
+                if status == "running" and started:  # the process running it died
                     n += 1
                     dead = max_attempts is not None and n >= max_attempts
                     conn.execute(
@@ -539,6 +567,7 @@ class SQLiteStore(Store):
                             "dead" if dead else "running",
                             None if dead else owner,
                             0.0 if dead else now + lease,
+                            0,
                             PROCESS_DIED,
                             PROCESS_DIED,
                             now,
@@ -550,13 +579,9 @@ class SQLiteStore(Store):
                         log_dead_after_crash(p, e, h, n)
                         continue
                 else:
-                    plain.append((owner, now + lease, seq, h))
+                    plain.append((owner, now + lease, 0, seq, h))
                 claims.append(Claim(p, e, bytes(body), h, n))
-            conn.executemany(
-                "UPDATE alerthooks_outcomes SET status = 'running', owner = ?, lease_until = ?"
-                " WHERE seq = ? AND handler = ?",
-                plain,
-            )
+            conn.executemany(_RELEASE, plain)
             return claims
 
         return await self._submit(op)
