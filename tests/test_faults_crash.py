@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -323,3 +325,66 @@ async def test_a_restarted_worker_takes_over_at_once_from_its_dead_predecessor(
         await store.close()
     assert time.monotonic() - started < 60  # far less than one 300 s lease
     assert out.read_text().split() == [payload["id"]] * 3
+
+
+async def test_after_kill_9_attempts_equal_the_runs_the_handler_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed (SIGKILL) three times while it holds both started and claimed-but-not-
+    started pairs, then left to finish: every outcome's ``attempts`` is the number of times its
+    handler ran, as the handler itself recorded them."""
+    monkeypatch.chdir(ROOT)
+    url = f"sqlite:///{tmp_path}/inbox.db"
+    out = tmp_path / "runs.txt"
+    env = {"ALERTHOOKS_STORE": url, "ALERTHOOKS_TEST_OUT": str(out), "ALERTHOOKS_TEST_LEASE": "1"}
+    web = make_hooks(url, mode="queued", worker=False)
+    web.add_handler(lambda event: None, "*", name="work")  # as attempts_app names it
+    ids = []
+    for _ in range(30):
+        payload = stripe_alert_triggered()
+        body, headers = signed(payload)
+        status, _, _ = await asgi_call(
+            web,
+            path="/stripe",
+            headers=[(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            chunks=[body],
+        )
+        assert status == 200
+        ids.append(payload["id"])
+    await web.shutdown()
+    log = tmp_path / "worker.log"
+
+    def runs() -> list[str]:
+        return out.read_text().split() if out.exists() else []
+
+    store = open_store(url)
+    await store.open()
+    try:
+        for kill in range(3):
+            worker = Proc(["worker", "tests.attempts_app:hooks"], env, log)
+            seen = len(runs())
+            deadline = time.monotonic() + 30
+            while len(runs()) < seen + 3:  # it is well into its work, and mid-run
+                assert worker.popen.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"kill {kill}: no progress"
+                await asyncio.sleep(0.01)
+            assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
+        worker = Proc(["worker", "tests.attempts_app:hooks"], env, log)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                stored = [await store.get("stripe", event_id) for event_id in ids]
+                if all(s is not None and s.outcomes[0].status == "done" for s in stored):
+                    break
+                assert time.monotonic() < deadline, "the backlog was never finished"
+                await asyncio.sleep(0.1)
+        finally:
+            worker.stop()
+    finally:
+        await store.close()
+    counted = Counter(runs())
+    attempts = {s.event_id: s.outcomes[0].attempts for s in stored if s is not None}
+    mismatched = {i: (attempts[i], counted[i]) for i in ids if attempts[i] != counted[i]}
+    assert mismatched == {}, f"(attempts, runs) differ for {len(mismatched)}: {mismatched}"
+    # The kills did leave runs that died mid-way: some handler ran more than once.
+    assert max(counted.values()) >= 2
