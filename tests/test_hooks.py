@@ -20,6 +20,7 @@ from starlette.routing import Mount
 from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.store import open_store
 from alerthooks.store.memory import MemoryStore
 from alerthooks.testing import (
@@ -182,7 +183,7 @@ async def test_stripe_stale_signature_is_400(
 
 
 async def test_stripe_rotated_secrets_both_accepted(seen: list[AlertEvent]) -> None:
-    hooks = AlertHooks(stripe_secret=["whsec_old", "whsec_new"], store="memory://")
+    hooks = AlertHooks(providers=[Stripe(["whsec_old", "whsec_new"])], store="memory://")
 
     @hooks.on("*")
     async def record(event: AlertEvent) -> None:
@@ -246,7 +247,7 @@ async def test_auth_is_checked_before_the_body_is_parsed(client: httpx.AsyncClie
 
 
 async def test_body_over_limit_by_content_length_is_413() -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", max_body_bytes=1000)
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://", max_body_bytes=1000)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=hooks), base_url="http://t"
     ) as c:
@@ -255,7 +256,7 @@ async def test_body_over_limit_by_content_length_is_413() -> None:
 
 
 async def test_streamed_body_over_limit_is_413_without_reading_the_rest() -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", max_body_bytes=1000)
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://", max_body_bytes=1000)
     sent = 0
     messages = [{"type": "http.request", "body": b"x" * 600, "more_body": True}] * 10
     responses: list[Message] = []
@@ -294,7 +295,7 @@ async def test_invalid_content_length_is_400(hooks: AlertHooks) -> None:
 
 
 async def test_stalled_body_times_out_with_408() -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", body_timeout=0.1)
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://", body_timeout=0.1)
     responses: list[Message] = []
     first = True
 
@@ -480,7 +481,7 @@ async def test_credentials_from_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 async def test_chargebee_auth_accepts_several_pairs() -> None:
-    hooks = AlertHooks(chargebee_auth=[("a", "1"), ("b", "2")], store="memory://")
+    hooks = AlertHooks(providers=[Chargebee([("a", "1"), ("b", "2")])], store="memory://")
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=hooks), base_url="http://t"
     ) as c:
@@ -528,7 +529,7 @@ async def test_unauthenticated_chargebee_needs_explicit_opt_in(
     monkeypatch.delenv("CHARGEBEE_WEBHOOK_USERNAME", raising=False)
     monkeypatch.delenv("CHARGEBEE_WEBHOOK_PASSWORD", raising=False)
     hooks = AlertHooks(
-        stripe_secret="whsec_x", store="memory://", chargebee_allow_unauthenticated=True
+        providers=[Stripe("whsec_x"), Chargebee((), allow_unauthenticated=True)], store="memory://"
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=hooks), base_url="http://t"
@@ -539,7 +540,7 @@ async def test_unauthenticated_chargebee_needs_explicit_opt_in(
 
 def test_repr_hides_secrets() -> None:
     hooks = AlertHooks(
-        stripe_secret="whsec_supersecret", chargebee_auth=("u", "hunter2"), store="memory://"
+        providers=[Stripe("whsec_supersecret"), Chargebee(("u", "hunter2"))], store="memory://"
     )
     assert "whsec_supersecret" not in repr(hooks)
     assert "hunter2" not in repr(hooks)
@@ -649,7 +650,7 @@ async def test_unconfigured_provider_is_warned_again_after_a_minute(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
-    hooks = make_hooks(stripe_secret="")
+    hooks = make_hooks(stripe="")
     clock = _Clock()
     hooks._receiver.rejections.clock = clock
     caplog.set_level(logging.WARNING)
