@@ -43,7 +43,6 @@ MAX_LIMIT_CONCURRENCY = 10_000
 """The largest connection limit derived from the fd limit (about 10 KiB of memory each)."""
 MAX_FDS = 1 << 20
 """How far the soft fd limit is raised when the hard limit is unlimited."""
-MAX_BACKLOG = 2048
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _TOO_LARGE = (
@@ -77,17 +76,33 @@ def fd_limit(*, raise_soft: bool = False) -> int:
     return int(target)
 
 
+def somaxconn() -> int:
+    """The kernel's cap on a listen backlog (``net.core.somaxconn``; 4096 where unreadable)."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return max(16, int(f.read()))
+    except (OSError, ValueError):
+        return 4096
+
+
 def backlog_for(fds: int) -> int:
-    """The listen backlog for a process allowed ``fds`` open files: asyncio accepts up to the
-    backlog at once before any of them can be closed, so it comes out of the fd budget."""
-    return max(16, min(MAX_BACKLOG, fds // 8))
+    """The listen backlog for a process allowed ``fds`` open files: half of them after
+    :data:`FD_RESERVE`, at most :func:`somaxconn`.
+
+    Under a flood of reconnecting clients beyond the connection limit, every client the server
+    has closed is connecting again at once: when they outnumber the kernel's accept queue, it
+    stays full, and a delivery's SYN is dropped and retried a second later. asyncio accepts up
+    to the backlog at once before any can be closed, so it comes out of the fd budget."""
+    return max(16, min(somaxconn(), (fds - FD_RESERVE) // 2))
 
 
 def limit_for(fds: int) -> int:
-    """The connection limit for a process allowed ``fds`` open files: what is left after the
-    listen backlog and :data:`FD_RESERVE`, at most :data:`MAX_LIMIT_CONCURRENCY`, so a flood
-    never runs the process out of file descriptors (which would stop it accepting anyone)."""
-    return max(16, min(MAX_LIMIT_CONCURRENCY, fds - backlog_for(fds) - FD_RESERVE))
+    """The connection limit for a process allowed ``fds`` open files: the listen backlog
+    (:func:`backlog_for`), at most :data:`MAX_LIMIT_CONCURRENCY`. Open connections and the
+    backlog then fit the fd budget, so a flood never runs the process out of file descriptors
+    (which would stop it accepting anyone), and a flood of twice the limit fits too: the limit's
+    worth of connections open, the rest in the accept queue."""
+    return min(MAX_LIMIT_CONCURRENCY, backlog_for(fds))
 
 
 DEFAULT_LIMIT_CONCURRENCY = limit_for(fd_limit())
