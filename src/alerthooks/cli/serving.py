@@ -161,7 +161,7 @@ class BoundedH11Protocol(H11Protocol):
                 len(self.connections),
                 limit,
             )
-        victim._close()
+        victim._drop()
 
     def data_received(self, data: bytes) -> None:
         """Parse ``data``, refusing a header block over ``max_header_bytes``; once a request's
@@ -205,6 +205,11 @@ class BoundedH11Protocol(H11Protocol):
     def _close(self) -> None:
         self._stop_waiting()
         self.transport.close()
+
+    def _drop(self) -> None:
+        """Close at once, with a reset: nothing is owed to a connection dropped for another."""
+        self._stop_waiting()
+        self.transport.abort()
 
     def _head_fits(self, data: bytes) -> bool:
         """Count ``data`` into the header block; answer 431 and close when it is over the
