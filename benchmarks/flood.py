@@ -129,7 +129,7 @@ def scenario(fds: int, flood: int, seconds: float, log: Path) -> dict[str, float
             out, _ = attack.communicate(timeout=120)
             report = json.loads(out)
     finally:
-        server.terminate()
+        server.kill()  # nothing of it is kept: no graceful shutdown to wait for
         server.wait(30)
     latencies = sorted(s for _, s in answers)
     ok = sum(1 for status, _ in answers if status == 200)

@@ -82,3 +82,9 @@ def test_claim_benchmark_claims_from_every_backlog_size() -> None:
     out = _run("claim.py", "--pending", "30,60", "--claims", "3", "--limit", "5")
     assert "  sqlite        30 pending: " in out and "  sqlite        60 pending: " in out
     assert "ratio 60 / 30 pending:" in out
+
+
+def test_flood_benchmark_measures_deliveries_beside_a_no_flood_baseline() -> None:
+    out = _run("flood.py", "--fds", "256", "--seconds", "1")
+    assert "fd limit 256: limit-concurrency 64, backlog 64" in out
+    assert "  no flood " in out and "  flood 128 " in out
