@@ -31,6 +31,7 @@ PINNED: dict[str, list[str]] = {
         "Rejected",
         "RemoteStatus",
         "SecretProvider",
+        "StandardWebhooksProvider",
         "StatusAPI",
         "Stripe",
         "Subject",

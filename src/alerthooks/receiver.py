@@ -19,6 +19,7 @@ from alerthooks.dispatch import Handler
 from alerthooks.events import AlertEvent
 from alerthooks.observe import current_delivery
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
+from alerthooks.providers.base import normalized
 from alerthooks.runtime import LeaseKeeper, Runtime, Unreadable, record_outcomes, stored_event
 from alerthooks.state import state_change
 from alerthooks.store import Begun, Delivery, StoreError
@@ -262,7 +263,7 @@ class Receiver:
         if not isinstance(payload, dict):
             logger.info("%s delivery rejected: payload is not a JSON object", provider.name)
             return NOT_AN_OBJECT
-        event_id = provider.event_id(payload)
+        event_id = provider.event_id(payload) or provider.delivery_id(headers)
         if self.runtime.observers and (seen := current_delivery()) is not None:
             seen.event(event_id, provider.event_type(payload))
         if event_id is None:
@@ -380,7 +381,7 @@ class Receiver:
         stored = await store.get(provider_name, event_id)
         if stored is None:
             return "not stored"
-        event = stored_event(self.runtime.providers, provider_name, stored.body)
+        event = stored_event(self.runtime.providers, provider_name, event_id, stored.body)
         if isinstance(event, Unreadable):
             return event.reason
         names = tuple(h.name for h in self.runtime.dispatcher.match(event))
@@ -435,7 +436,7 @@ class Receiver:
         """The event; else the reason it cannot be read when its type is an alert type
         (unparsed), or None (ignored)."""
         try:
-            return provider.normalize(payload)
+            return normalized(provider, event_id, payload)
         except NotAnAlert as exc:
             if provider.is_alert_type(event_type):
                 return exc.reason

@@ -17,6 +17,7 @@ from alerthooks.dispatch import Dispatcher
 from alerthooks.events import AlertEvent
 from alerthooks.observe import Observers
 from alerthooks.providers import NotAnAlert, Provider
+from alerthooks.providers.base import normalized
 from alerthooks.store import Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -201,10 +202,11 @@ class Unreadable:
 
 
 def stored_event(
-    providers: Mapping[str, Provider], provider: str, body: bytes
+    providers: Mapping[str, Provider], provider: str, event_id: str, body: bytes
 ) -> AlertEvent | Unreadable:
-    """The event a stored body stands for, read again with ``providers[provider]``; else why it
-    cannot be read. Never raises: a normalizer's bug leaves the event unreadable, nothing worse."""
+    """The event a stored body stands for, read again with ``providers[provider]`` (its id the
+    stored ``event_id``); else why it cannot be read. Never raises: a normalizer's bug leaves
+    the event unreadable, nothing worse."""
     found = providers.get(provider)
     if found is None:
         return Unreadable(f"the app has no provider {provider!r}")
@@ -215,7 +217,7 @@ def stored_event(
     if not isinstance(payload, dict):
         return Unreadable("stored body is not a JSON object")
     try:
-        return found.normalize(payload)
+        return normalized(found, event_id, payload)
     except NotAnAlert as exc:
         return Unreadable(exc.reason, not_an_alert=True)
     except Exception as exc:
