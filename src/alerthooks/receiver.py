@@ -381,7 +381,7 @@ class Receiver:
         stored = await store.get(provider_name, event_id)
         if stored is None:
             return "not stored"
-        event = stored_event(self.runtime.providers, provider_name, event_id, stored.body)
+        event = stored_event(self.runtime.providers, provider_name, stored.body, event_id)
         if isinstance(event, Unreadable):
             return event.reason
         names = tuple(h.name for h in self.runtime.dispatcher.match(event))

@@ -202,11 +202,12 @@ class Unreadable:
 
 
 def stored_event(
-    providers: Mapping[str, Provider], provider: str, event_id: str, body: bytes
+    providers: Mapping[str, Provider], provider: str, body: bytes, event_id: str | None = None
 ) -> AlertEvent | Unreadable:
-    """The event a stored body stands for, read again with ``providers[provider]`` (its id the
-    stored ``event_id``); else why it cannot be read. Never raises: a normalizer's bug leaves
-    the event unreadable, nothing worse."""
+    """The event a stored body stands for, read again with ``providers[provider]``, its id set
+    to ``event_id`` (the stored id, which a header may have given) where one is given; else why
+    it cannot be read. Never raises: a normalizer's bug leaves the event unreadable, nothing
+    worse."""
     found = providers.get(provider)
     if found is None:
         return Unreadable(f"the app has no provider {provider!r}")
@@ -217,6 +218,8 @@ def stored_event(
     if not isinstance(payload, dict):
         return Unreadable("stored body is not a JSON object")
     try:
+        if event_id is None:
+            return found.normalize(payload)
         return normalized(found, event_id, payload)
     except NotAnAlert as exc:
         return Unreadable(exc.reason, not_an_alert=True)

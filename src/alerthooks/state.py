@@ -64,7 +64,7 @@ async def fold_stored(store: Store, providers: Mapping[str, Provider]) -> bool:
             if item.provider not in providers:
                 missing[item.provider] = missing.get(item.provider, 0) + 1
                 continue
-            event = stored_event(providers, item.provider, item.event_id, item.body)
+            event = stored_event(providers, item.provider, item.body, item.event_id)
             if isinstance(event, Unreadable):
                 if not event.not_an_alert:  # a body the provider cannot read sets no state
                     logger.debug("%s: a stored body does not read: %s", item.provider, event)

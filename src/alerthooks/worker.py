@@ -302,5 +302,5 @@ class Worker:
             )
 
     def _event(self, claim: Claim) -> AlertEvent | str:
-        event = stored_event(self.runtime.providers, claim.provider, claim.event_id, claim.body)
+        event = stored_event(self.runtime.providers, claim.provider, claim.body, claim.event_id)
         return str(event) if isinstance(event, Unreadable) else event

@@ -226,7 +226,7 @@ class _Console:
         return {"rows": rows, "more": max(0, len(in_alarm) - BOARD_LIMIT)}
 
     def _normalized(self, stored: StoredEvent) -> tuple[list[tuple[str, str]], str | None]:
-        event = stored_event(self.hooks.providers, stored.provider, stored.event_id, stored.body)
+        event = stored_event(self.hooks.providers, stored.provider, stored.body, stored.event_id)
         if isinstance(event, Unreadable):
             return [], str(event)
         fields = [
