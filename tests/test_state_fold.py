@@ -262,7 +262,7 @@ async def test_a_fresh_store_has_nothing_to_fold(url: str) -> None:
         conn = sqlite3.connect(path)
         (version,) = conn.execute("SELECT version FROM alerthooks_schema").fetchone()
         conn.close()
-        assert version == SCHEMA_VERSION == 3
+        assert version == SCHEMA_VERSION == 4
 
 
 async def test_a_migrated_store_without_events_has_nothing_to_fold(

@@ -40,7 +40,7 @@ HEALTH_PREFIX = "/_alerthooks"
 FD_RESERVE = 128
 """File descriptors kept out of the connection limit for the store, logs and the app."""
 MAX_LIMIT_CONCURRENCY = 10_000
-"""The largest connection limit derived from the fd limit (about 10 KiB of memory each)."""
+"""The largest connection limit derived from the fd limit."""
 MAX_FDS = 1 << 20
 """How far the soft fd limit is raised when the hard limit is unlimited."""
 
@@ -271,8 +271,11 @@ def server_settings(
     can hold: the header block's size and time, open connections and requests in flight
     (``limit_concurrency``, by default :func:`limit_for` this process's fd limit; beyond it a
     new connection closes the one waiting longest for headers, a request is answered 503), and
-    idle keep-alive. The listen backlog comes out of the same fd budget."""
-    fds = fd_limit()
+    idle keep-alive. The listen backlog comes out of the same fd budget.
+
+    Like ``alerthooks serve``, it raises this process's soft fd limit to the hard limit (see
+    :func:`fd_limit`): the limits are derived from what the server will have."""
+    fds = fd_limit(raise_soft=True)
     return {
         "http": bounded_h11(header_timeout, max_header_bytes),
         "h11_max_incomplete_event_size": max_header_bytes,
