@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from alerthooks.apis.http import (
     ProviderError,
@@ -20,7 +20,10 @@ from alerthooks.apis.http import (
 )
 
 __all__ = [
+    "AdoptMode",
+    "Adoption",
     "CreatedEndpoint",
+    "Declaration",
     "Mode",
     "ProviderAPI",
     "ProviderError",
@@ -37,6 +40,12 @@ __all__ = [
 
 #: Whether credentials reach a provider's live or test data.
 Mode = Literal["live", "test"]
+
+#: How a provider takes an existing alert under management: ``in_place`` writes the ownership
+#: marker on it; ``replace`` creates the marked alert, then removes the old one (the API cannot
+#: write the marker on an existing alert); ``identity`` needs nothing, as an alert at the
+#: identity an entry names already is that entry's (Orb).
+AdoptMode = Literal["in_place", "replace", "identity"]
 
 
 @dataclass(frozen=True)
@@ -152,4 +161,43 @@ class ProviderAPI(Protocol):
 
     async def aclose(self) -> None:
         """Release the HTTP connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """An existing alert as an ``alerts.toml`` entry: ``fields`` (without ``key``), in the
+    order they are written, and ``notes`` for what the API does not tell (one comment line
+    each)."""
+
+    fields: Mapping[str, Any]
+    notes: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Adoption(Protocol):
+    """What a :class:`ProviderAPI` adds to meet the alerts that already exist (``plan``'s
+    unmanaged list and lookalikes, ``--adopt``, ``alerthooks import``). A provider API without
+    it lists unmanaged alerts by id only and sees no lookalikes.
+
+    ``identity_fields`` are the :attr:`RemoteAlert.spec` fields that identify an alert (shown
+    for each unmanaged one, and making import's keys); ``adopt_mode`` is how
+    :meth:`adopt_alert` or the executor takes one over (see :data:`AdoptMode`).
+    """
+
+    adopt_mode: AdoptMode
+    identity_fields: tuple[str, ...]
+
+    def is_lookalike(self, alert: Any, remote: RemoteAlert) -> bool:
+        """Whether the unmanaged ``remote`` has the identifying fields of the configured
+        ``alert`` (so creating ``alert`` would duplicate it)."""
+        ...
+
+    def declare(self, remote: RemoteAlert) -> Declaration | None:
+        """The entry that declares the unmanaged ``remote``, or None when this manager does
+        not manage its kind of alert."""
+        ...
+
+    async def adopt_alert(self, alert_id: str, alert: Any, idempotency_key: str) -> None:
+        """Write the ownership marker of ``alert`` on the existing alert (``in_place`` only)."""
         ...

@@ -34,7 +34,9 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 
 from alerthooks.manager.api import (
+    AdoptMode,
     CreatedEndpoint,
+    Declaration,
     Mode,
     ProviderAPI,
     ProviderError,
@@ -246,6 +248,10 @@ class OrbAPI:
     endpoint_api_version: str | None = None
     endpoint_version_in_place = False
     removed = "disabled"
+    #: Orb owns alerts by type and scope: the alert at an entry's identity is that entry's,
+    #: whoever made it, so there is nothing to adopt and no lookalike.
+    adopt_mode: AdoptMode = "identity"
+    identity_fields = ("type", "subscription_id", "customer_id", "metric_id", "currency")
 
     def __init__(
         self,
@@ -315,6 +321,28 @@ class OrbAPI:
         """Never planned: only thresholds can differ at one identity, and they change in
         place."""
         return False
+
+    # -- existing alerts -----------------------------------------------------------------
+
+    def is_lookalike(self, alert: OrbAlert, remote: RemoteAlert) -> bool:
+        """Never: an Orb alert at an entry's type and scope already is that entry's."""
+        return False
+
+    def declare(self, remote: RemoteAlert) -> Declaration | None:
+        """Type, scope and thresholds (``enabled = false`` for a disabled alert); None for a
+        plan-level alert or a type this module does not manage."""
+        if remote_identity(remote.raw) is None:
+            return None
+        fields = {name: remote.spec[name] for name in self.identity_fields if remote.spec.get(name)}
+        if remote.spec.get("thresholds"):
+            fields["thresholds"] = remote.spec["thresholds"]
+        if not remote.enabled:
+            fields["enabled"] = False
+        return Declaration(fields)
+
+    async def adopt_alert(self, alert_id: str, alert: OrbAlert, idempotency_key: str) -> None:
+        """Never planned: Orb alerts are owned by type and scope."""
+        raise ProviderError("orb: alerts are owned by type and scope; nothing to adopt")
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -108,6 +108,18 @@ class FakeMetronome(FakeAPI):
         with self._lock:
             return [json.loads(json.dumps(a)) for a in self._alerts.values()]
 
+    def _live(self) -> list[dict[str, Any]]:
+        return [a for a in self._alerts.values() if a["status"] == "enabled"]
+
+    def _identity(self, alert: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            alert["type"],
+            float(alert["threshold"]),
+            alert["_customer_id"],
+            alert["_billable_metric_id"],
+            alert["credit_type"]["id"],
+        )
+
     def add_alert(
         self,
         name: str,

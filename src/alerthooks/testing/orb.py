@@ -107,6 +107,9 @@ class FakeOrb(FakeAPI):
         with self._lock:
             return [json.loads(json.dumps(a)) for a in self._alerts.values()]
 
+    def _live(self) -> list[dict[str, Any]]:
+        return [a for a in self._alerts.values() if a.get("enabled")]
+
     def add_alert(
         self,
         type: str,
