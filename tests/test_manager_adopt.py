@@ -19,7 +19,20 @@ import pytest
 from click.testing import CliRunner, Result
 
 from alerthooks import cli
-from alerthooks.manager import AlertManager, ChangeKind, Credentials, RetryPolicy, load_config
+from alerthooks.manager import (
+    AlertEntry,
+    AlertManager,
+    ChangeKind,
+    Credentials,
+    Plan,
+    ProviderPlan,
+    RemoteAlert,
+    RetryPolicy,
+    apply_plan,
+    diff_alerts,
+    load_config,
+)
+from alerthooks.manager.api import Declaration
 from alerthooks.testing.fakes import FakeAPI, FakeChargebee, FakeMetronome, FakeOrb, FakeStripe
 
 if sys.version_info >= (3, 11):
@@ -319,3 +332,78 @@ def test_import_without_credentials_says_what_to_set(tmp_path: Path) -> None:
     assert "STRIPE_API_KEY" in out.stderr and out.stderr.startswith("error: ")
     named = run(["import", "--provider", "chargebee"], dict(UNSET))
     assert named.exit_code == 1 and "CHARGEBEE_API_KEY: not set" in named.stderr
+
+
+# -- a provider whose API can write the marker in place (the generic path) ------------------
+
+
+class Label(AlertEntry):
+    label: str
+    limit: int
+
+
+class InPlaceAPI:
+    """A provider API that can mark an existing alert: adopting writes the marker in place."""
+
+    name = "toy"
+    mode = "test"
+    account = "test mode"
+    updatable: frozenset[str] = frozenset({"limit"})
+    event = "limit.reached"
+    endpoint_api_version = None
+    endpoint_version_in_place = False
+    removed = "deleted"
+    adopt_mode = "in_place"
+    identity_fields = ("limit",)
+
+    def __init__(self, alerts: dict[str, dict[str, Any]]) -> None:
+        self.alerts = alerts
+        self.calls: list[tuple[str, str]] = []
+
+    def key_of(self, alert: Label) -> str:
+        return alert.key
+
+    def desired_spec(self, alert: Label) -> dict[str, Any]:
+        return {"label": alert.label, "limit": alert.limit}
+
+    def is_lookalike(self, alert: Label, remote: RemoteAlert) -> bool:
+        return remote.spec["limit"] == alert.limit
+
+    def declare(self, remote: RemoteAlert) -> Declaration | None:
+        return Declaration({"label": remote.spec["label"], "limit": remote.spec["limit"]})
+
+    async def adopt_alert(self, alert_id: str, alert: Label, idempotency_key: str) -> None:
+        self.calls.append(("adopt", alert_id))
+        self.alerts[alert_id]["key"] = alert.key
+
+    async def remove_alert(self, alert_id: str, idempotency_key: str) -> None:
+        self.calls.append(("remove", alert_id))
+        del self.alerts[alert_id]
+
+    def remote(self) -> list[RemoteAlert]:
+        return [
+            RemoteAlert("toy", id, a.get("key"), True, {"label": a["label"], "limit": a["limit"]})
+            for id, a in self.alerts.items()
+        ]
+
+
+async def test_where_the_api_can_mark_an_alert_adopting_marks_it_in_place() -> None:
+    api = InPlaceAPI({"t1": {"label": "by hand", "limit": 5}, "t2": {"label": "copy", "limit": 5}})
+    entry = Label(key="five", label="five", limit=5)
+    refused = diff_alerts(api, [entry], api.remote())  # type: ignore[arg-type]
+    assert [(c.kind, c.lookalike and c.lookalike.id) for c in refused] == [
+        (ChangeKind.CREATE, "t1")
+    ]
+    changes = diff_alerts(api, [entry], api.remote(), adopt=True)  # type: ignore[arg-type]
+    assert [(c.kind.value, c.remote and c.remote.id) for c in changes] == [
+        ("adopt", "t1"),
+        ("adopt (merge)", "t2"),
+    ]
+    assert changes[0].detail == "marker written in place; then label: 'by hand' → 'five'"
+    plan = Plan((ProviderPlan("toy", "test", "test mode", tuple(changes)),))
+    result = await apply_plan(plan, {"toy": api})  # type: ignore[dict-item]
+    assert result.ok and sorted(api.calls) == [("adopt", "t1"), ("remove", "t2")]
+    assert api.alerts == {"t1": {"label": "by hand", "limit": 5, "key": "five"}}
+    # Marked now: the next plan updates the label like any managed alert, adopts nothing.
+    after = diff_alerts(api, [entry], api.remote(), adopt=True)  # type: ignore[arg-type]
+    assert [c.kind for c in after] == [ChangeKind.REPLACE]

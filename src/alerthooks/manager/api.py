@@ -178,7 +178,7 @@ class Declaration:
 class Adoption(Protocol):
     """What a :class:`ProviderAPI` adds to meet the alerts that already exist (``plan``'s
     unmanaged list and lookalikes, ``--adopt``, ``alerthooks import``). A provider API without
-    it lists unmanaged alerts by id only and sees no lookalikes.
+    it (all five members) lists unmanaged alerts by id only and sees no lookalikes.
 
     ``identity_fields`` are the :attr:`RemoteAlert.spec` fields that identify an alert (shown
     for each unmanaged one, and making import's keys); ``adopt_mode`` is how
