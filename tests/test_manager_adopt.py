@@ -407,3 +407,17 @@ async def test_where_the_api_can_mark_an_alert_adopting_marks_it_in_place() -> N
     # Marked now: the next plan updates the label like any managed alert, adopts nothing.
     after = diff_alerts(api, [entry], api.remote(), adopt=True)  # type: ignore[arg-type]
     assert [c.kind for c in after] == [ChangeKind.REPLACE]
+
+
+def test_import_says_what_the_api_does_not_tell(tmp_path: Path) -> None:
+    config = tmp_path / "alerts.toml"
+    config.write_text('[metronome]\nlookup_customer_id = "cus_1"\n')
+    with FakeMetronome() as fake:
+        made = fake.add_alert("Calls", "usage_threshold_reached", 10, billable_metric_id="bm_1")
+        out = run(["import", "--config", str(config)], {**UNSET, **fake.env()})
+    assert out.exit_code == 0, out.output
+    (entry,) = tomllib.loads(out.stdout)["metronome"]["alerts"]
+    assert "billable_metric_id" not in entry  # Metronome does not list it
+    assert f"# metronome alert {made['id']}\n" in out.stdout
+    assert "# billable_metric_id: Metronome does not list it" in out.stdout
+    assert re.search(r"^# fix before merging: billable_metric_id: required", out.stdout, re.M)

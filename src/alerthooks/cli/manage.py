@@ -227,7 +227,7 @@ def import_command(config_path: str, providers: tuple[str, ...], output: str | N
 
     async def run() -> Imported:
         try:
-            return await read_unmanaged(apis, config_keys(config))
+            return await read_unmanaged(apis, config_keys(config), config)
         finally:
             await close_apis(apis)
 

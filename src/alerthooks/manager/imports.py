@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerthooks.manager.api import Adoption, Declaration, ProviderAPI, RemoteAlert
-from alerthooks.manager.config import Config, ConfigError, Credentials
+from alerthooks.manager.config import Config, ConfigError, Credentials, parse_config
 from alerthooks.manager.registry import PROVIDERS, provider_spec
 from alerthooks.manager.spec import KEY_MAX
 
@@ -75,9 +75,12 @@ def alert_key(api: ProviderAPI, remote: RemoteAlert, taken: set[str]) -> str:
     return key
 
 
-async def read_unmanaged(apis: Mapping[str, ProviderAPI], taken: Iterable[str]) -> Imported:
+async def read_unmanaged(
+    apis: Mapping[str, ProviderAPI], taken: Iterable[str], config: Config | None = None
+) -> Imported:
     """List every provider's alerts (providers one after another, in the given order) and
-    declare the unmanaged ones, with keys unique against ``taken``."""
+    declare the unmanaged ones, with keys unique against ``taken``. Each entry is checked as
+    ``config``'s table would hold it; what would not pass is said in a note above it."""
     used = set(taken)
     result = Imported()
     for name, api in apis.items():
@@ -92,8 +95,31 @@ async def read_unmanaged(apis: Mapping[str, ProviderAPI], taken: Iterable[str]) 
                 result.alerts.append(ImportedAlert(name, alert.id, None, None, reason))
                 continue
             key = alert_key(api, alert, used)
+            problems = _problems(name, key, declaration, config)
+            if problems:
+                notes = (*declaration.notes, *(f"fix before merging: {p}" for p in problems))
+                declaration = Declaration(declaration.fields, notes)
             result.alerts.append(ImportedAlert(name, alert.id, key, declaration))
     return result
+
+
+def _problems(
+    provider: str, key: str, declaration: Declaration, config: Config | None
+) -> list[str]:
+    """What ``alerts.toml`` validation would say of the entry, in the provider's table as
+    ``config`` has it (its other fields kept)."""
+    table = config.tables.get(provider) if config is not None else None
+    raw: dict[str, Any] = (
+        table.model_dump(exclude={"alerts"}, exclude_none=True) if table is not None else {}
+    )
+    raw["alerts"] = [{"key": key, **declaration.fields}]
+    try:
+        parse_config({provider: raw}, source="import")
+    except ConfigError as exc:
+        return [
+            re.sub(r"^import: [^ ]+ \(key '[^']*'\): ", "", line) for line in str(exc).splitlines()
+        ]
+    return []
 
 
 def _toml(value: Any) -> str:
