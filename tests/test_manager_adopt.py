@@ -421,3 +421,28 @@ def test_import_says_what_the_api_does_not_tell(tmp_path: Path) -> None:
     assert f"# metronome alert {made['id']}\n" in out.stdout
     assert "# billable_metric_id: Metronome does not list it" in out.stdout
     assert re.search(r"^# fix before merging: billable_metric_id: required", out.stdout, re.M)
+
+
+def test_import_reads_every_customer_and_subscription_not_only_the_named_ones(
+    tmp_path: Path,
+) -> None:
+    """Orb and Metronome list alerts per subscription or customer: import reads them all."""
+    with FakeOrb() as orb, FakeMetronome() as metronome:
+        orb.add_alert("cost_exceeded", subscription_id="sub_9", thresholds=[50])
+        orb.add_alert("credit_balance_depleted", customer_id="cus_8", currency="USD")
+        metronome.customers.add("cus_1")
+        metronome.add_alert("Own", "spend_threshold_reached", 70, customer_id="cus_9")
+        metronome.add_alert("Everyone", "spend_threshold_reached", 90)
+        env = {**UNSET, **orb.env(), **metronome.env()}
+        out = run(["import", "--config", str(tmp_path / "absent.toml")], env)
+    assert out.exit_code == 0, out.output
+    found = tomllib.loads(out.stdout)
+    assert sorted(
+        (a["type"], a.get("subscription_id"), a.get("customer_id")) for a in found["orb"]["alerts"]
+    ) == [
+        ("cost_exceeded", "sub_9", None),
+        ("credit_balance_depleted", None, "cus_8"),
+    ]
+    by_name = {a["name"]: a for a in found["metronome"]["alerts"]}
+    assert by_name["Own"]["customer_id"] == "cus_9"  # only cus_9's list shows it
+    assert "customer_id" not in by_name["Everyone"]  # every customer's list shows it

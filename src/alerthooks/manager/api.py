@@ -30,6 +30,7 @@ __all__ = [
     "RemoteAlert",
     "RemoteEndpoint",
     "RetryPolicy",
+    "ScopedListing",
     "TransientError",
     "http_client",
     "json_body",
@@ -200,4 +201,15 @@ class Adoption(Protocol):
 
     async def adopt_alert(self, alert_id: str, alert: Any, idempotency_key: str) -> None:
         """Write the ownership marker of ``alert`` on the existing alert (``in_place`` only)."""
+        ...
+
+
+@runtime_checkable
+class ScopedListing(Protocol):
+    """A provider API that lists alerts per customer or subscription (Orb, Metronome), so
+    :meth:`ProviderAPI.list_alerts` reads only the ones the table names."""
+
+    async def read_whole_account(self) -> None:
+        """Make :meth:`ProviderAPI.list_alerts` read every customer and subscription of the
+        account (``alerthooks import``)."""
         ...

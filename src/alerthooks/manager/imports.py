@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerthooks.manager.api import Adoption, Declaration, ProviderAPI, RemoteAlert
+from alerthooks.manager.api import Adoption, Declaration, ProviderAPI, RemoteAlert, ScopedListing
 from alerthooks.manager.config import Config, ConfigError, Credentials, parse_config
 from alerthooks.manager.registry import PROVIDERS, provider_spec
 from alerthooks.manager.spec import KEY_MAX
@@ -85,6 +85,8 @@ async def read_unmanaged(
     result = Imported()
     for name, api in apis.items():
         result.accounts[name] = api.account
+        if isinstance(api, ScopedListing):
+            await api.read_whole_account()
         remote = sorted(await api.list_alerts(), key=lambda r: r.id)
         for alert in remote:
             if alert.key is not None:
@@ -168,8 +170,7 @@ def make_import_apis(
 ) -> dict[str, ProviderAPI]:
     """An API client for each provider in ``names`` (each must have credentials), or, when
     none is named, for each registered provider whose credentials are set. A provider the
-    config has no table for is read through an empty table (Orb and Metronome then read no
-    subscription or customer: they list alerts per scope, which their table names).
+    config has no table for is read through an empty table.
 
     Raises :class:`ConfigError` for a named provider without usable credentials, or when no
     provider has any; ``KeyError`` for an unknown name.

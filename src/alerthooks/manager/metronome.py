@@ -337,6 +337,11 @@ class MetronomeAPI(MetronomeClient):
             raw={**obj, "credit_type_id": _id(credit_type)},
         )
 
+    async def read_whole_account(self) -> None:
+        """Read the alerts every customer sees from now on, not only the customers the table
+        names (``GET /v1/customers``, all pages)."""
+        self._customers = sorted({*self._customers, *await self.customer_ids()})
+
     # -- existing alerts -----------------------------------------------------------------
 
     def is_lookalike(self, alert: MetronomeAlert, remote: RemoteAlert) -> bool:

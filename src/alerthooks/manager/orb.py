@@ -357,14 +357,31 @@ class OrbAPI:
                     seen[obj["id"]] = self._remote_alert(obj)
         return list(seen.values())
 
+    async def read_whole_account(self) -> None:
+        """Read the alerts of every customer and subscription from now on, not only the ones
+        the table names (``GET /customers`` and ``GET /subscriptions``, all pages)."""
+        customers, subscriptions = await asyncio.gather(
+            self._pages("/customers", "list customers", {}),
+            self._pages("/subscriptions", "list subscriptions", {}),
+        )
+        self._scopes = sorted(
+            set(self._scopes)
+            | {("customer_id", str(c["id"])) for c in customers if c.get("id")}
+            | {("subscription_id", str(s["id"])) for s in subscriptions if s.get("id")}
+        )
+
     async def _list(self, field: str, value: str) -> list[dict[str, Any]]:
+        return await self._pages("/alerts", f"list alerts of {value}", {field: value})
+
+    async def _pages(self, path: str, what: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every object of an Orb list, following ``pagination_metadata.next_cursor``."""
         objects: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            params: dict[str, Any] = {field: value, "limit": PAGE_SIZE}
+            params: dict[str, Any] = {**query, "limit": PAGE_SIZE}
             if cursor:
                 params["cursor"] = cursor
-            body = await self._call("GET", "/alerts", f"list alerts of {value}", params=params)
+            body = await self._call("GET", path, what, params=params)
             objects.extend(o for o in body.get("data") or () if isinstance(o, dict))
             meta = body.get("pagination_metadata") or {}
             cursor = meta.get("next_cursor") if meta.get("has_more") else None
