@@ -172,7 +172,6 @@ def diff_alerts(
     *,
     prune: bool = False,
     adopt: bool = False,
-    allow_duplicates: bool = False,
 ) -> list[Change]:
     """The changes that turn ``remote`` into ``desired``; unmanaged remote alerts are never
     changed, except lookalikes taken over with ``adopt``.
@@ -451,9 +450,7 @@ async def _plan_provider(
         remote, endpoints = await asyncio.gather(api.list_alerts(), api.list_endpoints())
     else:
         remote, endpoints = await api.list_alerts(), []
-    changes = diff_alerts(
-        api, section.alerts, remote, prune=prune, adopt=adopt, allow_duplicates=allow_duplicates
-    )
+    changes = diff_alerts(api, section.alerts, remote, prune=prune, adopt=adopt)
     if section.webhook_url:
         changes.extend(diff_endpoint(api, section.webhook_url, endpoints))
     removed = {c.remote.id for c in changes if c.remote is not None and c.kind in _REMOVING}
