@@ -366,8 +366,11 @@ class InPlaceAPI:
     def desired_spec(self, alert: Label) -> dict[str, Any]:
         return {"label": alert.label, "limit": alert.limit}
 
-    def is_lookalike(self, alert: Label, remote: RemoteAlert) -> bool:
-        return remote.spec["limit"] == alert.limit
+    def identity(self, alert: Label) -> tuple[Any, ...]:
+        return (alert.limit,)
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        return ((remote.spec["limit"],),)
 
     def declare(self, remote: RemoteAlert) -> Declaration | None:
         return Declaration({"label": remote.spec["label"], "limit": remote.spec["limit"]})

@@ -179,7 +179,7 @@ class Declaration:
 class Adoption(Protocol):
     """What a :class:`ProviderAPI` adds to meet the alerts that already exist (``plan``'s
     unmanaged list and lookalikes, ``--adopt``, ``alerthooks import``). A provider API without
-    it (all five members) lists unmanaged alerts by id only and sees no lookalikes.
+    it (all six members) lists unmanaged alerts by id only and sees no lookalikes.
 
     ``identity_fields`` are the :attr:`RemoteAlert.spec` fields that identify an alert (shown
     for each unmanaged one, and making import's keys); ``adopt_mode`` is how
@@ -189,9 +189,14 @@ class Adoption(Protocol):
     adopt_mode: AdoptMode
     identity_fields: tuple[str, ...]
 
-    def is_lookalike(self, alert: Any, remote: RemoteAlert) -> bool:
-        """Whether the unmanaged ``remote`` has the identifying fields of the configured
-        ``alert`` (so creating ``alert`` would duplicate it)."""
+    def identity(self, alert: Any) -> tuple[Any, ...]:
+        """The configured ``alert``'s identifying fields, as the provider defines them."""
+        ...
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """Each :meth:`identity` an entry could have for the unmanaged ``remote`` to look like
+        it (several where the API does not tell everything; none for an alert of a kind the
+        manager does not make): creating such an entry would duplicate ``remote``."""
         ...
 
     def declare(self, remote: RemoteAlert) -> Declaration | None:

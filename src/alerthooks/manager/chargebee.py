@@ -213,13 +213,17 @@ class ChargebeeAPI(ChargebeeClient):
 
     # -- existing alerts -----------------------------------------------------------------
 
-    def is_lookalike(self, alert: ChargebeeAlert, remote: RemoteAlert) -> bool:
-        """A ``usage_exceeded`` alert on the same metered feature, subscription (or none) and
-        threshold (mode and value); name and description do not count."""
+    def identity(self, alert: ChargebeeAlert) -> tuple[Any, ...]:
+        """Metered feature, subscription (None: all) and threshold (mode, value); name and
+        description do not count."""
+        spec = self.desired_spec(alert)
+        return tuple(spec[name] for name in self.identity_fields)
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """A ``usage_exceeded`` alert's metered feature, subscription and threshold."""
         if remote.raw.get("type", ALERT_TYPE) != ALERT_TYPE:
-            return False
-        want = self.desired_spec(alert)
-        return all(remote.spec.get(name) == want[name] for name in self.identity_fields)
+            return ()
+        return (tuple(remote.spec.get(name) for name in self.identity_fields),)
 
     def declare(self, remote: RemoteAlert) -> Declaration | None:
         """Name, metered feature, threshold, subscription and description (``enabled = false``

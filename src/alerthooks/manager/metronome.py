@@ -344,18 +344,26 @@ class MetronomeAPI(MetronomeClient):
 
     # -- existing alerts -----------------------------------------------------------------
 
-    def is_lookalike(self, alert: MetronomeAlert, remote: RemoteAlert) -> bool:
-        """Same type and threshold, shown to the entry's customer (or, for an entry for all
-        customers, to ``lookup_customer_id``), and the same credit type when the entry names
-        one. Metronome does not list an alert's customer or billable metric, so two alerts
-        that differ only there look alike."""
-        seen = remote.raw.get(_SEEN_BY) or ()
-        credit = alert.credit_type_id
+    def identity(self, alert: MetronomeAlert) -> tuple[Any, ...]:
+        """Type, threshold, the customer whose list shows it (``lookup_customer_id`` for an
+        entry for all customers) and the credit type (None: not named)."""
         return (
-            remote.spec.get("alert_type") == alert.alert_type
-            and remote.spec.get("threshold") == float(alert.threshold)
-            and (alert.customer_id or self._lookup) in seen
-            and (credit is None or remote.raw.get("credit_type_id") == credit)
+            alert.alert_type,
+            float(alert.threshold),
+            alert.customer_id or self._lookup,
+            alert.credit_type_id,
+        )
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """Type and threshold, with each customer whose list shows the alert, its credit type
+        or none. Metronome does not list an alert's customer or billable metric, so two alerts
+        that differ only there look alike."""
+        kind, threshold = remote.spec.get("alert_type"), remote.spec.get("threshold")
+        credits = {remote.raw.get("credit_type_id"), None}
+        return tuple(
+            (kind, threshold, customer, credit)
+            for customer in remote.raw.get(_SEEN_BY) or ()
+            for credit in credits
         )
 
     def declare(self, remote: RemoteAlert) -> Declaration | None:

@@ -324,9 +324,14 @@ class OrbAPI:
 
     # -- existing alerts -----------------------------------------------------------------
 
-    def is_lookalike(self, alert: OrbAlert, remote: RemoteAlert) -> bool:
-        """Never: an Orb alert at an entry's type and scope already is that entry's."""
-        return False
+    def identity(self, alert: OrbAlert) -> tuple[Any, ...]:
+        """Type and scope (what Orb keeps unique)."""
+        return alert.identity
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """None: an Orb alert at an entry's type and scope already is that entry's, never a
+        lookalike."""
+        return ()
 
     def declare(self, remote: RemoteAlert) -> Declaration | None:
         """Type, scope and thresholds (``enabled = false`` for a disabled alert); None for a

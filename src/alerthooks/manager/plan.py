@@ -154,11 +154,15 @@ def find_lookalikes(
     for one that owns alerts by identity (an alert there is already its entry's)."""
     if not isinstance(api, Adoption) or api.adopt_mode == "identity":
         return {}
-    unmanaged = [r for r in remote if r.key is None]
+    by_identity: dict[tuple[Any, ...], list[RemoteAlert]] = {}
+    for r in remote:
+        if r.key is None:
+            for identity in api.remote_identities(r):
+                by_identity.setdefault(identity, []).append(r)
     found: dict[str, list[RemoteAlert]] = {}
     taken: set[str] = set()
     for alert in desired:
-        matches = [r for r in unmanaged if r.id not in taken and api.is_lookalike(alert, r)]
+        matches = [r for r in by_identity.get(api.identity(alert), ()) if r.id not in taken]
         if matches:
             found[api.key_of(alert)] = matches
             taken.update(r.id for r in matches)
@@ -172,6 +176,7 @@ def diff_alerts(
     *,
     prune: bool = False,
     adopt: bool = False,
+    lookalikes: Mapping[str, list[RemoteAlert]] | None = None,
 ) -> list[Change]:
     """The changes that turn ``remote`` into ``desired``; unmanaged remote alerts are never
     changed, except lookalikes taken over with ``adopt``.
@@ -182,13 +187,15 @@ def diff_alerts(
     (refused by :func:`build_plan` unless ``allow_duplicates``); with ``adopt`` the lookalike is
     taken over instead: :attr:`ChangeKind.ADOPT` (marker written in place),
     :attr:`ChangeKind.ADOPT_REPLACE` (create the marked alert, then remove it) or, when the key
-    already has its alert, :attr:`ChangeKind.ADOPT_MERGE` (remove the copy).
+    already has its alert, :attr:`ChangeKind.ADOPT_MERGE` (remove the copy). ``lookalikes``
+    is :func:`find_lookalikes`' answer when the caller has it already.
     """
     by_key: dict[str, list[RemoteAlert]] = {}
     for alert in remote:
         if alert.key is not None:
             by_key.setdefault(alert.key, []).append(alert)
-    lookalikes = find_lookalikes(api, desired, remote)
+    if lookalikes is None:
+        lookalikes = find_lookalikes(api, desired, remote)
     changes: list[Change] = []
     wanted = set()
     for alert in desired:
@@ -450,7 +457,10 @@ async def _plan_provider(
         remote, endpoints = await asyncio.gather(api.list_alerts(), api.list_endpoints())
     else:
         remote, endpoints = await api.list_alerts(), []
-    changes = diff_alerts(api, section.alerts, remote, prune=prune, adopt=adopt)
+    lookalikes = find_lookalikes(api, section.alerts, remote)
+    changes = diff_alerts(
+        api, section.alerts, remote, prune=prune, adopt=adopt, lookalikes=lookalikes
+    )
     if section.webhook_url:
         changes.extend(diff_endpoint(api, section.webhook_url, endpoints))
     removed = {c.remote.id for c in changes if c.remote is not None and c.kind in _REMOVING}
@@ -476,7 +486,7 @@ async def _plan_provider(
         account=api.account,
         changes=tuple(changes),
         unmanaged=sum(1 for r in remote if r.key is None),
-        unmanaged_alerts=_unmanaged(api, section.alerts, remote),
+        unmanaged_alerts=_unmanaged(api, remote, lookalikes),
         refused=tuple(
             f"{api.name}: {c.key}: would duplicate existing alert {c.lookalike.id} (lookalike "
             f"of {c.key}); pass --adopt to take it over, or --allow-duplicates to create "
@@ -490,13 +500,11 @@ async def _plan_provider(
 
 
 def _unmanaged(
-    api: ProviderAPI, desired: Sequence[Any], remote: Sequence[RemoteAlert]
+    api: ProviderAPI, remote: Sequence[RemoteAlert], lookalikes: Mapping[str, list[RemoteAlert]]
 ) -> tuple[UnmanagedAlert, ...]:
     """The unmanaged alerts with their identifying fields and the entry each looks like."""
     fields = api.identity_fields if isinstance(api, Adoption) else ()
-    lookalike_of = {
-        r.id: key for key, looks in find_lookalikes(api, desired, remote).items() for r in looks
-    }
+    lookalike_of = {r.id: key for key, looks in lookalikes.items() for r in looks}
     return tuple(
         UnmanagedAlert(
             id=r.id,

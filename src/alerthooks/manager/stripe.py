@@ -232,14 +232,15 @@ class StripeAPI(StripeClient):
 
     # -- existing alerts -----------------------------------------------------------------
 
-    def is_lookalike(self, alert: StripeAlert, remote: RemoteAlert) -> bool:
-        """A usage-threshold alert on the same meter, customer (or all customers) and
-        ``gte``; the title does not count."""
-        return remote.raw.get("alert_type", "usage_threshold") == "usage_threshold" and (
-            remote.spec.get("meter"),
-            remote.spec.get("customer"),
-            remote.spec.get("gte"),
-        ) == (alert.meter, alert.customer, alert.gte)
+    def identity(self, alert: StripeAlert) -> tuple[Any, ...]:
+        """Meter, customer (None: all customers) and ``gte``; the title does not count."""
+        return (alert.meter, alert.customer, alert.gte)
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """A usage-threshold alert's meter, customer and ``gte``."""
+        if remote.raw.get("alert_type", "usage_threshold") != "usage_threshold":
+            return ()
+        return ((remote.spec.get("meter"), remote.spec.get("customer"), remote.spec.get("gte")),)
 
     def declare(self, remote: RemoteAlert) -> Declaration | None:
         """Title, meter, gte and customer (and ``enabled = false`` for an inactive alert)."""
