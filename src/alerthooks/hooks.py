@@ -348,8 +348,10 @@ class AlertHooks:
         ``"alert.cleared"`` or ``"*"``.
 
         Filters narrow it further: ``provider`` (one of :attr:`providers`; another name is a
-        ``ValueError``), ``alert_id``, ``meter_id``, ``customer_id`` and ``subscription_id``,
-        each a string or a set of accepted strings. The function may be ``async def`` or plain
+        ``ValueError``), ``kind`` (``"usage"``, ``"spend"``, ``"credit_balance"`` or
+        ``"other"``; another value is a ``ValueError``), ``alert_id``, ``meter_id``,
+        ``customer_id``, ``subscription_id`` and ``alert_type``, each a string or a set of
+        accepted strings. The function may be ``async def`` or plain
         ``def`` (run in a thread); several handlers may share a type.
         """
         return self.dispatcher.on(event_type, name=name, **filters)

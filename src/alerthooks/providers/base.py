@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, overload
 
 from pydantic import ValidationError
 
-from alerthooks.events import AlertEvent, EventType, ThresholdMode
+from alerthooks.events import AlertEvent, AlertKind, EventType, ThresholdMode
 from alerthooks.sources import Network, Networks, networks_from_env, parse_networks
 
 
@@ -460,9 +460,11 @@ def checked_event(
     provider: str,
     type: EventType,
     alert_id: str,
+    kind: AlertKind,
     alert_name: str | None,
     meter_id: str | None,
     customer_id: str | None,
+    external_customer_id: str | None,
     subscription_id: str | None,
     threshold: Decimal | None,
     threshold_mode: ThresholdMode | None,
@@ -492,9 +494,11 @@ def checked_event(
             "provider": provider,
             "type": type,
             "alert_id": alert_id,
+            "kind": kind,
             "alert_name": alert_name,
             "meter_id": meter_id,
             "customer_id": customer_id,
+            "external_customer_id": external_customer_id,
             "subscription_id": subscription_id,
             "threshold": threshold,
             "threshold_mode": threshold_mode,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from alerthooks.events import AlertEvent, EventType
+from alerthooks.events import AlertEvent, AlertKind, EventType
 from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
     MissingCredentials,
@@ -45,6 +45,13 @@ _ALARM_TYPES: dict[str, EventType] = {
     "within_limit": "alert.cleared",
 }
 _MODES = ("absolute", "percentage")
+KINDS: dict[str, AlertKind] = {
+    "usage_exceeded": "usage",
+    "spend_exceeded": "spend",
+    "credit_balance_dropped": "credit_balance",
+}
+"""Chargebee's ``Alert.type`` values (chargebee-node v3.31.0, ``src/schema/alert.schema.ts``)
+and the :attr:`AlertEvent.kind` of each; any other type is ``other``."""
 # alert_status.alarm_status as Chargebee's API named it before its SDKs' v3.24.0.
 _OLD_ALARM_STATUS = "alert_status"
 # Where the manager keeps its key in an alert's ``meta``, and what a key looks like.
@@ -107,8 +114,8 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
 
     ``in_alarm`` becomes ``alert.triggered`` and ``within_limit`` ``alert.cleared``, read from
     ``alert_status.alarm_status`` (``alert_status.alert_status`` before Chargebee's API renamed
-    it). Any kind of alert is read (``usage_exceeded``, ``spend_exceeded`` with its
-    ``currency_code``, ...), with or without a ``threshold``, a metered feature or a
+    it). Any kind of alert is read (``usage_exceeded``, ``spend_exceeded`` and
+    ``credit_balance_dropped`` with their ``currency_code``, ...; see :data:`KINDS`), with or without a ``threshold``, a metered feature or a
     subscription of its own; ``alarm_triggered_at`` where present. The ownership marker in the
     name (or the manager's key in ``meta``) becomes :attr:`AlertEvent.alert_key`.
 
@@ -152,21 +159,24 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     alert_name, alert_key = split_marker(text(alert, "name", where="alert"))
     if alert_key is None:
         alert_key = _key_in_meta(alert.get("meta"))
+    alert_type = text(alert, "type", where="alert", required=False)
     return checked_event(
         id=event_id,
         provider="chargebee",
         type=_ALARM_TYPES[alarm],
         alert_id=alert_id,
+        kind=KINDS.get(alert_type, "other") if alert_type else "other",
         alert_name=alert_name,
         meter_id=text(alert, "metered_feature_id", where="alert", required=False),
         customer_id=None,
+        external_customer_id=None,
         subscription_id=subscription,
         threshold=value,
         threshold_mode=mode,
         value=None,
         occurred_at=occurred_at,
         livemode=None,
-        alert_type=text(alert, "type", where="alert", required=False),
+        alert_type=alert_type,
         currency=text(alert, "currency_code", where="alert", required=False),
         triggered_at=triggered_at,
         alert_key=alert_key,
