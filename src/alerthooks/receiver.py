@@ -239,9 +239,16 @@ class Receiver:
         return await self._once(provider, event_id, payload, body)
 
     async def _once(
-        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
+        self,
+        provider: Provider,
+        event_id: str,
+        payload: dict[str, Any],
+        body: bytes,
+        *,
+        resolve: bool = True,
     ) -> Answer:
-        """Deliver one event; concurrent duplicates of it wait for its answer instead."""
+        """Deliver one event; concurrent duplicates of it wait for its answer instead.
+        ``resolve=False`` for an event already read from the provider's API."""
         key = (provider.name, event_id)
         waiting = self._inflight.get(key)
         if waiting is not None:
@@ -251,7 +258,7 @@ class Receiver:
         self._inflight[key] = waiting = []
         result = STORE_DOWN
         try:
-            result = await self._deliver(provider, event_id, payload, body)
+            result = await self._deliver(provider, event_id, payload, body, resolve=resolve)
         finally:
             del self._inflight[key]
             for future in waiting:
@@ -260,7 +267,13 @@ class Receiver:
         return result
 
     async def _deliver(
-        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
+        self,
+        provider: Provider,
+        event_id: str,
+        payload: dict[str, Any],
+        body: bytes,
+        *,
+        resolve: bool = True,
     ) -> Answer:
         if (provider.name, event_id) in self._recording:
             logger.info(
@@ -269,20 +282,46 @@ class Receiver:
                 event_id,
             )
             return STORE_DOWN
-        if provider.confirms:
+        if provider.confirms and resolve:
             confirmed = await self._confirm(provider, event_id, payload)
             if isinstance(confirmed, Answer):
                 return confirmed
             payload, body = confirmed, json.dumps(confirmed, separators=(",", ":")).encode()
+        if provider.resolves and resolve:
+            try:
+                resolved = await provider.resolve(payload)
+            except NotAnAlert as exc:
+                return (await self._process(provider, event_id, payload, body, exc.reason))[1]
+            if resolved is not payload:
+                # The event read from the API is what is stored, under its own id: a thin and
+                # a whole delivery of the same event run its handlers once.
+                resolved_id = provider.event_id(resolved)
+                if resolved_id is None:
+                    reason = "the event read from the API has no usable id"
+                    return (await self._process(provider, event_id, payload, body, reason))[1]
+                body = json.dumps(resolved, separators=(",", ":")).encode()
+                if resolved_id == event_id:
+                    return (await self._process(provider, event_id, resolved, body))[1]
+                return await self._once(provider, resolved_id, resolved, body, resolve=False)
         return (await self._process(provider, event_id, payload, body))[1]
 
     async def _process(
-        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
+        self,
+        provider: Provider,
+        event_id: str,
+        payload: dict[str, Any],
+        body: bytes,
+        unreadable: str | None = None,
     ) -> tuple[Begun | None, Answer]:
         """Normalize, record and dispatch an authentic event: what the store said (None when
-        it could not be reached) and the answer."""
+        it could not be reached) and the answer. ``unreadable`` is why an alert could not be
+        read before normalizing (it is kept unparsed with that reason)."""
         event_type = provider.event_type(payload)
-        event = self._normalize(provider, event_id, event_type, payload)
+        event: AlertEvent | str | None
+        if unreadable is not None and provider.is_alert_type(event_type):
+            event = unreadable
+        else:
+            event = self._normalize(provider, event_id, event_type, payload)
         read = isinstance(event, AlertEvent)
         handlers = self.runtime.dispatcher.match(event) if isinstance(event, AlertEvent) else []
         delivery = Delivery(
@@ -358,12 +397,18 @@ class Receiver:
         if not isinstance(payload, dict):
             return "stored body is not a JSON object"
         try:
+            if provider.resolves:
+                payload = await provider.resolve(payload)
             event = provider.normalize(payload)
         except NotAnAlert as exc:
             return exc.reason
         except Exception as exc:  # a normalizer's bug leaves the event unparsed, nothing worse
             return f"normalize raised {type(exc).__name__}: {exc}"
         names = tuple(h.name for h in self.runtime.dispatcher.match(event))
+        if event.id != event_id and await store.get(provider_name, event.id) is not None:
+            # Read from the API, it is an event received whole already: its handlers ran (or
+            # will) there, not here.
+            names = ()
         if not await store.resolve_unparsed(provider_name, event_id, names):
             return ()
         await store.fold([(provider_name, event_id, state_change(event))])

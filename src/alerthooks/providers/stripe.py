@@ -9,9 +9,11 @@ Shapes follow stripe-python's ``private-preview`` branch (15.4.0a5, July 2026):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -51,6 +53,8 @@ THIN_OBJECT = "v2.core.event"
 THIN_ALERT_PREFIX = "v1.billing.alert."
 """The type prefix of thin alert events (``v1.billing.alert.triggered`` and any Stripe adds)."""
 API_KEY_ENV = "STRIPE_API_KEY"
+# An event id as Stripe writes one (evt_…, evt_test_…), safe to put in a request path.
+_API_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
 # The alert types whose configuration sits under a key of the same name, and their kind.
 _CONFIGS: dict[str, AlertKind] = {
     "usage_threshold": "usage",
@@ -334,6 +338,9 @@ class Stripe(SecretProvider):
     name = "stripe"
     env_hint = secret_env = SECRET_ENV
     alert_types = frozenset(ALERT_EVENT_TYPES)
+    resolves = True
+    _thin_client: StripeClient | None = None
+    _thin_loop: asyncio.AbstractEventLoop | None = None
     tolerance_error = (
         "stripe_tolerance must be a positive number of seconds, got {tolerance!r} "
         "(the Stripe SDK takes 0 to mean no staleness check)"
@@ -381,6 +388,53 @@ class Stripe(SecretProvider):
     def normalize(self, payload: dict[str, Any]) -> AlertEvent:
         """See :func:`normalize`."""
         return normalize(payload)
+
+    async def resolve(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A thin alert event (``object: "v2.core.event"``, type ``v1.billing.alert.*``) read
+        from Stripe's API with ``STRIPE_API_KEY`` (and ``ALERTHOOKS_STRIPE_API_BASE``): ``GET
+        /v2/core/events/{id}`` names the snapshot event in ``snapshot_event``, and ``GET
+        /v1/events/{snapshot_event}`` is the event returned, with the manager's retry policy.
+        Any other delivery is returned as it is.
+
+        Raises :class:`NotAnAlert` when the key is not set (``thin event: set STRIPE_API_KEY to
+        read it``) or the API cannot give the snapshot event."""
+        if payload.get("object") != THIN_OBJECT or not is_thin_alert(payload.get("type")):
+            return payload
+        thin_id = payload.get("id")
+        if not isinstance(thin_id, str) or not _API_ID.fullmatch(thin_id):
+            raise NotAnAlert("thin event: its id is not a Stripe event id")
+        context = payload.get("context")
+        options = {"stripe_context": context} if isinstance(context, str) and context else {}
+        api = self._thin_api()
+        try:
+            thin = await api.retrieve_event(f"/v2/core/events/{thin_id}", **options)
+            snapshot_id = thin.get("snapshot_event")
+            if not isinstance(snapshot_id, str) or not _API_ID.fullmatch(snapshot_id):
+                raise NotAnAlert(f"thin event: Stripe's API names no snapshot_event for {thin_id}")
+            event = await api.retrieve_event(f"/v1/events/{snapshot_id}", **options)
+        except ProviderError as exc:
+            raise NotAnAlert(f"thin event: Stripe's API could not give it: {exc}") from None
+        if event.get("id") != snapshot_id:
+            raise NotAnAlert(f"thin event: Stripe's API answered another event for {snapshot_id}")
+        return event
+
+    def _thin_api(self) -> StripeClient:
+        """The client thin events are read with (one per event loop, made on first use);
+        :class:`NotAnAlert` without ``STRIPE_API_KEY``."""
+        loop = asyncio.get_running_loop()
+        if self._thin_client is None or self._thin_loop is not loop:
+            try:
+                self._thin_client = StripeClient.from_env()
+            except MissingCredentials:
+                raise NotAnAlert(f"thin event: set {API_KEY_ENV} to read it") from None
+            self._thin_loop = loop
+        return self._thin_client
+
+    async def aclose(self) -> None:
+        """Close the client thin events were read with, if any."""
+        client, self._thin_client = self._thin_client, None
+        if client is not None and self._thin_loop is asyncio.get_running_loop():
+            await client.aclose()
 
     def is_alert_type(self, event_type: str | None) -> bool:
         """``billing.alert.triggered``, ``billing.alert.recovered`` and every thin
