@@ -146,7 +146,12 @@ def test_replay_unparsed_runs_the_handlers_of_those_that_read_now(
         "1",
     )
     (state,) = rows(runner.invoke(cli, ["status", "--in-alarm"]).output)
-    assert (state[0], state[2], state[4], state[6]) == ("stripe", "usage", "in_alarm", readable["id"])
+    assert (state[0], state[2], state[4], state[6]) == (
+        "stripe",
+        "usage",
+        "in_alarm",
+        readable["id"],
+    )
 
     # The provider retries (or a replay runs again): nothing runs twice, nothing is lost.
     assert deliver(store, readable, unreadable) == [

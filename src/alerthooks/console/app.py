@@ -249,7 +249,9 @@ class _Console:
         provider = self.hooks.providers.get(stored.provider)
         try:
             payload = json.loads(stored.body)
-            return provider.normalize(payload).kind if provider and isinstance(payload, dict) else ""
+            return (
+                provider.normalize(payload).kind if provider and isinstance(payload, dict) else ""
+            )
         except Exception:  # not an alert, or unparsed: no kind
             return ""
 

@@ -115,8 +115,9 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     ``in_alarm`` becomes ``alert.triggered`` and ``within_limit`` ``alert.cleared``, read from
     ``alert_status.alarm_status`` (``alert_status.alert_status`` before Chargebee's API renamed
     it). Any kind of alert is read (``usage_exceeded``, ``spend_exceeded`` and
-    ``credit_balance_dropped`` with their ``currency_code``, ...; see :data:`KINDS`), with or without a ``threshold``, a metered feature or a
-    subscription of its own; ``alarm_triggered_at`` where present. The ownership marker in the
+    ``credit_balance_dropped`` with their ``currency_code``, ...; see :data:`KINDS`), with or
+    without a ``threshold``, a metered feature or a subscription of its own;
+    ``alarm_triggered_at`` where present. The ownership marker in the
     name (or the manager's key in ``meta``) becomes :attr:`AlertEvent.alert_key`.
 
     Raises :class:`NotAnAlert` for other event types and for missing or unexpected ``content``.

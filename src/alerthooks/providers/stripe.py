@@ -188,9 +188,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         alert_name=alert_name,
         meter_id=threshold.meter,
         customer_id=customer,
-        external_customer_id=text(
-            obj, "external_customer_id", where="data.object", required=False
-        ),
+        external_customer_id=text(obj, "external_customer_id", where="data.object", required=False),
         subscription_id=None,
         threshold=threshold.value,
         threshold_mode=None if threshold.value is None else "absolute",
