@@ -5,7 +5,7 @@ normalized field by field as the handler sees it, and leaves its alert state."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +20,7 @@ from alerthooks.providers.metronome import Metronome
 from alerthooks.providers.orb import Orb
 from alerthooks.providers.stripe import Stripe, normalize
 from alerthooks.testing import AlertHooksClient, build_sample, sample_names
+from alerthooks.testing.fakes import FakeStripe
 from alerthooks.testing.samples import samples
 
 from .conftest import load_fixture, post_stripe
@@ -444,3 +445,154 @@ def test_stripe_is_a_provider_that_resolves() -> None:
     assert Stripe().is_alert_type("billing.alert.recovered")
     assert Stripe().is_alert_type("v1.billing.alert.triggered")
     assert not Stripe().is_alert_type("v1.billing.meter.error_report_triggered")
+
+
+# -- thin events read from Stripe's API (the fake) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake_stripe() -> Iterator[FakeStripe]:
+    with FakeStripe() as api:
+        yield api
+
+
+@pytest.fixture
+def stripe_api(fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch) -> FakeStripe:
+    fake_stripe.reset()
+    for name, value in fake_stripe.env().items():
+        monkeypatch.setenv(name, value)
+    return fake_stripe
+
+
+def _calls(api: FakeStripe) -> tuple[int, int]:
+    return api.calls["GET /v2/core/events/{id}"], api.calls["GET /v1/events/{id}"]
+
+
+async def test_a_thin_event_is_read_from_the_api_and_normalized_like_its_snapshot(
+    stripe_api: FakeStripe,
+) -> None:
+    hooks = make_hooks()
+    seen = recorded(hooks)
+    snapshot = load_fixture("stripe_alert_triggered_credit_balance")
+    thin = stripe_api.add_thin_event(snapshot)
+    assert "snapshot_event" not in thin
+    assert await _deliver(hooks, "stripe", thin) == {"status": "accepted"}
+    assert _calls(stripe_api) == (1, 1)
+    (event,) = seen
+    assert event == normalize(snapshot)  # the snapshot's id, kind, threshold, raw...
+    assert (event.id, event.kind) == (snapshot["id"], "credit_balance")
+    stored = await hooks.store.get("stripe", snapshot["id"])
+    assert stored is not None and json.loads(stored.body) == snapshot
+    assert await hooks.store.get("stripe", thin["id"]) is None
+    assert [s.state for s in await hooks.alert_states()] == ["in_alarm"]
+    await hooks.shutdown()
+
+
+@pytest.mark.parametrize("thin_first", [True, False])
+async def test_a_thin_and_a_snapshot_delivery_of_one_alert_run_handlers_once(
+    stripe_api: FakeStripe, thin_first: bool
+) -> None:
+    hooks = make_hooks()
+    seen = recorded(hooks)
+    snapshot = build_sample("stripe_alert_triggered_spend")
+    thin = stripe_api.add_thin_event(snapshot)
+    first, second = (thin, snapshot) if thin_first else (snapshot, thin)
+    assert await _deliver(hooks, "stripe", first) == {"status": "accepted"}
+    assert await _deliver(hooks, "stripe", second) == {"status": "duplicate"}
+    assert [e.id for e in seen] == [snapshot["id"]]
+    await hooks.shutdown()
+
+
+async def test_a_recovered_thin_event_clears_the_alert(stripe_api: FakeStripe) -> None:
+    hooks = make_hooks()
+    await _deliver(hooks, "stripe", load_fixture("stripe_alert_triggered_credit_balance"))
+    thin = stripe_api.add_thin_event(load_fixture("stripe_alert_recovered"))
+    assert thin["type"] == "v1.billing.alert.recovered"
+    assert await _deliver(hooks, "stripe", thin) == {"status": "accepted"}
+    assert [s.state for s in await hooks.alert_states()] == ["within_limit"]
+    await hooks.shutdown()
+
+
+async def test_the_api_is_read_with_the_managers_retry_policy(stripe_api: FakeStripe) -> None:
+    hooks = make_hooks()
+    thin = stripe_api.add_thin_event(build_sample("stripe_alert_triggered_credit_balance"))
+    stripe_api.inject("500", path="/v2/core/events/{id}", times=1)
+    stripe_api.inject("429", path="/v1/events/{id}", times=1)
+    assert await _deliver(hooks, "stripe", thin) == {"status": "accepted"}
+    assert _calls(stripe_api) == (2, 2)
+    await hooks.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("break_it", "reason"),
+    [
+        (
+            lambda api, thin: api.inject("500", path="/v2/core/events/{id}", times=99),
+            "thin event: Stripe's API could not give it: ",
+        ),
+        (
+            lambda api, thin: (
+                api.reset(),
+                api.add_thin_event(thin_snapshot(), id=thin["id"], keep_snapshot=False),
+            ),
+            "thin event: Stripe's API could not give it: ",
+        ),
+        (
+            lambda api, thin: api.reset(),
+            "thin event: Stripe's API could not give it: ",
+        ),
+    ],
+    ids=["api-down", "snapshot-missing", "thin-event-unknown"],
+)
+async def test_a_thin_event_the_api_cannot_give_is_kept_unparsed_and_read_by_replay(
+    stripe_api: FakeStripe,
+    break_it: Callable[[FakeStripe, dict[str, Any]], Any],
+    reason: str,
+) -> None:
+    hooks = make_hooks()
+    seen = recorded(hooks)
+    snapshot = thin_snapshot()
+    thin = stripe_api.add_thin_event(snapshot)
+    break_it(stripe_api, thin)
+    assert await _deliver(hooks, "stripe", thin) == {"status": "unparsed"}
+    (kept,) = await hooks.store.events(status="unparsed")
+    assert kept.event_id == thin["id"]
+    assert (kept.outcomes[0].last_error or "").startswith(reason)
+    assert seen == []
+    # Once the API answers, replay --unparsed reads it.
+    stripe_api.reset()
+    stripe_api.add_thin_event(snapshot, id=thin["id"])
+    assert await hooks.read_again("stripe", thin["id"]) == (seen_name(hooks),)
+    await hooks.drain()
+    assert [(e.id, e.kind) for e in seen] == [(thin["id"], "credit_balance")]
+    assert await hooks.store.events(status="unparsed") == []
+    assert [s.state for s in await hooks.alert_states()] == ["in_alarm"]
+    await hooks.shutdown()
+
+
+async def test_replay_of_a_thin_event_already_received_whole_runs_nothing(
+    stripe_api: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hooks = make_hooks()
+    seen = recorded(hooks)
+    snapshot = build_sample("stripe_alert_triggered_credit_balance")
+    thin = stripe_api.add_thin_event(snapshot)
+    with monkeypatch.context() as no_key:
+        no_key.delenv("STRIPE_API_KEY")
+        assert await _deliver(hooks, "stripe", thin) == {"status": "unparsed"}
+    assert await _deliver(hooks, "stripe", snapshot) == {"status": "accepted"}
+    assert await hooks.read_again("stripe", thin["id"]) == ()
+    await hooks.drain()
+    assert [e.id for e in seen] == [snapshot["id"]]
+    assert await hooks.store.events(status="unparsed") == []
+    await hooks.shutdown()
+
+
+def thin_snapshot() -> dict[str, Any]:
+    """The snapshot the unreadable thin events stand for (one id, so a test can re-add it)."""
+    return load_fixture("stripe_alert_triggered_credit_balance")
+
+
+def seen_name(hooks: AlertHooks) -> str:
+    (handler,) = hooks.dispatcher.handlers
+    return handler.name

@@ -292,13 +292,20 @@ class FakeStripe(FakeAPI):
         return payload
 
     def add_thin_event(
-        self, snapshot: dict[str, Any], *, id: str | None = None, type: str | None = None
+        self,
+        snapshot: dict[str, Any],
+        *,
+        id: str | None = None,
+        type: str | None = None,
+        keep_snapshot: bool = True,
     ) -> dict[str, Any]:
         """Keep ``snapshot`` (a ``billing.alert.*`` event) as :meth:`add_event` does, and a thin
         event that names it in ``snapshot_event`` (``GET /v2/core/events/{id}``); return the
         thin event as an event destination delivers it (without ``snapshot_event``, which
-        only the API gives). ``type`` defaults to ``v1.`` and the snapshot's type."""
-        self.add_event(snapshot)
+        only the API gives). ``type`` defaults to ``v1.`` and the snapshot's type;
+        ``keep_snapshot=False`` leaves the snapshot out, as when Stripe no longer holds it."""
+        if keep_snapshot:
+            self.add_event(snapshot)
         alert_id = snapshot["data"]["object"]["alert"]["id"]
         created = datetime.fromtimestamp(snapshot["created"], timezone.utc)
         thin = stripe_thin_event(
