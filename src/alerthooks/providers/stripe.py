@@ -10,18 +10,18 @@ Shapes follow stripe-python's ``private-preview`` branch (15.4.0a5, July 2026):
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+from alerthooks.apis.http import MissingCredentials, ProviderError
+from alerthooks.apis.stripe import API_KEY_ENV, StripeClient
 from alerthooks.events import AlertEvent, AlertKind, EventType
 from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
-    MissingCredentials,
     NotAnAlert,
     Rejected,
     SecretProvider,
@@ -35,9 +35,6 @@ from alerthooks.providers.base import (
 from alerthooks.providers.signing import check_window, matches, signature
 from alerthooks.sources import Networks
 
-if TYPE_CHECKING:
-    from alerthooks.manager.stripe import StripeAPI
-
 ALERT_EVENT_TYPE = "billing.alert.triggered"
 RECOVERED_EVENT_TYPE = "billing.alert.recovered"
 ALERT_EVENT_TYPES: dict[str, EventType] = {
@@ -49,7 +46,6 @@ THIN_OBJECT = "v2.core.event"
 """The ``object`` of a thin event, as event destinations send them."""
 THIN_ALERT_PREFIX = "v1.billing.alert."
 """The type prefix of thin alert events (``v1.billing.alert.triggered`` and any Stripe adds)."""
-API_KEY_ENV = "STRIPE_API_KEY"
 # An event id as Stripe writes one (evt_…, evt_test_…), safe to put in a request path.
 _API_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
 # The alert types whose configuration sits under a key of the same name, and their kind.
@@ -401,14 +397,14 @@ class Stripe(SecretProvider):
         if not isinstance(thin_id, str) or not _API_ID.fullmatch(thin_id):
             raise NotAnAlert("thin event: its id is not a Stripe event id")
         context = payload.get("context")
-        options = {"stripe_context": context} if isinstance(context, str) and context else {}
+        context = context if isinstance(context, str) and context else None
         api = self._thin_api()
         try:
-            thin = await api.retrieve_event(f"/v2/core/events/{thin_id}", **options)
+            thin = await api.thin_event(thin_id, context=context)
             snapshot_id = thin.get("snapshot_event")
             if not isinstance(snapshot_id, str) or not _API_ID.fullmatch(snapshot_id):
                 raise NotAnAlert(f"thin event: Stripe's API names no snapshot_event for {thin_id}")
-            event = await api.retrieve_event(f"/v1/events/{snapshot_id}", **options)
+            event = await api.event(snapshot_id, context=context)
         except ProviderError as exc:
             raise NotAnAlert(f"thin event: Stripe's API could not give it: {exc}") from None
         if event.get("id") != snapshot_id:
@@ -442,12 +438,7 @@ class Stripe(SecretProvider):
         """``GET /v1/events`` with the manager's credentials (``STRIPE_API_KEY``, and
         ``ALERTHOOKS_STRIPE_API_BASE`` to replace ``https://api.stripe.com``) and its retry
         policy; raises :class:`MissingCredentials` without a key."""
-        from alerthooks.manager.stripe import API_KEY_ENV, StripeAPI, StripeCredentials
-
-        credentials = StripeCredentials.from_env(os.environ)
-        if not credentials.api_key:
-            raise MissingCredentials(f"{API_KEY_ENV}: not set")
-        return StripeEvents(StripeAPI(credentials.api_key, api_base=credentials.api_base))
+        return StripeEvents(StripeClient.from_env())
 
     def sign(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
         """A ``Stripe-Signature`` header for ``body`` under the first secret, dated
@@ -468,7 +459,7 @@ class StripeEvents:
 
     retention: timedelta | None = EVENTS_RETENTION
 
-    def __init__(self, api: StripeAPI) -> None:
+    def __init__(self, api: StripeClient) -> None:
         self._api = api
 
     def __repr__(self) -> str:
