@@ -527,10 +527,6 @@ async def test_the_api_is_read_with_the_managers_retry_policy(stripe_api: FakeSt
     ("break_it", "reason"),
     [
         (
-            lambda api, thin: api.inject("500", path="/v2/core/events/{id}", times=99),
-            "thin event: Stripe's API could not give it: ",
-        ),
-        (
             lambda api, thin: (
                 api.reset(),
                 api.add_thin_event(thin_snapshot(), id=thin["id"], keep_snapshot=False),
@@ -542,7 +538,7 @@ async def test_the_api_is_read_with_the_managers_retry_policy(stripe_api: FakeSt
             "thin event: Stripe's API could not give it: ",
         ),
     ],
-    ids=["api-down", "snapshot-missing", "thin-event-unknown"],
+    ids=["snapshot-missing", "thin-event-unknown"],
 )
 async def test_a_thin_event_the_api_cannot_give_is_kept_unparsed_and_read_by_replay(
     stripe_api: FakeStripe,
@@ -562,11 +558,29 @@ async def test_a_thin_event_the_api_cannot_give_is_kept_unparsed_and_read_by_rep
     # Once the API answers, replay --unparsed reads it.
     stripe_api.reset()
     stripe_api.add_thin_event(snapshot, id=thin["id"])
-    assert await hooks.read_again("stripe", thin["id"]) == (seen_name(hooks),)
+    read = await hooks.read_again("stripe", thin["id"])
+    assert read == (seen_name(hooks),)
+    assert getattr(read, "event_id", None) == snapshot["id"]
     await hooks.drain()
-    assert [(e.id, e.kind) for e in seen] == [(thin["id"], "credit_balance")]
+    assert [(e.id, e.kind) for e in seen] == [(snapshot["id"], "credit_balance")]
     assert await hooks.store.events(status="unparsed") == []
     assert [s.state for s in await hooks.alert_states()] == ["in_alarm"]
+    await hooks.shutdown()
+
+
+async def test_a_thin_event_read_with_a_key_stripe_refuses_is_kept_unparsed(
+    stripe_api: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_revoked")
+    hooks = make_hooks()
+    thin = stripe_api.add_thin_event(build_sample("stripe_alert_triggered_spend"))
+    assert await _deliver(hooks, "stripe", thin) == {"status": "unparsed"}
+    (kept,) = await hooks.store.events(status="unparsed")
+    assert kept.outcomes[0].last_error == (
+        "thin event: Stripe's API could not give it: stripe: retrieve thin event: HTTP 401: "
+        "invalid API key"
+    )
+    assert _calls(stripe_api) == (1, 0)  # refused: not retried
     await hooks.shutdown()
 
 

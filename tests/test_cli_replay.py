@@ -20,7 +20,7 @@ from alerthooks.cli import cli
 from alerthooks.providers import NotAnAlert, Provider
 from alerthooks.providers.stripe import Stripe
 from alerthooks.store import UNPARSED_HANDLER, Delivery, open_store
-from alerthooks.testing import stripe_alert_triggered, stripe_customer_created
+from alerthooks.testing import FakeStripe, stripe_alert_triggered, stripe_customer_created
 from alerthooks.testing.client import AlertHooksClient
 
 from .helpers import make_hooks
@@ -323,6 +323,31 @@ def test_replay_by_id_with_app_counts_the_handlers_that_failed_again(
         "2 handler(s) ran again: 2 done, 0 failed again\n",
     )
     assert handled(out) == Counter({failed_id: 1, dead_id: 1})
+
+
+def test_replay_unparsed_reads_a_thin_event_once_the_stripe_api_key_is_set(
+    runner: CliRunner, store: str, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot = stripe_alert_triggered(alert_type="credit_balance_threshold")
+    with FakeStripe() as stripe_api:
+        thin = stripe_api.add_thin_event(snapshot)
+        monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+        assert deliver(store, thin) == [{"status": "unparsed"}]
+        listed = rows(runner.invoke(cli, ["events", "--status", "unparsed"]).output)
+        assert [(r[2], r[9]) for r in listed] == [
+            (thin["id"], "thin event: set STRIPE_API_KEY to read it")
+        ]
+        for name, value in stripe_api.env().items():
+            monkeypatch.setenv(name, value)
+        replayed = runner.invoke(cli, ["replay", "--unparsed", "--app", APP])
+    assert replayed.exit_code == 0, replayed.output
+    assert replayed.output.splitlines() == [
+        "1 of 1 unparsed event(s) read now and went to their handlers; 0 still unparsed",
+        "1 handler(s) ran: 1 done, 0 failed",
+    ]
+    assert handled(out) == Counter({snapshot["id"]: 1})
+    (state,) = rows(runner.invoke(cli, ["status"]).output)
+    assert (state[2], state[4], state[6]) == ("credit_balance", "in_alarm", snapshot["id"])
 
 
 def test_events_history_shows_events_and_handlers_without_attempts(

@@ -67,6 +67,19 @@ NOT_UTF8 = answer(400, error="body is not UTF-8")
 NOT_AN_OBJECT = answer(400, error="payload is not a JSON object")
 
 
+class ReadAgain(tuple[str, ...]):
+    """The names :meth:`Receiver.read_again` returns, and :attr:`event_id`, the id under which
+    their handlers are pending: the stored event's own, or the id of the event a thin delivery
+    stood for, recorded under it."""
+
+    event_id: str
+
+    def __new__(cls, names: tuple[str, ...], *, event_id: str) -> ReadAgain:
+        self = super().__new__(cls, names)
+        self.event_id = event_id
+        return self
+
+
 class Ingested(NamedTuple):
     """What :meth:`Receiver.ingest` did with an event read from a provider's API: whether it
     was ``new`` to the store, and the answer a delivery of it would have had."""
@@ -383,7 +396,10 @@ class Receiver:
         """Normalize a stored ``unparsed`` event again (after an upgrade taught a provider its
         shape). When it reads now, the handlers it matches become pending in its place (a
         worker or :meth:`AlertHooks.drain` runs them) and its alert state is recorded; return
-        their names. Otherwise return why it still cannot be read, and leave it unparsed."""
+        their names. A delivery that stands for another event (a Stripe thin event) is read
+        from the provider's API, and that event is recorded under its own id with the handlers
+        pending (a :class:`ReadAgain` whose ``event_id`` says so). Otherwise return why it
+        still cannot be read, and leave it unparsed."""
         store = self.runtime.store
         stored = await store.get(provider_name, event_id)
         if stored is None:
@@ -398,24 +414,48 @@ class Receiver:
         if not isinstance(payload, dict):
             return "stored body is not a JSON object"
         try:
-            resolved_id = event_id
-            if provider.resolves:
-                payload = await provider.resolve(payload)
-                resolved_id = provider.event_id(payload) or event_id
-            event = normalized(provider, event_id, payload)
+            whole = await provider.resolve(payload) if provider.resolves else payload
+            resolved_id = provider.event_id(whole) if whole is not payload else event_id
+            event = normalized(provider, resolved_id or event_id, whole)
         except NotAnAlert as exc:
             return exc.reason
         except Exception as exc:  # a normalizer's bug leaves the event unparsed, nothing worse
             return f"normalize raised {type(exc).__name__}: {exc}"
         names = tuple(h.name for h in self.runtime.dispatcher.match(event))
-        if resolved_id != event_id and await store.get(provider_name, resolved_id) is not None:
-            # Read from the API, it is an event received whole already: its handlers ran (or
-            # will) there, not here.
-            names = ()
+        if resolved_id is not None and resolved_id != event_id:
+            return await self._record_resolved(provider, event_id, event, whole, names)
         if not await store.resolve_unparsed(provider_name, event_id, names):
             return ()
         await store.fold([(provider_name, event_id, state_change(event))])
         return names
+
+    async def _record_resolved(
+        self,
+        provider: Provider,
+        event_id: str,
+        event: AlertEvent,
+        payload: dict[str, Any],
+        names: tuple[str, ...],
+    ) -> ReadAgain:
+        """A stored delivery that stood for another event (a thin event) read now: record the
+        event read under its own id, its handlers pending, as a delivery of it would have been,
+        and leave the stored one resolved with none. An event received whole already runs
+        nothing again."""
+        delivery = Delivery(
+            provider.name,
+            event.id,
+            provider.event_type(payload),
+            json.dumps(payload, separators=(",", ":")).encode(),
+            datetime.now(timezone.utc),
+            names,
+            state=state_change(event),
+        )
+        begun = await self.runtime.store.begin(
+            delivery, owner=self.runtime.owner, lease=self.runtime.lease_seconds, claim=False
+        )
+        await self.runtime.store.resolve_unparsed(provider.name, event_id, ())
+        self.worker.wake()
+        return ReadAgain(names if begun.new else (), event_id=event.id)
 
     async def _restate(self, delivery: Delivery) -> None:
         """Record a redelivery's alert state too: ``begin`` records it only for a new event,

@@ -464,7 +464,9 @@ async def _read_again(s: Store, hooks: AlertHooks, done: _Replayed) -> None:
             done.still.append((event, read))
             continue
         done.read += 1
-        done.pairs.update((event.provider, event.event_id, name) for name in read)
+        # A thin event's handlers are pending under the id of the event it stood for.
+        pending_id = getattr(read, "event_id", event.event_id)
+        done.pairs.update((event.provider, pending_id, name) for name in read)
 
 
 async def _run_now(hooks: AlertHooks, count: int) -> None:
