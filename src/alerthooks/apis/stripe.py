@@ -129,12 +129,14 @@ class StripeClient:
                 return
             after = data[-1]["id"]
 
-    async def event(self, event_id: str, *, context: str | None = None) -> dict[str, Any]:
+    async def fetch_event(self, event_id: str, *, context: str | None = None) -> dict[str, Any]:
         """``GET /v1/events/{event_id}``: one event as Stripe keeps it (30 days), read in the
         account ``context`` names (a thin event's ``context``), if any."""
         return await self._call("retrieve event", "get", f"/v1/events/{event_id}", _in(context))
 
-    async def thin_event(self, event_id: str, *, context: str | None = None) -> dict[str, Any]:
+    async def fetch_thin_event(
+        self, event_id: str, *, context: str | None = None
+    ) -> dict[str, Any]:
         """``GET /v2/core/events/{event_id}``: a thin event; for one of a v1 event (such as
         ``v1.billing.alert.triggered``), ``snapshot_event`` names that event."""
         path = f"/v2/core/events/{event_id}"

@@ -400,11 +400,11 @@ class Stripe(SecretProvider):
         context = context if isinstance(context, str) and context else None
         api = self._thin_api()
         try:
-            thin = await api.thin_event(thin_id, context=context)
+            thin = await api.fetch_thin_event(thin_id, context=context)
             snapshot_id = thin.get("snapshot_event")
             if not isinstance(snapshot_id, str) or not _API_ID.fullmatch(snapshot_id):
                 raise NotAnAlert(f"thin event: Stripe's API names no snapshot_event for {thin_id}")
-            event = await api.event(snapshot_id, context=context)
+            event = await api.fetch_event(snapshot_id, context=context)
         except ProviderError as exc:
             raise NotAnAlert(f"thin event: Stripe's API could not give it: {exc}") from None
         if event.get("id") != snapshot_id:
