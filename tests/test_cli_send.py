@@ -367,7 +367,7 @@ def test_an_apps_own_provider_is_signed_by_its_sign_and_listed_by_events(
     assert listed.exit_code == 0, listed.output
     (row,) = listed.stdout.splitlines()[1:]
     cells = row.split("\t")
-    assert cells[1:4] + cells[5:6] == ["toy", "toy_1", "alert.triggered", "done"]
+    assert cells[1:5] + cells[6:7] == ["toy", "toy_1", "alert.triggered", "other", "done"]
     # Without the app, nothing here can read a toy body: the provider's own type shows.
     raw = runner.invoke(cli, ["events", "--store", store])
     assert raw.stdout.splitlines()[1].split("\t")[3] == "limit.hit"
