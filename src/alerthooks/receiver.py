@@ -1,7 +1,8 @@
 """The delivery pipeline without ASGI: verify → parse → normalize → record → dispatch → answer.
 
 :meth:`Receiver.receive` takes one delivery's bytes and lower-case headers and returns the HTTP
-answer; :mod:`alerthooks.asgi` only moves bytes to it and back.
+answer, every decision included (a provider without credentials is 503 here, not in the ASGI
+layer); :mod:`alerthooks.asgi` only reads bytes, routes them here and sends the answer back.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -19,9 +20,9 @@ from alerthooks.events import AlertEvent
 from alerthooks.observe import current_delivery
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
 from alerthooks.providers.base import normalized
+from alerthooks.runtime import LeaseKeeper, Runtime, Unreadable, record_outcomes, stored_event
 from alerthooks.state import state_change
 from alerthooks.store import Begun, Delivery, StoreError
-from alerthooks.worker import LeaseKeeper, Runtime, Worker, record_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ HANDLER_FAILED = answer(500, error="a handler failed; retry later")
 BUSY = answer(503, error="event is being handled elsewhere; retry later")
 STORE_DOWN = answer(503, error="store unavailable; retry later")
 NOT_CONFIGURED = answer(503, error="provider not configured")
+SOURCE_NOT_ALLOWED = answer(403, error="source not allowed")
 API_DOWN = answer(503, error="provider API unavailable; retry later")
 INVALID_JSON = answer(400, error="invalid JSON")
 NOT_UTF8 = answer(400, error="body is not UTF-8")
@@ -129,22 +131,31 @@ class RejectionLog:
         logger.warning(message, *args)
 
 
+def _nothing() -> None:
+    pass
+
+
 class Receiver:
     """Verifies, records and dispatches deliveries for the providers of ``runtime``.
 
-    ``queued`` selects queued mode (answer once recorded; ``worker`` runs the handlers) over
-    inline mode (run the handlers, then answer). The store opens on first use; in queued mode
-    with ``start_worker`` so does the worker, so an app mounted without its lifespan never
-    accepts into a queue nobody works.
+    ``queued`` selects queued mode (answer once recorded; whoever runs queued work is told by
+    ``wake``) over inline mode (run the handlers, then answer). The store opens on first use,
+    and ``first_use`` (when given) is awaited then too: the facade starts a queued worker
+    there, so an app mounted without its lifespan never accepts into a queue nobody works.
     """
 
     def __init__(
-        self, runtime: Runtime, worker: Worker, *, queued: bool, start_worker: bool = True
+        self,
+        runtime: Runtime,
+        *,
+        queued: bool,
+        wake: Callable[[], None] = _nothing,
+        first_use: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.runtime = runtime
-        self.worker = worker
         self.queued = queued
-        self.start_worker = start_worker
+        self.wake = wake
+        self.first_use = first_use
         self.rejections = RejectionLog()
         # Events being delivered now, each with the futures of concurrent duplicates waiting
         # for its answer.
@@ -194,12 +205,8 @@ class Receiver:
     async def _first_use(self) -> None:
         await self.open()
         self._used = True
-        if self.queued and self.start_worker and not self.worker.started:
-            logger.warning(
-                "queued mode: the worker is started by the first delivery, not by the app's "
-                "lifespan; pass lifespan=hooks.lifespan to the host app so shutdown stops it"
-            )
-            await self.worker.start()
+        if self.first_use is not None:
+            await self.first_use()
 
     def warn_unconfigured(self, provider: Provider) -> None:
         """Log (rate-limited) that ``provider`` refuses deliveries for want of credentials."""
@@ -212,11 +219,36 @@ class Receiver:
             hint,
         )
 
+    def refuse_source(self, provider: Provider, address: object) -> Answer:
+        """The answer to a delivery from ``address`` (None when unknown), a source
+        ``provider``'s allowlist does not hold (403), logged (rate-limited). The ASGI layer,
+        which knows the source, asks for it before reading the body."""
+        self.rejections.warn(
+            provider.name,
+            "source not allowed",
+            "%s delivery refused: source %s is not in the allowlist",
+            provider.name,
+            address if address is not None else "unknown",
+        )
+        return SOURCE_NOT_ALLOWED
+
+    def refusal(self, provider: Provider) -> Answer | None:
+        """The answer refusing every delivery to ``provider`` whatever its body (no credentials
+        configured: 503, logged), or None. :meth:`receive` starts with it; the ASGI layer asks
+        before reading a body it would not need."""
+        if provider.configured:
+            return None
+        self.warn_unconfigured(provider)
+        return NOT_CONFIGURED
+
     # -- delivery -------------------------------------------------------------------------------
 
     async def receive(self, provider: Provider, body: bytes, headers: Mapping[str, str]) -> Answer:
         """Verify, record and dispatch one delivery; return the answer. ``headers`` has
         lower-case names."""
+        if not provider.configured:
+            self.warn_unconfigured(provider)
+            return NOT_CONFIGURED
         try:
             provider.verify(body, headers)
         except Rejected as exc:
@@ -306,6 +338,9 @@ class Receiver:
                 resolved = await provider.resolve(payload)
             except NotAnAlert as exc:
                 return (await self._process(provider, event_id, payload, body, exc.reason))[1]
+            except Exception as exc:  # a provider's bug keeps the delivery, nothing worse
+                reason = f"resolve raised {type(exc).__name__}: {exc}"
+                return (await self._process(provider, event_id, payload, body, reason))[1]
             if resolved is not payload:
                 # The event read from the API is what is stored, under its own id: a thin and
                 # a whole delivery of the same event run its handlers once.
@@ -404,37 +439,51 @@ class Receiver:
         stored = await store.get(provider_name, event_id)
         if stored is None:
             return "not stored"
+        body, read_id = stored.body, event_id
         provider = self.runtime.providers.get(provider_name)
-        if provider is None:
-            return f"the app has no provider {provider_name!r}"
-        try:
-            payload = json.loads(stored.body)
-        except (ValueError, RecursionError):
-            return "stored body is not JSON"
-        if not isinstance(payload, dict):
-            return "stored body is not a JSON object"
-        try:
-            whole = await provider.resolve(payload) if provider.resolves else payload
-            resolved_id = provider.event_id(whole) if whole is not payload else event_id
-            event = normalized(provider, resolved_id or event_id, whole)
-        except NotAnAlert as exc:
-            return exc.reason
-        except Exception as exc:  # a normalizer's bug leaves the event unparsed, nothing worse
-            return f"normalize raised {type(exc).__name__}: {exc}"
+        if provider is not None and provider.resolves:
+            whole = await self._resolve_stored(provider, body)
+            if isinstance(whole, str):
+                return whole
+            if whole is not None:
+                read_id = provider.event_id(whole) or event_id
+                body = json.dumps(whole, separators=(",", ":")).encode()
+        event = stored_event(self.runtime.providers, provider_name, body, read_id)
+        if isinstance(event, Unreadable):
+            return event.reason
         names = tuple(h.name for h in self.runtime.dispatcher.match(event))
-        if resolved_id is not None and resolved_id != event_id:
-            return await self._record_resolved(provider, event_id, event, whole, names)
+        if read_id != event_id and provider is not None:
+            return await self._record_resolved(provider, event_id, event, body, names)
         if not await store.resolve_unparsed(provider_name, event_id, names):
             return ()
         await store.fold([(provider_name, event_id, state_change(event))])
         return names
+
+    @staticmethod
+    async def _resolve_stored(provider: Provider, body: bytes) -> dict[str, Any] | str | None:
+        """The event a stored body stands for, read with :meth:`Provider.resolve` when it is
+        another one (a thin event); None when the body is that event itself (or not JSON:
+        :func:`stored_event` says so), the reason when it cannot be read."""
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(payload, dict):
+            return None
+        try:
+            whole = await provider.resolve(payload)
+        except NotAnAlert as exc:
+            return exc.reason
+        except Exception as exc:  # a provider's bug leaves the event unparsed, nothing worse
+            return f"resolve raised {type(exc).__name__}: {exc}"
+        return None if whole is payload else whole
 
     async def _record_resolved(
         self,
         provider: Provider,
         event_id: str,
         event: AlertEvent,
-        payload: dict[str, Any],
+        body: bytes,
         names: tuple[str, ...],
     ) -> ReadAgain:
         """A stored delivery that stood for another event (a thin event) read now: record the
@@ -444,8 +493,8 @@ class Receiver:
         delivery = Delivery(
             provider.name,
             event.id,
-            provider.event_type(payload),
-            json.dumps(payload, separators=(",", ":")).encode(),
+            provider.event_type(event.raw),
+            body,
             datetime.now(timezone.utc),
             names,
             state=state_change(event),
@@ -551,7 +600,7 @@ class Receiver:
             return None
 
     def _queued(self, delivery: Delivery, event: AlertEvent, begun: Begun) -> Answer:
-        self.worker.wake()  # a redelivery may add handlers registered since
+        self.wake()  # a redelivery may add handlers registered since
         if not begun.new:
             logger.info("%s event %s is a duplicate", delivery.provider, delivery.event_id)
             return DUPLICATE
