@@ -503,7 +503,7 @@ class Receiver:
             delivery, owner=self.runtime.owner, lease=self.runtime.lease_seconds, claim=False
         )
         await self.runtime.store.resolve_unparsed(provider.name, event_id, ())
-        self.worker.wake()
+        self.wake()
         return ReadAgain(names if begun.new else (), event_id=event.id)
 
     async def _restate(self, delivery: Delivery) -> None:

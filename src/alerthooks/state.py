@@ -120,7 +120,7 @@ async def alert_kinds(
             continue
         stored = await store.get(found.provider, found.event_id)
         event = (
-            stored_event(providers, found.provider, found.event_id, stored.body)
+            stored_event(providers, found.provider, stored.body, found.event_id)
             if stored is not None
             else None
         )
