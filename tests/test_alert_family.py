@@ -440,8 +440,12 @@ def test_fixtures_are_the_samples_as_stored() -> None:
         assert sample.path == fixtures / f"{sample.name}.json"
 
 
-def test_stripe_is_a_provider_that_resolves() -> None:
-    assert Stripe.resolves is True
+def test_only_a_thin_alert_event_refers_to_another() -> None:
+    stripe = Stripe()
+    assert stripe.refers(load_fixture("stripe_thin_alert_triggered"))
+    assert not stripe.refers(load_fixture("stripe_alert_triggered_credit_balance"))
+    other_thin = {**load_fixture("stripe_thin_alert_triggered"), "type": "v1.billing.meter.x"}
+    assert not stripe.refers(other_thin)
     assert Stripe().is_alert_type("billing.alert.recovered")
     assert Stripe().is_alert_type("v1.billing.alert.triggered")
     assert not Stripe().is_alert_type("v1.billing.meter.error_report_triggered")

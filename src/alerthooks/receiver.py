@@ -333,7 +333,7 @@ class Receiver:
             if isinstance(confirmed, Answer):
                 return confirmed
             payload, body = confirmed, json.dumps(confirmed, separators=(",", ":")).encode()
-        if provider.resolves and resolve:
+        if resolve and provider.refers(payload):
             try:
                 resolved = await provider.resolve(payload)
             except NotAnAlert as exc:
@@ -441,7 +441,7 @@ class Receiver:
             return "not stored"
         body, read_id = stored.body, event_id
         provider = self.runtime.providers.get(provider_name)
-        if provider is not None and provider.resolves:
+        if provider is not None:
             whole = await self._resolve_stored(provider, body)
             if isinstance(whole, str):
                 return whole
@@ -468,7 +468,7 @@ class Receiver:
             payload = json.loads(body)
         except (ValueError, RecursionError):
             return None
-        if not isinstance(payload, dict):
+        if not isinstance(payload, dict) or not provider.refers(payload):
             return None
         try:
             whole = await provider.resolve(payload)

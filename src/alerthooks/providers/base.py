@@ -129,10 +129,6 @@ class Provider:
     confirms: bool = False
     """Whether :meth:`confirm` checks each delivery with the provider's API."""
 
-    resolves: bool = False
-    """Whether :meth:`resolve` may read a delivery's event from the provider's API (for
-    deliveries that carry only a reference to it, such as Stripe's thin events)."""
-
     @property
     def configured(self) -> bool:
         """Whether credentials are set; without them the receiver answers 503 (fail closed)."""
@@ -180,11 +176,15 @@ class Provider:
         it cannot be asked. By default the payload as delivered."""
         return payload
 
+    def refers(self, payload: Mapping[str, Any]) -> bool:
+        """Whether a verified delivery carries only a reference to its event (Stripe's thin
+        events), which :meth:`resolve` reads from the provider's API; by default False."""
+        return False
+
     async def resolve(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """The whole event a verified delivery stands for (when :attr:`resolves`): a delivery
-        that carries only a reference to its event is read from the provider's API here, and
-        the event read is what is normalized, stored and deduplicated (on its own id). By
-        default, and for a delivery that is already whole, ``payload`` itself.
+        """The whole event a delivery that :meth:`refers` to one stands for, read from the
+        provider's API; the event read is what is normalized, stored and deduplicated (on its
+        own id). By default ``payload`` itself.
 
         Raise :class:`NotAnAlert` with the reason when the event cannot be read (no API
         credentials, the API cannot give it): the delivery is kept ``unparsed`` with that

@@ -331,7 +331,6 @@ class Stripe(SecretProvider):
     name = "stripe"
     env_hint = secret_env = SECRET_ENV
     alert_types = frozenset(ALERT_EVENT_TYPES)
-    resolves = True
     _thin_client: StripeClient | None = None
     _thin_loop: asyncio.AbstractEventLoop | None = None
     tolerance_error = (
@@ -391,7 +390,7 @@ class Stripe(SecretProvider):
 
         Raises :class:`NotAnAlert` when the key is not set (``thin event: set STRIPE_API_KEY to
         read it``) or the API cannot give the snapshot event."""
-        if payload.get("object") != THIN_OBJECT or not is_thin_alert(payload.get("type")):
+        if not self.refers(payload):
             return payload
         thin_id = payload.get("id")
         if not isinstance(thin_id, str) or not _API_ID.fullmatch(thin_id):
@@ -410,6 +409,11 @@ class Stripe(SecretProvider):
         if event.get("id") != snapshot_id:
             raise NotAnAlert(f"thin event: Stripe's API answered another event for {snapshot_id}")
         return event
+
+    def refers(self, payload: Mapping[str, Any]) -> bool:
+        """True for a thin alert event (``object: "v2.core.event"``, type
+        ``v1.billing.alert.*``): :meth:`resolve` reads the event it refers to."""
+        return payload.get("object") == THIN_OBJECT and is_thin_alert(payload.get("type"))
 
     def _thin_api(self) -> StripeClient:
         """The client thin events are read with (one per event loop, made on first use);
