@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, NamedTuple
 
 from alerthooks.apis.http import MissingCredentials, ProviderError
@@ -170,8 +171,8 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     threshold = _threshold(alert, alert_type)
     alert_name, alert_key = split_marker(text(alert, "title", where="alert"))
     customer = _id_of(obj, "customer", where="data.object", required=False)
-    if customer is None:
-        customer = threshold.customer
+    if customer is None and threshold.customer is not None:
+        customer = threshold.customer()
     currency = text(obj, "currency", where="data.object", required=False)
     if currency is None:
         currency = threshold.currency
@@ -200,13 +201,15 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
 
 
 class _Threshold(NamedTuple):
-    """What an alert's threshold configuration says, whichever of the three it is."""
+    """What an alert's threshold configuration says, whichever of the three it is;
+    ``customer`` reads the customer its filters scope it to (only asked when the event names
+    none)."""
 
     kind: AlertKind
     value: Decimal | None
     currency: str | None
     meter: str | None
-    customer: str | None
+    customer: Callable[[], str | None] | None
 
 
 def _threshold(alert: Mapping[str, Any], alert_type: str | None) -> _Threshold:
@@ -227,8 +230,9 @@ def _threshold(alert: Mapping[str, Any], alert_type: str | None) -> _Threshold:
     if alert_type == "credit_balance_threshold":
         lte = mapping(config, "lte", where=where)
         value, currency = _amount(lte, "balance_type", "monetary", where=f"{where}.lte")
-        customer = _filter_customer(config, where)
-        return _Threshold("credit_balance", value, currency, None, customer)
+        return _Threshold(
+            "credit_balance", value, currency, None, partial(_filter_customer, config, where)
+        )
     gte = mapping(config, "gte", where=where)
     value, currency = _amount(gte, "type", "amount", where=f"{where}.gte")
     filters = config.get("filters")
@@ -267,16 +271,14 @@ def _usage(alert: Mapping[str, Any]) -> _Threshold:
             raise NotAnAlert(f"alert has neither usage_threshold nor {_OLD_THRESHOLD}")
     if not isinstance(config, dict):
         raise NotAnAlert(f"{where} is not an object")
-    if "filters" in config:
-        customer = _filter_customer(config, where)
-    else:
-        customer = _old_filter_customer(alert)
     return _Threshold(
         "usage",
         decimal(config, "gte", where=where),
         None,
         _id_of(config, "meter", where=where, required=True),
-        customer,
+        partial(_filter_customer, config, where)
+        if "filters" in config
+        else partial(_old_filter_customer, alert),
     )
 
 
