@@ -88,6 +88,23 @@ async def test_the_board_shows_each_alerts_kind() -> None:
     assert sorted(row[2] for row in rows(board)) == ["credit_balance", "spend"]
 
 
+async def test_the_events_list_shows_each_alerts_kind() -> None:
+    hooks = make_hooks()
+    spend = stripe_alert_triggered(alert_type="spend_threshold")
+    await deliver(hooks, ("stripe", spend), ("chargebee", cb("in_alarm", "ev_k", 0, "sub_1")))
+    async with client_for(hooks.console(auth=AUTH), headers=basic(*AUTH)) as console:
+        page = (await console.get("/")).text
+    kinds = {
+        event_id: kind
+        for event_id, kind in re.findall(
+            r'<tr class="event"[^>]*data-event-id="([^"]+)">.*?<td class="kind">([^<]*)</td>',
+            page,
+            re.S,
+        )
+    }
+    assert kinds == {spend["id"]: "spend", "ev_k": "usage"}
+
+
 async def test_an_empty_board_says_nothing_is_in_alarm() -> None:
     hooks = make_hooks()
     await deliver(hooks, ("chargebee", cb("within_limit", "ev_1", 0, "sub_1")))
