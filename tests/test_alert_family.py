@@ -470,10 +470,11 @@ def _calls(api: FakeStripe) -> tuple[int, int]:
     return api.calls["GET /v2/core/events/{id}"], api.calls["GET /v1/events/{id}"]
 
 
+@pytest.mark.parametrize("mode", ["inline", "queued"])
 async def test_a_thin_event_is_read_from_the_api_and_normalized_like_its_snapshot(
-    stripe_api: FakeStripe,
+    stripe_api: FakeStripe, mode: str
 ) -> None:
-    hooks = make_hooks()
+    hooks = make_hooks(mode=mode)
     seen = recorded(hooks)
     snapshot = load_fixture("stripe_alert_triggered_credit_balance")
     thin = stripe_api.add_thin_event(snapshot)

@@ -188,6 +188,8 @@ class _Console:
                         message=f"still cannot be read: {read}",
                     )
                 count += len(read)
+                # A thin event's handlers run under the id of the event it stood for: show it.
+                event_id = getattr(read, "event_id", event_id)
         except Exception as exc:
             return self._store_down(request, exc)
         logger.info("console: %s event %s replayed (%d handler(s))", provider_name, event_id, count)
