@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from alerthooks import AlertEvent, AlertHooks
@@ -613,3 +614,17 @@ def thin_snapshot() -> dict[str, Any]:
 def seen_name(hooks: AlertHooks) -> str:
     (handler,) = hooks.dispatcher.handlers
     return handler.name
+
+
+async def test_the_fake_api_answers_as_the_fixtures_say(stripe_api: FakeStripe) -> None:
+    """The thin fixture, and the API's answers to its two reads, are what the fake gives."""
+    snapshot = load_fixture("stripe_alert_triggered_credit_balance")
+    thin_fixture = load_fixture("stripe_thin_alert_triggered")
+    thin = stripe_api.add_thin_event(snapshot, id=thin_fixture["id"])
+    assert thin == thin_fixture
+    headers = {"Authorization": f"Bearer {stripe_api.api_key}"}
+    async with httpx.AsyncClient(base_url=stripe_api.url, headers=headers) as api:
+        v2 = await api.get(f"/v2/core/events/{thin['id']}")
+        v1 = await api.get(f"/v1/events/{v2.json()['snapshot_event']}")
+    assert v2.json() == load_fixture("stripe_thin_alert_triggered_event")
+    assert v1.json() == snapshot
