@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# `make run` installs the package alone (what serving needs); `make test` adds the pinned [dev].
+RUN_STAMP := $(VENV)/.installed-run
 # The store tests run against this machine's PostgreSQL (trust auth); CI starts it if it is down.
 ALERTHOOKS_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export ALERTHOOKS_TEST_POSTGRES_URL
@@ -11,17 +13,22 @@ export ALERTHOOKS_TEST_POSTGRES_URL
 # (elsewhere the test says it cannot run, in one line, and skips).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test check lint typecheck bench clean browser
+.PHONY: run test check lint typecheck bench clean browser docs dist
+
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# The distribution was named alerthooks up to 0.1.0 (now alerthooks-sdk): drop a stale one.
+	$(BIN)/python -m pip uninstall -q -y alerthooks 2>/dev/null || true
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e .
+	touch $@
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	@# The distribution was named alerthooks up to 0.1.0 (now alerthooks-sdk): drop a stale one.
 	$(BIN)/python -m pip uninstall -q -y alerthooks 2>/dev/null || true
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python examples/run.py
 
 test: $(STAMP) browser
@@ -41,10 +48,25 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/http_e2e.py
 	$(BIN)/python benchmarks/sync.py
 
+$(VENV)/.installed-docs: $(RUN_STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[docs]'
+	touch $@
+
+# The site from docs/ into site/: a broken link or anchor, a page not in the navigation or an
+# API reference that does not resolve fails the build.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The sdist and the wheel, built without network from the pinned build tools, checked by twine.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache alerthooks.db*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache alerthooks.db* site dist
