@@ -208,7 +208,7 @@ def test_the_blocks_cover_quickstart_handlers_lifespan_operations_manager_and_a_
         "asyncio.run(main())",  # the manager's Python API, as a script
         "class Acme(Provider)",  # adding a provider
         'app.mount("/webhooks", hooks)',  # FastAPI
-        'asgi("/webhooks", is_mount=True)(hooks)',  # Litestar
+        'asgi("/webhooks", is_mount=True, copy_scope=True)(hooks)',  # Litestar
         "hooks.wrap(get_asgi_application()",  # Django
         "hooks.wrap(app.asgi_app",  # Quart
     ):
