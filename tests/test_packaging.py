@@ -156,8 +156,10 @@ def test_the_wheel_installed_in_a_fresh_venv_serves_the_readme_quickstart(tmp_pa
     fresh = tmp_path / "venv"
     venv.create(fresh, with_pip=False)
     python = fresh / "bin" / "python"
+    uv = ROOT / ".uv" / "bin" / "uv"  # make's pinned uv: the project's venv has no pip
+    assert uv.exists(), "make creates .uv/ (run the suite with `make test`)"
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", wheel],
+        [str(uv), "pip", "install", "--quiet", "--python", str(python), "--no-deps", str(wheel)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -212,3 +214,24 @@ def test_the_changelog_follows_keep_a_changelog_and_names_this_version() -> None
     versions = [r.split("]")[0][1:] for r in releases[1:]]
     init = (ROOT / "src" / "alerthooks" / "__init__.py").read_text()
     assert f'__version__ = "{versions[0]}"' in init, "the newest release is the package's version"
+
+
+def test_make_run_syncs_what_serving_needs_from_the_lock_and_no_dev_tool() -> None:
+    """What `make run` syncs (uv.lock's base set, no extra) serves, and has no dev tool in it."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("$(RUN_STAMP): ", 1)[1].split("\n\n", 1)[0]
+    assert "$(SYNC)" in recipe and "--extra" not in recipe, recipe
+    uv = ROOT / ".uv" / "bin" / "uv"
+    assert uv.exists(), "make creates .uv/ (run the suite with `make test`)"
+    exported = subprocess.run(
+        [str(uv), "export", "--frozen", "--no-hashes", "--no-header", "--no-emit-project"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stdout.splitlines()
+    names = {re.split(r"[=; ]", line, maxsplit=1)[0].lower() for line in lines}
+    assert {"starlette", "uvicorn", "pydantic", "httpx"} <= names, names
+    assert not names & {"pytest", "mypy", "ruff", "playwright", "hypothesis", "mkdocs"}, names
