@@ -78,9 +78,12 @@ dist: $(STAMP)
 	$(BIN)/twine check --strict dist/*
 
 check: $(STAMP)
+	@# uv.lock must say what pyproject.toml asks for, or make would sync stale versions.
+	@$(UV) lock --check --quiet || { echo "uv.lock is out of date with pyproject.toml: run make lock" >&2; exit 1; }
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .uv .pytest_cache .mypy_cache .ruff_cache alerthooks.db* site dist

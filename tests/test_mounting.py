@@ -10,13 +10,14 @@ import anyio
 import pytest
 
 from alerthooks import AlertHooks
+from alerthooks.providers import Stripe
 from alerthooks.testing import SyncAlertHooksClient, stripe_alert_triggered
 
 Message = dict[str, Any]
 
 
 def make_hooks(calls: list[str]) -> AlertHooks:
-    hooks = AlertHooks(stripe_secret="whsec_wrap", store="memory://")
+    hooks = AlertHooks(providers=[Stripe("whsec_wrap")], store="memory://")
     startup, shutdown = hooks.startup, hooks.shutdown
 
     async def start() -> None:

@@ -49,9 +49,10 @@ def test_a_receiver_on_sqlite_runs_without_asyncpg(tmp_path: Path) -> None:
         import asyncio, json, sys
         sys.modules["asyncpg"] = None  # as if the postgres extra were not installed
         from alerthooks import AlertHooks
+        from alerthooks.providers import Stripe
         from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
-        hooks = AlertHooks(stripe_secret="whsec_x", store="sqlite:///" + sys.argv[1])
+        hooks = AlertHooks(providers=[Stripe("whsec_x")], store="sqlite:///" + sys.argv[1])
         seen = []
         hooks.on("alert.triggered")(seen.append)
         body = json.dumps(stripe_alert_triggered()).encode()
@@ -136,7 +137,7 @@ def test_the_wheel_installed_in_a_fresh_venv_serves_the_readme_quickstart(tmp_pa
         timeout=120,
     )
     assert built.returncode == 0, built.stdout + built.stderr
-    init = (ROOT / "src" / "alerthooks" / "__init__.py").read_text()
+    init = (ROOT / "src" / "alerthooks" / "_version.py").read_text()
     version = re.search(r'^__version__ = "(.+)"$', init, re.M)
     assert version, "alerthooks.__version__ is the one place the version is written"
     wheel = dist / f"alerthooks_sdk-{version.group(1)}-py3-none-any.whl"
@@ -212,7 +213,7 @@ def test_the_changelog_follows_keep_a_changelog_and_names_this_version() -> None
         name = release.split("]")[0] + "]"
         assert re.search(rf"^{re.escape(name)}: https://", text, re.M), name
     versions = [r.split("]")[0][1:] for r in releases[1:]]
-    init = (ROOT / "src" / "alerthooks" / "__init__.py").read_text()
+    init = (ROOT / "src" / "alerthooks" / "_version.py").read_text()
     assert f'__version__ = "{versions[0]}"' in init, "the newest release is the package's version"
 
 

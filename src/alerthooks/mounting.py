@@ -9,14 +9,25 @@ protocol (Django raises on it) gets the hooks' lifespan alone.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-if TYPE_CHECKING:
-    from alerthooks.hooks import AlertHooks
-
 logger = logging.getLogger(__name__)
+
+
+class Mountable(Protocol):
+    """What :class:`HooksMount` needs of an :class:`~alerthooks.AlertHooks`: an ASGI app that
+    starts and stops (a protocol, so this module does not import the facade that builds it)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
+
+    async def startup(self) -> None:
+        """Open the store and, in queued mode, start the worker."""
+
+    async def shutdown(self) -> None:
+        """Stop the worker and close the store."""
 
 
 class HooksMount:
@@ -26,7 +37,7 @@ class HooksMount:
     Starlette ``Mount`` would give it; the test kit finds them through ``hooks`` and ``prefix``.
     """
 
-    def __init__(self, hooks: AlertHooks, app: ASGIApp, prefix: str) -> None:
+    def __init__(self, hooks: Mountable, app: ASGIApp, prefix: str) -> None:
         if not prefix.startswith("/") or prefix.rstrip("/") == "":
             raise ValueError(f"prefix must be a path below the root, like '/webhooks': {prefix!r}")
         self.hooks = hooks

@@ -59,7 +59,7 @@ def _mounted(app: Any, prefix: str, *, depth: int) -> Iterator[tuple[AlertHooks,
         yield app, prefix
         return
     if isinstance(app, HooksMount):
-        yield app.hooks, prefix + app.prefix
+        yield from _mounted(app.hooks, prefix + app.prefix, depth=depth + 1)
         yield from _mounted(app.app, prefix, depth=depth + 1)
         return
     routes = getattr(app, "routes", None)
