@@ -4,13 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 # `make run` installs the package alone (what serving needs); `make test` adds [dev]. Every
-# version, the tools' and the test dependencies' included, is locked in uv.lock (`uv lock`
-# rewrites it after pyproject.toml changes); uv itself is pinned here and kept in .uv/, outside
-# the project's environment.
+# version, the tools' and the test dependencies' included, is locked in uv.lock (`make lock`
+# rewrites it after pyproject.toml changes; until then every sync refuses, --locked); uv itself
+# is pinned here and kept in .uv/, outside the project's environment.
 RUN_STAMP := $(VENV)/.installed-run
 UV_VERSION := 0.13.10
 UV := .uv/bin/uv
-SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --quiet
+SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --inexact --quiet
 # The store tests run against this machine's PostgreSQL (trust auth); CI starts it if it is down.
 ALERTHOOKS_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export ALERTHOOKS_TEST_POSTGRES_URL
