@@ -1,30 +1,31 @@
-"""The framework recipes of docs/frameworks.md, each served as written by a real uvicorn behind a
-``--root-path`` (as behind a proxy that strips a prefix): a signed delivery of every provider is
-answered 200 by the mounted hooks, the handler runs on the worker the app's lifespan started,
-the framework's own route still answers, and the test kit finds the hooks in each app.
+"""The framework recipes of docs/frameworks.md, each served as written by a real uvicorn server
+on loopback behind a ``root_path`` (as behind a proxy that strips a prefix): a signed delivery of
+every provider is answered 200 by the mounted hooks, the handler runs on the worker the app's
+lifespan started, the framework's own route still answers, and the test kit finds the hooks in
+each app.
 
-The five servers start at once in one module-scoped fixture, so the recipes cost one server's
-start-up, not five."""
+The five servers run in threads of this process, started at once in one module-scoped fixture,
+so the frameworks are imported once and the recipes cost about one server's start-up."""
 
 from __future__ import annotations
 
 import importlib
-import os
 import re
-import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from alerthooks.providers import Chargebee, Metronome, Orb, Provider, Stripe
 from alerthooks.testing import SyncAlertHooksClient, build_sample, default_sample
-
-from .conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "frameworks.md"
@@ -62,6 +63,7 @@ APPS = {
     "mysite/asgi.py": ("Django", "mysite.asgi:application"),
     "quart_app.py": ("Quart", "quart_app:app"),
 }
+MODULES = {target.split(":")[0].split(".")[0] for _, target in APPS.values()}
 NO_LIFESPAN = "the worker is started by the first delivery"
 
 
@@ -78,72 +80,80 @@ def recipes() -> dict[str, str]:
 @dataclass
 class Served:
     framework: str
-    target: str
-    port: int
-    log: Path
-    popen: subprocess.Popen[bytes]
+    server: uvicorn.Server
+    thread: threading.Thread
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
 
-    def output(self) -> str:
-        return self.log.read_text()
 
-    def wait_for(self, pattern: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, self.output(), re.MULTILINE):
-            assert self.popen.poll() is None, f"{self.framework} exited:\n{self.output()}"
-            assert time.monotonic() < deadline, f"no {pattern!r} in:\n{self.output()}"
-            time.sleep(0.05)
+def wait_for(capsys: pytest.CaptureFixture[str], pattern: str, seen: list[str]) -> None:
+    """Poll what the handlers printed (kept in ``seen``) for ``pattern``, with a deadline."""
+    deadline = time.monotonic() + 20
+    while not re.search(pattern, "".join(seen), re.MULTILINE):
+        assert time.monotonic() < deadline, f"no {pattern!r} in:\n{''.join(seen)}"
+        time.sleep(0.02)
+        seen.append(capsys.readouterr().out)
 
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+
+def import_recipe(project: Path, name: str) -> Any:
+    """The recipe's app, imported afresh (its hooks read the environment when built)."""
+    module_name, attribute = APPS[name][1].split(":")
+    for loaded in [m for m in sys.modules if m.split(".")[0] in ("mysite", module_name)]:
+        del sys.modules[loaded]
+    module: ModuleType = importlib.import_module(module_name)
+    return getattr(module, attribute)
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The recipes written out as files, with the Django project around mysite/asgi.py."""
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The recipes written out as files, with the Django project around mysite/asgi.py, on
+    sys.path, and the providers' credentials in the environment."""
     where = tmp_path_factory.mktemp("frameworks")
     for name, source in {**recipes(), **DJANGO_FILES}.items():
         (where / name).parent.mkdir(parents=True, exist_ok=True)
         (where / name).write_text(source)
-    return where
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in ENV.items():
+            patch.setenv(key, value)
+        patch.setenv("ALERTHOOKS_STORE", "memory://")
+        patch.syspath_prepend(str(where))
+        yield where
+        for loaded in [m for m in sys.modules if m.split(".")[0] in ("mysite", *MODULES)]:
+            del sys.modules[loaded]
 
 
 @pytest.fixture(scope="module")
 def servers(project: Path) -> Iterator[dict[str, Served]]:
     running: dict[str, Served] = {}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(ENV))}
     try:
-        for name, (framework, target) in APPS.items():
-            port, log = free_port(), project / f"{framework}.log"
-            server = ["uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
-            popen = subprocess.Popen(
-                [sys.executable, "-m", *server, "--root-path", ROOT_PATH, "--lifespan", "on"],
-                cwd=project,
-                env={
-                    **env,
-                    **ENV,
-                    "ALERTHOOKS_STORE": f"sqlite:///{project / framework}.db",
-                    "PYTHONUNBUFFERED": "1",
-                },
-                stdout=log.open("wb"),
-                stderr=subprocess.STDOUT,
+        for name, (framework, _) in APPS.items():
+            config = uvicorn.Config(
+                import_recipe(project, name),
+                host="127.0.0.1",
+                port=0,
+                root_path=ROOT_PATH,
+                lifespan="on",
+                log_level="warning",
             )
-            running[name] = Served(framework, target, port, log, popen)
+            server = uvicorn.Server(config)
+            thread = threading.Thread(target=server.run, name=f"uvicorn {framework}")
+            thread.start()
+            running[name] = Served(framework, server, thread)
+        deadline = time.monotonic() + 30
         for served in running.values():
-            served.wait_for("Application startup complete")
+            while not served.server.started:
+                assert served.thread.is_alive(), f"{served.framework} did not start"
+                assert time.monotonic() < deadline, f"{served.framework} did not start in time"
+                time.sleep(0.02)
         yield running
     finally:
         for served in running.values():
-            served.stop()
+            served.server.should_exit = True
+        for served in running.values():
+            served.thread.join(10)
 
 
 def test_the_page_has_a_recipe_for_each_framework() -> None:
@@ -152,9 +162,12 @@ def test_the_page_has_a_recipe_for_each_framework() -> None:
 
 @pytest.mark.parametrize("name", list(APPS), ids=[f for f, _ in APPS.values()])
 def test_a_recipe_served_answers_every_provider_and_runs_its_handler_on_the_worker(
-    servers: dict[str, Served], name: str
+    servers: dict[str, Served],
+    name: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    served = servers[name]
+    served, printed = servers[name], [capsys.readouterr().out]
     with httpx.Client(base_url=served.base, timeout=10) as client:
         for provider in PROVIDERS:
             payload = build_sample(default_sample(provider.name))
@@ -164,28 +177,19 @@ def test_a_recipe_served_answers_every_provider_and_runs_its_handler_on_the_work
                 content=body,
                 headers={"content-type": "application/json", **provider.sign(body)},
             )
-            assert answer.status_code == 200, (provider.name, answer.text, served.output())
+            assert answer.status_code == 200, (provider.name, answer.text)
             assert answer.json() == {"status": "accepted"}
-            served.wait_for(rf"^handled {provider.name} {re.escape(payload['id'])}$")
+            wait_for(capsys, rf"^handled {provider.name} {re.escape(payload['id'])}$", printed)
             unsigned = client.post(f"/webhooks/{provider.name}", content=body)
             assert unsigned.status_code in (400, 401), unsigned.text
         assert client.get("/").text.strip('"') == "home"
     # The worker was started by the app's lifespan, not by the first delivery.
-    assert NO_LIFESPAN not in served.output()
+    assert NO_LIFESPAN not in caplog.text
 
 
 @pytest.mark.parametrize("name", list(APPS), ids=[f for f, _ in APPS.values()])
-def test_the_test_kit_finds_the_hooks_in_each_recipe(
-    project: Path, name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("ALERTHOOKS_STORE", "memory://")
-    monkeypatch.syspath_prepend(str(project))
-    module_name, attribute = APPS[name][1].split(":")
-    for loaded in [m for m in sys.modules if m.split(".")[0] in ("mysite", module_name)]:
-        monkeypatch.delitem(sys.modules, loaded)
-    app = getattr(importlib.import_module(module_name), attribute)
+def test_the_test_kit_finds_the_hooks_in_each_recipe(project: Path, name: str) -> None:
+    app = import_recipe(project, name)
     with SyncAlertHooksClient(app) as client:
         assert client.prefix == "/webhooks"
         for provider in PROVIDERS:
