@@ -344,11 +344,14 @@ def test_every_test_named_in_the_security_map_exists() -> None:
         assert re.search(rf"^(async )?def {test}\(", source, re.M), f"{module}::{test}"
 
 
-def test_the_install_table_lists_every_extra() -> None:
+@pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
+def test_the_install_table_lists_every_extra(page: str) -> None:
     extras = set(
         tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     )
-    install = dict(sections())["Install"]
+    text = (ROOT / page).read_text()
+    start = text.index("## Install\n")
+    install = text[start : text.index("\n## ", start + 1)]
     cells = re.findall(r"^\| (`[a-z]+`(?:, `[a-z]+`)*) \|", install, re.M)
     listed = {name for cell in cells for name in re.findall(r"`([a-z]+)`", cell)}
     assert listed == extras, textwrap.shorten(str(listed ^ extras), 200)
