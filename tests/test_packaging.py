@@ -217,22 +217,30 @@ def test_the_changelog_follows_keep_a_changelog_and_names_this_version() -> None
     assert f'__version__ = "{versions[0]}"' in init, "the newest release is the package's version"
 
 
-def test_make_run_syncs_what_serving_needs_from_the_lock_and_no_dev_tool() -> None:
-    """What `make run` syncs (uv.lock's base set, no extra) serves, and has no dev tool in it."""
+def test_make_run_installs_what_serving_needs_from_its_pins_and_no_dev_tool() -> None:
+    """What `make run` installs (requirements/run.txt, no extra) serves, and has no dev tool."""
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("$(RUN_STAMP): ", 1)[1].split("\n\n", 1)[0]
-    assert "$(SYNC)" in recipe and "--extra" not in recipe, recipe
-    uv = ROOT / ".uv" / "bin" / "uv"
-    assert uv.exists(), "make creates .uv/ (run the suite with `make test`)"
-    exported = subprocess.run(
-        [str(uv), "export", "--frozen", "--no-hashes", "--no-header", "--no-emit-project"],
-        cwd=ROOT,
+    assert "$(call install,run)" in recipe, recipe
+    text = (ROOT / "requirements" / "run.txt").read_text()
+    names = {
+        re.split(r"[=;\[ ]", line, maxsplit=1)[0].lower()
+        for line in text.splitlines()
+        if line and not line.startswith((" ", "#"))
+    }
+    assert {"starlette", "uvicorn", "pydantic", "httpx"} <= names, names
+    assert not names & {"pytest", "mypy", "ruff", "playwright", "hypothesis", "mkdocs"}, names
+
+
+def test_the_pins_name_no_host_and_fit_pyproject() -> None:
+    """requirements/*.txt hold names and versions only, and tools/check_pins.py finds each
+    dependency of pyproject.toml pinned at a version it accepts."""
+    for path in sorted((ROOT / "requirements").glob("*.txt")):
+        assert "://" not in path.read_text(), path
+    checked = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "check_pins.py")],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert exported.returncode == 0, exported.stderr
-    lines = exported.stdout.splitlines()
-    names = {re.split(r"[=; ]", line, maxsplit=1)[0].lower() for line in lines}
-    assert {"starlette", "uvicorn", "pydantic", "httpx"} <= names, names
-    assert not names & {"pytest", "mypy", "ruff", "playwright", "hypothesis", "mkdocs"}, names
+    assert checked.returncode == 0, checked.stderr
