@@ -330,3 +330,44 @@ def test_events_history_shows_events_and_handlers_without_attempts(
             NO_THRESHOLD,
         ],
     ]
+
+
+# -- replay runs only what it names -------------------------------------------------------------
+
+
+def fail_inline(url: str, *payloads: dict[str, Any]) -> None:
+    """Deliver ``payloads`` in inline mode to a handler ``record`` that fails (answers 500)."""
+    hooks = make_hooks(url)
+
+    @hooks.on("*", name="record")
+    def record(event: AlertEvent) -> None:
+        raise RuntimeError("down")
+
+    async def run() -> list[int]:
+        async with AlertHooksClient(hooks) as client:
+            return [(await client.deliver("stripe", p)).status_code for p in payloads]
+
+    assert asyncio.run(run()) == [500] * len(payloads)
+
+
+def test_replaying_one_event_runs_its_handlers_and_no_other_events(
+    runner: CliRunner, store: str, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = stripe_alert_triggered(), stripe_alert_triggered()
+    fail_inline(store, a, b)
+    monkeypatch.setenv("ALERTHOOKS_TEST_MODE", "inline")
+    replayed = runner.invoke(cli, ["replay", a["id"], "--app", APP])
+    assert replayed.exit_code == 0, replayed.output
+    assert replayed.output.splitlines()[-1] == "1 handler(s) ran again: 1 done, 0 failed again"
+    assert handled(out) == Counter({a["id"]: 1})
+    listed = {row[2]: row for row in rows(runner.invoke(cli, ["events"]).output)}
+    assert (listed[a["id"]][5], listed[b["id"]][5], listed[b["id"]][6]) == ("done", "failed", "1")
+
+
+def test_replay_of_an_unknown_event_is_an_error(runner: CliRunner, store: str) -> None:
+    deliver(store, stripe_alert_triggered())
+    result = runner.invoke(cli, ["replay", "evt_nonexistent", "--store", store])
+    assert (result.exit_code, result.output) == (
+        1,
+        "error: unknown event evt_nonexistent: the store has no event with that id\n",
+    )

@@ -186,32 +186,50 @@ class ASGIApp:
                 provider.name,
                 address if address is not None else "unknown",
             )
-            return _FORBIDDEN
+            return self.receiver.reject(provider, _FORBIDDEN, source=address)
         if not provider.configured:
             self.receiver.warn_unconfigured(provider)
-            return NOT_CONFIGURED
+            return self.receiver.reject(
+                provider, NOT_CONFIGURED, source=lambda: self._source(scope)
+            )
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
         if length is not None:
             if not (length.isascii() and length.isdigit()):
-                return _BAD_LENGTH
+                return self.receiver.reject(
+                    provider, _BAD_LENGTH, source=lambda: self._source(scope)
+                )
             digits = length.lstrip("0")
             if len(digits) > 18 or int(digits or "0") > self.max_body_bytes:
                 logger.info("%s delivery rejected: body of %s bytes", provider.name, length)
-                return _TOO_LARGE
+                return self.receiver.reject(
+                    provider,
+                    _TOO_LARGE,
+                    source=lambda: self._source(scope),
+                    body_bytes=int(digits) if len(digits) <= 18 else 0,
+                )
         try:
             body = await self._read_body_in_time(receive)
         except _BodyTooLarge:
             logger.info(
                 "%s delivery rejected: body over %d bytes", provider.name, self.max_body_bytes
             )
-            return _TOO_LARGE
+            return self.receiver.reject(provider, _TOO_LARGE, source=lambda: self._source(scope))
         except TimeoutError:
             logger.info("%s delivery rejected: body timed out", provider.name)
-            return _TIMEOUT
+            return self.receiver.reject(provider, _TIMEOUT, source=lambda: self._source(scope))
         except _Disconnected:
             return _DISCONNECTED
-        return await self.receiver.receive(provider, body, headers)
+        return await self.receiver.receive(
+            provider, body, headers, source=lambda: self._source(scope)
+        )
+
+    def _source(self, scope: Scope) -> object:
+        """The client's address (behind trusted proxies, the one they forwarded for)."""
+        if self.sources is not None:
+            return self.sources.client_address(scope)
+        client = scope.get("client")
+        return client[0] if client else None
 
     async def _read_body_in_time(self, receive: Receive) -> bytes:
         """Read the body; raise TimeoutError when it is not complete within ``body_timeout``.

@@ -389,21 +389,24 @@ def replay(
 
     async def run(s: Store) -> _Replayed:
         done = _Replayed()
+        if event_ids:
+            stored = await _stored_by_id(s, event_ids)
+            unknown = [e for e in event_ids if e not in stored]
+            if unknown:
+                fail(f"unknown event {', '.join(unknown)}: the store has no event with that id")
         if event_ids or dead or failed:
             if hooks is not None:
-                done.pairs = await _replayable(
-                    s, event_ids, dead=dead, failed=failed, providers=hooks.providers
-                )
+                done.pairs = await _replayable(s, event_ids, dead=dead, failed=failed)
             done.reset = await s.replay(event_ids, dead=dead, failed=failed)
         if unparsed:
             assert hooks is not None
             await _read_again(s, hooks, done)
         if hooks is None or not (done.reset or done.pairs):
             return done
-        await _run_now(hooks, max(done.reset, len(done.pairs)))
+        await _run_now(hooks, {(p, e) for p, e, _ in done.pairs}, len(done.pairs))
         for provider, event_id in {(p, e) for p, e, _ in done.pairs}:
-            stored = await s.get(provider, event_id)
-            for o in stored.outcomes if stored else ():
+            stored_now = await s.get(provider, event_id)
+            for o in stored_now.outcomes if stored_now else ():
                 if (provider, event_id, o.handler) in done.pairs:
                     done.done += o.status == "done"
                     done.failed_again += o.status in ("failed", "dead")
@@ -413,15 +416,20 @@ def replay(
     _report(result, event_ids, dead=dead, failed=failed, unparsed=unparsed, now=hooks is not None)
 
 
+async def _stored_by_id(s: Store, event_ids: Collection[str]) -> dict[str, list[StoredEvent]]:
+    """The stored events of each id, whatever their provider (ids missing are absent)."""
+    found: dict[str, list[StoredEvent]] = {}
+    for event_id in event_ids:
+        for event in await s.events(search=event_id, limit=_ALL):
+            if event.event_id == event_id:
+                found.setdefault(event_id, []).append(event)
+    return found
+
+
 async def _replayable(
-    s: Store,
-    event_ids: Collection[str],
-    *,
-    dead: bool,
-    failed: bool,
-    providers: Collection[str],
+    s: Store, event_ids: Collection[str], *, dead: bool, failed: bool
 ) -> set[_Pair]:
-    """The pairs ``Store.replay`` is about to reset, to see how they did after running."""
+    """The pairs ``Store.replay`` is about to reset, to run them and see how they did."""
     wanted: list[Status] = []
     if dead:
         wanted.append("dead")
@@ -437,14 +445,11 @@ async def _replayable(
                     if o.status == status
                 )
         return pairs
-    from alerthooks.providers import BUILTIN
-
-    for event_id in event_ids:  # Store.replay takes them from any provider
-        for name in {cls.name for cls in BUILTIN} | set(providers):
-            stored = await s.get(name, event_id)
+    for events in (await _stored_by_id(s, event_ids)).values():
+        for event in events:
             pairs.update(
-                (name, event_id, o.handler)
-                for o in (stored.outcomes if stored else ())
+                (event.provider, event.event_id, o.handler)
+                for o in event.outcomes
                 if o.status in ("failed", "dead")
             )
     return pairs
@@ -463,18 +468,19 @@ async def _read_again(s: Store, hooks: AlertHooks, done: _Replayed) -> None:
         done.pairs.update((event.provider, event.event_id, name) for name in read)
 
 
-async def _run_now(hooks: AlertHooks, count: int) -> None:
-    """Run due work in this process until none is left, with a progress bar on a terminal."""
+async def _run_now(hooks: AlertHooks, events: Collection[tuple[str, str]], count: int) -> None:
+    """Run the handlers of ``events`` now, and no other event's, with a progress bar on a
+    terminal."""
     with core.progress(core.console(), "replaying", count) as advance:
         before, shown = hooks.worker.recorded, 0
-        drain = asyncio.ensure_future(hooks.drain(timeout=_REPLAY_TIMEOUT))
-        while not drain.done():
-            await asyncio.wait({drain}, timeout=0.1)
+        running = asyncio.ensure_future(hooks.worker.run_events(events, _REPLAY_TIMEOUT))
+        while not running.done():
+            await asyncio.wait({running}, timeout=0.1)
             now = min(hooks.worker.recorded - before, count)
             advance(now - shown)
             shown = now
         try:
-            await drain
+            await running
         except TimeoutError as exc:
             fail(
                 f"replayed handlers still running after {_REPLAY_TIMEOUT:.0f} s; stopped",
@@ -545,11 +551,44 @@ def prune(days: int, store_url: str | None) -> None:
     store = open_cli_store(store_url)
     before = datetime.now(timezone.utc) - timedelta(days=days)
 
-    async def run(s: Store) -> int:
+    async def run(s: Store) -> tuple[int, int]:
         total = 0
         while (gone := await s.prune(before=before)) > 0:
             total += gone
-        return total
+        return total, await s.prune_rejections(before=before)
 
-    total = run_store(store, run)
-    click.echo(f"pruned {total} event(s) received before {before:%Y-%m-%d %H:%M} UTC")
+    total, rejected = run_store(store, run)
+    click.echo(
+        f"pruned {total} event(s) and {rejected} rejected deliveries received before "
+        f"{before:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+@cli.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--provider", default=None, metavar="NAME", help="Only this provider's.")
+@STORE_OPTION
+def rejections(limit: int, provider: str | None, store_url: str | None) -> None:
+    """List rejected deliveries, newest first: when, provider, HTTP status, reason, source.
+
+    Kept by the receiver (rate-limited under a flood: "dropped" counts those not kept before a
+    row), at most the newest 10,000 and 30 days; never a body, a signature or a credential.
+    The event id is what the refused body claims (unverified).
+    """
+    store = open_cli_store(store_url)
+    found = run_store(store, lambda s: s.rejections(limit=limit, provider=provider))
+    rows = [
+        (
+            _when(r.received_at),
+            r.provider,
+            str(r.status),
+            r.reason,
+            r.source or "",
+            str(r.body_bytes),
+            r.event_id or "",
+            str(r.dropped) if r.dropped else "",
+        )
+        for r in found
+    ]
+    headers = ("time", "provider", "status", "reason", "source", "bytes", "event", "dropped")
+    core.print_rows(headers, rows, title=f"{len(found)} rejected deliveries")
