@@ -264,7 +264,7 @@ def test_replay_failed_with_app_runs_them_and_keeps_the_earlier_attempts(
     attempts = [(r[2], r[5], r[6], r[8]) for r in rows(history.output)]
     assert attempts == [
         (dead_id, "dead", "1", "RuntimeError: first"),
-        (failed_id, "done", "1", "RuntimeError: first"),
+        (failed_id, "failed", "1", "RuntimeError: first"),
         (failed_id, "done", "2", ""),
     ]
     finished = [datetime.strptime(r[7], "%Y-%m-%d %H:%M:%S%z") for r in rows(history.output)]
@@ -371,3 +371,45 @@ def test_replay_of_an_unknown_event_is_an_error(runner: CliRunner, store: str) -
         1,
         "error: unknown event evt_nonexistent: the store has no event with that id\n",
     )
+
+
+def test_app_option_takes_a_host_app_that_mounts_one_alerthooks(
+    runner: CliRunner, store: str, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = stripe_alert_triggered()
+    fail_inline(store, a)
+    monkeypatch.setenv("ALERTHOOKS_TEST_MODE", "inline")
+    host = "tests.inbox_app:host"
+    listed = runner.invoke(cli, ["events", "--app", host])
+    assert listed.exit_code == 0, listed.output
+    assert [row[2] for row in rows(listed.output)] == [a["id"]]
+    replayed = runner.invoke(cli, ["replay", a["id"], "--app", host])
+    assert replayed.exit_code == 0, replayed.output
+    assert handled(out) == Counter({a["id"]: 1})
+    assert runner.invoke(cli, ["status", "--app", host]).exit_code == 0
+    several = runner.invoke(cli, ["events", "--app", "tests.inbox_app:several"])
+    assert (several.exit_code, several.output) == (
+        1,
+        "error: tests.inbox_app:several is a Starlette that mounts 2 AlertHooks (at /webhooks,"
+        " /other); point at one of them (MODULE:ATTR of the AlertHooks)\n",
+    )
+
+
+def test_history_rows_show_each_attempts_own_outcome(runner: CliRunner, store: str) -> None:
+    async def seed() -> None:
+        s = open_store(store)
+        now = datetime.now(timezone.utc)
+        await s.begin(Delivery("stripe", "evt_h", None, b"{}", now, ("h",)), owner="w", lease=60)
+        await s.finish("stripe", "evt_h", {"h": "RuntimeError: one"}, owner="w")
+        for error in ("RuntimeError: two", None):
+            (claim,) = await s.claim(owner="w", lease=60, limit=1)
+            await s.finish("stripe", "evt_h", {claim.handler: error}, owner="w")
+        await s.close()
+
+    asyncio.run(seed())
+    history = runner.invoke(cli, ["events", "--history", "--store", store])
+    assert [(r[5], r[6], r[8]) for r in rows(history.output)] == [
+        ("failed", "1", "RuntimeError: one"),
+        ("failed", "2", "RuntimeError: two"),
+        ("done", "3", ""),
+    ]

@@ -30,7 +30,7 @@ from alerthooks.cli.core import (
 )
 from alerthooks.hooks import AlertHooks
 from alerthooks.providers import Provider
-from alerthooks.store import Status, Store, StoredEvent, redact_url
+from alerthooks.store import Attempt, Outcome, Status, Store, StoredEvent, redact_url
 
 
 @cli.command()
@@ -106,7 +106,7 @@ def serve(
     if hooks is not None:
         use_store(hooks, store_url)
     elif store_url:
-        hooks = _mounted_hooks(app, target)
+        hooks = core.mounted_hooks(app, target)
         use_store(hooks, store_url)
     lifespan: Literal["on", "auto"] = "on" if isinstance(app, AlertHooks) else "auto"
     served: Any = app
@@ -135,16 +135,6 @@ def serve(
             timeout_keep_alive=timeout_keep_alive,
         ),
     )
-
-
-def _mounted_hooks(app: Any, target: str) -> AlertHooks:
-    """The one AlertHooks a host app mounts (for ``--store``)."""
-    from alerthooks.testing.client import find_hooks
-
-    try:
-        return find_hooks(app)[0]
-    except LookupError:
-        fail(f"--store: {target} mounts no AlertHooks, or several; serve the AlertHooks itself")
 
 
 @cli.command()
@@ -218,8 +208,8 @@ _ALL = 1_000_000  # a limit for Store.events meaning "every one"
 @click.option(
     "--history",
     is_flag=True,
-    help="One row per attempt of each handler (when it finished, its error) instead of one "
-    "per handler.",
+    help="One row per attempt of each handler (that attempt's outcome, when it finished, its "
+    "error) instead of one per handler.",
 )
 @APP_OPTION
 @STORE_OPTION
@@ -300,7 +290,7 @@ def _attempt_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
                     (
                         *head,
                         o.handler,
-                        o.status,
+                        _attempt_status(o, attempt),
                         str(attempt.number),
                         _when(attempt.finished_at),
                         attempt.error or "",
@@ -308,6 +298,15 @@ def _attempt_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
                 )
     headers = ("received", "provider", "event", "type", "handler", "status", "attempt")
     return (*headers, "finished", "error"), rows
+
+
+def _attempt_status(outcome: Outcome, attempt: Attempt) -> str:
+    """What one attempt came to: ``done``, ``failed``, or ``dead`` for the last one of a
+    handler that is dead."""
+    if attempt.error is None:
+        return "done"
+    last = attempt is outcome.history[-1]
+    return "dead" if last and outcome.status == "dead" else "failed"
 
 
 _REPLAY_TIMEOUT = 3600.0  # replay --app: how long its handlers may run in all

@@ -193,10 +193,10 @@ class _Console:
         logger.info("console: %s event %s replayed (%d handler(s))", provider_name, event_id, count)
         ran = "queued"
         if count and hooks.mode == "inline":
-            # Nothing else runs pending work in inline mode: run it now, as
-            # `alerthooks replay --app` does.
+            # Nothing else runs pending work in inline mode: run this event's now (and no
+            # other's), as `alerthooks replay --app` does.
             try:
-                await hooks.drain(timeout=REPLAY_TIMEOUT)
+                await hooks.worker.run_events([(provider_name, event_id)], REPLAY_TIMEOUT)
                 ran = "ran"
             except TimeoutError:
                 ran = "running"
