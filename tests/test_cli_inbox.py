@@ -447,7 +447,11 @@ def closed_port_url() -> str:
             1,
             "no store at nowhere/none.db",
         ),
-        (["worker", "tests.inbox_app:not_an_app"], 1, "is a int: neither an AlertHooks nor an app that mounts one"),
+        (
+            ["worker", "tests.inbox_app:not_an_app"],
+            1,
+            "is a int: neither an AlertHooks nor an app that mounts one",
+        ),
         (["worker", "tests.broken_app:hooks"], 1, "cannot import 'tests.broken_app'"),
         (["events", "--store", "redis://x"], 1, "unsupported store URL scheme 'redis'"),
         (["events", "--store", "sqlite:///nowhere/none.db"], 1, "no store at nowhere/none.db"),

@@ -745,7 +745,7 @@ async def test_events_search_filter_and_page_by_cursor(store: Store) -> None:
     first = await store.events(limit=2)
     older = await store.events(limit=2, before=first[-1].cursor)
     assert [e.event_id for e in older] == ["evt_2", "evt_1"]
-    assert all(a.cursor > b.cursor for a, b in zip(first, older))
+    assert all(a.cursor > b.cursor for a, b in zip(first, older, strict=True))
     rest = await store.events(limit=2, before=older[-1].cursor, search="cus_0")
     assert [e.event_id for e in rest] == ["evt_0"]
 
@@ -772,7 +772,12 @@ async def test_rejections_are_kept_newest_first_and_by_provider(store: Store) ->
     found = await store.rejections()
     assert [r.reason for r in found] == ["bad signature 3", "bad signature 2", "bad signature 1"]
     orb = found[1]
-    assert (orb.provider, orb.status, orb.source, orb.body_bytes) == ("orb", 401, "203.0.113.7", 102)
+    assert (orb.provider, orb.status, orb.source, orb.body_bytes) == (
+        "orb",
+        401,
+        "203.0.113.7",
+        102,
+    )
     assert (orb.event_id, orb.event_type, orb.dropped) == ("ev", None, 3)
     assert orb.received_at.tzinfo is not None
     assert [r.reason for r in await store.rejections(provider="stripe", limit=1)] == [
@@ -799,5 +804,7 @@ async def test_rejections_are_bounded_in_number_and_age(
     assert [r.reason for r in await store.rejections()] == [
         f"bad signature {n}" for n in range(8, 3, -1)
     ]
-    assert await store.prune_rejections(before=datetime.now(timezone.utc) + timedelta(seconds=1)) == 5
+    assert (
+        await store.prune_rejections(before=datetime.now(timezone.utc) + timedelta(seconds=1)) == 5
+    )
     assert list(await store.rejections()) == []

@@ -19,6 +19,7 @@ from alerthooks.dispatch import Handler
 from alerthooks.events import AlertEvent
 from alerthooks.observe import current_delivery
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
+from alerthooks.providers.base import normalized
 from alerthooks.rejections import RejectionRecorder
 from alerthooks.state import state_change
 from alerthooks.store import Begun, Delivery, StoreError
@@ -288,7 +289,7 @@ class Receiver:
             return self.reject(provider, NOT_AN_OBJECT, source=source, body_bytes=len(body))
         if provider.confirms:  # a refusal by its API (an unknown id) is recorded too
             _SOURCE.set(source)
-        event_id = provider.event_id(payload)
+        event_id = provider.event_id(payload) or provider.delivery_id(headers)
         if self.runtime.observers and (seen := current_delivery()) is not None:
             seen.event(event_id, provider.event_type(payload))
         if event_id is None:
@@ -416,7 +417,7 @@ class Receiver:
         if not isinstance(payload, dict):
             return "stored body is not a JSON object"
         try:
-            event = provider.normalize(payload)
+            event = normalized(provider, event_id, payload)
         except NotAnAlert as exc:
             return exc.reason
         except Exception as exc:  # a normalizer's bug leaves the event unparsed, nothing worse
@@ -478,7 +479,7 @@ class Receiver:
         """The event; else the reason it cannot be read when its type is an alert type
         (unparsed), or None (ignored)."""
         try:
-            return provider.normalize(payload)
+            return normalized(provider, event_id, payload)
         except NotAnAlert as exc:
             if provider.is_alert_type(event_type):
                 return exc.reason

@@ -105,7 +105,7 @@ def _with_id(body: bytes, event_id: str, signer: Provider) -> bytes:
         fail("--id: the body is not a JSON object")
     payload["id"] = event_id
     if signer.event_id(payload) != event_id:
-        fail(f"--id: {signer.name} does not read its event id from \"id\"; edit the FILE instead")
+        fail(f'--id: {signer.name} does not read its event id from "id"; edit the FILE instead')
     return json.dumps(payload).encode()
 
 

@@ -22,6 +22,7 @@ from alerthooks.console.chart import chart
 from alerthooks.console.security import CSRF_FIELD, Auth, Csrf, Gate, check_auth, csrf_key
 from alerthooks.events import AlertEvent
 from alerthooks.providers import NotAnAlert
+from alerthooks.providers.base import normalized
 from alerthooks.state import subject_of
 from alerthooks.store import REJECTIONS_KEPT, Attempt, Outcome, Status, StoredEvent, StoreError
 
@@ -326,9 +327,10 @@ class _Console:
         rejections = [
             r for r in await store.rejections(limit=CHART_LIMIT) if r.received_at >= since
         ]
-        counts = {}
-        for status in ("dead", "unparsed"):
-            n = len(await store.events(status=typing.cast(Status, status), limit=COUNT_LIMIT + 1))
+        counts: dict[str, str] = {}
+        statuses: tuple[Status, ...] = ("dead", "unparsed")
+        for status in statuses:
+            n = len(await store.events(status=status, limit=COUNT_LIMIT + 1))
             counts[status] = f"{COUNT_LIMIT}+" if n > COUNT_LIMIT else str(n)
         return {
             "chart": chart(events, rejections, truncated=len(events) >= CHART_LIMIT),
@@ -398,7 +400,11 @@ class _Console:
             return None
         try:
             payload = json.loads(stored.body)
-            return provider.normalize(payload) if isinstance(payload, dict) else None
+            return (
+                normalized(provider, stored.event_id, payload)
+                if isinstance(payload, dict)
+                else None
+            )
         except Exception:  # not an alert, or unreadable: shown with its raw type
             return None
 
@@ -566,6 +572,7 @@ def _summary(event: AlertEvent | None) -> dict[str, Any]:
             "subject": None,
             "value": None,
         }
+    alert: str | None
     if event.alert_name:
         alert = event.alert_name
     else:  # Orb's alerts have no name: their type and what they watch
@@ -574,7 +581,7 @@ def _summary(event: AlertEvent | None) -> dict[str, Any]:
     unit = "%" if event.threshold_mode == "percentage" else ""
     currency = f" {event.currency}" if event.currency else ""
     value = " / ".join(
-        f"{n}{unit}{currency}" if n is not None else "–" for n in (event.value, event.threshold)
+        f"{n}{unit}{currency}" if n is not None else "-" for n in (event.value, event.threshold)
     )
     return {
         "type": event.type,

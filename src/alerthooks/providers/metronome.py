@@ -11,12 +11,10 @@ webhook module.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,6 +32,7 @@ from alerthooks.providers.base import (
     mapping,
     text,
 )
+from alerthooks.providers.signing import ascii_values, check_window, matches, signature
 from alerthooks.sources import Networks
 
 if TYPE_CHECKING:
@@ -110,7 +109,7 @@ def parse_date(value: str) -> datetime:
 
 def expected_signature(body: bytes, date: str, secret: str) -> str:
     """The hex HMAC-SHA256 Metronome computes over ``{date}\\n{body}`` with ``secret``."""
-    return hmac.new(secret.encode(), date.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+    return signature(secret.encode(), date.encode() + b"\n" + body)
 
 
 def verify(
@@ -130,10 +129,10 @@ def verify(
     matches no secret.
     """
     date = headers.get(DATE_HEADER) or headers.get(FALLBACK_DATE_HEADER)
-    signature = headers.get(SIGNATURE_HEADER)
+    given = headers.get(SIGNATURE_HEADER)
     if not date:
         raise Rejected(400, "missing X-Metronome-Date header")
-    if not signature:
+    if not given:
         raise Rejected(400, "missing Metronome-Webhook-Signature header")
     if not secrets:
         raise Rejected(400, "no Metronome webhook secret configured")
@@ -141,16 +140,9 @@ def verify(
         moment = parse_date(date)
     except ValueError:
         raise Rejected(400, "malformed X-Metronome-Date header") from None
-    current = now if now is not None else datetime.now(timezone.utc)
-    if abs(current - moment) > timedelta(seconds=tolerance):
-        raise Rejected(400, "timestamp outside tolerance")
-    if not signature.isascii():
-        raise Rejected(400, "signature mismatch")
-    given = signature.strip().encode()
-    matched = False
-    for secret in secrets:
-        matched |= hmac.compare_digest(expected_signature(body, date, secret).encode(), given)
-    if not matched:
+    check_window(moment.timestamp(), tolerance, now=None if now is None else now.timestamp())
+    keys = [secret.encode() for secret in secrets]
+    if not matches(keys, date.encode() + b"\n" + body, ascii_values([given.strip()])):
         raise Rejected(400, "signature mismatch")
 
 

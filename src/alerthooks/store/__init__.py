@@ -347,7 +347,7 @@ class Store(abc.ABC):
     # Kept apart from events, bounded: at most REJECTIONS_KEPT rows and REJECTIONS_DAYS days.
     # The base implementation keeps none; every built-in store keeps them.
 
-    async def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+    async def record_rejections(self, rejections: Sequence[Rejection]) -> None:  # noqa: B027
         """Keep ``rejections`` (the receiver's rate limit decides how many come), trimming the
         oldest beyond :data:`REJECTIONS_KEPT` and those older than :data:`REJECTIONS_DAYS`."""
 

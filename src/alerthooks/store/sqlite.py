@@ -800,9 +800,7 @@ class SQLiteStore(Store):
 
         def op(conn: sqlite3.Connection) -> int:
             conn.execute(_REJECTIONS_SCHEMA)
-            cur = conn.execute(
-                "DELETE FROM alerthooks_rejections WHERE received_at < ?", (cutoff,)
-            )
+            cur = conn.execute("DELETE FROM alerthooks_rejections WHERE received_at < ?", (cutoff,))
             return cur.rowcount
 
         return await self._submit(op)
