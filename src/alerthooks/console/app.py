@@ -81,6 +81,10 @@ def _when(value: datetime | None) -> str:
 
 
 _templates.filters["when"] = _when
+_templates.filters["day"] = lambda v: "" if v is None else f"{v.astimezone(timezone.utc):%Y-%m-%d}"
+_templates.filters["clock"] = lambda v: (
+    "" if v is None else f"{v.astimezone(timezone.utc):%H:%M:%S} UTC"
+)
 
 
 def console_app(hooks: AlertHooks, *, auth: Any, secret: str | bytes | None = None) -> Starlette:
@@ -342,16 +346,22 @@ class _Console:
         """Who is in alarm now, for the board above the events: the first :data:`BOARD_LIMIT`
         subjects in alarm, and how many more there are."""
         in_alarm = await self.hooks.alert_states(in_alarm=True)
-        rows = [
-            {
-                "provider": s.provider,
-                "alert_id": s.alert_id,
-                "alert_name": s.alert_name,
-                "subject": subject_of(s),
-                "since": s.since,
-            }
-            for s in in_alarm[:BOARD_LIMIT]
-        ]
+        rows = []
+        for s in in_alarm[:BOARD_LIMIT]:
+            name = s.alert_name
+            if not name:  # Orb's alerts have no name: say what kind and scope the event did
+                stored = await self.hooks.store.get(s.provider, s.event_id)
+                event = None if stored is None else self._event_of(stored)
+                name = None if event is None else _summary(event)["alert"]
+            rows.append(
+                {
+                    "provider": s.provider,
+                    "alert_id": s.alert_id,
+                    "alert_name": name,
+                    "subject": subject_of(s),
+                    "since": s.since,
+                }
+            )
         return {"rows": rows, "more": max(0, len(in_alarm) - BOARD_LIMIT)}
 
     def _normalized(self, stored: StoredEvent) -> tuple[list[tuple[str, str]], str | None]:
