@@ -69,6 +69,8 @@ NOT_UTF8 = answer(400, error="body is not UTF-8")
 NOT_AN_OBJECT = answer(400, error="payload is not a JSON object")
 
 
+_REASONS: dict[bytes, str] = {}  # an answer's body -> its "error", for rejection rows
+
 # The source of the delivery being received, for a rejection decided after parsing (confirm).
 _SOURCE: ContextVar[object] = ContextVar("alerthooks_source", default=None)
 
@@ -238,10 +240,14 @@ class Receiver:
         """Record (rate-limited) that a delivery was refused with ``result``, and return it.
         ``source`` is the client's address, or a function giving it (called only when the row
         is written); ``body`` is read for the event id it claims, never kept."""
-        try:
-            reason = json.loads(result.body).get("error") or ""
-        except (ValueError, AttributeError):
-            reason = ""
+        reason = _REASONS.get(result.body)
+        if reason is None:
+            try:
+                reason = str(json.loads(result.body).get("error") or "")
+            except (ValueError, AttributeError):
+                reason = ""
+            if len(_REASONS) < 256:  # answers are a handful of fixed bodies
+                _REASONS[result.body] = reason
         if callable(source):
             source = _lazy(source)
         self.recorder.note(
