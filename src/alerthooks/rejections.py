@@ -32,6 +32,7 @@ DEFAULT_BURST = 100
 """Rejections recorded at once at most, before the rate applies."""
 _MAX_TEXT = 200  # an id or a type read from an unverified body is cut to this
 _MAX_PARSED_BYTES = 64 * 1024  # bodies larger than this are not parsed for an id
+_MAX_PENDING = 1000  # rows waiting for the store at most
 
 
 class RejectionRecorder:
@@ -76,6 +77,9 @@ class RejectionRecorder:
         if self._tokens < 1.0:
             self.dropped += 1
             return
+        if len(self._pending) >= _MAX_PENDING:  # the store is not keeping up: count, not queue
+            self.dropped += 1
+            return
         self._tokens -= 1.0
         name = provider if isinstance(provider, str) else provider.name
         event_id, event_type = (
@@ -99,11 +103,12 @@ class RejectionRecorder:
                 dropped=dropped,
             )
         )
-        if self._writer is None or self._writer.done():
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # noted outside a loop: written with the next one
-                return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # noted outside a loop: written with the next one
+            return
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not loop:
             self._writer = loop.create_task(self._write(), name="alerthooks-rejections")
 
     async def _write(self) -> None:
@@ -118,8 +123,13 @@ class RejectionRecorder:
 
     async def flush(self) -> None:
         """Write what was noted and wait for it (tests, shutdown)."""
-        if self._writer is not None and not self._writer.done():
-            await self._writer
+        writer = self._writer
+        if (
+            writer is not None
+            and not writer.done()
+            and writer.get_loop() is asyncio.get_running_loop()
+        ):
+            await writer
         if self._pending:
             await self._write()
 

@@ -45,7 +45,7 @@ MAX_LIMIT = 500
 MAX_FORM_BYTES = 8192
 TYPES: tuple[str, ...] = ("alert.triggered", "alert.cleared")
 """The normalized types the type filter offers."""
-CHART_LIMIT = 5000
+CHART_LIMIT = 2000
 """Events (and rejections) the 24-hour chart reads at most."""
 SCAN_LIMIT = 2000
 """Events a page with a type or kind filter reads at most to fill itself (the "older" link
