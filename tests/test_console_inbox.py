@@ -127,6 +127,13 @@ async def test_older_pages_follow_a_cursor_and_keep_the_search(
     third = (await console.get(third_link)).text
     assert listed(third) == ["evt_page_0"]
     assert link(third, "older") is None and link(third, "newest") is not None
+    whole = (await console.get("/?q=cus_paged&limit=5")).text
+    assert len(listed(whole)) == 5 and link(whole, "older") is None  # no empty page after it
+    kinds = (await console.get("/?type=alert.triggered&limit=3")).text
+    assert len(listed(kinds)) == 3
+    rest_link = link(kinds, "older")
+    assert rest_link is not None and "type=alert.triggered" in rest_link
+    assert len(listed((await console.get(rest_link)).text)) == 3
 
 
 async def test_rows_show_normalized_type_alert_subject_and_value(

@@ -300,16 +300,18 @@ class _Console:
         rows: list[dict[str, Any]] = []
         before, scanned = query.before, 0
         while True:
+            # One more than a page: whether an "older" page exists is known without a query.
             batch = await store.events(
                 status=typing.cast(Status, query.status),
-                limit=query.limit,
+                limit=query.limit + 1,
                 provider=query.provider,
                 search=query.q,
                 since=query.since,
                 until=query.until,
                 before=before,
             )
-            for stored in batch:
+            page, extra = batch[: query.limit], len(batch) > query.limit
+            for i, stored in enumerate(page):
                 before = stored.cursor
                 scanned += 1
                 row = self._row(request, stored)
@@ -317,10 +319,11 @@ class _Console:
                     continue
                 rows.append(row)
                 if len(rows) >= query.limit:
-                    return rows, before
-            if len(batch) < query.limit or not post_filter or scanned >= SCAN_LIMIT:
-                more = len(batch) == query.limit
-                return rows, before if more else None
+                    return rows, before if extra or i < len(page) - 1 else None
+            if not extra:
+                return rows, None
+            if not post_filter or scanned >= SCAN_LIMIT:
+                return rows, before
 
     async def _glance(self) -> dict[str, Any]:
         """The last 24 hours at a glance: the chart, and how many events are dead or
