@@ -250,3 +250,26 @@ def test_a_rejection_row_never_has_a_field_for_a_body_or_header() -> None:
         "event_type",
         "dropped",
     }
+
+
+def test_alerthooks_rejections_lists_newest_first_by_provider(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/cli.db"
+    hooks = make_hooks(url)
+    asyncio.run(refuse_every_way(hooks))
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["rejections", "--store", url])
+    assert listed.exit_code == 0, listed.output
+    lines = [line.split("\t") for line in listed.output.splitlines()]
+    assert lines[0][:5] == ["time", "provider", "status", "reason", "source"]
+    assert [(r[1], r[2], r[3]) for r in lines[1:3]] == [
+        ("stripe", "413", "body too large"),
+        ("chargebee", "400", "invalid JSON"),
+    ]
+    assert all(r[0].endswith("Z") and r[4] == "203.0.113.9" for r in lines[1:])
+    assert len(lines) == 7
+    chargebee = runner.invoke(
+        cli, ["rejections", "--provider", "chargebee", "--limit", "1", "--store", url]
+    )
+    assert chargebee.exit_code == 0, chargebee.output
+    (row,) = [line.split("\t") for line in chargebee.output.splitlines()[1:]]
+    assert (row[1], row[2], row[3]) == ("chargebee", "400", "invalid JSON")
