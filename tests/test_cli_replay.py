@@ -413,3 +413,13 @@ def test_history_rows_show_each_attempts_own_outcome(runner: CliRunner, store: s
         ("failed", "2", "RuntimeError: two"),
         ("done", "3", ""),
     ]
+
+
+def test_events_of_an_inline_app_say_a_failed_handler_waits_for_a_redelivery(
+    runner: CliRunner, store: str, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = stripe_alert_triggered()
+    fail_inline(store, a)
+    monkeypatch.setenv("ALERTHOOKS_TEST_MODE", "inline")
+    (row,) = rows(runner.invoke(cli, ["events", "--app", APP]).output)
+    assert (row[5], row[7]) == ("failed", "on redelivery or replay")

@@ -221,27 +221,40 @@ def events(
     Times are UTC (``2026-12-01 15:04:05Z``). The type is the normalized one (alert.triggered,
     alert.cleared) when the stored body reads as an alert with its provider (the built-in ones,
     or --app's), else the provider's own event type. The attempts column counts every run of
-    the handler, replays included. An alert that could not be read shows as handler
-    <unparsed>, status unparsed, with the reason as its error.
+    the handler, replays included; with an --app in inline mode, a failed handler's next
+    attempt reads "on redelivery or replay" (nothing retries it before). An alert that could
+    not be read shows as handler <unparsed>, status unparsed, with the reason as its error.
     """
+    inline = False
     if target is not None:
         hooks = load_hooks(target, store_url)
         store = core.existing(hooks.store)
         providers: Mapping[str, Provider] = {**_builtin_normalizers(), **hooks.providers}
+        inline = hooks.mode == "inline"
     else:
         store = open_cli_store(store_url)
         providers = _builtin_normalizers()
     wanted = typing.cast("Status | None", status)
     found = run_store(store, lambda s: s.events(status=wanted, limit=limit))
-    headers, rows = (_attempt_rows if history else _outcome_rows)(found, providers)
+    if history:
+        headers, rows = _attempt_rows(found, providers)
+    else:
+        headers, rows = _outcome_rows(found, providers, inline=inline)
     core.print_rows(headers, rows, title=f"{len(found)} event(s)")
 
 
 _Rows = tuple[tuple[str, ...], list[tuple[str, ...]]]
 
 
-def _outcome_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider]) -> _Rows:
-    """One row per (event, handler): its status, attempts in all, next attempt, last error."""
+_ON_REDELIVERY = "on redelivery or replay"  # inline mode: nothing retries a failed handler
+
+
+def _outcome_rows(
+    found: Sequence[StoredEvent], providers: Mapping[str, Provider], *, inline: bool = False
+) -> _Rows:
+    """One row per (event, handler): its status, attempts in all, next attempt (``inline``:
+    an app in inline mode, where only a redelivery or a replay runs a failed handler again),
+    last error."""
     rows: list[tuple[str, ...]] = []
     for event in found:
         received, shown = _when(event.received_at), _shown_type(event, providers)
@@ -255,7 +268,9 @@ def _outcome_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
                     o.handler if o else "-",
                     o.status if o else "-",
                     str(max(o.attempts, len(o.history))) if o else "",
-                    _when(o.due_at) if o else "",
+                    (_ON_REDELIVERY if inline and o.status == "failed" else _when(o.due_at))
+                    if o
+                    else "",
                     (o.last_error or "") if o else "",
                 )
             )
