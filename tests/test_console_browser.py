@@ -1,11 +1,13 @@
 """The console in a real browser: headless Chromium (Debian's /usr/bin/chromium, driven by
 Playwright) over a real uvicorn server sees a delivered event, replays its dead handler and
-sees it done.
+sees it done; and the inbox: search by customer, the Rejected view, a replay that leaves
+another event's failed handler alone, the 24-hour chart.
 
 ``make test`` and ``.ci/run`` install Chromium; elsewhere this test says why in one line and
 skips (under ``ALERTHOOKS_REQUIRE_BROWSER=1``, as ``.ci/run`` sets, it fails instead).
-``ALERTHOOKS_CONSOLE_SCREENSHOT=path.png`` saves a screenshot of the events page (how
-docs/console.png was made); nothing asserts on it.
+``ALERTHOOKS_CONSOLE_SCREENSHOT=path.png`` saves a screenshot of the events page, and
+``ALERTHOOKS_CONSOLE_SCREENSHOTS=docs`` the inbox and an event page (docs/console.png and
+docs/console-event.png were made so); nothing asserts on them.
 """
 
 from __future__ import annotations
