@@ -108,6 +108,9 @@ async def test_filters_by_provider_type_and_date_are_in_the_url(
     assert listed((await console.get(f"/?until={today - timedelta(days=1)}")).text) == []
     assert (await console.get("/?since=yesterday")).status_code == 400
     assert (await console.get("/?type=alert.exploded")).status_code == 400
+    assert listed((await console.get("/?kind=usage&provider=stripe")).text) == ["evt_s"]
+    assert listed((await console.get("/?kind=spend")).text) == []
+    assert (await console.get("/?kind=bogus")).status_code == 400
 
 
 async def test_older_pages_follow_a_cursor_and_keep_the_search(

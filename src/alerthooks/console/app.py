@@ -20,9 +20,9 @@ from starlette.routing import Route
 
 from alerthooks.console.chart import chart
 from alerthooks.console.security import CSRF_FIELD, Auth, Csrf, Gate, check_auth, csrf_key
-from alerthooks.events import AlertEvent
+from alerthooks.events import ALERT_KINDS, AlertEvent
 from alerthooks.runtime import Unreadable, stored_event
-from alerthooks.state import subject_of
+from alerthooks.state import alert_kinds, subject_of
 from alerthooks.store import REJECTIONS_KEPT, Attempt, Outcome, Status, StoredEvent, StoreError
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class _Console:
             limit=query.limit,
             providers=sorted(self.hooks.providers),
             types=TYPES,
+            kinds=ALERT_KINDS,
             older=None if older is None else f"{base}/?{query.link(before=older)}",
             newest=f"{base}/?{query.link(before=None)}" if query.before else None,
             alert_board=board,
@@ -216,6 +217,8 @@ class _Console:
                         message=f"still cannot be read: {read}",
                     )
                 count += len(read)
+                # A thin event's handlers run under the id of the event it stood for: show it.
+                event_id = getattr(read, "event_id", event_id)
         except Exception as exc:
             return self._store_down(request, exc)
         logger.info("console: %s event %s replayed (%d handler(s))", provider_name, event_id, count)
@@ -348,8 +351,10 @@ class _Console:
         """Who is in alarm now, for the board above the events: the first :data:`BOARD_LIMIT`
         subjects in alarm, and how many more there are."""
         in_alarm = await self.hooks.alert_states(in_alarm=True)
+        shown = in_alarm[:BOARD_LIMIT]
+        kinds = await alert_kinds(self.hooks.store, self.hooks.providers, shown)
         rows = []
-        for s in in_alarm[:BOARD_LIMIT]:
+        for s in shown:
             name = s.alert_name
             if not name:  # Orb's alerts have no name: say what kind and scope the event did
                 stored = await self.hooks.store.get(s.provider, s.event_id)
@@ -360,6 +365,7 @@ class _Console:
                     "provider": s.provider,
                     "alert_id": s.alert_id,
                     "alert_name": name,
+                    "kind": kinds.get((s.provider, s.alert_id), "other"),
                     "subject": subject_of(s),
                     "since": s.since,
                 }
@@ -506,15 +512,18 @@ class _Query:
         query._raw = raw
         query.q = raw.get("q")
         query.provider = raw.get("provider")
-        query.kind = raw.get("kind")
+        kind = raw.get("kind")
+        if kind is not None and kind not in ALERT_KINDS:
+            return f"unknown kind {kind!r}; choose one of {', '.join(ALERT_KINDS)}"
+        query.kind = kind
         status = raw.get("status")
         if status is not None and status not in STATUSES:
             return f"unknown status {status!r}"
         query.status = status
-        kind = raw.get("type")
-        if kind is not None and kind not in TYPES:
-            return f"unknown type {kind!r}; choose one of {', '.join(TYPES)}"
-        query.type = kind
+        shown_type = raw.get("type")
+        if shown_type is not None and shown_type not in TYPES:
+            return f"unknown type {shown_type!r}; choose one of {', '.join(TYPES)}"
+        query.type = shown_type
         for name in ("since", "until"):
             if name in raw:
                 try:
@@ -558,11 +567,13 @@ class _Query:
 
 
 def _summary(event: AlertEvent | None) -> dict[str, Any]:
-    """The inbox's columns of a normalized event: type, kind, alert, subject, value."""
+    """The inbox's columns of a normalized event: type, kind (and the provider's own alert
+    type), alert, subject, value."""
     if event is None:
         return {
             "type": None,
-            "kind": None,
+            "kind": "",
+            "alert_type": None,
             "alert": None,
             "alert_id": None,
             "subject": None,
@@ -581,7 +592,8 @@ def _summary(event: AlertEvent | None) -> dict[str, Any]:
     )
     return {
         "type": event.type,
-        "kind": event.alert_type,
+        "kind": event.kind,
+        "alert_type": event.alert_type,
         "alert": alert,
         "alert_id": event.alert_id,
         "subject": event.customer_id or event.subscription_id,
