@@ -277,7 +277,7 @@ _FINISH_SQL = _numbered(_FINISH_UPDATE, "F", 1)
 # Group commit: the begins and finishes of the deliveries in flight in ONE statement, so one
 # round trip and one commit (see _group_commit.py). Parameters are column arrays: events ($1-$5),
 # their outcomes ($6-$11), the states they set ($12-$19), finished runs ($20-$26), the NOTIFY
-# channel and payload ($27, $28). Rows come sorted by key, so two replicas' batches lock rows in
+# channel and payload ($27, $28), whether to commit without waiting for the flush ($29). Rows come sorted by key, so two replicas' batches lock rows in
 # the same order; the statement returns the events that were new.
 _BATCH_SQL = (
     "WITH event AS (INSERT INTO alerthooks_events"
@@ -301,8 +301,11 @@ _BATCH_SQL = (
     f" finished AS ({_numbered(_FINISH_UPDATE, 'F', 20)}),"
     # Queued work: tell listening workers (sent when this statement commits).
     " notified AS (SELECT pg_notify($27, $28)"
-    " WHERE EXISTS (SELECT 1 FROM outcomes WHERE status = 'pending'))"
+    " WHERE EXISTS (SELECT 1 FROM outcomes WHERE status = 'pending')),"
+    # $29: commit without waiting for the WAL flush (see _run_batch); else as the server has it.
+    " commit AS (SELECT set_config('synchronous_commit', 'off', true) WHERE $29::bool)"
     " SELECT e.provider, e.event_id FROM event e LEFT JOIN notified ON true"
+    " LEFT JOIN commit ON true"
 )
 
 _FinishRow = tuple[str, str, str, str | None, float, bool, str]
@@ -606,6 +609,12 @@ class PostgresStore(Store):
                     *_columns(finished, 7),
                     _CHANNEL,
                     self.schema or "",
+                    # Only leases to commit (inline begins): their callers run handlers next and
+                    # answer only after recording the outcomes, with a commit as the server has
+                    # it that flushes the WAL up to there, this one included; the same as the
+                    # SQLite store's begin without fsync. So this commit needs no flush of its
+                    # own, only to be visible to other replicas, which it is at once.
+                    not finished and all(b.claim for b in begins),
                 )
         except StoreError as exc:
             if not isinstance(exc.__cause__, asyncpg.PostgresError):
