@@ -347,8 +347,7 @@ async def run(
         failed += not ok
         what = "" if measure == "wall" else " per CPU-second"
         print(
-            f"target {name} >= {minimum} x {against}{what}: {paired:.2f} "
-            f"{'ok' if ok else 'MISSED'}"
+            f"target {name} >= {minimum} x {against}{what}: {paired:.2f} {'ok' if ok else 'MISSED'}"
         )
     return 1 if failed else 0
 
