@@ -211,6 +211,10 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        # Tasks of _running whose handlers are still running: the slots in use. A task whose
+        # handlers returned frees its slot while it records their outcomes, so the next claim
+        # does not wait for that commit.
+        self._handling = 0
         # (provider, event_id, handler) of outcomes that ran here and are not recorded yet.
         self._recording: set[tuple[str, str, str]] = set()
         #: (event, handler) pairs whose outcome this worker has recorded: a progress count.
@@ -319,7 +323,9 @@ class Worker:
 
     async def run_once(self) -> int:
         """Claim as many due pairs as there are free slots and start running them."""
-        free = self.concurrency - len(self._running)
+        # Outcomes still being recorded hold no slot, but at most one concurrency's worth of
+        # them, so a store that claims yet cannot record does not pile up runs.
+        free = min(self.concurrency - self._handling, 2 * self.concurrency - len(self._running))
         if free <= 0:
             return 0
         runtime = self.runtime
@@ -338,6 +344,7 @@ class Worker:
             groups.setdefault((claim.provider, claim.event_id), []).append(claim)
         for group in groups.values():
             task = asyncio.create_task(self._run_event(group))
+            self._handling += 1
             self._running.add(task)
             task.add_done_callback(self._done)
         return len(claims)
@@ -364,7 +371,7 @@ class Worker:
             try:
                 if await self.run_once():
                     continue
-                if len(self._running) < self.concurrency:
+                if self._handling < self.concurrency:
                     due = await self.runtime.store.next_due()
                     if due is not None:
                         delay = min(delay, max(due, 0.01))
@@ -382,11 +389,12 @@ class Worker:
 
     async def _run_event(self, claims: Sequence[Claim]) -> None:
         first = claims[0]
-        event = self._event(first)
         names = [c.handler for c in claims]
         # The leases are renewed until the outcomes are recorded, not only while handlers run.
         keeper = LeaseKeeper(self.runtime, first.provider, first.event_id, names)
+        handling = True
         try:
+            event = self._event(first)
             results: dict[str, str | None]
             if isinstance(event, str):
                 results = {c.handler: event for c in claims}
@@ -401,9 +409,17 @@ class Worker:
                     }
                     await asyncio.shield(self._record(claims, interrupted, retry_now=True, tries=1))
                     raise
+            handling = False
+            self._free_slot()
             await self._record(claims, results)
         finally:
+            if handling:
+                self._free_slot()
             keeper.stop()
+
+    def _free_slot(self) -> None:
+        self._handling -= 1
+        self.wake()
 
     async def _record(
         self,

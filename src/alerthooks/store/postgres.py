@@ -242,6 +242,13 @@ CLAIM_SQL = (
 """The claim (parameters: owner, lease seconds, limit, max attempts, the error of a run that
 died): the index gives the oldest due pairs, and only their bodies are read. Tests check its
 plan."""
+# The claim as run: leases only, so committed without waiting for the WAL flush, as inline
+# begins are (see _run_batch): the run's finish commits as the server has it and flushes this
+# too; a crash of the server before that leaves the pairs pending again.
+_CLAIM_NO_FLUSH = CLAIM_SQL.replace(
+    "WITH due AS", "WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)), due AS"
+).replace(" FROM due WHERE ", " FROM due, no_flush WHERE ")
+assert _CLAIM_NO_FLUSH.count("no_flush") == 2, "CLAIM_SQL changed shape: adapt _CLAIM_NO_FLUSH"
 _NO_LIMIT = 2**31 - 1
 _RECLAIM = (
     f"{_RECLAIM_HEAD} {_COUNT_DIED.replace('$DIED', '$5')}"
@@ -277,8 +284,9 @@ _FINISH_SQL = _numbered(_FINISH_UPDATE, "F", 1)
 # Group commit: the begins and finishes of the deliveries in flight in ONE statement, so one
 # round trip and one commit (see _group_commit.py). Parameters are column arrays: events ($1-$5),
 # their outcomes ($6-$11), the states they set ($12-$19), finished runs ($20-$26), the NOTIFY
-# channel and payload ($27, $28), whether to commit without waiting for the flush ($29). Rows come sorted by key, so two replicas' batches lock rows in
-# the same order; the statement returns the events that were new.
+# channel and payload ($27, $28), whether to commit without waiting for the flush ($29). Rows
+# come sorted by key, so two replicas' batches lock rows in the same order; the statement returns
+# the events that were new.
 _BATCH_SQL = (
     "WITH event AS (INSERT INTO alerthooks_events"
     " (provider, event_id, event_type, body, received_at)"
@@ -786,7 +794,7 @@ class PostgresStore(Store):
         """See :meth:`Store.claim`."""
         async with self._conn() as conn:
             rows = await conn.fetch(
-                CLAIM_SQL,
+                _CLAIM_NO_FLUSH,
                 owner,
                 lease,
                 limit,
