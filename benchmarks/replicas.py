@@ -126,6 +126,9 @@ class Replicas:
                 )
             )
             self.ports.append(port)
+
+    def wait(self) -> None:
+        """Return once every process listens."""
         for process, port in zip(self.processes, self.ports, strict=True):
             _wait_listening(process, port, self.log)
 
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--connections", type=int, default=32, help="connections in all")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per run")
+    parser.add_argument("--warmup", type=int, default=500, help="deliveries before the rounds")
     parser.add_argument("--counts", default="1,2,4", help="Postgres process counts")
     parser.add_argument("--sqlite-counts", default="1,2", help="SQLite process counts")
     parser.add_argument(
@@ -256,9 +260,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
         results: dict[str, list[dict[str, float]]] = {c.name: [] for c in configs}
         try:
-            for config in configs:
+            for config in configs:  # every process starts at once, then each is waited for
                 config.start(directory)
-                _drive(config, min(500, args.requests), args.connections, args.timeout)  # warm-up
+            for config in configs:
+                config.wait()
+                if args.warmup:
+                    _drive(config, args.warmup, args.connections, args.timeout)
             for r in range(args.rounds):
                 order = configs if r % 2 == 0 else configs[::-1]
                 for config in order:
