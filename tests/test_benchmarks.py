@@ -25,6 +25,12 @@ def _run(script: str, *args: str) -> str:
     return done.stdout
 
 
+def test_signing_benchmark_verifies_every_scheme_beside_the_sdk() -> None:
+    out = _run("signing.py", "--number", "5", "--rounds", "1")
+    for name in ("stripe SDK verify_header (baseline)", "stripe (shared", "orb", "standard"):
+        assert name in out
+
+
 def test_receiver_benchmark_runs_every_variant_and_checks_answers() -> None:
     out = _run(
         "receiver.py", "--events", "20", "--rounds", "2", "--concurrency", "4", "--postgres", ""

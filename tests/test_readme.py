@@ -42,13 +42,20 @@ ENV = {
     "CHARGEBEE_WEBHOOK_PASSWORD": "pass:word",
     "ORB_WEBHOOK_SECRET": "orb_readme",
     "METRONOME_WEBHOOK_SECRET": "metronome_readme",
-    "ACME_WEBHOOK_SECRET": "acme_readme",  # the README's own provider
+    # The README's own provider: a Standard Webhooks secret (whsec_ and base64).
+    "ACME_WEBHOOK_SECRET": "whsec_YWNtZS1yZWFkbWUta2V5LTAxMjM0NTY3",
     "ALERTHOOKS_STORE": "memory://",
     "CONSOLE_PASSWORD": "console-readme",
     "NO_COLOR": "1",
 }
 # Deliveries for a provider the test kit has no sample of: the README's own Acme example.
-OWN_SAMPLES = {"acme": {"id": "evt_readme_1", "type": "usage.alert", "alert": "alert_1"}}
+OWN_SAMPLES = {
+    "acme": {
+        "type": "balance.threshold",
+        "timestamp": "2026-12-07T10:00:00Z",
+        "data": {"alert_id": "al_1", "customer": "cus_1", "threshold": 100, "value": 104},
+    }
+}
 
 # Serves what a block left at module level: every AlertHooks, and every app that mounts one.
 DRIVER = """
@@ -181,7 +188,7 @@ def test_the_blocks_cover_quickstart_handlers_lifespan_operations_manager_and_a_
         "hooks.metrics_app()",  # operations
         "stripe_allowed_ips=",  # security settings
         "asyncio.run(main())",  # the manager's Python API, as a script
-        "class Acme(Provider)",  # adding a provider
+        "class Acme(StandardWebhooksProvider)",  # adding a provider
     ):
         assert needle in joined, needle
 
@@ -256,9 +263,7 @@ def test_environment_variables_are_read_by_the_code() -> None:
             assert re.search(rf"\b{name}\b", code), name
 
 
-@pytest.mark.parametrize(
-    "doc", ["README.md", "CHANGELOG.md", *(f"docs/{p.name}" for p in DOCS)]
-)
+@pytest.mark.parametrize("doc", ["README.md", "CHANGELOG.md", *(f"docs/{p.name}" for p in DOCS)])
 def test_relative_links_lead_to_files(doc: str) -> None:
     path = ROOT / doc
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text()):

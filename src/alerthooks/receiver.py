@@ -18,6 +18,7 @@ from alerthooks.dispatch import Handler
 from alerthooks.events import AlertEvent
 from alerthooks.observe import current_delivery
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
+from alerthooks.providers.base import normalized
 from alerthooks.state import state_change
 from alerthooks.store import Begun, Delivery, StoreError
 from alerthooks.worker import LeaseKeeper, Runtime, Worker, record_outcomes
@@ -230,7 +231,7 @@ class Receiver:
         if not isinstance(payload, dict):
             logger.info("%s delivery rejected: payload is not a JSON object", provider.name)
             return NOT_AN_OBJECT
-        event_id = provider.event_id(payload)
+        event_id = provider.event_id(payload) or provider.delivery_id(headers)
         if self.runtime.observers and (seen := current_delivery()) is not None:
             seen.event(event_id, provider.event_type(payload))
         if event_id is None:
@@ -358,7 +359,7 @@ class Receiver:
         if not isinstance(payload, dict):
             return "stored body is not a JSON object"
         try:
-            event = provider.normalize(payload)
+            event = normalized(provider, event_id, payload)
         except NotAnAlert as exc:
             return exc.reason
         except Exception as exc:  # a normalizer's bug leaves the event unparsed, nothing worse
@@ -415,7 +416,7 @@ class Receiver:
         """The event; else the reason it cannot be read when its type is an alert type
         (unparsed), or None (ignored)."""
         try:
-            return provider.normalize(payload)
+            return normalized(provider, event_id, payload)
         except NotAnAlert as exc:
             if provider.is_alert_type(event_type):
                 return exc.reason

@@ -21,6 +21,7 @@ from alerthooks.dispatch import Dispatcher
 from alerthooks.events import AlertEvent
 from alerthooks.observe import Observers
 from alerthooks.providers import NotAnAlert, Provider
+from alerthooks.providers.base import normalized
 from alerthooks.store import Claim, Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -489,7 +490,7 @@ class Worker:
         if provider is None:
             return f"unknown provider {claim.provider!r}"
         try:
-            return provider.normalize(json.loads(claim.body))
+            return normalized(provider, claim.event_id, json.loads(claim.body))
         except NotAnAlert as exc:
             return f"not an alert: {exc.reason}"
         except Exception as exc:

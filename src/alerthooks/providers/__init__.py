@@ -29,6 +29,7 @@ from alerthooks.providers.base import (
 from alerthooks.providers.chargebee import Chargebee
 from alerthooks.providers.metronome import Metronome
 from alerthooks.providers.orb import Orb
+from alerthooks.providers.standard_webhooks import StandardWebhooksProvider
 from alerthooks.providers.stripe import Stripe
 
 BUILTIN: tuple[type[Provider], ...] = (Stripe, Chargebee, Orb, Metronome)
@@ -52,6 +53,7 @@ __all__ = [
     "Rejected",
     "RemoteStatus",
     "SecretProvider",
+    "StandardWebhooksProvider",
     "StatusAPI",
     "Stripe",
     "Subject",

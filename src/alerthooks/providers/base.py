@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, overload
 
 from pydantic import ValidationError
 
+from alerthooks.apis.http import MissingCredentials as MissingCredentials
 from alerthooks.events import AlertEvent, EventType, ThresholdMode
 from alerthooks.sources import Network, Networks, networks_from_env, parse_networks
 
@@ -32,11 +33,6 @@ class Rejected(Exception):
 class Unavailable(Exception):
     """A provider's API could not confirm a delivery (unreachable, failing); answer 503 so the
     provider retries."""
-
-
-class MissingCredentials(Exception):
-    """A provider has an API to read but no credentials for it; ``str(error)`` is one line
-    naming what to set (``STRIPE_API_KEY: not set``)."""
 
 
 class NotAnAlert(Exception):
@@ -148,6 +144,12 @@ class Provider:
         usable; by default ``payload["id"]``."""
         return clean_key(payload.get("id"))
 
+    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+        """The delivery's idempotency key from its headers (Standard Webhooks' ``webhook-id``,
+        Lago's ``X-Lago-Unique-Key``), used as the event id when :meth:`event_id` finds none in
+        the payload; None by default. ``headers`` has lower-case names."""
+        return None
+
     def event_type(self, payload: Mapping[str, Any]) -> str | None:
         """The provider's own event type name; by default ``payload["type"]``."""
         return clean_key(payload.get("type"))
@@ -204,6 +206,16 @@ class Provider:
 
 P = TypeVar("P", bound=Provider)
 
+
+def normalized(provider: Provider, event_id: str, payload: dict[str, Any]) -> AlertEvent:
+    """``provider.normalize(payload)`` with :attr:`AlertEvent.id` set to ``event_id``, the id the
+    store deduplicates on: a normalizer reads the payload alone, and where the id came from a
+    header (:meth:`Provider.delivery_id`) it cannot know it. Raises what ``normalize`` raises."""
+    event = provider.normalize(payload)
+    if event.id != event_id:
+        event = event.model_copy(update={"id": event_id})
+    return event
+
 DEFAULT_TOLERANCE = 300
 """How old (or, for some providers, how far either way from now) a signature's date may be, in
 seconds, unless a provider is given another."""
@@ -215,7 +227,9 @@ class SecretProvider(Provider):
     optionally restricted to source networks.
 
     A subclass sets :attr:`secret_env` and passes its secrets, already read as it reads them,
-    to this constructor.
+    to this constructor. Secrets that are empty or only spaces are dropped wherever they come
+    from (the constructor, :meth:`from_env`, a comma-separated string); a provider left with none
+    is not :attr:`configured`, so the receiver answers 503 to every delivery.
     """
 
     secret_env: ClassVar[str] = ""
@@ -228,12 +242,15 @@ class SecretProvider(Provider):
 
     def __init__(
         self,
-        secrets: Sequence[str] = (),
+        secrets: str | Sequence[str] = (),
         *,
         tolerance: int = DEFAULT_TOLERANCE,
         allowed_ips: Networks | None = None,
     ) -> None:
-        self._secrets = tuple(secrets)
+        if isinstance(secrets, str):
+            secrets = secrets.split(",")
+        # An empty or blank secret would make a forged delivery signed with an empty key pass.
+        self._secrets = tuple(s for s in secrets if isinstance(s, str) and s.strip())
         if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
             raise ValueError(self.tolerance_error.format(name=self.name, tolerance=tolerance))
         self.tolerance = tolerance
@@ -248,7 +265,7 @@ class SecretProvider(Provider):
         """Secrets from env :attr:`secret_env` (comma-separated to rotate), the allowlist from
         ``ALERTHOOKS_{NAME}_ALLOWED_IPS``."""
         raw = os.environ.get(cls.secret_env, "")
-        provider = cls([s.strip() for s in raw.split(",")], tolerance=tolerance)
+        provider = cls([s.strip() for s in raw.split(",") if s.strip()], tolerance=tolerance)
         provider.allowed_ips = networks_from_env(cls.name)
         return provider
 

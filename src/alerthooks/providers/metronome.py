@@ -11,18 +11,15 @@ webhook module.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from alerthooks.apis.metronome import MetronomeClient
 from alerthooks.events import AlertEvent, EventType
 from alerthooks.providers.base import (
-    MissingCredentials,
     NotAnAlert,
     Rejected,
     RemoteStatus,
@@ -34,10 +31,8 @@ from alerthooks.providers.base import (
     mapping,
     text,
 )
+from alerthooks.providers.signing import ascii_values, check_window, matches, signature
 from alerthooks.sources import Networks
-
-if TYPE_CHECKING:
-    from alerthooks.manager.metronome import MetronomeAPI
 
 SIGNATURE_HEADER = "metronome-webhook-signature"
 DATE_HEADER = "x-metronome-date"
@@ -110,7 +105,7 @@ def parse_date(value: str) -> datetime:
 
 def expected_signature(body: bytes, date: str, secret: str) -> str:
     """The hex HMAC-SHA256 Metronome computes over ``{date}\\n{body}`` with ``secret``."""
-    return hmac.new(secret.encode(), date.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+    return signature(secret.encode(), date.encode() + b"\n" + body)
 
 
 def verify(
@@ -130,10 +125,10 @@ def verify(
     matches no secret.
     """
     date = headers.get(DATE_HEADER) or headers.get(FALLBACK_DATE_HEADER)
-    signature = headers.get(SIGNATURE_HEADER)
+    given = headers.get(SIGNATURE_HEADER)
     if not date:
         raise Rejected(400, "missing X-Metronome-Date header")
-    if not signature:
+    if not given:
         raise Rejected(400, "missing Metronome-Webhook-Signature header")
     if not secrets:
         raise Rejected(400, "no Metronome webhook secret configured")
@@ -141,16 +136,9 @@ def verify(
         moment = parse_date(date)
     except ValueError:
         raise Rejected(400, "malformed X-Metronome-Date header") from None
-    current = now if now is not None else datetime.now(timezone.utc)
-    if abs(current - moment) > timedelta(seconds=tolerance):
-        raise Rejected(400, "timestamp outside tolerance")
-    if not signature.isascii():
-        raise Rejected(400, "signature mismatch")
-    given = signature.strip().encode()
-    matched = False
-    for secret in secrets:
-        matched |= hmac.compare_digest(expected_signature(body, date, secret).encode(), given)
-    if not matched:
+    check_window(moment.timestamp(), tolerance, now=None if now is None else now.timestamp())
+    keys = [secret.encode() for secret in secrets]
+    if not matches(keys, date.encode() + b"\n" + body, ascii_values([given.strip()])):
         raise Rejected(400, "signature mismatch")
 
 
@@ -267,18 +255,7 @@ class Metronome(SecretProvider):
         """Each customer's alert statuses (``POST /v1/customer-alerts/list``) with the
         manager's credentials (``METRONOME_API_KEY``, ``ALERTHOOKS_METRONOME_API_BASE``) and
         retry policy; raises :class:`MissingCredentials` without a key."""
-        from alerthooks.manager.metronome import (
-            API_KEY_ENV,
-            MetronomeAPI,
-            MetronomeConfig,
-            MetronomeCredentials,
-        )
-
-        credentials = MetronomeCredentials.from_env(os.environ)
-        if not credentials.api_key:
-            raise MissingCredentials(f"{API_KEY_ENV}: not set")
-        api = MetronomeAPI(credentials.api_key, MetronomeConfig(), api_base=credentials.api_base)
-        return MetronomeStatuses(api)
+        return MetronomeStatuses(MetronomeClient.from_env())
 
     def sign(self, body: bytes, *, date: datetime | str | None = None) -> dict[str, str]:
         """``X-Metronome-Date``, ``Date`` and ``Metronome-Webhook-Signature`` for ``body``
@@ -298,7 +275,7 @@ class MetronomeStatuses:
     """Metronome's ``customer_status`` of each enabled alert a customer sees, for the customers
     asked about (``in_alarm``; ``ok`` is within the limit; ``evaluating`` says nothing yet)."""
 
-    def __init__(self, api: MetronomeAPI) -> None:
+    def __init__(self, api: MetronomeClient) -> None:
         self._api = api
 
     def __repr__(self) -> str:

@@ -9,11 +9,9 @@ orbcorp/orb-python).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +26,7 @@ from alerthooks.providers.base import (
     mapping,
     text,
 )
+from alerthooks.providers.signing import ascii_values, check_window, matches, signature
 from alerthooks.sources import Networks
 
 TIMESTAMP_HEADER = "x-orb-timestamp"
@@ -77,10 +76,13 @@ def parse_timestamp(value: str) -> datetime:
         raise ValueError("out of range") from None
 
 
+def _message(body: bytes, timestamp: str) -> bytes:
+    return b"v1:" + timestamp.encode() + b":" + body
+
+
 def expected_signature(body: bytes, timestamp: str, secret: str) -> str:
     """The hex HMAC-SHA256 Orb computes over ``v1:{timestamp}:{body}`` with ``secret``."""
-    signed = b"v1:" + timestamp.encode() + b":" + body
-    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return signature(secret.encode(), _message(body, timestamp))
 
 
 def verify(
@@ -109,20 +111,11 @@ def verify(
         moment = parse_timestamp(timestamp)
     except ValueError:
         raise Rejected(400, "malformed X-Orb-Timestamp header") from None
-    current = now if now is not None else datetime.now(timezone.utc)
-    if abs(current - moment) > timedelta(seconds=tolerance):
-        raise Rejected(400, "timestamp outside tolerance")
-    given = [
-        entry[3:].encode()
-        for entry in _SEPARATORS.split(signature)
-        if entry.startswith("v1=") and entry.isascii()
-    ]
-    matched = False
-    for secret in secrets:
-        expected = expected_signature(body, timestamp, secret).encode()
-        for candidate in given:
-            matched |= hmac.compare_digest(expected, candidate)
-    if not matched:
+    check_window(moment.timestamp(), tolerance, now=None if now is None else now.timestamp())
+    given = ascii_values(
+        [entry[3:] for entry in _SEPARATORS.split(signature) if entry.startswith("v1=")]
+    )
+    if not matches([secret.encode() for secret in secrets], _message(body, timestamp), given):
         raise Rejected(400, "signature mismatch")
 
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import stripe
-
+from alerthooks.apis.stripe import StripeClient
 from alerthooks.events import AlertEvent
 from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
-    MissingCredentials,
     NotAnAlert,
     Rejected,
     SecretProvider,
@@ -26,10 +21,8 @@ from alerthooks.providers.base import (
     text,
     timestamp,
 )
+from alerthooks.providers.signing import check_window, matches, signature
 from alerthooks.sources import Networks
-
-if TYPE_CHECKING:
-    from alerthooks.manager.stripe import StripeAPI
 
 ALERT_EVENT_TYPE = "billing.alert.triggered"
 SIGNATURE_HEADER = "stripe-signature"
@@ -45,11 +38,6 @@ MAX_SIGNATURE_ENTRIES = 32
 # The alert's threshold as API versions before 2024-09-30 name it (since: ``usage_threshold``).
 _OLD_THRESHOLD = "usage_threshold_config"
 
-# Bound once: the SDK resolves ``stripe.WebhookSignature`` lazily through a module __getattr__
-# that runs an import lookup on every access.
-_verify_header = stripe.WebhookSignature.verify_header
-_SignatureVerificationError = stripe.SignatureVerificationError
-
 
 def verify(
     body: bytes,
@@ -57,13 +45,17 @@ def verify(
     secrets: Sequence[str],
     *,
     tolerance: int = DEFAULT_TOLERANCE,
+    now: float | None = None,
 ) -> None:
     """Check a ``Stripe-Signature`` header against ``body``; any of ``secrets`` may match.
 
-    Raises :class:`Rejected` (400) when the header is missing, malformed, too long (over
-    :data:`MAX_SIGNATURE_HEADER` characters or :data:`MAX_SIGNATURE_ENTRIES` entries), matches
-    no secret, or its timestamp is more than ``tolerance`` seconds away from now, in the past
-    or (which the Stripe SDK does not check) in the future.
+    Reads the header as the Stripe SDK's ``WebhookSignature.verify_header`` does (the first
+    ``t=``, every ``v1=``; HMAC-SHA256 of ``"{t}.{body}"``) and checks it with
+    :mod:`alerthooks.providers.signing`. Raises :class:`Rejected` (400) when the header is
+    missing, malformed, too long (over :data:`MAX_SIGNATURE_HEADER` characters or
+    :data:`MAX_SIGNATURE_ENTRIES` entries), matches no secret, or its timestamp is more than
+    ``tolerance`` seconds away from ``now`` (default: the current time), in the past or (which
+    the Stripe SDK does not check) in the future.
     """
     if not signature_header:
         raise Rejected(400, "missing Stripe-Signature header")
@@ -76,33 +68,36 @@ def verify(
         raise Rejected(400, "Stripe-Signature header too long")
     if not signature_header.isascii():
         raise Rejected(400, "malformed Stripe-Signature header")
-    if _dated(signature_header) > time.time() + tolerance:
-        raise Rejected(400, "timestamp outside tolerance")
+    dated, candidates = _parse_header(signature_header)
+    if dated is not None:
+        check_window(dated, tolerance, now=now, future_only=True)
     try:
-        payload = body.decode("utf-8")
+        body.decode("utf-8")
     except UnicodeDecodeError:
         raise Rejected(400, "body is not UTF-8") from None
-    stale = False
-    for secret in secrets:
-        try:
-            _verify_header(payload, signature_header, secret, tolerance)
-            return
-        except _SignatureVerificationError as exc:
-            stale = stale or "tolerance" in str(exc)
-    raise Rejected(400, "timestamp outside tolerance" if stale else "signature mismatch")
+    if dated is None or not matches(
+        [secret.encode() for secret in secrets], str(dated).encode() + b"." + body, candidates
+    ):
+        raise Rejected(400, "signature mismatch")
+    check_window(dated, tolerance, now=now)
 
 
-def _dated(signature_header: str) -> int:
-    """The header's ``t=`` timestamp as the SDK reads it (the first one), or 0 when it has
-    none that parses (the SDK then refuses the header)."""
+def _parse_header(signature_header: str) -> tuple[int | None, list[bytes]]:
+    """The header's first ``t=`` as an int (None when it has none that parses, which the SDK
+    refuses too) and its ``v1=`` signatures."""
+    dated: int | None = None
+    seen_t = False
+    candidates: list[bytes] = []
     for item in signature_header.split(","):
-        parts = item.split("=", 2)
-        if len(parts) > 1 and parts[0] == "t":
-            try:
-                return int(parts[1])
-            except ValueError:
-                return 0
-    return 0
+        key, sep, value = item.partition("=")
+        if not sep:
+            continue
+        if key == "t" and not seen_t:
+            seen_t = True
+            dated = int(value) if value.isdigit() and len(value) <= 12 else None
+        elif key == "v1":
+            candidates.append(value.encode())
+    return dated, candidates
 
 
 def normalize(payload: Mapping[str, Any]) -> AlertEvent:
@@ -267,12 +262,7 @@ class Stripe(SecretProvider):
         """``GET /v1/events`` with the manager's credentials (``STRIPE_API_KEY``, and
         ``ALERTHOOKS_STRIPE_API_BASE`` to replace ``https://api.stripe.com``) and its retry
         policy; raises :class:`MissingCredentials` without a key."""
-        from alerthooks.manager.stripe import API_KEY_ENV, StripeAPI, StripeCredentials
-
-        credentials = StripeCredentials.from_env(os.environ)
-        if not credentials.api_key:
-            raise MissingCredentials(f"{API_KEY_ENV}: not set")
-        return StripeEvents(StripeAPI(credentials.api_key, api_base=credentials.api_base))
+        return StripeEvents(StripeClient.from_env())
 
     def sign(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
         """A ``Stripe-Signature`` header for ``body`` under the first secret, dated
@@ -292,7 +282,7 @@ class StripeEvents:
 
     retention: timedelta | None = EVENTS_RETENTION
 
-    def __init__(self, api: StripeAPI) -> None:
+    def __init__(self, api: StripeClient) -> None:
         self._api = api
 
     def __repr__(self) -> str:
@@ -323,7 +313,6 @@ def signature_header(
     raw = body.encode() if isinstance(body, str) else body
     ts = int(time.time()) if timestamp is None else timestamp
     signed = str(ts).encode() + b"." + raw
-    parts = [f"t={ts}"]
-    for key in (secret, *extra_secrets):
-        parts.append("v1=" + hmac.new(key.encode(), signed, hashlib.sha256).hexdigest())
-    return ",".join(parts)
+    return ",".join(
+        [f"t={ts}", *("v1=" + signature(key.encode(), signed) for key in (secret, *extra_secrets))]
+    )
