@@ -3,7 +3,8 @@
 
 Only this package (and :mod:`alerthooks.manager` and :mod:`alerthooks.testing`) knows a
 provider's payloads. Everything else speaks :class:`~alerthooks.events.AlertEvent` and calls
-the methods of :class:`Provider`.
+the methods of :class:`Provider`. The field readers a normalizer uses (``text``, ``mapping``,
+``number``, ``decimal``, ``timestamp``, ``clean_key``) are in :mod:`alerthooks.providers.base`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ from alerthooks.providers.base import (
     Unavailable,
     build_event,
     checked_event,
-    clean_key,
-    mapping,
-    number,
-    text,
 )
 from alerthooks.providers.chargebee import Chargebee
 from alerthooks.providers.metronome import Metronome
@@ -61,8 +58,4 @@ __all__ = [
     "build_event",
     "builtin_providers",
     "checked_event",
-    "clean_key",
-    "mapping",
-    "number",
-    "text",
 ]
