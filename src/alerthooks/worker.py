@@ -222,12 +222,12 @@ class Worker:
 
     async def _run_event(self, claims: Sequence[Claim]) -> None:
         first = claims[0]
+        event = self._event(first)
         names = [c.handler for c in claims]
         # The leases are renewed until the outcomes are recorded, not only while handlers run.
         keeper = LeaseKeeper(self.runtime, first.provider, first.event_id, names)
         handling = True
         try:
-            event = self._event(first)
             results: dict[str, str | None]
             if isinstance(event, str):
                 results = {c.handler: event for c in claims}
