@@ -12,6 +12,7 @@ else (every ``poll_interval`` seconds).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -48,6 +49,10 @@ class Worker:
         # handlers returned frees its slot while it records their outcomes, so the next claim
         # does not wait for that commit.
         self._handling = 0
+        # Claimed ahead, not started: a slot that frees takes the next group at once instead of
+        # waiting for a claim's round trip (their leases are renewed meanwhile).
+        self._ready: collections.deque[tuple[list[Claim], LeaseKeeper]] = collections.deque()
+        self._ready_pairs = 0
         # (provider, event_id, handler) of outcomes that ran here and are not recorded yet.
         self._recording: set[tuple[str, str, str]] = set()
         #: (event, handler) pairs whose outcome this worker has recorded: a progress count.
@@ -103,6 +108,8 @@ class Worker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._ready:
+            await self._hand_back_ready()
         if self._running:
             _, pending = await asyncio.wait(self._running, timeout=grace)
             for leftover in pending:
@@ -144,7 +151,7 @@ class Worker:
         deadline = loop.time() + timeout
         while True:
             claimed = await self.run_once()
-            if not claimed and not self._running:
+            if not claimed and not self._running and not self._ready:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -155,17 +162,19 @@ class Worker:
                 )
 
     async def run_once(self) -> int:
-        """Claim as many due pairs as there are free slots and start running them."""
-        # Outcomes still being recorded hold no slot, but at most one concurrency's worth of
-        # them, so a store that claims yet cannot record does not pile up runs.
-        free = min(self.concurrency - self._handling, 2 * self.concurrency - len(self._running))
-        if free <= 0:
+        """Start claimed work in the free slots, and claim due pairs for them and about as many
+        again, to start as slots free up; the number of pairs claimed."""
+        self._start_ready()
+        if self._recording_full():
+            return 0  # outcomes wait for the store: claim more once some are recorded
+        want = 2 * self.concurrency - self._handling - self._ready_pairs
+        if want <= 0 or self._ready_pairs > self.concurrency // 2:
             return 0
         runtime = self.runtime
         claims = await runtime.store.claim(
             owner=runtime.owner,
             lease=runtime.lease_seconds,
-            limit=free,
+            limit=want,
             max_attempts=runtime.max_attempts,
         )
         groups: dict[tuple[str, str], list[Claim]] = {}
@@ -175,12 +184,40 @@ class Worker:
                 # outage): the lease is this worker's again, and recording it releases it.
                 continue
             groups.setdefault((claim.provider, claim.event_id), []).append(claim)
-        for group in groups.values():
-            task = asyncio.create_task(self._run_event(group))
+        for (provider, event_id), group in groups.items():
+            # The leases are renewed from now until the outcomes are recorded.
+            keeper = LeaseKeeper(runtime, provider, event_id, [c.handler for c in group])
+            self._ready.append((group, keeper))
+            self._ready_pairs += len(group)
+        self._start_ready()
+        return len(claims)
+
+    def _recording_full(self) -> bool:
+        # Runs whose outcomes are being recorded hold no slot, but at most twice the slots' worth
+        # of them, so a store that claims yet cannot record does not pile up runs.
+        return len(self._running) - self._handling >= 2 * self.concurrency
+
+    def _start_ready(self) -> None:
+        while self._ready and self._handling < self.concurrency:
+            group, keeper = self._ready.popleft()
+            self._ready_pairs -= len(group)
+            task = asyncio.create_task(self._run_event(group, keeper))
             self._handling += 1
             self._running.add(task)
             task.add_done_callback(self._done)
-        return len(claims)
+
+    async def _hand_back_ready(self) -> None:
+        """At stop: claimed pairs that never started are recorded as interrupted, due again at
+        once, as the runs the stop cancels are."""
+        ready, self._ready, self._ready_pairs = list(self._ready), collections.deque(), 0
+        for group, keeper in ready:
+            try:
+                stopped: dict[str, str | None] = {
+                    c.handler: "interrupted: the worker stopped" for c in group
+                }
+                await self._record(group, stopped, retry_now=True, tries=1)
+            finally:
+                keeper.stop()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -204,7 +241,9 @@ class Worker:
             try:
                 if await self.run_once():
                     continue
-                if self._handling < self.concurrency:
+                if self._handling < self.concurrency and not (
+                    self._ready or self._recording_full()
+                ):
                     due = await self.runtime.store.next_due()
                     if due is not None:
                         delay = min(delay, max(due, 0.01))
@@ -220,12 +259,10 @@ class Worker:
             finally:
                 woken.cancel()
 
-    async def _run_event(self, claims: Sequence[Claim]) -> None:
+    async def _run_event(self, claims: Sequence[Claim], keeper: LeaseKeeper) -> None:
         first = claims[0]
         event = self._event(first)
         names = [c.handler for c in claims]
-        # The leases are renewed until the outcomes are recorded, not only while handlers run.
-        keeper = LeaseKeeper(self.runtime, first.provider, first.event_id, names)
         handling = True
         try:
             results: dict[str, str | None]
@@ -252,6 +289,7 @@ class Worker:
 
     def _free_slot(self) -> None:
         self._handling -= 1
+        self._start_ready()
         self.wake()
 
     async def _record(
