@@ -36,6 +36,7 @@ from apps import SECRET, signed_alert
 from claim import fresh_url
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Stripe
 
 TARGET = 0.5
 CONCURRENCY = 32
@@ -57,7 +58,7 @@ def fake_main(events: int) -> None:
 
 def app(url: str, ran: list[int]) -> AlertHooks:
     """Inline mode, one counting handler."""
-    hooks = AlertHooks(stripe_secret=SECRET, chargebee_auth=("bench", "bench"), store=url)
+    hooks = AlertHooks(providers=[Stripe(SECRET)], store=url)
 
     @hooks.on("alert.triggered")
     async def count(event: AlertEvent) -> None:

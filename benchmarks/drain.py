@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from claim import claim_once, fill, fresh_url
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Stripe
 from alerthooks.store import Delivery, Store, open_store
 from alerthooks.testing import stripe_alert_triggered
 
@@ -66,8 +67,7 @@ async def record_pending(store: Store, count: int) -> None:
 def drain_app(url: str, kind: str, ran: list[int]) -> AlertHooks:
     """The queued app: one handler ``h`` sleeping 5 ms, async or in a thread."""
     hooks = AlertHooks(
-        stripe_secret="whsec_bench",
-        chargebee_auth=("bench", "bench"),
+        providers=[Stripe("whsec_bench")],
         store=url,
         mode="queued",
         worker_concurrency=CONCURRENCY,
