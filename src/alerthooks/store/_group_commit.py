@@ -110,12 +110,9 @@ class GroupCommit(Generic[T]):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
-        except BaseException as exc:  # cancelled (the loop is closing): nobody may hang
+        except BaseException:  # cancelled (the loop is closing): nobody may hang
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(
-                        exc if isinstance(exc, Exception) else asyncio.CancelledError()
-                    )
+                future.cancel()
             raise
         finally:
             self._inflight -= 1
