@@ -28,17 +28,17 @@ async def test_items_submitted_together_share_a_batch_and_get_their_own_results(
 
 async def test_items_arriving_during_a_round_trip_go_together_in_the_next() -> None:
     batches: list[list[int]] = []
-    gate = asyncio.Event()
+    left, gate = asyncio.Event(), asyncio.Event()
 
     async def run(items: list[int]) -> list[object]:
         batches.append(items)
+        left.set()
         await gate.wait()
         return list(items)
 
     engine: GroupCommit[int] = GroupCommit(run, depth=1)
     first = asyncio.ensure_future(engine.submit(0))
-    while not batches:  # the first batch left and waits for its answer
-        await asyncio.sleep(0)
+    await left.wait()  # the first batch left and waits for its answer
     later = [asyncio.ensure_future(engine.submit(i)) for i in (1, 2, 3)]
     gate.set()
     assert await asyncio.gather(first, *later) == [0, 1, 2, 3]
