@@ -742,6 +742,8 @@ class PostgresStore(Store):
             (provider, event_id, n, error, float(delays.get(n, 0.0)), n in dead, owner)
             for n, error in results.items()
         ]
+        if not rows:
+            return
         if self.batching:
             await self._batch.submit(_Finish(rows))
             return
