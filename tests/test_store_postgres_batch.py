@@ -157,3 +157,18 @@ async def test_group_commit_off_runs_each_write_alone(url: str) -> None:
 def test_group_commit_takes_on_or_off() -> None:
     with pytest.raises(ValueError, match="group_commit must be on or off"):
         PostgresStore("postgresql://h/db?group_commit=maybe")
+
+
+async def test_leases_commit_without_the_flush_and_leave_the_session_as_it_was(url: str) -> None:
+    store = PostgresStore(url + "&pool_size=1")
+    try:
+        begun = await asyncio.gather(
+            *(store.begin(delivery(f"evt_{i}"), owner="w", lease=30) for i in range(4))
+        )
+        assert all(b.new for b in begun)
+        await store.begin(delivery("evt_q"), owner="w", lease=30, claim=False)
+        assert len(await store.claim(owner="w2", lease=30, limit=5)) == 2  # evt_q's a and b
+        async with store._conn() as conn:  # the pool's one connection, as every write left it
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+    finally:
+        await store.close()
