@@ -171,25 +171,34 @@ def test_make_run_prints_send_lines_that_deliver_every_sample(server: Server) ->
     assert set(lines) == {"stripe", "chargebee", "orb", "metronome"}, server.output()
     if Path(sys.executable).parent == ROOT / ".venv" / "bin":  # as under `make run`
         assert lines["stripe"].startswith(".venv/bin/alerthooks send stripe --sample ")
-    # One `alerthooks send` per sample, all at once: each is a fresh Python process.
-    running = {}
-    for sample in sample_names():
-        argv = shlex.split(lines[sample.split("_")[0]])
-        argv[argv.index("--sample") + 1] = sample
-        running[sample] = subprocess.Popen(
-            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-    for sample, proc in running.items():
-        provider = sample.split("_")[0]
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0, out
-        assert "200 OK" in out
-        event_id = re.search(r"event (\S+)\)", out)
-        assert event_id, out
-        eid = re.escape(event_id.group(1))
-        if sample.endswith(("customer_created", "subscription_created", "invoice_finalized")):
-            server.wait_for(rf"{provider} event {eid} is not an alert")
-        elif sample.endswith(("within_limit", "recovered", "resolved")):
-            server.wait_for(rf"^\[{provider}\] '.+' cleared \({eid}\)")
-        else:
-            server.wait_for(rf"^\[{provider}\] '.+' triggered \({eid}\): value=")
+    # One `alerthooks send` per sample, six at a time: each is a fresh Python process.
+    names = sample_names()
+    for start in range(0, len(names), 6):
+        running = {}
+        for sample in names[start : start + 6]:
+            argv = shlex.split(lines[sample.split("_")[0]])
+            argv[argv.index("--sample") + 1] = sample
+            running[sample] = subprocess.Popen(
+                argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        for sample, proc in running.items():
+            _check_sent(server, sample, proc)
+
+
+def _check_sent(server: Server, sample: str, proc: subprocess.Popen[str]) -> None:
+    """The sample was answered 200 and the server did with it what its kind calls for."""
+    provider = sample.split("_")[0]
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "200 OK" in out
+    event_id = re.search(r"event (\S+)\)", out)
+    assert event_id, out
+    eid = re.escape(event_id.group(1))
+    if sample.endswith(("customer_created", "subscription_created", "invoice_finalized")):
+        server.wait_for(rf"{provider} event {eid} is not an alert")
+    elif "_thin_" in sample:  # read from Stripe's API, and `make run` sets no API key
+        server.wait_for(rf"{provider} event {eid} \(.+\) kept as unparsed")
+    elif sample.endswith(("within_limit", "recovered", "resolved")):
+        server.wait_for(rf"^\[{provider}\] '.+' cleared \({eid}\)")
+    else:
+        server.wait_for(rf"^\[{provider}\] '.+' triggered \({eid}\): value=")
