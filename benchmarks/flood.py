@@ -1,194 +1,173 @@
-"""Signed deliveries to ``alerthooks serve`` (its defaults) under a reconnecting slow-header
-flood, beside the same deliveries with no flood, in one run.
+"""Verified throughput during a flood of bad signatures (rejections recorded, rate-limited).
 
-Each scenario starts ``alerthooks serve apps:alerthooks`` in a process whose fd limit (soft and
-hard) is ``--fds``, so serve derives its connection limit from it as it would on a host with that
-limit; starts ``tests/flood_client.py`` (its own process, 127.0.0.1 only, stops by itself) with
-that many slow-header clients, each reconnecting as soon as the server closes it; and posts
-signed Stripe alert deliveries one after another, each on a new connection, for ``--seconds``.
-It reports the deliveries' success and p50/p99/max latency, the p99's ratio to the no-flood
-baseline, and how many flood connections the server closed.
+In-process, as ``receiver.py`` measures (ASGI calls, no HTTP server), alerthooks on a SQLite
+store receives unique, correctly signed Stripe alert deliveries with ``--concurrency`` in
+flight. Variants, measured in one run with rounds alternated, each reported against the first:
 
-    .venv/bin/python benchmarks/flood.py [--fds 1024] [--seconds 5] [--flood 2x] [--flood N]
+- ``verified only``: the baseline, nothing else arriving.
+- ``flood, recorded``: meanwhile ``--flood`` forged deliveries per verified one (a wrong
+  secret) arrive from other tasks; every refusal goes through the rejection recorder (rate
+  limit: 10 rows/s, bursts of 100, the rest counted), as in production.
+- ``flood, not recorded``: the same flood with the recorder's rate at 0: the cost of
+  verifying and refusing alone, so the difference to ``flood, recorded`` is what recording
+  costs.
 
-``--flood`` takes a count, or ``Nx`` for N times the connection limit (default: ``2x``).
-``--somaxconn N`` runs everything in a network namespace of its own (``unshare -n``, as root)
-whose ``net.core.somaxconn`` is N, for scenarios beyond the host's (4096 by default): serve
-derives its listen backlog from it.
+Each round checks that every verified delivery was answered 200 and handled, every forged one
+400, and that rows written + rows dropped = forged deliveries (nothing unaccounted).
+
+    .venv/bin/python benchmarks/flood.py [--events 500] [--flood 4] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import json
-import os
-import resource
-import shutil
+import logging
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
-import httpx
-from apps import PATH, signed_alert
+from receiver import Prepared, deliver, prepare
 
-from alerthooks.cli.serving import backlog_for, limit_for
+from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Stripe
+from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
-ROOT = Path(__file__).resolve().parent.parent
-HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SECRET = "whsec_benchmark_secret_0123456789"
 
 
-def serve(port: int, fds: int, log: Path) -> subprocess.Popen[bytes]:
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (fds, fds))
-
-    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from alerthooks.cli import main; main()",
-                "serve",
-                "apps:alerthooks",
-                "--port",
-                str(port),
-            ],
-            cwd=HERE,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=limit,
-        )
+@dataclass
+class Variant:
+    name: str
+    flood: bool
+    record: bool
 
 
-def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"serve exited: {log.read_text()}")
-        try:
-            httpx.get(base + "/", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise SystemExit(f"serve not ready: {log.read_text()}")
+VARIANTS = [
+    Variant("verified only", flood=False, record=True),
+    Variant("flood, recorded", flood=True, record=True),
+    Variant("flood, not recorded", flood=True, record=False),
+]
 
 
-def deliver(base: str, seconds: float) -> list[tuple[int, float]]:
-    answers: list[tuple[int, float]] = []
-    limits = httpx.Limits(max_keepalive_connections=0)
-    with httpx.Client(base_url=base, timeout=10, limits=limits) as client:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            body, signature = signed_alert()
-            headers = {"Stripe-Signature": signature, "Content-Type": "application/json"}
-            started = time.monotonic()
-            try:
-                status = client.post(PATH, content=body, headers=headers).status_code
-            except httpx.TransportError:
-                status = 0
-            answers.append((status, time.monotonic() - started))
-            time.sleep(0.01)
-    return answers
-
-
-def scenario(fds: int, flood: int, seconds: float, log: Path) -> dict[str, float]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = serve(port, fds, log)
-    report: dict[str, float] = {}
-    try:
-        wait_ready(base, server, log)
-        attack = None
-        if flood:
-            sources = max(1, -(-flood // 8000))  # under 8,000 connections per source address
-            attack = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "tests.flood_client", str(port), str(flood)),
-                    *(str(seconds + 2), str(sources)),
-                ],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert attack.stdout is not None
-            if attack.stdout.readline() != "started\n":
-                raise SystemExit("the flood did not start")
-        answers = deliver(base, seconds)
-        if attack is not None:
-            out, _ = attack.communicate(timeout=120)
-            report = json.loads(out)
-    finally:
-        server.kill()  # nothing of it is kept: no graceful shutdown to wait for
-        server.wait(30)
-    latencies = sorted(s for _, s in answers)
-    ok = sum(1 for status, _ in answers if status == 200)
-    return {
-        "deliveries": len(answers),
-        "success": ok / len(answers),
-        "p50": statistics.median(latencies),
-        "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)],
-        "max": latencies[-1],
-        "closed": report.get("closed", 0),
-        "peak": report.get("peak", 0),
+def forged(count: int) -> list[Prepared]:
+    """``count`` deliveries signed with the wrong secret (one body, as an attacker replays)."""
+    raw = json.dumps(stripe_alert_triggered(id="evt_forged")).encode()
+    header = stripe_signature_header(raw, "whsec_not_the_secret").encode()
+    base = prepare(1, "/stripe")[0][0]
+    scope = {
+        **base,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+            (b"stripe-signature", header),
+        ],
+        "client": ("198.51.100.66", 40000),
     }
+    return [(scope, raw)] * count
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fds", type=int, default=1024)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--flood", action="append", default=[])
-    parser.add_argument("--somaxconn", type=int, default=0)
-    args = parser.parse_args()
-    if args.somaxconn and os.environ.get("ALERTHOOKS_FLOOD_NETNS") != "1":
-        if shutil.which("unshare") is None:
-            raise SystemExit("--somaxconn needs unshare (util-linux) and root")
-        argv = " ".join(f"'{a}'" for a in [sys.executable, *sys.argv])
-        script = (
-            f"ip link set lo up && sysctl -qw net.core.somaxconn={args.somaxconn}"
-            f" && ALERTHOOKS_FLOOD_NETNS=1 exec {argv}"
+async def round_of(
+    variant: Variant, directory: str, events: int, flood: int, concurrency: int, index: int
+) -> tuple[float, int, int]:
+    """One round: verified deliveries/s, rejection rows written and dropped."""
+    hooks = AlertHooks(providers=[Stripe([SECRET])], store=f"sqlite:///{directory}/{index}.db")
+    handled = [0]
+
+    @hooks.on("*", name="count")
+    async def count(event: AlertEvent) -> None:
+        handled[0] += 1
+
+    recorder = hooks._receiver.recorder
+    if not variant.record:
+        recorder.rate, recorder.burst = 0.0, 0
+        recorder._tokens = 0.0
+    await hooks.startup()
+    good = prepare(events, "/stripe")
+    bad = forged(events * flood) if variant.flood else []
+    statuses: list[int] = []
+    refused: list[int] = []
+    pending = iter(good)
+    forged_left = iter(bad)
+
+    async def verified() -> None:
+        for scope, body in pending:
+            statuses.append(await deliver(hooks, scope, body))
+
+    async def attacker() -> None:
+        for scope, body in forged_left:
+            refused.append(await deliver(hooks, scope, body))
+
+    gc.collect()
+    started = time.perf_counter()
+    senders = [asyncio.ensure_future(verified()) for _ in range(concurrency)]
+    attackers = [asyncio.ensure_future(attacker()) for _ in range(concurrency)] if bad else []
+    await asyncio.gather(*senders)
+    elapsed = time.perf_counter() - started
+    await asyncio.gather(*attackers)
+    await recorder.flush()
+    if statuses != [200] * events or handled[0] != events:
+        raise SystemExit(
+            f"{variant.name}: verified deliveries not all accepted and handled: "
+            f"{sorted(set(statuses))}, {handled[0]} of {events} handled"
         )
-        raise SystemExit(subprocess.call(["unshare", "-n", "sh", "-c", script]))
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    limit = limit_for(args.fds)
-    floods = []
-    for text in args.flood or ["2x"]:
-        floods.append(int(float(text[:-1]) * limit) if text.endswith("x") else int(text))
+    if refused != [400] * len(bad):
+        raise SystemExit(f"{variant.name}: forged deliveries not all refused")
+    rows = list(await hooks.store.rejections(limit=100_000))
+    dropped = sum(r.dropped for r in rows) + recorder.dropped
+    if len(rows) + dropped != len(bad):
+        raise SystemExit(f"{variant.name}: {len(rows)} rows + {dropped} dropped != {len(bad)}")
+    await hooks.shutdown()
+    return events / elapsed, len(rows), dropped
+
+
+async def run(events: int, flood: int, rounds: int, concurrency: int) -> None:
+    results: dict[str, list[float]] = {v.name: [] for v in VARIANTS}
+    ratios: dict[str, list[float]] = {v.name: [] for v in VARIANTS[1:]}
+    written: dict[str, tuple[int, int]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        index = 0
+        for _ in range(rounds):
+            this_round: dict[str, float] = {}
+            for variant in VARIANTS:
+                index += 1
+                rate, rows, dropped = await round_of(
+                    variant, directory, events, flood, concurrency, index
+                )
+                results[variant.name].append(rate)
+                this_round[variant.name] = rate
+                written[variant.name] = (rows, dropped)
+            for variant in VARIANTS[1:]:
+                ratios[variant.name].append(this_round[variant.name] / this_round[VARIANTS[0].name])
     print(
-        f"fd limit {args.fds}: limit-concurrency {limit}, backlog {backlog_for(args.fds)};"
-        f" {args.seconds:g} s of deliveries per scenario"
+        f"{events} verified Stripe deliveries per round, {concurrency} in flight, SQLite store; "
+        f"flood: {flood} forged per verified one; median of {rounds} rounds"
     )
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"alerthooks-flood-{os.getpid()}.log"
-    results = [("no flood", scenario(args.fds, 0, args.seconds, log))]
-    for count in floods:
-        results.append((f"flood {count}", scenario(args.fds, count, args.seconds, log)))
-    base_p99 = results[0][1]["p99"]
-    print(
-        f"  {'scenario':<14} {'sent':>5} {'ok':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
-        f" {'p99 vs none':>11} {'closed':>7}"
-    )
-    for label, r in results:
-        print(
-            f"  {label:<14} {r['deliveries']:>5.0f} {r['success']:>7.1%} {r['p50'] * 1000:>7.1f}"
-            f" {r['p99'] * 1000:>7.1f} {r['max'] * 1000:>7.1f} {r['p99'] / base_p99:>10.1f}x"
-            f" {r['closed']:>7.0f}"
-        )
-    failed = [label for label, r in results if r["success"] < 0.99]
-    if failed:
-        raise SystemExit(f"under 99 % success: {', '.join(failed)}")
+    for variant in VARIANTS:
+        rows, dropped = written[variant.name]
+        extra = f"  (last round: {rows} rows written, {dropped} dropped)" if variant.flood else ""
+        rate = statistics.median(results[variant.name])
+        print(f"  {variant.name:<22} {rate:8.0f} verified/s{extra}")
+    print("ratios vs verified only (median of per-round ratios):")
+    for name, values in ratios.items():
+        print(f"  {name} / verified only: {statistics.median(values):.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.getLogger("alerthooks").setLevel(logging.ERROR)  # the refusals' warning lines
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=500)
+    parser.add_argument("--flood", type=int, default=4, help="forged deliveries per verified one")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args(argv)
+    asyncio.run(run(args.events, args.flood, args.rounds, args.concurrency))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
