@@ -9,7 +9,7 @@ signed Stripe alert deliveries one after another, each on a new connection, for 
 It reports the deliveries' success and p50/p99/max latency, the p99's ratio to the no-flood
 baseline, and how many flood connections the server closed.
 
-    .venv/bin/python benchmarks/connection_flood.py [--fds 1024] [--seconds 5] [--flood 2x] [--flood N]
+    .venv/bin/python benchmarks/connection_flood.py [--fds 1024] [--seconds 5] [--flood 2x]
 
 ``--flood`` takes a count, or ``Nx`` for N times the connection limit (default: ``2x``).
 ``--somaxconn N`` runs everything in a network namespace of its own (``unshare -n``, as root)

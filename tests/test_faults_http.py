@@ -432,7 +432,7 @@ async def test_a_reconnecting_slow_header_flood_of_twice_the_limit_does_not_lock
     assert len(answers) >= 20, len(answers)
     assert ok >= 0.99, (ok, [s for s in statuses if s != 200][:20])
     # None waited anywhere near a timeout or a SYN retransmission (the p99 under 100 ms that
-    # the issue asks for is measured by benchmarks/connection_flood.py, on a machine not running tests).
+    # the issue asks for is measured by benchmarks/connection_flood.py, not timed here).
     assert p99 < 1.0, (p99, latencies[-10:])
     # The flood was real: the server held its limit and kept closing flood connections.
     assert report["peak"] >= limit and report["closed"] >= limit, (report, limit)
