@@ -20,7 +20,6 @@ import pytest
 from click.testing import CliRunner
 
 from alerthooks.cli import cli
-
 from alerthooks.testing import (
     AlertHooksClient,
     chargebee_alert_status_changed,
@@ -204,7 +203,7 @@ def test_make_run_prints_send_lines_that_deliver_every_sample(server: Server) ->
     # sample through the same command line in this process (41 interpreters would take minutes
     # on a busy machine).
     running: dict[str, subprocess.Popen[str] | str] = {}
-    for provider, line in lines.items():
+    for line in lines.values():
         running[line.split("--sample ")[1].split()[0]] = subprocess.Popen(
             shlex.split(line), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )

@@ -702,7 +702,11 @@ async def test_a_signature_400_carries_no_challenge(hooks: AlertHooks) -> None:
 
 
 def test_a_filter_naming_an_unknown_provider_is_refused(hooks: AlertHooks) -> None:
-    with pytest.raises(ValueError, match=r"'strip'.*known: autumn, chargebee, flexprice, lago, metronome, openmeter, orb, stripe"):
+    with pytest.raises(
+        ValueError,
+        match=r"'strip'.*known: autumn, chargebee, flexprice, lago, metronome, openmeter, orb, "
+        r"stripe",
+    ):
 
         @hooks.on("alert.triggered", provider="strip")
         async def never(event: AlertEvent) -> None: ...

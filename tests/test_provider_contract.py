@@ -249,9 +249,7 @@ async def test_alert_typed_payload_it_cannot_read_is_kept_unparsed(case: Case) -
     hooks = AlertHooks(providers=[provider], store="memory://")
     # Only the top-level scalars: the type and the id stay, the alert's body is gone (from an
     # alert that has one: some providers' alerts are flat, e.g. Flexprice's spend alerts).
-    nested = next(
-        p for p in case.alerts() if any(isinstance(v, (dict, list)) for v in p.values())
-    )
+    nested = next(p for p in case.alerts() if any(isinstance(v, (dict, list)) for v in p.values()))
     payload = {k: v for k, v in nested.items() if not isinstance(v, (dict, list))}
     status, answer, headers = await _deliver(hooks, provider, payload)
     assert (status, answer) == (200, {"status": "unparsed"}), payload

@@ -121,7 +121,9 @@ def _forged(private_key: rsa.RSAPrivateKey, body: bytes, case: str) -> str:
     claims = {"data": body.decode(), "iss": ISSUER}
     if case == "none":
         return jwt.api_jws.PyJWS(algorithms=["none"]).encode(
-            json.dumps(claims).encode(), key=None, algorithm="none"
+            json.dumps(claims).encode(),
+            key=None,  # type: ignore[arg-type]
+            algorithm="none",
         )
     if case == "hs256-with-public-key":
         # The classic confusion: the public PEM used as an HMAC secret.

@@ -8,6 +8,7 @@ the methods of :class:`Provider`.
 
 from __future__ import annotations
 
+from alerthooks.providers.autumn import Autumn
 from alerthooks.providers.base import (
     EventsAPI,
     MissingCredentials,
@@ -26,7 +27,6 @@ from alerthooks.providers.base import (
     number,
     text,
 )
-from alerthooks.providers.autumn import Autumn
 from alerthooks.providers.chargebee import Chargebee
 from alerthooks.providers.flexprice import Flexprice
 from alerthooks.providers.lago import Lago

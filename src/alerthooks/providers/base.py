@@ -220,6 +220,7 @@ def normalized(provider: Provider, event_id: str, payload: dict[str, Any]) -> Al
         event = event.model_copy(update={"id": event_id})
     return event
 
+
 DEFAULT_TOLERANCE = 300
 """How old (or, for some providers, how far either way from now) a signature's date may be, in
 seconds, unless a provider is given another."""

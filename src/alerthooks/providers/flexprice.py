@@ -48,10 +48,14 @@ WALLET_TYPES: dict[str, tuple[EventType, str]] = {
 """Wallet alerts: the event and which balance of the alert it watches."""
 FEATURE_ALERT = "feature.wallet_balance.alert"
 GRANT_EXHAUSTED = "entitlement.grant.exhausted"
+_CHANGES: tuple[tuple[str, EventType], ...] = (
+    ("reached", "alert.triggered"),
+    ("recovered", "alert.cleared"),
+)
 SPEND_TYPES: dict[str, EventType] = {
     f"subscription.{scope}.threshold_{change}": event
     for scope in ("spend", "line_item_spend", "group_spend")
-    for change, event in (("reached", "alert.triggered"), ("recovered", "alert.cleared"))
+    for change, event in _CHANGES
 }
 ALERT_EVENT_TYPES = frozenset({*WALLET_TYPES, FEATURE_ALERT, GRANT_EXHAUSTED, *SPEND_TYPES})
 

@@ -64,7 +64,9 @@ JWT_EXTRA = 'the jwt signature needs PyJWT: pip install "alerthooks-sdk[lago]"'
 SPEND_TYPES = frozenset(
     {"current_usage_amount", "billable_metric_current_usage_amount", "lifetime_usage_amount"}
 )
-USAGE_TYPES = frozenset({"billable_metric_current_usage_units", "billable_metric_lifetime_usage_units"})
+USAGE_TYPES = frozenset(
+    {"billable_metric_current_usage_units", "billable_metric_lifetime_usage_units"}
+)
 WALLET_TYPES = frozenset(
     {
         "wallet_balance_amount",
@@ -153,7 +155,9 @@ class Lago(Provider):
             secrets = secrets.split(",")
         # A blank token would make a forgery signed with the empty key pass.
         self._secrets = tuple(s.strip() for s in secrets if isinstance(s, str) and s.strip())
-        self._public_key = read_public_key(public_key) if public_key and public_key.strip() else None
+        self._public_key = (
+            read_public_key(public_key) if public_key and public_key.strip() else None
+        )
         self.issuer = issuer.rstrip("/")
         self.allowed_ips = (
             None

@@ -52,9 +52,7 @@ class StandardWebhooksProvider(SecretProvider):
         """Raise :class:`~alerthooks.providers.Rejected` (400) unless a ``v1`` signature
         matches a configured secret and the timestamp is within the tolerance."""
         msg_id, timestamp, signatures = standard_values(headers)
-        verify_standard(
-            body, msg_id, timestamp, signatures, self._keys, tolerance=self.tolerance
-        )
+        verify_standard(body, msg_id, timestamp, signatures, self._keys, tolerance=self.tolerance)
 
     def delivery_id(self, headers: Mapping[str, str]) -> str | None:
         """The ``webhook-id`` (or ``svix-id``) header."""

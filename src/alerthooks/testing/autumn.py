@@ -15,8 +15,7 @@ def autumn_event(sample: str = "autumn_usage_alert_triggered", **overrides: Any)
 
 
 _SAMPLES = {
-    "autumn_usage_alert_triggered": "``balances.usage_alert_triggered`` at 80 % of the "
-    "allowance",
+    "autumn_usage_alert_triggered": "``balances.usage_alert_triggered`` at 80 % of the allowance",
     "autumn_usage_alert_remaining": "``balances.usage_alert_triggered`` on the remaining "
     "balance (``credit_balance``)",
     "autumn_limit_reached": "``balances.limit_reached`` (included allowance used up)",
