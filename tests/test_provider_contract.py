@@ -259,8 +259,8 @@ async def test_alert_typed_payload_it_cannot_read_is_kept_unparsed(case: Case) -
     assert stored is not None and stored.body == _body(payload)
 
 
-async def test_a_provider_without_credentials_answers_503(
-    case: Case, monkeypatch: pytest.MonkeyPatch
+async def test_a_provider_without_credentials_answers_503_and_warns_once(
+    case: Case, caplog: pytest.LogCaptureFixture
 ) -> None:
     signer = case.provider()
     unconfigured = case.cls()
@@ -268,9 +268,82 @@ async def test_a_provider_without_credentials_answers_503(
     hooks = AlertHooks(providers=[unconfigured], store="memory://")
     body = _body(case.alerts()[0])
     transport = httpx.ASGITransport(app=hooks)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        response = await client.post(f"/{case.name}", content=body, headers=signer.sign(body))
-    assert response.status_code == 503
+    with caplog.at_level("WARNING", logger="alerthooks"):
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            for _ in range(2):
+                response = await client.post(
+                    f"/{case.name}", content=body, headers=signer.sign(body)
+                )
+                assert response.status_code == 503
+    warnings = [r.getMessage() for r in caplog.records if "no credentials" in r.getMessage()]
+    assert len(warnings) == 1 and case.cls.env_hint in warnings[0], warnings
+
+
+async def test_a_delivery_under_other_credentials_is_refused_and_not_dispatched(
+    case: Case,
+) -> None:
+    hooks = AlertHooks(providers=[case.provider()], store="memory://")
+    seen: list[str] = []
+    hooks.add_handler(lambda event: seen.append(event.id), "*", name="contract.refused")
+    status, _, _ = await _deliver(hooks, case.provider(case.other), case.alerts()[0])
+    assert status in (400, 401)
+    assert seen == []
+
+
+def test_repr_hides_the_credentials(case: Case) -> None:
+    hidden = case.secret.partition(":")[2] or case.secret
+    assert hidden not in repr(case.provider())
+
+
+# -- Providers signed with shared secrets: rotation, env, tolerance ----------------------------
+
+
+@pytest.mark.parametrize("case", SIGNED, ids=[c.name for c in SIGNED])
+def test_rotated_secrets_are_all_accepted_and_the_first_signs(case: Case) -> None:
+    both = case.cls([case.secret, case.other])  # type: ignore[call-arg]
+    body = _body(case.alerts()[0])
+    for one in (case.secret, case.other):
+        both.verify(body, _lower(case.provider(one).sign(body)))
+    signed = _lower(both.sign(body))
+    case.provider(case.secret).verify(body, signed)
+    with pytest.raises(Rejected):
+        case.provider(case.other).verify(body, signed)
+
+
+@pytest.mark.parametrize("case", SIGNED, ids=[c.name for c in SIGNED])
+def test_from_env_reads_comma_separated_secrets(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cls = case.cls
+    assert issubclass(cls, SecretProvider)
+    monkeypatch.setenv(cls.secret_env, f" {case.secret} , {case.other} ,")
+    provider = cls.from_env()
+    assert provider.secrets == (case.secret, case.other)
+    assert provider.configured
+
+
+@pytest.mark.parametrize("case", SIGNED, ids=[c.name for c in SIGNED])
+def test_from_env_without_a_secret_cannot_sign_and_refuses(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cls = case.cls
+    assert issubclass(cls, SecretProvider)
+    monkeypatch.delenv(cls.secret_env, raising=False)
+    provider = cls.from_env()
+    assert not provider.configured
+    body = _body(case.alerts()[0])
+    with pytest.raises(ValueError, match=cls.secret_env):
+        provider.sign(body)
+    with pytest.raises(Rejected) as info:
+        provider.verify(body, _lower(case.provider().sign(body)))
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("case", SIGNED, ids=[c.name for c in SIGNED])
+@pytest.mark.parametrize("tolerance", [0, -1, True, 1.5])
+def test_tolerance_must_be_a_positive_int(case: Case, tolerance: Any) -> None:
+    with pytest.raises(ValueError, match="tolerance"):
+        case.cls([case.secret], tolerance=tolerance)  # type: ignore[call-arg]
 
 
 # -- Standard Webhooks: the official vectors, the delivery id ---------------------------------

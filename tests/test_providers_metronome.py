@@ -134,50 +134,10 @@ def test_an_iso_date_is_accepted_too() -> None:
 # -- the provider --------------------------------------------------------------------------------
 
 
-def test_sign_then_verify_round_trips() -> None:
-    provider = Metronome(secret=SECRET)
-    body = json.dumps(sample("usage_threshold_reached")).encode()
-    provider.verify(body, provider.sign(body))
-
-
-def test_rotated_secrets_are_all_accepted_and_the_first_signs() -> None:
-    body = b"{}"
-    both = Metronome(secret=["new", "old"])
-    both.verify(body, Metronome(secret="old").sign(body))
-    both.verify(body, Metronome(secret="new").sign(body))
-    assert both.sign(body, date=VECTOR_DATE) == Metronome(secret="new").sign(body, date=VECTOR_DATE)
-
-
-@pytest.mark.parametrize("seconds", [-301, 301])
-def test_stale_or_future_delivery_is_rejected(seconds: int) -> None:
-    provider = Metronome(secret=SECRET)
-    date = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-    with pytest.raises(Rejected) as info:
-        provider.verify(b"{}", provider.sign(b"{}", date=date))
-    assert info.value.status == 400
-
-
 def test_sign_dates_in_rfc_1123_like_metronome() -> None:
     headers = Metronome(secret=VECTOR_SECRET).sign(VECTOR_BODY, date=VECTOR_NOW)
     assert headers["x-metronome-date"] == VECTOR_DATE
     assert headers["metronome-webhook-signature"] == VECTOR_SIGNATURE
-
-
-def test_from_env_reads_comma_separated_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("METRONOME_WEBHOOK_SECRET", "first, second")
-    provider = Metronome.from_env()
-    assert provider.secrets == ("first", "second")
-    assert provider.configured
-
-
-def test_from_env_without_a_secret_is_unconfigured_and_cannot_sign(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("METRONOME_WEBHOOK_SECRET", raising=False)
-    provider = Metronome.from_env()
-    assert not provider.configured
-    with pytest.raises(ValueError, match="METRONOME_WEBHOOK_SECRET"):
-        provider.sign(b"{}")
 
 
 def test_from_secret_signs_and_verifies_with_that_secret() -> None:
@@ -185,16 +145,6 @@ def test_from_secret_signs_and_verifies_with_that_secret() -> None:
     assert provider.sign(VECTOR_BODY, date=VECTOR_DATE)["metronome-webhook-signature"] == (
         VECTOR_SIGNATURE
     )
-
-
-@pytest.mark.parametrize("tolerance", [0, -5, False, 2.5])
-def test_tolerance_must_be_a_positive_int(tolerance: Any) -> None:
-    with pytest.raises(ValueError, match="tolerance"):
-        Metronome(secret=SECRET, tolerance=tolerance)
-
-
-def test_repr_hides_the_secret() -> None:
-    assert SECRET not in repr(Metronome(secret=SECRET))
 
 
 def test_registered_as_a_builtin_and_every_alerts_type_is_an_alert_type() -> None:
@@ -314,93 +264,6 @@ def test_notification_missing_a_field_metronome_always_sends_is_not_an_alert(
 # -- served by AlertHooks ----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def served() -> Any:
-    hooks = AlertHooks(providers=[Metronome(secret=SECRET)], store="memory://")
-    seen: list[AlertEvent] = []
-    hooks.add_handler(seen.append, "*")
-    transport = httpx.ASGITransport(app=hooks)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        yield client, seen
-
-
-async def post(client: httpx.AsyncClient, payload: Any, **sign: Any) -> httpx.Response:
-    body = json.dumps(payload).encode()
-    headers = Metronome(secret=SECRET).sign(body, **sign)
-    return await client.post("/metronome", content=body, headers=headers)
-
-
-@pytest.mark.parametrize(
-    ("name", "kind"),
-    [
-        ("usage_threshold_reached", "alert.triggered"),
-        ("spend_threshold_reached", "alert.triggered"),
-        ("low_remaining_credit_balance_reached", "alert.triggered"),
-        ("usage_threshold_resolved", "alert.cleared"),
-    ],
-)
-async def test_signed_notification_is_dispatched_to_the_handler(
-    served: Any, name: str, kind: str
-) -> None:
-    client, seen = served
-    response = await post(client, sample(name))
-    assert response.status_code == 200
-    assert [(e.provider, e.type, e.id) for e in seen] == [("metronome", kind, sample(name)["id"])]
-
-
-async def test_redelivery_is_deduplicated_by_notification_id(served: Any) -> None:
-    client, seen = served
-    first = await post(client, sample("spend_threshold_reached"))
-    again = await post(client, sample("spend_threshold_reached"))
-    assert (first.status_code, again.status_code) == (200, 200)
-    assert first.json()["status"] != again.json()["status"]
-    assert len(seen) == 1
-
-
-async def test_non_alert_is_acknowledged_not_dispatched(served: Any) -> None:
-    client, seen = served
-    response = await post(client, sample("invoice_finalized"))
-    assert response.status_code == 200
-    assert seen == []
-
-
-async def test_bad_signature_is_400_and_not_dispatched(served: Any) -> None:
-    client, seen = served
-    body = json.dumps(sample("usage_threshold_reached")).encode()
-    headers = Metronome(secret="someone-else").sign(body)
-    response = await client.post("/metronome", content=body, headers=headers)
-    assert response.status_code == 400
-    assert seen == []
-
-
-async def test_stale_delivery_is_400(served: Any) -> None:
-    client, seen = served
-    stale = datetime.now(timezone.utc) - timedelta(minutes=6)
-    response = await post(client, sample("usage_threshold_reached"), date=stale)
-    assert response.status_code == 400
-    assert seen == []
-
-
-async def test_unconfigured_metronome_answers_503_and_warns_once(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delenv("METRONOME_WEBHOOK_SECRET", raising=False)
-    hooks = AlertHooks(providers=[Metronome.from_env()], store="memory://")
-    body = json.dumps(sample("usage_threshold_reached")).encode()
-    with caplog.at_level(logging.WARNING, logger="alerthooks"):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=hooks), base_url="http://t"
-        ) as client:
-            for _ in range(2):
-                headers = Metronome(secret=SECRET).sign(body)
-                response = await client.post("/metronome", content=body, headers=headers)
-                assert response.status_code == 503
-    warnings = [r.getMessage() for r in caplog.records if "no credentials" in r.getMessage()]
-    assert warnings == [
-        "metronome webhooks are refused: no credentials configured (set METRONOME_WEBHOOK_SECRET)"
-    ]
-
-
 async def test_default_app_routes_orb_and_metronome_from_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -413,7 +276,9 @@ async def test_default_app_routes_orb_and_metronome_from_env(
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=hooks), base_url="http://t"
     ) as client:
-        assert (await post(client, sample("usage_threshold_reached"))).status_code == 200
+        body = json.dumps(sample("usage_threshold_reached")).encode()
+        headers = Metronome(secret=SECRET).sign(body)
+        assert (await client.post("/metronome", content=body, headers=headers)).status_code == 200
     assert [e.provider for e in seen] == ["metronome"]
 
 

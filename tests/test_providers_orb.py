@@ -4,16 +4,13 @@ webhook, and the provider served by AlertHooks."""
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from alerthooks import AlertEvent, AlertHooks
 from alerthooks.providers import BUILTIN, NotAnAlert, Orb, Rejected
 from alerthooks.providers.orb import normalize, signature_headers, verify
 
@@ -155,56 +152,12 @@ def test_tampered_body_is_rejected() -> None:
 # -- the provider --------------------------------------------------------------------------------
 
 
-def test_sign_then_verify_round_trips() -> None:
-    provider = Orb(secret=SECRET)
-    body = json.dumps(sample("subscription_usage_exceeded")).encode()
-    provider.verify(body, provider.sign(body))
-
-
-def test_rotated_secrets_are_all_accepted_and_the_first_signs() -> None:
-    body = b"{}"
-    old, new = Orb(secret="old"), Orb(secret="new")
-    both = Orb(secret=["new", "old"])
-    both.verify(body, old.sign(body))
-    both.verify(body, new.sign(body))
-    assert both.sign(body, timestamp=VECTOR_TIMESTAMP) == new.sign(body, timestamp=VECTOR_TIMESTAMP)
-
-
-@pytest.mark.parametrize("seconds", [-301, 301])
-def test_stale_or_future_delivery_is_rejected(seconds: int) -> None:
-    provider = Orb(secret=SECRET)
-    stamp = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-    with pytest.raises(Rejected) as info:
-        provider.verify(b"{}", provider.sign(b"{}", timestamp=stamp))
-    assert info.value.status == 400
-
-
 def test_sign_dates_like_orb_naive_utc_with_milliseconds() -> None:
     headers = Orb(secret=SECRET).sign(
         b"{}",
         timestamp=datetime(2024, 3, 27, 17, 42, 29, 551000, tzinfo=timezone(timedelta(hours=2))),
     )
     assert headers["x-orb-timestamp"] == VECTOR_TIMESTAMP
-
-
-def test_from_env_reads_comma_separated_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ORB_WEBHOOK_SECRET", " first , second ,")
-    provider = Orb.from_env()
-    assert provider.secrets == ("first", "second")
-    assert provider.configured
-
-
-def test_from_env_without_a_secret_is_unconfigured_and_cannot_sign(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("ORB_WEBHOOK_SECRET", raising=False)
-    provider = Orb.from_env()
-    assert not provider.configured
-    with pytest.raises(ValueError, match="ORB_WEBHOOK_SECRET"):
-        provider.sign(b"{}")
-    with pytest.raises(Rejected) as info:
-        provider.verify(b"{}", Orb(secret=SECRET).sign(b"{}"))
-    assert info.value.status == 400
 
 
 def test_from_secret_signs_and_verifies_with_that_secret() -> None:
@@ -217,16 +170,6 @@ def test_from_secret_signs_and_verifies_with_that_secret() -> None:
 
 def test_a_secret_string_is_used_as_given_not_split() -> None:
     assert Orb(secret="a,b").secrets == ("a,b",)
-
-
-@pytest.mark.parametrize("tolerance", [0, -1, True, 1.5])
-def test_tolerance_must_be_a_positive_int(tolerance: Any) -> None:
-    with pytest.raises(ValueError, match="tolerance"):
-        Orb(secret=SECRET, tolerance=tolerance)
-
-
-def test_repr_hides_the_secret() -> None:
-    assert SECRET not in repr(Orb(secret=SECRET))
 
 
 def test_registered_as_a_builtin_with_its_alert_types() -> None:
@@ -398,92 +341,3 @@ def test_alert_missing_a_field_orb_always_sends_is_not_an_alert(
 ) -> None:
     with pytest.raises(NotAnAlert, match=message):
         normalize(_broken(name, path, value))
-
-
-# -- served by AlertHooks ----------------------------------------------------------------------
-
-
-@pytest.fixture
-async def served() -> Any:
-    hooks = AlertHooks(providers=[Orb(secret=SECRET)], store="memory://")
-    seen: list[AlertEvent] = []
-    hooks.add_handler(seen.append, "*")
-    transport = httpx.ASGITransport(app=hooks)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        yield client, seen
-
-
-async def post(client: httpx.AsyncClient, payload: Any, **sign: Any) -> httpx.Response:
-    body = json.dumps(payload).encode()
-    return await client.post("/orb", content=body, headers=Orb(secret=SECRET).sign(body, **sign))
-
-
-@pytest.mark.parametrize(
-    ("name", "kind"),
-    [
-        ("subscription_usage_exceeded", "alert.triggered"),
-        ("subscription_cost_exceeded", "alert.triggered"),
-        ("customer_credit_balance_dropped", "alert.triggered"),
-        ("customer_credit_balance_depleted", "alert.triggered"),
-        ("customer_credit_balance_recovered", "alert.cleared"),
-    ],
-)
-async def test_signed_alert_is_dispatched_to_the_handler(served: Any, name: str, kind: str) -> None:
-    client, seen = served
-    response = await post(client, sample(name))
-    assert response.status_code == 200
-    assert [(e.provider, e.type, e.id) for e in seen] == [("orb", kind, sample(name)["id"])]
-
-
-async def test_redelivery_is_deduplicated_by_event_id(served: Any) -> None:
-    client, seen = served
-    first = await post(client, sample("subscription_usage_exceeded"))
-    again = await post(client, sample("subscription_usage_exceeded"))
-    assert (first.status_code, again.status_code) == (200, 200)
-    assert first.json()["status"] != again.json()["status"]
-    assert len(seen) == 1
-
-
-async def test_non_alert_is_acknowledged_not_dispatched(served: Any) -> None:
-    client, seen = served
-    response = await post(client, sample("customer_created"))
-    assert response.status_code == 200
-    assert seen == []
-
-
-async def test_bad_signature_is_400_and_not_dispatched(served: Any) -> None:
-    client, seen = served
-    body = json.dumps(sample("subscription_usage_exceeded")).encode()
-    headers = Orb(secret="someone-else").sign(body)
-    response = await client.post("/orb", content=body, headers=headers)
-    assert response.status_code == 400
-    assert seen == []
-
-
-async def test_stale_delivery_is_400(served: Any) -> None:
-    client, seen = served
-    stale = datetime.now(timezone.utc) - timedelta(minutes=6)
-    response = await post(client, sample("subscription_usage_exceeded"), timestamp=stale)
-    assert response.status_code == 400
-    assert seen == []
-
-
-async def test_unconfigured_orb_answers_503_and_warns_once(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delenv("ORB_WEBHOOK_SECRET", raising=False)
-    hooks = AlertHooks(providers=[Orb.from_env()], store="memory://")
-    body = json.dumps(sample("subscription_usage_exceeded")).encode()
-    with caplog.at_level(logging.WARNING, logger="alerthooks"):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=hooks), base_url="http://t"
-        ) as client:
-            for _ in range(2):
-                response = await client.post(
-                    "/orb", content=body, headers=Orb(secret=SECRET).sign(body)
-                )
-                assert response.status_code == 503
-    warnings = [r.getMessage() for r in caplog.records if "no credentials" in r.getMessage()]
-    assert warnings == [
-        "orb webhooks are refused: no credentials configured (set ORB_WEBHOOK_SECRET)"
-    ]

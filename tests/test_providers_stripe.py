@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from alerthooks.providers import NotAnAlert, Rejected
-from alerthooks.providers.stripe import StripeProvider, normalize, verify
+from alerthooks.providers.stripe import normalize, verify
 from alerthooks.testing import load_sample, stripe_signature_header
 
 from .conftest import load_fixture
@@ -28,10 +28,6 @@ def test_valid_signature_passes() -> None:
 def test_any_of_several_v1_signatures_in_one_header_may_match() -> None:
     header = stripe_signature_header(BODY, "whsec_other", extra_secrets=(SECRET,))
     verify(BODY, header, [SECRET])
-
-
-def test_any_configured_secret_may_match_for_rotation() -> None:
-    verify(BODY, stripe_signature_header(BODY, "whsec_new"), ["whsec_old", "whsec_new"])
 
 
 @pytest.mark.parametrize(
@@ -57,18 +53,6 @@ def test_wrong_secret_is_rejected() -> None:
         verify(BODY, stripe_signature_header(BODY, "whsec_wrong"), [SECRET])
 
 
-def test_tampered_body_is_rejected() -> None:
-    header = stripe_signature_header(BODY, SECRET)
-    with pytest.raises(Rejected, match="signature mismatch"):
-        verify(BODY.replace(b"104", b"105"), header, [SECRET])
-
-
-def test_stale_signature_is_rejected() -> None:
-    header = stripe_signature_header(BODY, SECRET, int(time.time()) - 301)
-    with pytest.raises(Rejected, match="timestamp outside tolerance"):
-        verify(BODY, header, [SECRET])
-
-
 def test_signature_within_tolerance_passes() -> None:
     verify(BODY, stripe_signature_header(BODY, SECRET, int(time.time()) - 250), [SECRET])
 
@@ -77,17 +61,6 @@ def test_non_utf8_body_is_rejected() -> None:
     body = b"\xff\xfe{}"
     with pytest.raises(Rejected, match="UTF-8"):
         verify(body, stripe_signature_header(body, SECRET), [SECRET])
-
-
-def test_provider_without_secrets_is_unconfigured_and_rejects() -> None:
-    provider = StripeProvider([])
-    assert not provider.configured
-    with pytest.raises(Rejected):
-        provider.verify(BODY, {"stripe-signature": stripe_signature_header(BODY, SECRET)})
-
-
-def test_repr_hides_secrets() -> None:
-    assert SECRET not in repr(StripeProvider([SECRET]))
 
 
 def test_normalize_string_meter() -> None:

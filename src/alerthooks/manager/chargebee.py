@@ -1,9 +1,6 @@
 """Chargebee: the ``[chargebee]`` table of ``alerts.toml``, the credentials, and the alert and
-webhook-endpoint API, over Chargebee's HTTP API (``/api/v2``).
-
-One shared ``httpx.AsyncClient`` is used instead of the chargebee SDK: the SDK (v3) is
-synchronous and opens a new HTTP client for every request, so running calls concurrently would
-mean a thread per call and a fresh connection (and TLS handshake) each time.
+webhook-endpoint API, over Chargebee's HTTP API (``/api/v2``) through
+:class:`alerthooks.apis.chargebee.ChargebeeClient`, which :class:`ChargebeeAPI` extends.
 
 The key is kept in the alert's ``meta`` as ``{"alerthooks": {"key": "..."}}``. ``threshold``
 and ``enabled`` change in place; any other change is a replace (create, then delete).
@@ -11,29 +8,28 @@ and ``enabled`` change in place; any other change is a replace (create, then del
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Literal
-from urllib.parse import quote
 
-import httpx
 from pydantic import Field, field_validator
 
+from alerthooks.apis.chargebee import (
+    API_BASE_ENV,
+    API_KEY_ENV,
+    SITE_ENV,
+    ChargebeeClient,
+    key_from_meta,
+    marker_meta,
+)
 from alerthooks.manager.api import (
     CreatedEndpoint,
     Mode,
     ProviderAPI,
-    ProviderError,
     RemoteAlert,
     RemoteEndpoint,
     RetryPolicy,
-    http_client,
-    json_body,
-    send,
-    with_retries,
 )
 from alerthooks.manager.spec import (
     AlertEntry,
@@ -43,13 +39,7 @@ from alerthooks.manager.spec import (
     ProviderTable,
     env_value,
 )
-from alerthooks.providers.chargebee import (
-    API_BASE_ENV,
-    API_KEY_ENV,
-    PASSWORD_ENV,
-    SITE_ENV,
-    USERNAME_ENV,
-)
+from alerthooks.providers.chargebee import PASSWORD_ENV, USERNAME_ENV
 
 CHARGEBEE_NAME_MAX = 50
 CHARGEBEE_ID_MAX = 50
@@ -134,48 +124,6 @@ class ChargebeeCredentials(ProviderCredentials):
 
 ALERT_EVENT = "alert_status_changed"
 ALERT_TYPE = "usage_exceeded"
-PAGE_SIZE = 100
-IDEMPOTENCY_HEADER = "chargebee-idempotency-key"
-REPLAYED_HEADER = "chargebee-idempotency-replayed"
-_MARKER_FIELD = "alerthooks"
-
-
-def marker_meta(key: str) -> str:
-    """The ``meta`` JSON string that marks an alert as managed under ``key``."""
-    return json.dumps({_MARKER_FIELD: {"key": key}}, separators=(",", ":"))
-
-
-def key_from_meta(meta: Any) -> str | None:
-    """The key in an alert's ``meta`` (a JSON string or object), or ``None``."""
-    if isinstance(meta, str):
-        try:
-            meta = json.loads(meta)
-        except ValueError:
-            return None
-    if isinstance(meta, dict):
-        marker = meta.get(_MARKER_FIELD)
-        key = marker.get("key") if isinstance(marker, dict) else None
-        if isinstance(key, str):
-            return key
-    return None
-
-
-def form_encode(params: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """Chargebee's (and Stripe's) bracket form encoding: ``threshold[mode]``, ``events[0]``."""
-    pairs: list[tuple[str, str]] = []
-    for name, value in params.items():
-        full = f"{prefix}[{name}]" if prefix else str(name)
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            pairs.extend(form_encode(value, full))
-        elif isinstance(value, list | tuple):
-            pairs.extend(form_encode({str(i): v for i, v in enumerate(value)}, full))
-        elif isinstance(value, bool):
-            pairs.append((full, "true" if value else "false"))
-        else:
-            pairs.append((full, str(value)))
-    return pairs
 
 
 def _number(value: Any) -> float | None:
@@ -189,7 +137,7 @@ def _format_number(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
 
-class ChargebeeAPI:
+class ChargebeeAPI(ChargebeeClient):
     """Chargebee's alert and webhook-endpoint API for one site.
 
     ``api_base`` replaces ``https://{site}.chargebee.com`` (plain ``http://`` works, for
@@ -214,26 +162,13 @@ class ChargebeeAPI:
         retry: RetryPolicy | None = None,
         webhook_auth: tuple[str, str] | None = None,
     ) -> None:
+        super().__init__(api_key, site, api_base=api_base, concurrency=concurrency, retry=retry)
         self.mode = chargebee_site_mode(site)
         self.account = f"{self.mode} mode (site {site})"
-        self._retry = retry or RetryPolicy()
         self._webhook_auth = webhook_auth
-        base = (api_base or f"https://{site}.chargebee.com").rstrip("/")
-        self._client = http_client(
-            f"{base}/api/v2",
-            self._retry,
-            concurrency,
-            auth=httpx.BasicAuth(api_key, ""),
-            headers={"Accept": "application/json"},
-        )
-        self._limit = asyncio.Semaphore(concurrency)
 
     def __repr__(self) -> str:
         return f"ChargebeeAPI({self.account})"
-
-    async def aclose(self) -> None:
-        """Close the shared HTTP client."""
-        await self._client.aclose()
 
     # -- config side ---------------------------------------------------------------------
 
@@ -271,43 +206,7 @@ class ChargebeeAPI:
 
     async def list_alerts(self) -> list[RemoteAlert]:
         """Every alert on the site, 100 per page."""
-        return [
-            self._remote_alert(entry["alert"])
-            for entry in await self._list("/alerts", "list alerts")
-            if isinstance(entry.get("alert"), dict)
-        ]
-
-    async def events(self, event_type: str, after: int) -> AsyncIterator[dict[str, Any]]:
-        """Every event of ``event_type`` that occurred after ``after`` (Unix seconds), read 100
-        per page (``GET /events``, following ``next_offset``); each item of the list is
-        ``{"event": {...}}`` and the event is what is yielded."""
-        offset: str | None = None
-        while True:
-            params: dict[str, Any] = {
-                "event_type[is]": event_type,
-                "occurred_at[after]": after,
-                "limit": PAGE_SIZE,
-            }
-            if offset:
-                params["offset"] = offset
-            body = await self._call("GET", "/events", "list events", params=params)
-            for entry in body.get("list") or ():
-                event = entry.get("event") if isinstance(entry, dict) else None
-                if isinstance(event, dict):
-                    yield event
-            offset = body.get("next_offset")
-            if not offset or not isinstance(offset, str):
-                return
-
-    async def alert_statuses(
-        self, kind: Literal["subscriptions", "alerts"], id: str
-    ) -> list[dict[str, Any]]:
-        """The ``alert_status`` objects of one subscription
-        (``GET /subscriptions/{id}/alert_statuses``) or of one alert across its subscriptions
-        (``GET /alerts/{id}/alert_statuses``), all pages."""
-        path = f"/{kind}/{quote(id, safe='')}/alert_statuses"
-        entries = await self._list(path, f"list alert statuses of {kind[:-1]} {id}")
-        return [e["alert_status"] for e in entries if isinstance(e.get("alert_status"), dict)]
+        return [self._remote_alert(obj) for obj in await self.alerts()]
 
     def _remote_alert(self, obj: dict[str, Any]) -> RemoteAlert:
         threshold = obj.get("threshold") or {}
@@ -343,19 +242,6 @@ class ChargebeeAPI:
                     )
                 )
         return endpoints
-
-    async def _list(self, path: str, what: str) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
-        offset: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": PAGE_SIZE}
-            if offset:
-                params["offset"] = offset
-            body = await self._call("GET", path, what, params=params)
-            entries.extend(e for e in body.get("list") or () if isinstance(e, dict))
-            offset = body.get("next_offset")
-            if not offset:
-                return entries
 
     # -- writes --------------------------------------------------------------------------
 
@@ -459,47 +345,6 @@ class ChargebeeAPI:
             return {}
         username, password = self._webhook_auth
         return {"basic_auth_username": username, "basic_auth_password": password}
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        what: str,
-        *,
-        params: dict[str, Any] | None = None,
-        data: dict[str, Any] | None = None,
-        key: str | None = None,
-        missing_ok: bool = False,
-    ) -> dict[str, Any]:
-        """The answer's JSON body; ``"_replayed"`` is added (True) when the first attempt was
-        answered from an earlier request with the same idempotency key."""
-        headers = {IDEMPOTENCY_HEADER: key} if key else {}
-        content = form_encode(data) if data is not None else None
-
-        async def attempt(number: int) -> dict[str, Any]:
-            response = await send(
-                self._client,
-                self._limit,
-                method,
-                path,
-                params=params,
-                data=dict(content) if content else None,
-                headers=headers,
-            )
-            status = response.status_code
-            if status == 404 and missing_ok:
-                return {}
-            body = json_body(response)
-            if status >= 400 or not isinstance(body, dict):
-                message = body.get("message") if isinstance(body, dict) else None
-                raise ProviderError(
-                    f"chargebee: {what}: HTTP {status}: {message or 'unexpected response'}"
-                )
-            if number == 0 and response.headers.get(REPLAYED_HEADER) == "true":
-                body["_replayed"] = True
-            return body
-
-        return await with_retries(attempt, self._retry, f"chargebee: {what}")
 
 
 class ChargebeeSpec(ProviderSpec[ChargebeeConfig, ChargebeeCredentials]):

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
+from alerthooks.apis.metronome import API_BASE_ENV, API_KEY_ENV, MetronomeClient
 from alerthooks.manager.api import (
     CreatedEndpoint,
     Mode,
@@ -40,10 +41,6 @@ from alerthooks.manager.api import (
     RemoteAlert,
     RemoteEndpoint,
     RetryPolicy,
-    http_client,
-    json_body,
-    send,
-    with_retries,
 )
 from alerthooks.manager.spec import (
     AlertEntry,
@@ -56,12 +53,9 @@ from alerthooks.manager.spec import (
 )
 from alerthooks.marker import KEY_PATTERN, mark, split_marker
 
-API_KEY_ENV = "METRONOME_API_KEY"
-API_BASE_ENV = "ALERTHOOKS_METRONOME_API_BASE"
 #: Whether the token reaches live or test data (``live`` or ``test``, default ``live``):
 #: Metronome tokens do not say, so ``apply`` needs ``--live`` unless this says ``test``.
 MODE_ENV = "ALERTHOOKS_METRONOME_MODE"
-DEFAULT_API_BASE = "https://api.metronome.com"
 #: The fields Metronome does not list back: compared through the uniqueness key's hashes.
 HIDDEN_FIELDS = ("billable_metric_id", "customer_id", "credit_type_id")
 #: What a hidden field shows as in the plan when its hash says it changed.
@@ -208,7 +202,7 @@ def split_uniqueness_key(value: Any) -> tuple[str, str] | None:
     return (match["key"], match["fields"]) if match else None
 
 
-class MetronomeAPI:
+class MetronomeAPI(MetronomeClient):
     """Metronome's alert API, read through the customers the table names.
 
     ``api_base`` replaces ``https://api.metronome.com`` (plain ``http://`` works, for fakes);
@@ -245,22 +239,10 @@ class MetronomeAPI:
         if self._lookup:
             customers.add(self._lookup)
         self._customers = sorted(customers)
-        self._retry = retry or RetryPolicy()
-        base = (api_base or DEFAULT_API_BASE).rstrip("/")
-        self._client = http_client(
-            base,
-            self._retry,
-            concurrency,
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-        )
-        self._limit = asyncio.Semaphore(concurrency)
+        super().__init__(api_key, api_base=api_base, concurrency=concurrency, retry=retry)
 
     def __repr__(self) -> str:
         return f"MetronomeAPI({self.mode} mode)"
-
-    async def aclose(self) -> None:
-        """Close the shared HTTP client."""
-        await self._client.aclose()
 
     # -- config side ---------------------------------------------------------------------
 
@@ -302,7 +284,7 @@ class MetronomeAPI:
         """Every enabled and disabled alert the named customers see (their own and those for
         all customers), customers read concurrently."""
         pages = await asyncio.gather(
-            *(self._list(customer, _LISTED_STATUSES) for customer in self._customers)
+            *(self.customer_alerts(customer, _LISTED_STATUSES) for customer in self._customers)
         )
         seen: dict[str, RemoteAlert] = {}
         for objects in pages:
@@ -310,41 +292,6 @@ class MetronomeAPI:
                 if isinstance(obj.get("id"), str) and obj["id"] not in seen:
                     seen[obj["id"]] = self._remote_alert(obj)
         return list(seen.values())
-
-    async def customer_statuses(self, customer: str) -> list[tuple[dict[str, Any], Any]]:
-        """Each enabled alert ``customer`` sees (its own and those for all customers) with its
-        ``customer_status`` as Metronome reports it (``ok``, ``in_alarm``, ``evaluating`` or
-        None), all pages."""
-        return [
-            (entry["alert"], entry.get("customer_status"))
-            for entry in await self._entries(customer, ["ENABLED"])
-            if isinstance(entry.get("alert"), dict)
-        ]
-
-    async def _list(self, customer: str, statuses: list[str]) -> list[dict[str, Any]]:
-        return [
-            entry["alert"]
-            for entry in await self._entries(customer, statuses)
-            if isinstance(entry.get("alert"), dict)
-        ]
-
-    async def _entries(self, customer: str, statuses: list[str]) -> list[dict[str, Any]]:
-        """The entries of ``POST /v1/customer-alerts/list`` for ``customer``, all pages."""
-        entries: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            params = {"next_page": cursor} if cursor else None
-            body = await self._call(
-                "POST",
-                "/v1/customer-alerts/list",
-                f"list alerts of customer {customer}",
-                params=params,
-                json={"customer_id": customer, "alert_statuses": statuses},
-            )
-            entries.extend(e for e in body.get("data") or () if isinstance(e, dict))
-            cursor = body.get("next_page")
-            if not cursor:
-                return entries
 
     def _remote_alert(self, obj: dict[str, Any]) -> RemoteAlert:
         name, _ = split_marker(obj.get("name") or "")
@@ -401,7 +348,7 @@ class MetronomeAPI:
             assert customer is not None
             made = [
                 a
-                for a in await self._list(customer, [*_LISTED_STATUSES, "ARCHIVED"])
+                for a in await self.customer_alerts(customer, [*_LISTED_STATUSES, "ARCHIVED"])
                 if a.get("uniqueness_key") == unique
             ]
             if not made:
@@ -441,37 +388,6 @@ class MetronomeAPI:
     async def fix_endpoint(self, endpoint: RemoteEndpoint, idempotency_key: str) -> None:
         """Never planned (``[metronome]`` has no ``webhook_url``)."""
         raise ProviderError(f"metronome: {NO_ENDPOINTS}")
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        what: str,
-        *,
-        params: dict[str, Any] | None = None,
-        json: dict[str, Any] | None = None,
-        conflict_ok: bool = False,
-        missing_ok: bool = False,
-    ) -> dict[str, Any]:
-        """The answer's JSON object; 429, 5xx, resets and timeouts are retried. With
-        ``conflict_ok`` a 409 answers ``{"_conflict": True, "message": ...}``."""
-
-        async def attempt(number: int) -> dict[str, Any]:
-            response = await send(self._client, self._limit, method, path, params=params, json=json)
-            status = response.status_code
-            if status == 404 and missing_ok:
-                return {}
-            body = json_body(response)
-            message = body.get("message") if isinstance(body, dict) else None
-            if status == 409 and conflict_ok:
-                return {"_conflict": True, "message": message}
-            if status >= 400 or not isinstance(body, dict):
-                raise ProviderError(
-                    f"metronome: {what}: HTTP {status}: {message or 'unexpected answer'}"
-                )
-            return body
-
-        return await with_retries(attempt, self._retry, f"metronome: {what}")
 
 
 def _id(obj: Any) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic_core import PydanticCustomError
 
+from alerthooks.apis.http import env_value as env_value
 from alerthooks.manager.api import Mode, ProviderAPI, RetryPolicy
 from alerthooks.marker import KEY_PATTERN
 
@@ -101,11 +102,6 @@ class ProviderCredentials:
             else:
                 parts.append(f"{f.name}=set")
         return f"{type(self).__name__}({', '.join(parts)})"
-
-
-def env_value(env: Mapping[str, str], name: str) -> str | None:
-    """``env[name]`` stripped, or ``None`` when unset or empty."""
-    return env.get(name, "").strip() or None
 
 
 def declared_mode(value: str | None) -> Mode:

@@ -10,36 +10,30 @@ Webhook endpoints are created on :data:`API_VERSION`, the payload version the re
 normalizer is tested against; Stripe cannot change an endpoint's version in place, so an
 existing endpoint on another version is shown in the plan and left alone.
 
-Requests go through the SDK's ``raw_request_async``: its authentication, form encoding,
-idempotency keys and error types, with answers read as the JSON they are rather than turned into
-``StripeObject`` instances (about 0.2 ms of CPU per object, a third of a re-plan's wall time).
+Requests go through :class:`alerthooks.apis.stripe.StripeClient` (the SDK's async client, its
+retries and paging), which :class:`StripeAPI` extends.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import logging
-import re
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import quote
 
-import stripe
 from pydantic import Field, StrictInt, field_validator, model_validator
 
+from alerthooks.apis.stripe import API_BASE_ENV, API_KEY_ENV, StripeClient
+from alerthooks.apis.stripe import REPLAYED_HEADER as _REPLAYED
 from alerthooks.manager.api import (
     CreatedEndpoint,
     Mode,
     ProviderAPI,
-    ProviderError,
     RemoteAlert,
     RemoteEndpoint,
     RetryPolicy,
-    TransientError,
-    with_retries,
 )
 from alerthooks.manager.spec import (
     AlertEntry,
@@ -57,33 +51,10 @@ ALERT_EVENT = "billing.alert.triggered"
 #: ``billing.alert.triggered`` payload this release's normalizer is tested against (the
 #: version ``fixtures/stripe_alert_triggered*.json`` carry).
 API_VERSION = "2024-12-18.acacia"
-PAGE_SIZE = 100
 #: Stripe's limit on an alert title, ownership marker included.
 STRIPE_TITLE_MAX = 256
 #: Stripe allows at most this many alerts per (meter, customer) pair.
 STRIPE_ALERTS_PER_PAIR = 25
-API_KEY_ENV = "STRIPE_API_KEY"
-API_BASE_ENV = "ALERTHOOKS_STRIPE_API_BASE"
-_REPLAYED = "idempotent-replayed"
-
-
-_SECRET = re.compile(r"whsec_[A-Za-z0-9]+")
-
-
-class _RedactSigningSecrets(logging.Filter):
-    """The SDK logs whole response bodies at DEBUG, and a created endpoint's body holds its
-    signing secret; keep the secret out of logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "whsec_" in record.msg:
-            record.msg = _SECRET.sub("whsec_[redacted]", record.msg)
-        return True
-
-
-if not any(isinstance(f, _RedactSigningSecrets) for f in logging.getLogger("stripe").filters):
-    logging.getLogger("stripe").addFilter(_RedactSigningSecrets())
-
-
 # -- the [stripe] table ----------------------------------------------------------------------
 
 
@@ -173,7 +144,7 @@ def _id_of(value: Any) -> str | None:
     return cast(str, value["id"])
 
 
-class StripeAPI:
+class StripeAPI(StripeClient):
     """Stripe's billing-alert and webhook-endpoint API for one account.
 
     ``api_base`` replaces ``https://api.stripe.com`` (plain ``http://`` works, for fakes);
@@ -197,22 +168,10 @@ class StripeAPI:
     ) -> None:
         self.mode = stripe_key_mode(api_key)
         self.account = f"{self.mode} mode ({api_key[:8]}…)"
-        self._retry = retry or RetryPolicy()
-        self._http = stripe.HTTPXClient(timeout=self._retry.timeout)
-        self._client = stripe.StripeClient(
-            api_key,
-            http_client=self._http,
-            base_addresses={"api": api_base.rstrip("/")} if api_base else None,
-            max_network_retries=0,
-        )
-        self._limit = asyncio.Semaphore(concurrency)
+        super().__init__(api_key, api_base=api_base, concurrency=concurrency, retry=retry)
 
     def __repr__(self) -> str:
         return f"StripeAPI({self.account})"
-
-    async def aclose(self) -> None:
-        """Close the shared HTTP client."""
-        await self._http.close_async()  # type: ignore[no-untyped-call]
 
     # -- config side ---------------------------------------------------------------------
 
@@ -264,42 +223,6 @@ class StripeAPI:
         return total >= STRIPE_ALERTS_PER_PAIR
 
     # -- reads ---------------------------------------------------------------------------
-
-    async def _list_all(self, what: str, path: str) -> list[dict[str, Any]]:
-        """Every object of a Stripe list, following ``starting_after`` 100 at a time (each page
-        needs the previous page's last id, so pages are read one after another)."""
-        objects: list[dict[str, Any]] = []
-        after: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": PAGE_SIZE}
-            if after:
-                params["starting_after"] = after
-            page = await self._call(what, "get", path, params)
-            data = page.get("data") or []
-            objects.extend(data)
-            if not page.get("has_more") or not data:
-                return objects
-            after = data[-1]["id"]
-
-    async def events(self, event_type: str, since: int) -> AsyncIterator[dict[str, Any]]:
-        """Every event of ``event_type`` created at or after ``since`` (Unix seconds), newest
-        first, read 100 per page (``GET /v1/events``, following ``has_more``)."""
-        after: str | None = None
-        while True:
-            params: dict[str, Any] = {
-                "type": event_type,
-                "created": {"gte": since},
-                "limit": PAGE_SIZE,
-            }
-            if after:
-                params["starting_after"] = after
-            page = await self._call("list events", "get", "/v1/events", params)
-            data = [obj for obj in page.get("data") or () if isinstance(obj, dict)]
-            for obj in data:
-                yield obj
-            if not page.get("has_more") or not data or not isinstance(data[-1].get("id"), str):
-                return
-            after = data[-1]["id"]
 
     async def list_alerts(self) -> list[RemoteAlert]:
         """Every active and inactive alert, newest first, 100 per page."""
@@ -421,50 +344,6 @@ class StripeAPI:
             params,
             idempotency_key,
         )
-
-    async def _call(
-        self,
-        what: str,
-        method: str,
-        path: str,
-        params: dict[str, Any],
-        idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        return (await self._call_counted(what, method, path, params, idempotency_key))[0]
-
-    async def _call_counted(
-        self,
-        what: str,
-        method: str,
-        path: str,
-        params: dict[str, Any],
-        idempotency_key: str | None = None,
-    ) -> tuple[dict[str, Any], Mapping[str, str], int]:
-        """The answer's JSON object and headers, and the number of the attempt that got it (0 =
-        the first)."""
-        options = {"idempotency_key": idempotency_key} if idempotency_key else {}
-
-        async def attempt(number: int) -> tuple[dict[str, Any], Mapping[str, str], int]:
-            async with self._limit:
-                try:
-                    response = await self._client.raw_request_async(
-                        method, path, **params, **options
-                    )
-                    if not isinstance(response.data, dict):
-                        raise ProviderError(f"stripe: {what}: the answer is not a JSON object")
-                    return response.data, response.headers, number
-                except stripe.APIConnectionError:
-                    raise TransientError("connection failed or timed out") from None
-                except stripe.StripeError as exc:
-                    status = exc.http_status or 0
-                    if status in (409, 429) or status >= 500:
-                        raise TransientError(f"HTTP {status}") from None
-                    message = exc.user_message or (exc.error.message if exc.error else None)
-                    raise ProviderError(
-                        f"stripe: {what}: HTTP {status}: {message or exc}"
-                    ) from None
-
-        return await with_retries(attempt, self._retry, f"stripe: {what}")
 
 
 class StripeSpec(ProviderSpec[StripeConfig, StripeCredentials]):

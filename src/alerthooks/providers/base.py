@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, overload
 
 from pydantic import ValidationError
 
+from alerthooks.apis.http import MissingCredentials as MissingCredentials
 from alerthooks.events import AlertEvent, EventType, ThresholdMode
 from alerthooks.sources import Network, Networks, networks_from_env, parse_networks
 
@@ -32,11 +33,6 @@ class Rejected(Exception):
 class Unavailable(Exception):
     """A provider's API could not confirm a delivery (unreachable, failing); answer 503 so the
     provider retries."""
-
-
-class MissingCredentials(Exception):
-    """A provider has an API to read but no credentials for it; ``str(error)`` is one line
-    naming what to set (``STRIPE_API_KEY: not set``)."""
 
 
 class NotAnAlert(Exception):

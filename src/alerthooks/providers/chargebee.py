@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import dataclasses
 import hmac
-import json
 import os
 import re
 from base64 import b64decode, b64encode
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-import httpx
-
+from alerthooks.apis.chargebee import (
+    API_BASE_ENV,
+    API_KEY_ENV,
+    SITE_ENV,
+    ChargebeeClient,
+    key_from_meta,
+    site_api_base,
+)
+from alerthooks.apis.http import ProviderError, RetryPolicy
 from alerthooks.events import AlertEvent, EventType
 from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
-    MissingCredentials,
     NotAnAlert,
     Provider,
     Rejected,
@@ -35,9 +41,6 @@ from alerthooks.providers.base import (
 )
 from alerthooks.sources import Networks, networks_from_env, parse_networks
 
-if TYPE_CHECKING:
-    from alerthooks.manager.chargebee import ChargebeeAPI
-
 ALERT_EVENT_TYPE = "alert_status_changed"
 AUTH_HEADER = "authorization"
 _ALARM_TYPES: dict[str, EventType] = {
@@ -47,18 +50,13 @@ _ALARM_TYPES: dict[str, EventType] = {
 _MODES = ("absolute", "percentage")
 # alert_status.alarm_status as Chargebee's API named it before its SDKs' v3.24.0.
 _OLD_ALARM_STATUS = "alert_status"
-# Where the manager keeps its key in an alert's ``meta``, and what a key looks like.
-_META_FIELD = "alerthooks"
-_META_PROBE = f'"{_META_FIELD}"'  # cheap test before parsing: most meta holds no marker
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 USERNAME_ENV = "CHARGEBEE_WEBHOOK_USERNAME"
 PASSWORD_ENV = "CHARGEBEE_WEBHOOK_PASSWORD"
-SITE_ENV = "CHARGEBEE_SITE"
-API_KEY_ENV = "CHARGEBEE_API_KEY"
-API_BASE_ENV = "ALERTHOOKS_CHARGEBEE_API_BASE"
 DEFAULT_FETCH_TIMEOUT = 10.0
+#: How hard ``verify="fetch"`` tries each delivery's event: Chargebee waits for the answer, so
+#: fewer and quicker retries than the manager's (429, 5xx, resets and timeouts are retried).
+FETCH_RETRY = RetryPolicy(attempts=3, backoff=0.1, max_backoff=1.0, timeout=DEFAULT_FETCH_TIMEOUT)
 _EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
-_SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 
 
 # Sent with every Basic-auth 401, as RFC 7235 requires of a 401.
@@ -151,7 +149,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         triggered_at = timestamp(alert, "alarm_triggered_at", where="alert", required=False)
     alert_name, alert_key = split_marker(text(alert, "name", where="alert"))
     if alert_key is None:
-        alert_key = _key_in_meta(alert.get("meta"))
+        alert_key = key_from_meta(alert.get("meta"))
     return checked_event(
         id=event_id,
         provider="chargebee",
@@ -174,60 +172,14 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     )
 
 
-def _key_in_meta(meta: Any) -> str | None:
-    """The manager's key in an alert's ``meta`` (``{"alerthooks": {"key": "..."}}``, as a JSON
-    string or object), or None. ``meta`` is the user's free-form field: anything else in it is
-    no key, never an error."""
-    if isinstance(meta, str):
-        if _META_PROBE not in meta:
-            return None
-        try:
-            meta = json.loads(meta)
-        except ValueError:
-            return None
-    if not isinstance(meta, dict):
-        return None
-    marker = meta.get(_META_FIELD)
-    key = marker.get("key") if isinstance(marker, dict) else None
-    return key if isinstance(key, str) and _KEY.fullmatch(key) else None
-
-
-def event_url(api_base: str, event_id: str) -> str:
-    """``GET`` URL of one event: ``{api_base}/api/v2/events/{event_id}``.
-
-    Raises :class:`Rejected` (401) for an id that is not a plain Chargebee id, so a posted id
-    can never steer the request to another resource.
-    """
-    if not _EVENT_ID.fullmatch(event_id):
-        raise Rejected(401, "event id is malformed")
-    return f"{api_base.rstrip('/')}/api/v2/events/{event_id}"
-
-
-def fetched_event(status: int, data: Any, event_id: str) -> dict[str, Any]:
-    """The event in the API's answer to ``GET /api/v2/events/{event_id}``.
-
-    Raises :class:`Rejected` (401) when Chargebee does not know the id (the delivery was not
-    Chargebee's) or answers with another event, and :class:`Unavailable` when the API failed.
-    """
-    if status == 404:
-        raise Rejected(401, "event not found at Chargebee")
-    if status != 200:
-        raise Unavailable(f"Chargebee API answered {status}")
-    event = data.get("event") if isinstance(data, dict) else None
-    if not isinstance(event, dict):
-        raise Unavailable("Chargebee API answer holds no event")
-    if event.get("id") != event_id:
-        raise Rejected(401, "Chargebee returned a different event")
-    return event
-
-
 class EventFetcher:
-    """Fetches events from the Chargebee API, to dispatch what Chargebee holds rather than what
-    was posted (``AlertHooks(chargebee_verify="fetch")``).
+    """Fetches events from the Chargebee API (``GET /api/v2/events/{id}``, through
+    :class:`~alerthooks.apis.chargebee.ChargebeeClient` with :data:`FETCH_RETRY`), to dispatch
+    what Chargebee holds rather than what was posted (``AlertHooks(chargebee_verify="fetch")``).
 
     ``site`` and ``api_key`` default to env ``CHARGEBEE_SITE`` / ``CHARGEBEE_API_KEY``. Env
     ``ALERTHOOKS_CHARGEBEE_API_BASE`` (or ``api_base``) replaces ``https://{site}.chargebee.com``,
-    for local fakes.
+    for local fakes. ``timeout`` is each attempt's, in seconds.
     """
 
     def __init__(
@@ -237,6 +189,7 @@ class EventFetcher:
         api_key: str | None = None,
         api_base: str | None = None,
         timeout: float = DEFAULT_FETCH_TIMEOUT,
+        retry: RetryPolicy = FETCH_RETRY,
     ) -> None:
         site = site or os.environ.get(SITE_ENV) or None
         api_key = api_key or os.environ.get(API_KEY_ENV) or None
@@ -250,33 +203,41 @@ class EventFetcher:
                 raise ValueError(
                     f"chargebee_verify='fetch' needs chargebee_site (or env {SITE_ENV})"
                 )
-            if not _SITE.fullmatch(site):
-                raise ValueError(f"chargebee_site: {site!r} is not a Chargebee site name")
-            api_base = f"https://{site}.chargebee.com"
+            api_base = site_api_base(site)
         elif not api_base.startswith(("http://", "https://")):
             raise ValueError(f"{API_BASE_ENV}: {api_base!r} is not an http(s) URL")
         self.api_base = api_base
         self.timeout = timeout
+        self.retry = retry
+        self._site = site or ""
         self._api_key = api_key
-        self._client: httpx.AsyncClient | None = None
+        self._client: ChargebeeClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"EventFetcher(api_base={self.api_base!r}, api_key=<hidden>)"
 
     async def fetch(self, event_id: str) -> dict[str, Any]:
-        """The event Chargebee holds under ``event_id``; see :func:`fetched_event`."""
-        url = event_url(self.api_base, event_id)
-        client = self._client_for_this_loop()
+        """The event Chargebee holds under ``event_id``.
+
+        Raises :class:`Rejected` (401) for an id that is not a plain Chargebee id (so a posted
+        id can never steer the request to another resource), when Chargebee does not know the
+        id (the delivery was not Chargebee's) or answers with another event; and
+        :class:`Unavailable` when the API refuses or keeps failing.
+        """
+        if not _EVENT_ID.fullmatch(event_id):
+            raise Rejected(401, "event id is malformed")
         try:
-            response = await client.get(url, auth=(self._api_key, ""))
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"Chargebee API unreachable: {type(exc).__name__}") from None
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        return fetched_event(response.status_code, data, event_id)
+            event = await self._client_for_this_loop().retrieve_event(event_id)
+        except ProviderError as exc:
+            if exc.status is not None:
+                raise Unavailable(f"Chargebee API answered {exc.status}") from None
+            raise Unavailable(f"Chargebee API unreachable: {exc}") from None
+        if event is None:
+            raise Rejected(401, "event not found at Chargebee")
+        if event.get("id") != event_id:
+            raise Rejected(401, "Chargebee returned a different event")
+        return event
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""
@@ -284,10 +245,14 @@ class EventFetcher:
         if client is not None and self._client_loop is asyncio.get_running_loop():
             await client.aclose()
 
-    def _client_for_this_loop(self) -> httpx.AsyncClient:
+    def _client_for_this_loop(self) -> ChargebeeClient:
+        # httpx connections belong to the loop that opened them; a fetcher may outlive a loop.
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            retry = dataclasses.replace(self.retry, timeout=self.timeout)
+            self._client = ChargebeeClient(
+                self._api_key, self._site, api_base=self.api_base, concurrency=100, retry=retry
+            )
             self._client_loop = loop
         return self._client
 
@@ -434,13 +399,13 @@ class Chargebee(Provider):
     def events_api(self) -> ChargebeeEvents:
         """``GET /api/v2/events`` with the manager's credentials and retry policy; raises
         :class:`MissingCredentials` without ``CHARGEBEE_API_KEY`` / ``CHARGEBEE_SITE``."""
-        return ChargebeeEvents(_api_from_env())
+        return ChargebeeEvents(ChargebeeClient.from_env())
 
     def status_api(self) -> ChargebeeStatuses:
         """The alert statuses of subscriptions and of global alerts, with the manager's
         credentials and retry policy; raises :class:`MissingCredentials` as
         :meth:`events_api` does."""
-        return ChargebeeStatuses(_api_from_env())
+        return ChargebeeStatuses(ChargebeeClient.from_env())
 
     async def confirm(self, event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The event as the Chargebee API holds it (with ``verify="fetch"``)."""
@@ -458,29 +423,13 @@ ChargebeeProvider = Chargebee
 """The former name of :class:`Chargebee`."""
 
 
-def _api_from_env() -> ChargebeeAPI:
-    """The manager's Chargebee client, from the variables the manager reads."""
-    from alerthooks.manager.chargebee import ChargebeeAPI, ChargebeeCredentials
-
-    credentials = ChargebeeCredentials.from_env(os.environ)
-    missing = [
-        name
-        for name, value in ((API_KEY_ENV, credentials.api_key), (SITE_ENV, credentials.site))
-        if not value
-    ]
-    if missing:
-        raise MissingCredentials(f"{' and '.join(missing)}: not set")
-    assert credentials.api_key and credentials.site
-    return ChargebeeAPI(credentials.api_key, credentials.site, api_base=credentials.api_base)
-
-
 class ChargebeeEvents:
     """Chargebee's Events API (``GET /api/v2/events?event_type[is]=alert_status_changed&
     occurred_at[after]=…``, following ``next_offset`` with ``offset``)."""
 
     retention: timedelta | None = None
 
-    def __init__(self, api: ChargebeeAPI) -> None:
+    def __init__(self, api: ChargebeeClient) -> None:
         self._api = api
 
     def __repr__(self) -> str:
@@ -508,7 +457,7 @@ class ChargebeeStatuses:
     subscription asked about, and ``GET /api/v2/alerts/{id}/alert_statuses`` for each global
     alert (one without a subscription of its own) among the alerts asked about."""
 
-    def __init__(self, api: ChargebeeAPI) -> None:
+    def __init__(self, api: ChargebeeClient) -> None:
         self._api = api
 
     def __repr__(self) -> str:
@@ -524,9 +473,10 @@ class ChargebeeStatuses:
                 self._add(found, obj, subscription)
         asked = {s.alert_id for s in subjects}
         if asked:
-            for alert in await self._api.list_alerts():
-                if alert.id in asked and not alert.raw.get("subscription_id"):
-                    for obj in await self._api.alert_statuses("alerts", alert.id):
+            for alert in await self._api.alerts():
+                alert_id = str(alert.get("id"))
+                if alert_id in asked and not alert.get("subscription_id"):
+                    for obj in await self._api.alert_statuses("alerts", alert_id):
                         self._add(found, obj, None)
         return list(found.values())
 

@@ -11,16 +11,15 @@ webhook module.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from alerthooks.apis.metronome import MetronomeClient
 from alerthooks.events import AlertEvent, EventType
 from alerthooks.providers.base import (
-    MissingCredentials,
     NotAnAlert,
     Rejected,
     RemoteStatus,
@@ -34,9 +33,6 @@ from alerthooks.providers.base import (
 )
 from alerthooks.providers.signing import ascii_values, check_window, matches, signature
 from alerthooks.sources import Networks
-
-if TYPE_CHECKING:
-    from alerthooks.manager.metronome import MetronomeAPI
 
 SIGNATURE_HEADER = "metronome-webhook-signature"
 DATE_HEADER = "x-metronome-date"
@@ -259,18 +255,7 @@ class Metronome(SecretProvider):
         """Each customer's alert statuses (``POST /v1/customer-alerts/list``) with the
         manager's credentials (``METRONOME_API_KEY``, ``ALERTHOOKS_METRONOME_API_BASE``) and
         retry policy; raises :class:`MissingCredentials` without a key."""
-        from alerthooks.manager.metronome import (
-            API_KEY_ENV,
-            MetronomeAPI,
-            MetronomeConfig,
-            MetronomeCredentials,
-        )
-
-        credentials = MetronomeCredentials.from_env(os.environ)
-        if not credentials.api_key:
-            raise MissingCredentials(f"{API_KEY_ENV}: not set")
-        api = MetronomeAPI(credentials.api_key, MetronomeConfig(), api_base=credentials.api_base)
-        return MetronomeStatuses(api)
+        return MetronomeStatuses(MetronomeClient.from_env())
 
     def sign(self, body: bytes, *, date: datetime | str | None = None) -> dict[str, str]:
         """``X-Metronome-Date``, ``Date`` and ``Metronome-Webhook-Signature`` for ``body``
@@ -290,7 +275,7 @@ class MetronomeStatuses:
     """Metronome's ``customer_status`` of each enabled alert a customer sees, for the customers
     asked about (``in_alarm``; ``ok`` is within the limit; ``evaluating`` says nothing yet)."""
 
-    def __init__(self, api: MetronomeAPI) -> None:
+    def __init__(self, api: MetronomeClient) -> None:
         self._api = api
 
     def __repr__(self) -> str:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from alerthooks.apis.stripe import StripeClient
 from alerthooks.events import AlertEvent
 from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
-    MissingCredentials,
     NotAnAlert,
     Rejected,
     SecretProvider,
@@ -24,9 +23,6 @@ from alerthooks.providers.base import (
 )
 from alerthooks.providers.signing import check_window, matches, signature
 from alerthooks.sources import Networks
-
-if TYPE_CHECKING:
-    from alerthooks.manager.stripe import StripeAPI
 
 ALERT_EVENT_TYPE = "billing.alert.triggered"
 SIGNATURE_HEADER = "stripe-signature"
@@ -266,12 +262,7 @@ class Stripe(SecretProvider):
         """``GET /v1/events`` with the manager's credentials (``STRIPE_API_KEY``, and
         ``ALERTHOOKS_STRIPE_API_BASE`` to replace ``https://api.stripe.com``) and its retry
         policy; raises :class:`MissingCredentials` without a key."""
-        from alerthooks.manager.stripe import API_KEY_ENV, StripeAPI, StripeCredentials
-
-        credentials = StripeCredentials.from_env(os.environ)
-        if not credentials.api_key:
-            raise MissingCredentials(f"{API_KEY_ENV}: not set")
-        return StripeEvents(StripeAPI(credentials.api_key, api_base=credentials.api_base))
+        return StripeEvents(StripeClient.from_env())
 
     def sign(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
         """A ``Stripe-Signature`` header for ``body`` under the first secret, dated
@@ -291,7 +282,7 @@ class StripeEvents:
 
     retention: timedelta | None = EVENTS_RETENTION
 
-    def __init__(self, api: StripeAPI) -> None:
+    def __init__(self, api: StripeClient) -> None:
         self._api = api
 
     def __repr__(self) -> str:

@@ -16,13 +16,8 @@ from typing import Any, Literal
 from starlette.requests import Request
 from starlette.routing import Route
 
-from alerthooks.providers.chargebee import (
-    API_BASE_ENV,
-    API_KEY_ENV,
-    PASSWORD_ENV,
-    SITE_ENV,
-    USERNAME_ENV,
-)
+from alerthooks.apis.chargebee import API_BASE_ENV, API_KEY_ENV, SITE_ENV
+from alerthooks.providers.chargebee import PASSWORD_ENV, USERNAME_ENV
 from alerthooks.testing.fakeserver import FakeAPI, Result, as_int, as_number, register_fake
 from alerthooks.testing.samples import load_sample, merge_overrides, register_sample
 

@@ -12,7 +12,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from alerthooks.manager.metronome import API_BASE_ENV, API_KEY_ENV, MODE_ENV
+from alerthooks.apis.metronome import API_BASE_ENV, API_KEY_ENV
+from alerthooks.manager.metronome import MODE_ENV
 from alerthooks.testing.fakeserver import FakeAPI, Result, as_int, register_fake
 from alerthooks.testing.samples import load_sample, merge_overrides, register_samples
 
