@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import os
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from alerthooks.apis.lago import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL, fetch_public_key
 from alerthooks.events import AlertEvent
 from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
@@ -46,14 +46,8 @@ from alerthooks.providers.base import (
 from alerthooks.providers.signing import BASE64, matches, signature
 from alerthooks.sources import Networks, networks_from_env, parse_networks
 
-logger = logging.getLogger(__name__)
-
 SECRET_ENV = "LAGO_WEBHOOK_SECRET"
 PUBLIC_KEY_ENV = "LAGO_WEBHOOK_PUBLIC_KEY"
-API_KEY_ENV = "LAGO_API_KEY"
-API_URL_ENV = "LAGO_API_URL"
-DEFAULT_API_URL = "https://api.getlago.com"
-"""Lago Cloud's API URL: the JWT issuer and the API base unless ``LAGO_API_URL`` says another."""
 
 SIGNATURE_HEADER = "x-lago-signature"
 ALGORITHM_HEADER = "x-lago-signature-algorithm"
@@ -273,23 +267,6 @@ class Lago(Provider):
         }
 
 
-def fetch_public_key(api_url: str, api_key: str, *, timeout: float = 10.0) -> str | None:
-    """The instance's webhook public key (base64 of a PEM) from
-    ``GET {api_url}/api/v1/webhooks/json_public_key``; None (logged) when it cannot be had, so
-    ``jwt`` deliveries are refused rather than the app failing to start."""
-    import httpx
-
-    url = f"{api_url.rstrip('/')}/api/v1/webhooks/json_public_key"
-    try:
-        response = httpx.get(url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout)
-        response.raise_for_status()
-        key = response.json()["webhook"]["public_key"]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        logger.warning("Lago public key not fetched from %s: %s", url, exc)
-        return None
-    return key if isinstance(key, str) and key.strip() else None
-
-
 def _crossed(alert: Mapping[str, Any]) -> list[Decimal]:
     crossed = alert.get("crossed_thresholds")
     if crossed is None:
@@ -373,4 +350,4 @@ def jwt_headers(
     }
 
 
-__all__ = ["Lago", "fetch_public_key", "jwt_headers", "kind_of", "normalize", "read_public_key"]
+__all__ = ["Lago", "jwt_headers", "kind_of", "normalize", "read_public_key"]
