@@ -67,7 +67,7 @@ async def sync(
     alerts: list[dict[str, Any]], fake: FakeLago, *, prune: bool = False, apply: bool = True
 ) -> tuple[Plan, ApplyResult | None]:
     config = parse_config({"lago": {"alerts": alerts}})
-    env = {**fake.env(), "ALERTHOOKS_LAGO_MODE": "test"}
+    env = fake.env()
     async with AlertManager(config, Credentials.from_env(env), retry=FAST) as manager:
         plan = await manager.plan(prune=prune)
         result = await manager.apply(plan) if apply else None
@@ -152,7 +152,7 @@ async def test_a_retried_create_finds_the_alert_its_first_attempt_made(
     lago_api: FakeLago,
 ) -> None:
     lago_api.inject("reset", method="POST", path="/api/v1/subscriptions/{sub}/alerts", after=True)
-    plan, result = await sync([units("calls")], lago_api)
+    _, result = await sync([units("calls")], lago_api)
     assert result is not None and result.ok, result
     assert len(lago_api.alerts()) == 1
     assert lago_api.calls["POST /api/v1/subscriptions/{sub}/alerts"] == 2

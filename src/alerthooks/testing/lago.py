@@ -120,8 +120,9 @@ class FakeLago(FakeAPI):
         super().__init__(**options)
 
     def env(self) -> dict[str, str]:
-        """``LAGO_API_KEY`` and ``LAGO_API_URL``."""
-        return {API_KEY_ENV: self.api_key, API_URL_ENV: self.url}
+        """``LAGO_API_KEY``, ``LAGO_API_URL`` and ``ALERTHOOKS_LAGO_MODE=test`` (the fake
+        holds test data)."""
+        return {API_KEY_ENV: self.api_key, API_URL_ENV: self.url, "ALERTHOOKS_LAGO_MODE": "test"}
 
     def _clear(self) -> None:
         self._alerts.clear()
