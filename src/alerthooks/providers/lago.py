@@ -134,7 +134,7 @@ class Lago(Provider):
     """
 
     name = "lago"
-    env_hint = f"{SECRET_ENV} (or {PUBLIC_KEY_ENV} / {API_KEY_ENV} for jwt)"
+    env_hint = f"{SECRET_ENV}, or {PUBLIC_KEY_ENV} or {API_KEY_ENV} for jwt"
     alert_types = frozenset({ALERT_WEBHOOK})
 
     def __init__(

@@ -13,9 +13,12 @@ the balance).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from alerthooks.apis.openmeter import OpenMeterClient
 from alerthooks.events import AlertEvent, EventType, ThresholdMode
 from alerthooks.providers.base import (
     NotAnAlert,
@@ -138,5 +141,36 @@ class OpenMeter(StandardWebhooksProvider):
         """See :func:`normalize`."""
         return normalize(payload)
 
+    def events_api(self) -> OpenMeterEvents:
+        """``GET /api/v1/notification/events`` with ``OPENMETER_API_KEY`` (and
+        ``ALERTHOOKS_OPENMETER_API_BASE`` to replace ``https://openmeter.cloud``); raises
+        :class:`~alerthooks.providers.MissingCredentials` without a key."""
+        return OpenMeterEvents(OpenMeterClient.from_env())
 
-__all__ = ["OpenMeter", "normalize"]
+
+class OpenMeterEvents:
+    """OpenMeter's notification events (``GET /api/v1/notification/events?from=…``): each
+    event's ``payload`` is what its webhook carried, under the same id. OpenMeter documents no
+    retention."""
+
+    retention: timedelta | None = None
+
+    def __init__(self, api: OpenMeterClient) -> None:
+        self._api = api
+
+    def __repr__(self) -> str:
+        return f"OpenMeterEvents({self._api!r})"
+
+    async def events_since(self, since: datetime) -> AsyncIterator[dict[str, Any]]:
+        """The payload of every entitlement notification created at or after ``since``."""
+        async for event in self._api.notification_events(since):
+            payload = event.get("payload")
+            if isinstance(payload, dict) and payload.get("type") in ALERT_EVENT_TYPES:
+                yield payload
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._api.aclose()
+
+
+__all__ = ["OpenMeter", "OpenMeterEvents", "normalize"]
