@@ -23,6 +23,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
 SECRET = "whsec_benchmark_secret_0123456789"
@@ -88,7 +89,7 @@ floor = floor_app(_FLOOR_HANDLED, Route("/count", _count))
 
 
 _HOOKS_HANDLED = [0]
-_hooks = AlertHooks(stripe_secret=SECRET, chargebee_auth=("bench", "bench"), store="memory://")
+_hooks = AlertHooks(providers=[Stripe(SECRET), Chargebee(("bench", "bench"))], store="memory://")
 
 
 @_hooks.on("alert.triggered")

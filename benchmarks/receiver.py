@@ -46,6 +46,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.store import open_store
 
 Prepared = tuple[dict[str, Any], bytes]
@@ -84,7 +85,7 @@ def alerthooks_variant(
     name: str, store: str, concurrency: int = 1, *, mounted: bool = False
 ) -> Variant:
     """alerthooks with a counting handler: the ASGI app itself, or mounted in Starlette."""
-    hooks = AlertHooks(stripe_secret=SECRET, chargebee_auth=("bench", "bench"), store=store)
+    hooks = AlertHooks(providers=[Stripe(SECRET), Chargebee(("bench", "bench"))], store=store)
     variant = Variant(
         name,
         Starlette(routes=[Mount("/webhooks", app=hooks)]) if mounted else hooks,

@@ -13,11 +13,15 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Metronome, Orb, Stripe
 
 logger = logging.getLogger("examples.app")
 
-# The default store: SQLite at ./alerthooks.db (env ALERTHOOKS_STORE overrides, e.g. postgresql://…).
-hooks = AlertHooks()
+# Each provider's credentials from its environment (STRIPE_WEBHOOK_SECRET, …; `make run` sets
+# development ones); the default store: SQLite at ./alerthooks.db (env ALERTHOOKS_STORE overrides).
+hooks = AlertHooks(
+    providers=[Stripe.from_env(), Chargebee.from_env(), Orb.from_env(), Metronome.from_env()]
+)
 
 
 def name_of(event: AlertEvent) -> str:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Metronome, Orb, Stripe
 
 # Queued mode: answer once the event is stored; the worker (started by the lifespan) runs handlers.
-hooks = AlertHooks(mode="queued")
+hooks = AlertHooks(
+    providers=[Stripe.from_env(), Chargebee.from_env(), Orb.from_env(), Metronome.from_env()],
+    mode="queued",
+)
 
 
 @hooks.on("alert.triggered", provider="stripe")

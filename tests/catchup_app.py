@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Metronome, Orb, Provider, Stripe
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
 
 handled: list[str] = []
 """Ids of the events the apps' handlers ran for, in order."""
 
-hooks = AlertHooks(stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD))
-queued = AlertHooks(
-    stripe_secret=STRIPE_SECRET,
-    chargebee_auth=(CB_USER, CB_PASSWORD),
-    mode="queued",
-    catch_up_every=3600,
-)
+
+def _providers() -> list[Provider]:
+    return [
+        Stripe(STRIPE_SECRET),
+        Chargebee((CB_USER, CB_PASSWORD)),
+        Orb.from_env(),
+        Metronome.from_env(),
+    ]
+
+
+hooks = AlertHooks(providers=_providers())
+queued = AlertHooks(providers=_providers(), mode="queued", catch_up_every=3600)
 
 
 @hooks.on("*", name="record")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from alerthooks import AlertHooks
+from alerthooks.providers import Chargebee, Metronome, Orb, Stripe
 from alerthooks.testing import chargebee_auth_headers, stripe_signature_header
 
 STRIPE_SECRET = "whsec_test_secret_for_alerthooks"
@@ -20,8 +21,15 @@ CB_USER, CB_PASSWORD = "chargebee-user", "pa:ss:word"
 
 @pytest.fixture
 def hooks() -> AlertHooks:
+    # Every built-in provider, as AlertHooks() serves them: Orb and Metronome from the environment.
     return AlertHooks(
-        stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD), store="memory://"
+        providers=[
+            Stripe(STRIPE_SECRET),
+            Chargebee((CB_USER, CB_PASSWORD)),
+            Orb.from_env(),
+            Metronome.from_env(),
+        ],
+        store="memory://",
     )
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Stripe
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
 
 hooks = AlertHooks(
-    stripe_secret=STRIPE_SECRET,
-    chargebee_auth=(CB_USER, CB_PASSWORD),
+    providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD))],
     mode="queued",
     lease_seconds=float(os.environ.get("ALERTHOOKS_TEST_LEASE", "1")),
     max_attempts=3,

@@ -15,6 +15,7 @@ import uvicorn
 from starlette.types import ASGIApp, Message
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Stripe, builtin_providers
 from alerthooks.store import Store
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port
@@ -34,10 +35,30 @@ __all__ = [
 ]
 
 
-def make_hooks(store: str | Store = "memory://", **options: Any) -> AlertHooks:
-    """An AlertHooks for the conftest credentials (Stripe secret, Chargebee Basic auth)."""
-    options.setdefault("stripe_secret", STRIPE_SECRET)
-    options.setdefault("chargebee_auth", (CB_USER, CB_PASSWORD))
+def make_hooks(
+    store: str | Store = "memory://",
+    *,
+    stripe: str | list[str] = STRIPE_SECRET,
+    chargebee: tuple[str, str] | list[tuple[str, str]] = (CB_USER, CB_PASSWORD),
+    **options: Any,
+) -> AlertHooks:
+    """An AlertHooks for the conftest credentials (Stripe secret, Chargebee Basic auth), and
+    the other built-in providers from their environment, as ``AlertHooks()`` builds them.
+
+    Given any of the deprecated ``stripe_*`` / ``chargebee_*`` keywords (the tests of those
+    keywords), it builds both providers through them instead."""
+    if any(k.startswith(("stripe_", "chargebee_")) for k in options):
+        options.setdefault("stripe_secret", stripe)
+        options.setdefault("chargebee_auth", chargebee)
+        return AlertHooks(store=store, **options)
+    options.setdefault(
+        "providers",
+        [
+            Stripe(stripe),
+            Chargebee(chargebee),
+            *(p for p in builtin_providers() if p.name not in ("stripe", "chargebee")),
+        ],
+    )
     return AlertHooks(store=store, **options)
 
 

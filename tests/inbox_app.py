@@ -9,12 +9,12 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Stripe
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
 
 hooks = AlertHooks(
-    stripe_secret=STRIPE_SECRET,
-    chargebee_auth=(CB_USER, CB_PASSWORD),
+    providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD))],
     mode="inline" if os.environ.get("ALERTHOOKS_TEST_MODE") == "inline" else "queued",
     worker=os.environ.get("ALERTHOOKS_TEST_WORKER", "1") == "1",
     lease_seconds=float(os.environ.get("ALERTHOOKS_TEST_LEASE", "300")),

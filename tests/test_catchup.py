@@ -366,15 +366,16 @@ async def test_later_periodic_runs_read_back_from_the_last_complete_one(
     stripe_api: FakeStripe,
 ) -> None:
     hooks = make_hooks(mode="queued", worker=False, catch_up_every=3600)
+    assert hooks._catch_up_schedule is not None
     seen = recorded(hooks)
     old = stripe_api.add_event(stripe_alert_triggered(created=ago(hours=10)))
-    await hooks._periodic_catch_up()
+    await hooks._catch_up_schedule()
     await hooks.drain()
     assert [e.id for e in seen] == [old["id"]]
     # Older than a period before the last run: not read again (the first run covered it).
     before = stripe_api.add_event(stripe_alert_triggered(created=ago(hours=5)))
     recent = stripe_api.add_event(stripe_alert_triggered(created=ago(minutes=30)))
-    await hooks._periodic_catch_up()
+    await hooks._catch_up_schedule()
     await hooks.drain()
     assert [e.id for e in seen] == [old["id"], recent["id"]]
     assert await hooks.store.get("stripe", before["id"]) is None

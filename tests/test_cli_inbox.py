@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.cli import cli
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.store import Delivery, open_store
 from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
@@ -255,8 +256,7 @@ def test_split_web_and_worker_processes(tmp_path: Path, inbox: dict[str, str]) -
 def exhaust(url: str, out: str) -> tuple[str, str]:
     """Store one event whose handler is dead after its attempts, and one that was handled."""
     hooks = AlertHooks(
-        stripe_secret=STRIPE_SECRET,
-        chargebee_auth=(CB_USER, CB_PASSWORD),
+        providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD))],
         store=url,
         mode="queued",
         max_attempts=2,

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from alerthooks import AlertHooks, cli
+from alerthooks.providers import Stripe
 from alerthooks.testing import AlertHooksClient, stripe_alert_triggered, stripe_customer_created
 from alerthooks.testing.fakes import FakeStripe
 
@@ -56,7 +57,7 @@ def test_plan_diff_is_styled_only_on_a_terminal_without_no_color(
 async def store(tmp_path: Path) -> list[str]:
     """A SQLite store holding two delivered events: an alert and an event that is not one."""
     url = f"sqlite:///{tmp_path / 'events.db'}"
-    hooks = AlertHooks(stripe_secret="whsec_output", store=url)
+    hooks = AlertHooks(providers=[Stripe("whsec_output")], store=url)
     hooks.on("alert.triggered", name="notify")(lambda event: None)
     async with AlertHooksClient(hooks) as client:
         assert (await client.send_stripe(stripe_alert_triggered(id="evt_shown"))).is_success

@@ -18,6 +18,7 @@ from starlette.routing import Mount
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.console import REPLAYABLE, STATUSES
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.store import Status
 from alerthooks.testing import stripe_alert_triggered
 
@@ -33,7 +34,9 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 def make_hooks(**options: Any) -> AlertHooks:
     options.setdefault("store", "memory://")
-    return AlertHooks(stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD), **options)
+    return AlertHooks(
+        providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD))], **options
+    )
 
 
 def client_for(app: Any, **kwargs: Any) -> httpx.AsyncClient:

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.testing import (
     chargebee_alert_status_changed,
     chargebee_auth_headers,
@@ -92,8 +93,7 @@ def test_the_console_in_a_browser_replays_a_dead_handler_until_it_is_done(
     from playwright.sync_api import expect
 
     hooks = AlertHooks(
-        stripe_secret=STRIPE_SECRET,
-        chargebee_auth=(CB_USER, CB_PASSWORD),
+        providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD))],
         store=f"sqlite:///{tmp_path / 'console.db'}",
         mode="queued",
         max_attempts=1,  # the first failure is dead

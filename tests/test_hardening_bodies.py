@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
@@ -49,8 +50,7 @@ def seen() -> list[AlertEvent]:
 @pytest.fixture
 def served(seen: list[AlertEvent]) -> Iterator[tuple[ServedApp, _CountingApp]]:
     hooks = AlertHooks(
-        stripe_secret=STRIPE_SECRET,
-        chargebee_auth=(CB_USER, CB_PASSWORD),
+        providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD))],
         store="memory://",
         max_body_bytes=LIMIT,
         body_timeout=TIMEOUT,

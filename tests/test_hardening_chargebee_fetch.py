@@ -37,6 +37,9 @@ from .hostile import asgi_call
 
 API_KEY = "test_ApIkEyMaRkEr123"
 
+# These test the settings the deprecated stripe_* / chargebee_* keywords of AlertHooks(...) build.
+pytestmark = pytest.mark.filterwarnings(r"ignore:AlertHooks\(.*is deprecated:DeprecationWarning")
+
 
 class FakeChargebee:
     """Serves ``GET /api/v2/events/{id}`` from ``events``, as Chargebee's API does."""

@@ -21,7 +21,7 @@ import pytest
 from pydantic import ValidationError
 
 from alerthooks import AlertEvent, AlertHooks
-from alerthooks.providers import NotAnAlert
+from alerthooks.providers import Chargebee, NotAnAlert, Stripe
 from alerthooks.providers.chargebee import normalize as chargebee_normalize
 from alerthooks.providers.stripe import normalize as stripe_normalize
 from alerthooks.testing import (
@@ -212,8 +212,7 @@ async def test_every_single_field_mutation_gives_a_whole_event_or_a_logged_ack(
         for describe, mutated, touched in _mutations(fixture):
             count += 1
             hooks = AlertHooks(
-                stripe_secret=STRIPE_SECRET,
-                chargebee_auth=(CB_USER, CB_PASSWORD),
+                providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD))],
                 store="memory://",
             )
             seen: list[AlertEvent] = []
@@ -306,7 +305,7 @@ async def test_hostile_ids_and_error_texts_never_fail_a_durable_store(
 
     async with store_url(backend, tmp_path) as url:
         hooks = AlertHooks(
-            stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD), store=url
+            providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD))], store=url
         )
         calls: list[str] = []
 

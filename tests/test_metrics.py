@@ -18,6 +18,7 @@ import pytest
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.metrics import Metrics
 from alerthooks.observe import run_handler
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.testing import stripe_alert_triggered
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port, post_stripe
@@ -26,7 +27,7 @@ from .stores import BACKENDS, store_url
 
 def make_hooks(url: str = "memory://", **options: Any) -> AlertHooks:
     return AlertHooks(
-        stripe_secret=STRIPE_SECRET, chargebee_auth=(CB_USER, CB_PASSWORD), store=url, **options
+        providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD))], store=url, **options
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.observe import Observer, Observers, Run, Seen, run_handler
+from alerthooks.providers import Stripe
 from alerthooks.testing import stripe_alert_triggered
 
 from .conftest import STRIPE_SECRET
@@ -70,7 +71,7 @@ def test_no_observers_is_falsy_and_adding_one_is_idempotent() -> None:
 
 
 async def test_observers_see_deliveries_and_runs_in_order() -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://")
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://")
     recorder = hooks.observe(Recorder())
 
     @hooks.on("alert.triggered", name="broken")
@@ -113,7 +114,7 @@ def test_the_outcome_is_read_from_the_answer(status: int, body: bytes, outcome: 
 async def test_a_failing_observer_is_logged_and_never_fails_the_delivery(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://")
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://")
     hooks.observe(Broken())
     recorder = hooks.observe(Recorder())
 
@@ -138,8 +139,9 @@ def test_without_observers_nothing_optional_is_imported() -> None:
         f"""
         import asyncio, json, sys
         from alerthooks import AlertHooks
+        from alerthooks.providers import Stripe
         from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
-        hooks = AlertHooks(stripe_secret={STRIPE_SECRET!r}, store="memory://")
+        hooks = AlertHooks(providers=[Stripe({STRIPE_SECRET!r})], store="memory://")
         hooks.on("alert.triggered", name="h")(lambda event: None)
         hooks.health_app()
         body = json.dumps(stripe_alert_triggered()).encode()

@@ -44,9 +44,10 @@ def test_a_receiver_on_sqlite_runs_without_asyncpg(tmp_path: Path) -> None:
         import asyncio, json, sys
         sys.modules["asyncpg"] = None  # as if the postgres extra were not installed
         from alerthooks import AlertHooks
+        from alerthooks.providers import Stripe
         from alerthooks.testing import stripe_alert_triggered, stripe_signature_header
 
-        hooks = AlertHooks(stripe_secret="whsec_x", store="sqlite:///" + sys.argv[1])
+        hooks = AlertHooks(providers=[Stripe("whsec_x")], store="sqlite:///" + sys.argv[1])
         seen = []
         hooks.on("alert.triggered")(seen.append)
         body = json.dumps(stripe_alert_triggered()).encode()

@@ -287,7 +287,10 @@ async def test_default_app_warns_at_startup_for_unconfigured_orb_and_metronome(
 ) -> None:
     monkeypatch.delenv("METRONOME_WEBHOOK_SECRET", raising=False)
     monkeypatch.delenv("ORB_WEBHOOK_SECRET", raising=False)
-    hooks = AlertHooks(stripe_secret="whsec_x", chargebee_auth=("u", "p"), store="memory://")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_x")
+    monkeypatch.setenv("CHARGEBEE_WEBHOOK_USERNAME", "u")
+    monkeypatch.setenv("CHARGEBEE_WEBHOOK_PASSWORD", "p")
+    hooks = AlertHooks(store="memory://")
     with caplog.at_level(logging.WARNING, logger="alerthooks"):
         await hooks.startup()
         await hooks.shutdown()

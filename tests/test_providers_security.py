@@ -37,16 +37,16 @@ def test_stripe_tolerance_that_is_not_whole_seconds_is_refused(tolerance: Any) -
 @pytest.mark.parametrize("tolerance", [-1, -300])
 def test_alerthooks_refuses_a_negative_stripe_tolerance(tolerance: int) -> None:
     with pytest.raises(ValueError, match="stripe_tolerance"):
-        AlertHooks(stripe_secret=STRIPE_SECRET, stripe_tolerance=tolerance, store="memory://")
+        AlertHooks(providers=[Stripe(STRIPE_SECRET, tolerance=tolerance)], store="memory://")
 
 
 def test_alerthooks_refuses_a_stripe_tolerance_of_zero() -> None:
     with pytest.raises(ValueError, match="stripe_tolerance"):
-        AlertHooks(stripe_secret=STRIPE_SECRET, stripe_tolerance=0, store="memory://")
+        AlertHooks(providers=[Stripe(STRIPE_SECRET, tolerance=0)], store="memory://")
 
 
 def test_a_positive_stripe_tolerance_is_kept() -> None:
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, stripe_tolerance=1, store="memory://")
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET, tolerance=1)], store="memory://")
     stripe = hooks.providers["stripe"]
     assert isinstance(stripe, Stripe)
     assert stripe.tolerance == 1
@@ -72,7 +72,7 @@ async def _post_as(hooks: AlertHooks, user: str, password: str) -> httpx.Respons
 
 
 def _hooks_from_arguments(user: str, password: str) -> AlertHooks:
-    return AlertHooks(chargebee_auth=(user, password), store="memory://")
+    return AlertHooks(providers=[Chargebee((user, password))], store="memory://")
 
 
 def _hooks_from_env(user: str, password: str, monkeypatch: pytest.MonkeyPatch) -> AlertHooks:

@@ -16,10 +16,19 @@ import httpx
 import pytest
 
 from alerthooks import AlertEvent, AlertHooks
-from alerthooks.providers import NotAnAlert, Provider, Rejected, build_event
+from alerthooks.providers import Chargebee, NotAnAlert, Orb, Provider, Rejected, Stripe, build_event
 from alerthooks.receiver import Answer, RejectionLog
+from alerthooks.testing import (
+    chargebee_alert_status_changed,
+    chargebee_auth_headers,
+    stripe_alert_triggered,
+    stripe_customer_created,
+    stripe_signature_header,
+)
 
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET
 from .helpers import logged, wait_until
+from .test_unparsed import spend_alert
 
 
 class Toy(Provider):
@@ -178,3 +187,101 @@ def test_the_test_client_signs_for_a_provider_defined_here_and_events_lists_it(
     assert listed.exit_code == 0, listed.output
     (row,) = [line.split("\t") for line in listed.output.splitlines()[1:]]
     assert row[1:6] == ["toy", "toy_9", "usage.alert", "toy.seen", "done"]
+
+
+# -- hooks.receive answers as HTTP does ---------------------------------------------------------
+
+
+def _stripe_signed(payload: Any, *, secret: str = STRIPE_SECRET, timestamp: int | None = None):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return "stripe", body, {"stripe-signature": stripe_signature_header(body, secret, timestamp)}
+
+
+def _chargebee(payload: Any, auth: tuple[str, str] = (CB_USER, CB_PASSWORD)):
+    body = json.dumps(payload).encode()
+    return "chargebee", body, {k.lower(): v for k, v in chargebee_auth_headers(*auth).items()}
+
+
+def _failing(event: AlertEvent) -> None:
+    raise RuntimeError("boom")
+
+
+# Every answer the receiver decides: (provider, body, lower-case headers), sent once or twice.
+AGREEMENT = {
+    "accepted": lambda: _stripe_signed(stripe_alert_triggered(id="evt_same")),
+    "bad signature": lambda: _stripe_signed(stripe_alert_triggered(), secret="whsec_other"),
+    "stale signature": lambda: _stripe_signed(stripe_alert_triggered(), timestamp=1),
+    "missing signature": lambda: ("stripe", json.dumps(stripe_alert_triggered()).encode(), {}),
+    "wrong basic auth": lambda: _chargebee(chargebee_alert_status_changed(), ("u", "wrong")),
+    "not UTF-8": lambda: _stripe_signed(b'{"id": "\xff"}'),
+    "invalid JSON": lambda: _stripe_signed(b"{"),
+    "not an object": lambda: _stripe_signed(b"[1]"),
+    "not an alert": lambda: _stripe_signed(stripe_customer_created()),
+    "unparsed": lambda: _stripe_signed(spend_alert()),
+    "a handler fails": lambda: _chargebee(chargebee_alert_status_changed(), (CB_USER, CB_PASSWORD)),
+    "not configured": lambda: ("orb", b"{}", {}),
+}
+
+
+def _agreement_hooks() -> AlertHooks:
+    hooks = AlertHooks(
+        providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD)), Orb([])],
+        store="memory://",
+    )
+    hooks.add_handler(_failing, "alert.triggered", name="fails", provider="chargebee")
+    return hooks
+
+
+@pytest.mark.parametrize("case", list(AGREEMENT))
+async def test_hooks_receive_answers_as_http_does(
+    case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider_name, body, headers = AGREEMENT[case]()
+    direct, served = _agreement_hooks(), _agreement_hooks()
+    transport = httpx.ASGITransport(app=served)
+    answers: list[tuple[int, Any, str | None]] = []
+    logs: list[list[str]] = []
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for _ in range(2):  # twice: a duplicate is decided by the receiver too
+            caplog.clear()
+            result = await direct.receive(direct.providers[provider_name], body, headers)
+            by_receive = (
+                result.status,
+                json.loads(result.body),
+                result.headers.get("www-authenticate"),
+            )
+            said = sorted(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+            caplog.clear()
+            response = await client.post(f"/{provider_name}", content=body, headers=headers)
+            by_http = (
+                response.status_code,
+                response.json(),
+                response.headers.get("www-authenticate"),
+            )
+            assert by_receive == by_http
+            assert said == sorted(
+                r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+            )
+            answers.append(by_http)
+            logs.append(said)
+    await direct.shutdown()
+    await served.shutdown()
+    if case == "not configured":
+        assert answers[0][:2] == (503, {"error": "provider not configured"})
+        assert logs[0] == [
+            "orb webhooks are refused: no credentials configured (set ORB_WEBHOOK_SECRET)"
+        ]
+    elif case == "accepted":
+        assert [a[1] for a in answers] == [{"status": "accepted"}, {"status": "duplicate"}]
+    elif case == "wrong basic auth":
+        assert answers[0][0] == 401 and answers[0][2] is not None
+
+
+async def test_an_unconfigured_provider_reads_no_body_over_http() -> None:
+    """The receiver refuses it before the ASGI layer reads the body: a body over the limit to
+    an unconfigured provider is 503, not 413."""
+    hooks = AlertHooks(providers=[Orb([])], store="memory://", max_body_bytes=10)
+    transport = httpx.ASGITransport(app=hooks)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.post("/orb", content=b"x" * 100)
+    assert (response.status_code, response.json()) == (503, {"error": "provider not configured"})

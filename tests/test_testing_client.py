@@ -20,7 +20,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount, Router
 
 from alerthooks import AlertEvent, AlertHooks
-from alerthooks.providers import NotAnAlert, Provider, Rejected, Stripe, build_event
+from alerthooks.providers import Chargebee, NotAnAlert, Provider, Rejected, Stripe, build_event
 from alerthooks.testing import (
     AlertHooksClient,
     SyncAlertHooksClient,
@@ -64,7 +64,7 @@ async def test_send_chargebee_authenticates_with_the_hooks_credentials(
 
 
 async def test_signs_with_the_first_of_rotated_secrets() -> None:
-    hooks = AlertHooks(stripe_secret=["whsec_new", "whsec_old"], store="memory://")
+    hooks = AlertHooks(providers=[Stripe(["whsec_new", "whsec_old"])], store="memory://")
     async with AlertHooksClient(hooks) as client:
         assert (await client.send_stripe(stripe_alert_triggered())).status_code == 200
 
@@ -154,7 +154,7 @@ async def test_wrong_credentials_given_to_the_client_are_rejected(hooks: AlertHo
 
 
 async def test_unconfigured_provider_gets_an_unsigned_delivery_and_answers_503() -> None:
-    hooks = AlertHooks(stripe_secret=[], chargebee_auth=[], store="memory://")
+    hooks = AlertHooks(providers=[Stripe([]), Chargebee([])], store="memory://")
     async with AlertHooksClient(hooks) as client:
         assert (await client.send_stripe(stripe_alert_triggered())).status_code == 503
         assert (await client.send_chargebee(chargebee_alert_status_changed())).status_code == 503
@@ -211,8 +211,7 @@ def test_sync_client_opens_on_first_use_and_closes_on_close(
 
 def queued_hooks(**options: Any) -> AlertHooks:
     return AlertHooks(
-        stripe_secret=STRIPE_SECRET,
-        chargebee_auth=(CB_USER, CB_PASSWORD),
+        providers=[Stripe(STRIPE_SECRET), Chargebee((CB_USER, CB_PASSWORD))],
         store="memory://",
         mode="queued",
         **options,

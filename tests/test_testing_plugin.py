@@ -56,10 +56,10 @@ def test_tests_written_as_the_readme_says_pass_and_fixtures_work_by_name(
         from starlette.routing import Mount
 
         from alerthooks import AlertHooks
+        from alerthooks.providers import Chargebee, Stripe
 
         hooks = AlertHooks(
-            stripe_secret="whsec_plugin",
-            chargebee_auth=("user", "pass:word"),
+            providers=[Stripe("whsec_plugin"), Chargebee(("user", "pass:word"))],
             store="memory://",
             mode="queued",
         )
@@ -166,11 +166,14 @@ def test_deliver_through_the_fixture_client(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_deliver="""
         from alerthooks import AlertHooks
+        from alerthooks.providers import Chargebee, Stripe
         from alerthooks.testing import default_sample
 
 
         def test_deliver(alerthooks_client, alerthooks_sample):
-            hooks = AlertHooks(stripe_secret="whsec_x", chargebee_auth=("u", "p"), store="memory://")
+            hooks = AlertHooks(
+                providers=[Stripe("whsec_x"), Chargebee(("u", "p"))], store="memory://"
+            )
             seen = []
             hooks.on("*")(seen.append)
             client = alerthooks_client(hooks)

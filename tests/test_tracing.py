@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.observe import run_handler
+from alerthooks.providers import Stripe
 from alerthooks.testing import stripe_alert_triggered
 from alerthooks.tracing import DELIVERY_SPAN, HANDLER_SPAN, Tracing
 
@@ -31,7 +32,7 @@ def exporter() -> InMemorySpanExporter:
 def hooks(exporter: InMemorySpanExporter) -> AlertHooks:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://")
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://")
     hooks.trace(provider)
     return hooks
 
@@ -158,7 +159,7 @@ async def test_the_links_kept_are_bounded(exporter: InMemorySpanExporter) -> Non
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing = Tracing(provider, remember=2)
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://")
+    hooks = AlertHooks(providers=[Stripe(STRIPE_SECRET)], store="memory://")
     hooks.observe(tracing)
     for n in range(3):
         with hooks.observers.delivery("stripe") as seen:
@@ -206,7 +207,9 @@ async def test_queued_work_through_the_worker_links_to_the_delivery(
 ) -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    hooks = AlertHooks(stripe_secret=STRIPE_SECRET, store="memory://", mode="queued", worker=False)
+    hooks = AlertHooks(
+        providers=[Stripe(STRIPE_SECRET)], store="memory://", mode="queued", worker=False
+    )
     hooks.trace(provider)
 
     @hooks.on("alert.triggered", name="notify")

@@ -1,26 +1,27 @@
 """The ASGI adapter: routes ``POST /{provider.name}`` to the :class:`~alerthooks.receiver.Receiver`,
 reads bodies within size and time limits, sends the answers, and speaks the lifespan protocol.
 
-It only moves bytes; everything a delivery means is decided by the receiver.
+It only reads bytes, routes and sends; everything a delivery means is decided by the receiver
+(:meth:`~alerthooks.receiver.Receiver.receive`, and the refusals it gives before a body is read).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from alerthooks.observe import Observers
 from alerthooks.providers import Provider
-from alerthooks.receiver import NOT_CONFIGURED, Answer, Receiver, answer
+from alerthooks.receiver import Answer, Receiver, answer
 from alerthooks.sources import SourceFilter
 
 logger = logging.getLogger(__name__)
 
 _NOT_FOUND = answer(404, error="not found")
-_FORBIDDEN = answer(403, error="source not allowed")
 _METHOD_NOT_ALLOWED = answer(405, error="method not allowed")
 _TOO_LARGE = answer(413, error="body too large")
 _BAD_LENGTH = answer(400, error="invalid Content-Length")
@@ -90,17 +91,20 @@ async def acknowledge_lifespan(receive: Receive, send: Send) -> None:
 
 
 class ASGIApp:
-    """Serves ``receiver`` over ASGI: ``POST /{name}`` for each of its providers.
+    """Serves ``receiver`` over ASGI: ``POST /{name}`` for each of ``providers``.
 
-    ``sources`` (when given) answers 403 to sources a provider does not allow; bodies over
-    ``max_body_bytes`` are 413, bodies not received within ``body_timeout`` seconds 408.
-    ``startup`` and ``shutdown`` run on the lifespan protocol's messages.
+    ``sources`` (when given) has the receiver refuse sources a provider does not allow; bodies
+    over ``max_body_bytes`` are 413, bodies not received within ``body_timeout`` seconds 408.
+    ``observers`` (when any) see each delivery from its first byte to its answer. ``startup``
+    and ``shutdown`` run on the lifespan protocol's messages.
     """
 
     def __init__(
         self,
         receiver: Receiver,
+        providers: Iterable[Provider],
         *,
+        observers: Observers,
         sources: SourceFilter | None,
         max_body_bytes: int,
         body_timeout: float,
@@ -108,14 +112,13 @@ class ASGIApp:
         shutdown: Callable[[], Awaitable[None]],
     ) -> None:
         self.receiver = receiver
+        self.observers = observers
         self.sources = sources
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.startup = startup
         self.shutdown = shutdown
-        self.routes: dict[str, Provider] = {
-            f"/{p.name}": p for p in receiver.runtime.providers.values()
-        }
+        self.routes: dict[str, Provider] = {f"/{p.name}": p for p in providers}
         # Requests reading their body, by task, with their deadline (see _sweep).
         self._reading: dict[asyncio.Task[Any], float] = {}
         self._sweeper: asyncio.TimerHandle | None = None
@@ -124,7 +127,7 @@ class ASGIApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if self.receiver.runtime.observers:
+            if self.observers:
                 result = await self._observed_http(scope, receive)
             else:
                 result = await self._http(scope, receive)
@@ -165,7 +168,7 @@ class ASGIApp:
         provider = self.routes.get(path.rstrip("/") if len(path) > 1 else path)
         if provider is None:
             return await self._http(scope, receive)
-        with self.receiver.runtime.observers.delivery(provider.name) as seen:
+        with self.observers.delivery(provider.name) as seen:
             result = await self._http(scope, receive)
             seen.answered(result[0], result[1])
         return result
@@ -178,18 +181,10 @@ class ASGIApp:
         if scope["method"] != "POST":
             return _METHOD_NOT_ALLOWED
         if self.sources is not None and not self.sources.allows(provider.name, scope):
-            address = self.sources.client_address(scope)
-            self.receiver.rejections.warn(
-                provider.name,
-                "source not allowed",
-                "%s delivery refused: source %s is not in the allowlist",
-                provider.name,
-                address if address is not None else "unknown",
-            )
-            return _FORBIDDEN
-        if not provider.configured:
-            self.receiver.warn_unconfigured(provider)
-            return NOT_CONFIGURED
+            return self.receiver.refuse_source(provider, self.sources.client_address(scope))
+        refused = self.receiver.refusal(provider)  # before reading a body it would not need
+        if refused is not None:
+            return refused
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
         if length is not None:

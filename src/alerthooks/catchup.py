@@ -3,7 +3,8 @@
 :func:`catch_up` reads each provider's alert events since a moment from its Events API
 (:meth:`~alerthooks.providers.Provider.events_api`) and puts each through the receiver's
 pipeline (:meth:`~alerthooks.receiver.Receiver.ingest`): an event already received runs nothing
-again, so catching up twice is harmless. :func:`reconcile` compares the stored alert states with
+again, so catching up twice is harmless; :class:`CatchUpSchedule` is the worker's periodic run of
+it (``AlertHooks(catch_up_every=…)``). :func:`reconcile` compares the stored alert states with
 the statuses a provider reports (:meth:`~alerthooks.providers.Provider.status_api`).
 """
 
@@ -164,6 +165,33 @@ async def _catch_up_one(
         result.already_received,
     )
     return result
+
+
+class CatchUpSchedule:
+    """The worker's periodic catch-up of ``providers`` through ``receiver``, every ``every``
+    seconds: 72 hours back the first time, then from a period before the start of the last run
+    that completed for every provider (the overlap covers events a provider created late).
+    The worker calls it (:meth:`~alerthooks.worker.Worker.every`)."""
+
+    def __init__(self, receiver: Receiver, providers: Iterable[Provider], every: float) -> None:
+        self.receiver = receiver
+        self.providers = list(providers)
+        self.every = every
+        #: When the last run that completed for every provider started.
+        self.caught_up_at: datetime | None = None
+
+    async def __call__(self) -> None:
+        """Run one catch-up; log each provider it did not complete for."""
+        started = datetime.now(timezone.utc)
+        since: datetime | timedelta = DEFAULT_SINCE
+        if self.caught_up_at is not None:
+            since = self.caught_up_at - timedelta(seconds=self.every)
+        results = await catch_up(self.receiver, self.providers, since=since, now=started)
+        for result in results:
+            if not result.ok:
+                logger.warning("catch-up: %s", result.line())
+        if all(r.ok for r in results):
+            self.caught_up_at = started
 
 
 # -- reconciliation ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from alerthooks.asgi import acknowledge_lifespan, route_path
 from alerthooks.store import redact_url
 
 if TYPE_CHECKING:
-    from alerthooks.hooks import AlertHooks
+    from alerthooks.facade import Facade
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class HealthApp:
     ``store_timeout``: seconds the store has to answer ``/ready`` before it counts as down.
     """
 
-    def __init__(self, hooks: AlertHooks, *, store_timeout: float = DEFAULT_STORE_TIMEOUT) -> None:
+    def __init__(self, hooks: Facade, *, store_timeout: float = DEFAULT_STORE_TIMEOUT) -> None:
         self.hooks = hooks
         self.store_timeout = store_timeout
         self._last_reason: str | None = None

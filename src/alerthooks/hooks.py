@@ -1,8 +1,10 @@
-"""``AlertHooks``: a small facade that wires the receiver's parts and keeps its public API.
+"""``AlertHooks``: a small facade that wires the parts below and keeps the public API.
 
 Each delivery flows one way: bytes → verify → parse → normalize → record → dispatch → answer.
 :mod:`alerthooks.asgi` moves the bytes, :mod:`alerthooks.receiver` does the rest,
-:mod:`alerthooks.dispatch` holds and runs the handlers, :mod:`alerthooks.worker` runs queued work.
+:mod:`alerthooks.dispatch` holds and runs the handlers, :mod:`alerthooks.runtime` is what inline
+and queued mode share, :mod:`alerthooks.worker` runs queued work, :mod:`alerthooks.catchup` and
+:mod:`alerthooks.state` read the providers' APIs and the alert states.
 """
 
 from __future__ import annotations
@@ -13,102 +15,43 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
-from alerthooks import state
 from alerthooks.asgi import ASGIApp
+from alerthooks.catchup import CatchUpResult, CatchUpSchedule, catch_up
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
 from alerthooks.events import AlertState
 from alerthooks.observe import Observers, ObserverT
-from alerthooks.providers import Provider, builtin_providers
+from alerthooks.providers import Provider
+from alerthooks.providers._keywords import with_keyword_providers
 from alerthooks.receiver import Answer, Receiver
-from alerthooks.sources import (
-    TRUSTED_PROXIES_ENV,
-    Networks,
-    SourceFilter,
-    networks_from_env,
-    networks_setting,
-)
+from alerthooks.runtime import LeaseRenewals, Runtime
+from alerthooks.sources import TRUSTED_PROXIES_ENV, Networks, SourceFilter, networks_setting
+from alerthooks.state import StateReader
 from alerthooks.store import Store, StoreError, open_store, redact_url
-from alerthooks.worker import LeaseRenewals, Runtime, Worker
+from alerthooks.worker import Worker
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+    from typing_extensions import Unpack
 
-    from alerthooks.catchup import CatchUpResult
     from alerthooks.health import HealthApp
     from alerthooks.metrics import MetricsApp
+    from alerthooks.providers._keywords import ProviderKeywords
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
-DEFAULT_TOLERANCE = 300
 
 _PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
-def _legacy_providers(options: Mapping[str, Any]) -> list[Provider]:
-    """The built-in providers that the facade's shortcut keyword arguments describe
-    (``stripe_secret=``, ``chargebee_auth=``, …), each built as before: a credential or
-    allowlist left as None is read from the environment."""
-    from alerthooks.providers.chargebee import PASSWORD_ENV, USERNAME_ENV, Chargebee
-    from alerthooks.providers.stripe import SECRET_ENV, Stripe
-
-    given = {k for k, v in options.items() if v is not None}
-    built: list[Provider] = []
-    if any(k.startswith("stripe_") for k in given):
-        secret = options["stripe_secret"]
-        stripe = Stripe(
-            os.environ.get(SECRET_ENV, "") if secret is None else secret,
-            tolerance=(
-                DEFAULT_TOLERANCE
-                if options["stripe_tolerance"] is None
-                else options["stripe_tolerance"]
-            ),
-            allowed_ips=options["stripe_allowed_ips"],
-        )
-        if options["stripe_allowed_ips"] is None:
-            stripe.allowed_ips = networks_from_env(stripe.name)
-        built.append(stripe)
-    if any(k.startswith("chargebee_") for k in given):
-        auth = options["chargebee_auth"]
-        if auth is None:
-            user, password = os.environ.get(USERNAME_ENV, ""), os.environ.get(PASSWORD_ENV, "")
-            auth = [(user, password)] if user or password else []
-        chargebee = Chargebee(
-            auth,
-            allow_unauthenticated=bool(options["chargebee_allow_unauthenticated"]),
-            verify=options["chargebee_verify"] or "auth",
-            site=options["chargebee_site"],
-            api_key=options["chargebee_api_key"],
-            allowed_ips=options["chargebee_allowed_ips"],
-        )
-        if options["chargebee_allowed_ips"] is None:
-            chargebee.allowed_ips = networks_from_env(chargebee.name)
-        built.append(chargebee)
-    return built
-
-
-def _by_name(given: Iterable[Provider] | None, shortcuts: list[Provider]) -> dict[str, Provider]:
-    """The providers to serve, by name: ``given`` (default: every built-in one from its
-    environment) with those the shortcut keyword arguments built."""
-    if given is None:
-        by_shortcut = {p.name for p in shortcuts}
-        chosen = [*shortcuts, *(p for p in builtin_providers() if p.name not in by_shortcut)]
-    else:
-        chosen = list(given)
-        names = {p.name for p in chosen}
-        for provider in shortcuts:
-            if provider.name in names:
-                raise ValueError(
-                    f"provider {provider.name!r} is given both in providers= and by "
-                    f"{provider.name}_* keyword arguments; give it one way"
-                )
-        chosen.extend(shortcuts)
+def _by_name(chosen: Iterable[Provider]) -> dict[str, Provider]:
+    """The providers to serve, by name; ``TypeError`` / ``ValueError`` for what cannot be."""
     found: dict[str, Provider] = {}
     for provider in chosen:
         if not isinstance(provider, Provider):
@@ -130,6 +73,25 @@ def _source_filter(
     lists = {p.name: p.allowed_ips for p in providers if p.allowed_ips is not None}
     proxies = networks_setting(trusted_proxies, setting="trusted_proxies", env=TRUSTED_PROXIES_ENV)
     return SourceFilter(lists, proxies or ()) if lists else None
+
+
+def _dispatcher(given: Dispatcher | None, providers: Mapping[str, Provider]) -> Dispatcher:
+    """``given`` (its ``provider=`` filters checked against ``providers`` now and, unless it
+    names its own, for every handler added later), else a new dispatcher for ``providers``."""
+    if given is None:
+        return Dispatcher(providers=providers)
+    if not isinstance(given, Dispatcher):
+        raise TypeError(f"dispatcher={given!r} is not an alerthooks.dispatch.Dispatcher")
+    for handler in given.handlers:
+        unknown = sorted(handler.filters.get("provider", frozenset()) - providers.keys())
+        if unknown:
+            raise ValueError(
+                f"handler {handler.name!r} filters on provider={unknown[0]!r}, which this app "
+                f"does not serve (serving: {', '.join(providers) or 'none'})"
+            )
+    if given.providers is None:
+        given.providers = frozenset(providers)
+    return given
 
 
 T = TypeVar("T")
@@ -154,15 +116,15 @@ class AlertHooks:
     """A receiver for usage-alert webhooks, and itself an ASGI app.
 
     Mount it (``Mount("/webhooks", app=hooks)``) to serve ``POST /{name}`` for each of
-    ``providers`` (:class:`~alerthooks.providers.Provider` objects); register handlers with
-    :meth:`on`. By default every built-in provider, configured from its environment
-    (``Stripe.from_env()``, ``Chargebee.from_env()``). A provider without credentials accepts
-    nothing.
+    ``providers`` (:class:`~alerthooks.providers.Provider` objects, such as
+    ``[Stripe(secret), Chargebee((user, password))]``); register handlers with :meth:`on`. By
+    default every built-in provider, configured from its environment (``Stripe.from_env()``,
+    ``Chargebee.from_env()``, …). A provider without credentials accepts nothing (503).
 
-    The ``stripe_*`` and ``chargebee_*`` keyword arguments are shortcuts that build those
-    built-in providers (credentials left as None are read from the environment:
-    ``STRIPE_WEBHOOK_SECRET``, ``CHARGEBEE_WEBHOOK_USERNAME`` / ``CHARGEBEE_WEBHOOK_PASSWORD``);
-    giving a provider both in ``providers`` and by shortcut is a ``ValueError``.
+    ``dispatcher`` is the handler registry to route events with (default: a new one); give your
+    own :class:`~alerthooks.dispatch.Dispatcher` to register handlers in other modules and
+    compose them (``Dispatcher(billing, ops)``), as routers compose. Its ``provider=`` filters
+    must name providers of this app.
 
     ``store`` is a URL (``memory://``, ``sqlite:///path.db``, ``postgresql://…``) or a
     :class:`~alerthooks.store.Store`; by default env ``ALERTHOOKS_STORE``, else SQLite at
@@ -172,22 +134,17 @@ class AlertHooks:
     ``retry_backoff_max``) until ``max_attempts``, then marks them dead. The worker runs in this
     process's lifespan unless ``worker=False`` (for web processes of a split deployment).
 
-    ``stripe_allowed_ips`` / ``chargebee_allowed_ips`` (default: env
-    ``ALERTHOOKS_STRIPE_ALLOWED_IPS`` / ``ALERTHOOKS_CHARGEBEE_ALLOWED_IPS``) restrict a provider
-    to source networks, answering 403 to others; ``trusted_proxies`` (env
-    ``ALERTHOOKS_TRUSTED_PROXIES``) names the proxies whose ``X-Forwarded-For`` is believed.
-    Each takes CIDRs as a list, a comma-separated string or ``@path`` to a file
-    (see :mod:`alerthooks.sources`).
-
-    ``chargebee_verify="fetch"`` fetches each Chargebee event back from the API by id
-    (``chargebee_site`` / ``chargebee_api_key``, default env ``CHARGEBEE_SITE`` /
-    ``CHARGEBEE_API_KEY``) and dispatches what the API returns, not what was posted: an id the
-    API does not know is answered 401, an API that cannot be reached 503. Basic auth, when
-    configured, is checked as well.
+    ``trusted_proxies`` (env ``ALERTHOOKS_TRUSTED_PROXIES``) names the proxies whose
+    ``X-Forwarded-For`` is believed when a provider has an allowlist (``allowed_ips=``); CIDRs
+    as a list, a comma-separated string or ``@path`` to a file (see :mod:`alerthooks.sources`).
 
     ``catch_up_every`` (seconds, queued mode) has the worker run :meth:`catch_up` that often
     (first when it starts), one replica at a time where the store is shared: the first run
     reads the last 72 hours, later ones back to a period before the last complete run.
+
+    Deprecated: the ``stripe_*`` and ``chargebee_*`` keyword arguments (``stripe_secret=``,
+    ``chargebee_auth=``, …) still build those providers, with a ``DeprecationWarning`` naming
+    the ``providers=[...]`` to write instead; giving a provider both ways is a ``ValueError``.
     """
 
     def __init__(
@@ -195,6 +152,7 @@ class AlertHooks:
         *,
         providers: Iterable[Provider] | None = None,
         store: str | Store | None = None,
+        dispatcher: Dispatcher | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         body_timeout: float = 10.0,
         lease_seconds: float = 300.0,
@@ -207,15 +165,7 @@ class AlertHooks:
         poll_interval: float = 1.0,
         catch_up_every: float | None = None,
         trusted_proxies: Networks | None = None,
-        stripe_secret: str | Sequence[str] | None = None,
-        stripe_tolerance: int | None = None,
-        stripe_allowed_ips: Networks | None = None,
-        chargebee_auth: tuple[str, str] | Sequence[tuple[str, str]] | None = None,
-        chargebee_allow_unauthenticated: bool | None = None,
-        chargebee_verify: Literal["auth", "fetch"] | None = None,
-        chargebee_site: str | None = None,
-        chargebee_api_key: str | None = None,
-        chargebee_allowed_ips: Networks | None = None,
+        **deprecated: Unpack[ProviderKeywords],
     ) -> None:
         if mode not in ("inline", "queued"):
             raise ValueError(f"mode must be 'inline' or 'queued', got {mode!r}")
@@ -228,23 +178,12 @@ class AlertHooks:
                 raise ValueError(
                     f"catch_up_every must be a positive number of seconds, got {catch_up_every!r}"
                 )
-        shortcuts = _legacy_providers(
-            {
-                "stripe_secret": stripe_secret,
-                "stripe_tolerance": stripe_tolerance,
-                "stripe_allowed_ips": stripe_allowed_ips,
-                "chargebee_auth": chargebee_auth,
-                "chargebee_allow_unauthenticated": chargebee_allow_unauthenticated,
-                "chargebee_verify": chargebee_verify,
-                "chargebee_site": chargebee_site,
-                "chargebee_api_key": chargebee_api_key,
-                "chargebee_allowed_ips": chargebee_allowed_ips,
-            }
+        self.providers: dict[str, Provider] = _by_name(
+            with_keyword_providers(providers, deprecated)
         )
-        self.providers: dict[str, Provider] = _by_name(providers, shortcuts)
         runtime = Runtime(
             store=store if isinstance(store, Store) else open_store(store),
-            dispatcher=Dispatcher(providers=self.providers),
+            dispatcher=_dispatcher(dispatcher, self.providers),
             providers=self.providers,
             owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             lease_seconds=lease_seconds,
@@ -254,17 +193,27 @@ class AlertHooks:
         )
         self._runtime = runtime
         self._mode: Literal["inline", "queued"] = mode
-        self._folded: Store | None = None  # the store whose earlier events were folded in
+        #: Whether this process runs the queued-mode worker (``worker=`` of the constructor).
+        self.run_worker = worker
         self.worker = Worker(runtime, concurrency=worker_concurrency, poll_interval=poll_interval)
         self._receiver = Receiver(
-            runtime, self.worker, queued=mode == "queued", start_worker=worker
+            runtime,
+            queued=mode == "queued",
+            wake=self.worker.wake,
+            first_use=self._start_worker_on_first_use,
         )
+        self._states = StateReader(self.providers)
         self.catch_up_every = catch_up_every
-        self._caught_up_at: datetime | None = None
+        self._catch_up_schedule: CatchUpSchedule | None = None
         if catch_up_every is not None:
-            self.worker.every(catch_up_every, self._periodic_catch_up, name="catch-up")
+            self._catch_up_schedule = CatchUpSchedule(
+                self._receiver, self.providers.values(), catch_up_every
+            )
+            self.worker.every(catch_up_every, self._catch_up_schedule, name="catch-up")
         self._asgi = ASGIApp(
             self._receiver,
+            self.providers.values(),
+            observers=runtime.observers,
             sources=_source_filter(self.providers.values(), trusted_proxies),
             max_body_bytes=max_body_bytes,
             body_timeout=body_timeout,
@@ -278,8 +227,6 @@ class AlertHooks:
     retry_backoff_max: _Setting[float] = _Setting("_runtime", "retry_backoff_max")
     max_body_bytes: _Setting[int] = _Setting("_asgi", "max_body_bytes")
     body_timeout: _Setting[float] = _Setting("_asgi", "body_timeout")
-    run_worker: _Setting[bool] = _Setting("_receiver", "start_worker")
-    """Whether this process runs the queued-mode worker (``worker=`` of the constructor)."""
 
     @property
     def store(self) -> Store:
@@ -380,6 +327,14 @@ class AlertHooks:
         if self.mode == "queued" and self.run_worker:
             await self.worker.start()
 
+    async def _start_worker_on_first_use(self) -> None:
+        if self.mode == "queued" and self.run_worker and not self.worker.started:
+            logger.warning(
+                "queued mode: the worker is started by the first delivery, not by the app's "
+                "lifespan; pass lifespan=hooks.lifespan to the host app so shutdown stops it"
+            )
+            await self.worker.start()
+
     async def shutdown(self) -> None:
         """Stop the worker (running handlers get a short grace period), then close the store."""
         await self.worker.stop()
@@ -419,7 +374,10 @@ class AlertHooks:
     async def receive(self, provider: Provider, body: bytes, headers: Mapping[str, str]) -> Answer:
         """Verify, record and dispatch one delivery; return the HTTP status and body (a pair).
 
-        ``headers`` has lower-case names. This is the whole receiver without ASGI around it.
+        ``headers`` has lower-case names. This is the whole receiver without ASGI around it: it
+        answers as HTTP does in every case the receiver decides (a provider without credentials
+        is 503 here too); only what needs the HTTP request (routing, method, source allowlist,
+        body size and time limits) is the ASGI layer's.
         """
         return await self._receiver.receive(provider, body, headers)
 
@@ -437,12 +395,7 @@ class AlertHooks:
         events it holds (read with this app's providers).
         """
         await self._receiver.open()
-        store = self.store
-        if self._folded is not store:
-            # Once per store: what this app's providers cannot read now, they never will.
-            await state.fold_stored(store, self.providers)
-            self._folded = store
-        return list(await store.states(in_alarm=in_alarm, provider=provider))
+        return await self._states.states(self.store, in_alarm=in_alarm, provider=provider)
 
     async def catch_up(
         self,
@@ -460,8 +413,6 @@ class AlertHooks:
         stopped (``error``). Raises :class:`~alerthooks.store.StoreError` when the store cannot
         be reached, ``ValueError`` for a provider name not served.
         """
-        from alerthooks.catchup import catch_up
-
         chosen = list(self.providers.values())
         if providers is not None:
             names = list(providers)
@@ -472,21 +423,6 @@ class AlertHooks:
                 )
             chosen = [self.providers[n] for n in names]
         return await catch_up(self._receiver, chosen, since=since)
-
-    async def _periodic_catch_up(self) -> None:
-        """The worker's catch-up: 72 hours back the first time, then from a period before the
-        start of the last run that completed for every provider (the overlap covers events
-        the provider created late)."""
-        started = datetime.now(timezone.utc)
-        since: datetime | timedelta = timedelta(hours=72)
-        if self._caught_up_at is not None and self.catch_up_every is not None:
-            since = self._caught_up_at - timedelta(seconds=self.catch_up_every)
-        results = await self.catch_up(since=since)
-        for result in results:
-            if not result.ok:
-                logger.warning("catch-up: %s", result.line())
-        if all(r.ok for r in results):
-            self._caught_up_at = started
 
     # -- operations: console, metrics, traces, health ----------------------------------------
 

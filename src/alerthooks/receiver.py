@@ -1,7 +1,8 @@
 """The delivery pipeline without ASGI: verify → parse → normalize → record → dispatch → answer.
 
 :meth:`Receiver.receive` takes one delivery's bytes and lower-case headers and returns the HTTP
-answer; :mod:`alerthooks.asgi` only moves bytes to it and back.
+answer, every decision included (a provider without credentials is 503 here, not in the ASGI
+layer); :mod:`alerthooks.asgi` only reads bytes, routes them here and sends the answer back.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -19,9 +20,9 @@ from alerthooks.events import AlertEvent
 from alerthooks.observe import current_delivery
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
 from alerthooks.providers.base import normalized
+from alerthooks.runtime import LeaseKeeper, Runtime, Unreadable, record_outcomes, stored_event
 from alerthooks.state import state_change
 from alerthooks.store import Begun, Delivery, StoreError
-from alerthooks.worker import LeaseKeeper, Runtime, Worker, record_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ HANDLER_FAILED = answer(500, error="a handler failed; retry later")
 BUSY = answer(503, error="event is being handled elsewhere; retry later")
 STORE_DOWN = answer(503, error="store unavailable; retry later")
 NOT_CONFIGURED = answer(503, error="provider not configured")
+SOURCE_NOT_ALLOWED = answer(403, error="source not allowed")
 API_DOWN = answer(503, error="provider API unavailable; retry later")
 INVALID_JSON = answer(400, error="invalid JSON")
 NOT_UTF8 = answer(400, error="body is not UTF-8")
@@ -116,22 +118,31 @@ class RejectionLog:
         logger.warning(message, *args)
 
 
+def _nothing() -> None:
+    pass
+
+
 class Receiver:
     """Verifies, records and dispatches deliveries for the providers of ``runtime``.
 
-    ``queued`` selects queued mode (answer once recorded; ``worker`` runs the handlers) over
-    inline mode (run the handlers, then answer). The store opens on first use; in queued mode
-    with ``start_worker`` so does the worker, so an app mounted without its lifespan never
-    accepts into a queue nobody works.
+    ``queued`` selects queued mode (answer once recorded; whoever runs queued work is told by
+    ``wake``) over inline mode (run the handlers, then answer). The store opens on first use,
+    and ``first_use`` (when given) is awaited then too: the facade starts a queued worker
+    there, so an app mounted without its lifespan never accepts into a queue nobody works.
     """
 
     def __init__(
-        self, runtime: Runtime, worker: Worker, *, queued: bool, start_worker: bool = True
+        self,
+        runtime: Runtime,
+        *,
+        queued: bool,
+        wake: Callable[[], None] = _nothing,
+        first_use: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.runtime = runtime
-        self.worker = worker
         self.queued = queued
-        self.start_worker = start_worker
+        self.wake = wake
+        self.first_use = first_use
         self.rejections = RejectionLog()
         # Events being delivered now, each with the futures of concurrent duplicates waiting
         # for its answer.
@@ -181,12 +192,8 @@ class Receiver:
     async def _first_use(self) -> None:
         await self.open()
         self._used = True
-        if self.queued and self.start_worker and not self.worker.started:
-            logger.warning(
-                "queued mode: the worker is started by the first delivery, not by the app's "
-                "lifespan; pass lifespan=hooks.lifespan to the host app so shutdown stops it"
-            )
-            await self.worker.start()
+        if self.first_use is not None:
+            await self.first_use()
 
     def warn_unconfigured(self, provider: Provider) -> None:
         """Log (rate-limited) that ``provider`` refuses deliveries for want of credentials."""
@@ -199,11 +206,36 @@ class Receiver:
             hint,
         )
 
+    def refuse_source(self, provider: Provider, address: object) -> Answer:
+        """The answer to a delivery from ``address`` (None when unknown), a source
+        ``provider``'s allowlist does not hold (403), logged (rate-limited). The ASGI layer,
+        which knows the source, asks for it before reading the body."""
+        self.rejections.warn(
+            provider.name,
+            "source not allowed",
+            "%s delivery refused: source %s is not in the allowlist",
+            provider.name,
+            address if address is not None else "unknown",
+        )
+        return SOURCE_NOT_ALLOWED
+
+    def refusal(self, provider: Provider) -> Answer | None:
+        """The answer refusing every delivery to ``provider`` whatever its body (no credentials
+        configured: 503, logged), or None. :meth:`receive` starts with it; the ASGI layer asks
+        before reading a body it would not need."""
+        if provider.configured:
+            return None
+        self.warn_unconfigured(provider)
+        return NOT_CONFIGURED
+
     # -- delivery -------------------------------------------------------------------------------
 
     async def receive(self, provider: Provider, body: bytes, headers: Mapping[str, str]) -> Answer:
         """Verify, record and dispatch one delivery; return the answer. ``headers`` has
         lower-case names."""
+        if not provider.configured:
+            self.warn_unconfigured(provider)
+            return NOT_CONFIGURED
         try:
             provider.verify(body, headers)
         except Rejected as exc:
@@ -349,21 +381,9 @@ class Receiver:
         stored = await store.get(provider_name, event_id)
         if stored is None:
             return "not stored"
-        provider = self.runtime.providers.get(provider_name)
-        if provider is None:
-            return f"the app has no provider {provider_name!r}"
-        try:
-            payload = json.loads(stored.body)
-        except (ValueError, RecursionError):
-            return "stored body is not JSON"
-        if not isinstance(payload, dict):
-            return "stored body is not a JSON object"
-        try:
-            event = normalized(provider, event_id, payload)
-        except NotAnAlert as exc:
-            return exc.reason
-        except Exception as exc:  # a normalizer's bug leaves the event unparsed, nothing worse
-            return f"normalize raised {type(exc).__name__}: {exc}"
+        event = stored_event(self.runtime.providers, provider_name, stored.body, event_id)
+        if isinstance(event, Unreadable):
+            return event.reason
         names = tuple(h.name for h in self.runtime.dispatcher.match(event))
         if not await store.resolve_unparsed(provider_name, event_id, names):
             return ()
@@ -464,7 +484,7 @@ class Receiver:
             return None
 
     def _queued(self, delivery: Delivery, event: AlertEvent, begun: Begun) -> Answer:
-        self.worker.wake()  # a redelivery may add handlers registered since
+        self.wake()  # a redelivery may add handlers registered since
         if not begun.new:
             logger.info("%s event %s is a duplicate", delivery.provider, delivery.event_id)
             return DUPLICATE

@@ -3,18 +3,19 @@
 The receiver computes each alert's :class:`~alerthooks.store.StateChange` (:func:`state_change`)
 and the store keeps it in the transaction that records the event. Events a store holds from
 before it kept state are folded in through the providers that normalize them
-(:func:`fold_stored`); :func:`alert_states` does that first when the store says it must.
+(:func:`fold_stored`); :func:`alert_states` does that first when the store says it must, and
+:class:`StateReader` does it once per store (what ``AlertHooks.alert_states`` reads through).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import timezone
 
 from alerthooks.events import AlertEvent, AlertState
-from alerthooks.providers import NotAnAlert, Provider
+from alerthooks.providers import Provider
+from alerthooks.runtime import Unreadable, stored_event
 from alerthooks.store import StateChange, Store
 
 logger = logging.getLogger(__name__)
@@ -48,16 +49,12 @@ def subject_of(found: AlertState) -> str | None:
 def stored_change(provider: Provider, body: bytes) -> StateChange | None:
     """The state a stored body sets, read with its provider; None when it is not an alert or
     cannot be read."""
-    try:
-        payload = json.loads(body)
-        if not isinstance(payload, dict):
-            return None
-        return state_change(provider.normalize(payload))
-    except NotAnAlert:
+    event = stored_event({provider.name: provider}, provider.name, body)
+    if isinstance(event, Unreadable):
+        if not event.not_an_alert:  # a stored body the provider cannot read has no state to give
+            logger.debug("%s: a stored body does not read: %s", provider.name, event)
         return None
-    except Exception as exc:  # a stored body the provider cannot read has no state to give
-        logger.debug("%s: a stored body does not normalize: %s", provider.name, exc)
-        return None
+    return state_change(event)
 
 
 async def fold_stored(store: Store, providers: Mapping[str, Provider]) -> bool:
@@ -108,3 +105,22 @@ async def alert_states(
     in the events it holds from before it kept them."""
     await fold_stored(store, providers)
     return await store.states(in_alarm=in_alarm, provider=provider)
+
+
+class StateReader:
+    """Reads the alert states a store keeps, folding in the events it holds from before it kept
+    them (with ``providers``) the first time each store is read: what this app's providers
+    cannot read now, they never will, so once per store is enough."""
+
+    def __init__(self, providers: Mapping[str, Provider]) -> None:
+        self.providers = providers
+        self._folded: Store | None = None  # the store whose earlier events were folded in
+
+    async def states(
+        self, store: Store, *, in_alarm: bool | None = None, provider: str | None = None
+    ) -> list[AlertState]:
+        """As :func:`alert_states`, folding only on the first read of ``store``."""
+        if self._folded is not store:
+            await fold_stored(store, self.providers)
+            self._folded = store
+        return list(await store.states(in_alarm=in_alarm, provider=provider))

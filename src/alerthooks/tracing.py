@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         'hooks.trace() needs the OpenTelemetry API: pip install "alerthooks-sdk[otel]"'
     ) from exc
 
+from alerthooks._version import __version__
 from alerthooks.observe import Observer, Run, Seen
 
 DELIVERY_SPAN = "alerthooks.delivery"
@@ -41,8 +42,6 @@ class Tracing(Observer):
     """
 
     def __init__(self, tracer_provider: Any = None, *, remember: int = 10_000) -> None:
-        from alerthooks import __version__
-
         self.tracer = trace.get_tracer("alerthooks", __version__, tracer_provider=tracer_provider)
         self.remember = remember
         self._deliveries: OrderedDict[tuple[str, str], trace.SpanContext] = OrderedDict()

@@ -18,12 +18,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from alerthooks.console.security import CSRF_FIELD, Auth, Csrf, Gate, check_auth, csrf_key
-from alerthooks.providers import NotAnAlert
+from alerthooks.runtime import Unreadable, stored_event
 from alerthooks.state import subject_of
 from alerthooks.store import Status, StoredEvent, StoreError
 
 if TYPE_CHECKING:
-    from alerthooks.hooks import AlertHooks
+    from alerthooks.facade import Facade
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +70,13 @@ def _when(value: datetime | None) -> str:
 _templates.filters["when"] = _when
 
 
-def console_app(hooks: AlertHooks, *, auth: Any, secret: str | bytes | None = None) -> Starlette:
+def console_app(hooks: Facade, *, auth: Any, secret: str | bytes | None = None) -> Starlette:
     """The console of ``hooks`` as an ASGI app; see :meth:`AlertHooks.console`."""
     return _Console(hooks, check_auth(auth), secret).app
 
 
 class _Console:
-    def __init__(self, hooks: AlertHooks, auth: Auth, secret: str | bytes | None) -> None:
+    def __init__(self, hooks: Facade, auth: Auth, secret: str | bytes | None) -> None:
         self.hooks = hooks
         self.csrf = Csrf(csrf_key(auth, secret))
         self._opened = False
@@ -226,15 +226,9 @@ class _Console:
         return {"rows": rows, "more": max(0, len(in_alarm) - BOARD_LIMIT)}
 
     def _normalized(self, stored: StoredEvent) -> tuple[list[tuple[str, str]], str | None]:
-        provider = self.hooks.providers.get(stored.provider)
-        if provider is None:
-            return [], f"provider {stored.provider!r} is not configured in this app"
-        try:
-            event = provider.normalize(json.loads(stored.body))
-        except NotAnAlert as exc:
-            return [], f"not an alert: {exc.reason}"
-        except Exception as exc:
-            return [], f"the stored body cannot be normalized: {type(exc).__name__}: {exc}"
+        event = stored_event(self.hooks.providers, stored.provider, stored.body, stored.event_id)
+        if isinstance(event, Unreadable):
+            return [], str(event)
         fields = [
             (name, "" if value is None else str(value))
             for name, value in event.model_dump(exclude={"raw"}).items()

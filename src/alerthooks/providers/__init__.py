@@ -3,7 +3,8 @@
 
 Only this package (and :mod:`alerthooks.manager` and :mod:`alerthooks.testing`) knows a
 provider's payloads. Everything else speaks :class:`~alerthooks.events.AlertEvent` and calls
-the methods of :class:`Provider`.
+the methods of :class:`Provider`. The field readers a normalizer uses (``text``, ``mapping``,
+``number``, ``decimal``, ``timestamp``, ``clean_key``) are in :mod:`alerthooks.providers.base`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,6 @@ from alerthooks.providers.base import (
     Unavailable,
     build_event,
     checked_event,
-    clean_key,
-    mapping,
-    number,
-    text,
 )
 from alerthooks.providers.chargebee import Chargebee
 from alerthooks.providers.flexprice import Flexprice
@@ -78,8 +75,4 @@ __all__ = [
     "build_event",
     "builtin_providers",
     "checked_event",
-    "clean_key",
-    "mapping",
-    "number",
-    "text",
 ]
