@@ -350,3 +350,14 @@ async def test_an_alert_lago_would_not_send_is_kept_unparsed(
     body = _body(lago_event(**change))
     response = await _post(hooks, body, lago.sign(body))
     assert response.json() == {"status": "unparsed"}, why
+
+
+@respx.mock(assert_all_called=False)
+def test_with_an_hmac_token_the_api_key_fetches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    route = respx.get("https://api.getlago.com/api/v1/webhooks/json_public_key").respond(500)
+    for name in ("LAGO_WEBHOOK_PUBLIC_KEY", "LAGO_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LAGO_WEBHOOK_SECRET", TOKEN)
+    monkeypatch.setenv("LAGO_API_KEY", "for-the-manager")
+    assert Lago.from_env().secrets == (TOKEN,)
+    assert not route.called

@@ -162,15 +162,17 @@ class Lago(Provider):
     @classmethod
     def from_env(cls) -> Lago:
         """The HMAC token from env ``LAGO_WEBHOOK_SECRET`` (comma-separated to rotate); for
-        ``jwt`` endpoints the public key from ``LAGO_WEBHOOK_PUBLIC_KEY``, or else fetched once
-        with ``LAGO_API_KEY``; the issuer and API base from ``LAGO_API_URL`` (default Lago
-        Cloud); the allowlist from ``ALERTHOOKS_LAGO_ALLOWED_IPS``."""
+        ``jwt`` endpoints the public key from ``LAGO_WEBHOOK_PUBLIC_KEY``, or else, when no HMAC
+        token is set either, fetched once (now, blocking, at most 10 s) with ``LAGO_API_KEY``;
+        the issuer and API base from ``LAGO_API_URL`` (default Lago Cloud); the allowlist from
+        ``ALERTHOOKS_LAGO_ALLOWED_IPS``."""
         api_url = os.environ.get(API_URL_ENV, "").strip() or DEFAULT_API_URL
+        secrets = os.environ.get(SECRET_ENV, "")
         public_key = os.environ.get(PUBLIC_KEY_ENV, "").strip() or None
         api_key = os.environ.get(API_KEY_ENV, "").strip()
-        if public_key is None and api_key:
+        if public_key is None and api_key and not secrets.replace(",", "").strip():
             public_key = fetch_public_key(api_url, api_key)
-        provider = cls(os.environ.get(SECRET_ENV, ""), public_key=public_key, issuer=api_url)
+        provider = cls(secrets, public_key=public_key, issuer=api_url)
         provider.allowed_ips = networks_from_env(cls.name)
         return provider
 
