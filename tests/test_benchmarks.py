@@ -33,7 +33,7 @@ def test_signing_benchmark_verifies_every_scheme_beside_the_sdk() -> None:
 
 def test_lago_jwt_benchmark_verifies_beside_the_rsa_floor() -> None:
     out = _run("lago_jwt.py", "--number", "3", "--rounds", "1")
-    for name in ("cryptography RSA verify alone (floor)", "Lago.verify jwt", "Lago.verify hmac"):
+    for name in ("verify alone (floor)", "Lago.verify jwt", "PyJWT", "Lago.verify hmac"):
         assert name in out
 
 

@@ -98,11 +98,11 @@ def test_the_cli_store_option_without_asyncpg_is_one_error_line() -> None:
     assert done.stderr == f"error: a postgresql:// store needs asyncpg: {POSTGRES_HINT}\n"
 
 
-def test_lago_hmac_runs_without_pyjwt_and_jwt_names_the_extra() -> None:
+def test_lago_hmac_runs_without_cryptography_and_jwt_names_the_extra() -> None:
     done = run_python(
         """
         import sys
-        sys.modules["jwt"] = None  # as if the lago extra were not installed
+        sys.modules["cryptography"] = None  # as if the lago extra were not installed
         from alerthooks import AlertHooks
         from alerthooks.providers import Lago
 
@@ -116,6 +116,6 @@ def test_lago_hmac_runs_without_pyjwt_and_jwt_names_the_extra() -> None:
         """
     )
     assert done.returncode == 0, done.stderr
-    assert (
-        done.stdout.strip() == 'the jwt signature needs PyJWT: pip install "alerthooks-sdk[lago]"'
+    assert done.stdout.strip() == (
+        'the jwt signature needs cryptography: pip install "alerthooks-sdk[lago]"'
     )

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
+import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -53,7 +56,7 @@ SIGNATURE_HEADER = "x-lago-signature"
 ALGORITHM_HEADER = "x-lago-signature-algorithm"
 UNIQUE_KEY_HEADER = "x-lago-unique-key"
 ALERT_WEBHOOK = "alert.triggered"
-JWT_EXTRA = 'the jwt signature needs PyJWT: pip install "alerthooks-sdk[lago]"'
+JWT_EXTRA = 'the jwt signature needs cryptography: pip install "alerthooks-sdk[lago]"'
 
 SPEND_TYPES = frozenset(
     {"current_usage_amount", "billable_metric_current_usage_amount", "lifetime_usage_amount"}
@@ -88,16 +91,21 @@ def hmac_signature(body: bytes, secret: str) -> str:
     return signature(secret.encode(), body, BASE64)
 
 
+def _crypto() -> Any:
+    """``cryptography``'s RSA primitives, or ImportError naming the extra."""
+    try:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    except ImportError:
+        raise ImportError(JWT_EXTRA) from None
+    return hashes, serialization, padding, rsa
+
+
 def read_public_key(value: str) -> Any:
     """An RSA public key from a PEM, or from the base64 of a PEM as Lago's
     ``/api/v1/webhooks/json_public_key`` returns it. Raises ``ValueError`` (one line) when it
-    is neither or not RSA, ``ImportError`` naming the extra when PyJWT[crypto] is missing."""
-    _jwt()
-    try:
-        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-        from cryptography.hazmat.primitives.serialization import load_pem_public_key
-    except ImportError:
-        raise ImportError(JWT_EXTRA) from None
+    is neither or not RSA, ``ImportError`` naming the extra when ``cryptography`` is missing."""
+    _, serialization, _, rsa = _crypto()
     pem = value.strip().encode()
     if not pem.startswith(b"-----BEGIN"):
         try:
@@ -105,21 +113,79 @@ def read_public_key(value: str) -> Any:
         except (binascii.Error, ValueError):
             raise ValueError("Lago public key: neither a PEM nor base64 of one") from None
     try:
-        key = load_pem_public_key(pem)
+        key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError):
         raise ValueError("Lago public key: not a PEM public key") from None
-    if not isinstance(key, RSAPublicKey):
+    if not isinstance(key, rsa.RSAPublicKey):
         raise ValueError("Lago public key: not an RSA key (Lago signs with RS256)")
     return key
 
 
-def _jwt() -> Any:
-    """PyJWT, or ImportError naming the extra."""
+# A JWS in compact form: three base64url segments (matched in C, whatever the length).
+_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+
+
+def _b64url(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _b64url_encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def _instant(value: Any) -> float | None:
+    """A NumericDate claim, or None when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def verify_jwt(token: str, body: bytes, public_key: Any, issuer: str) -> None:
+    """Check a Lago ``jwt`` signature (RFC 7515/7519 compact form): the header's ``alg`` is
+    exactly ``RS256`` (``none``, ``HS256`` and any other are refused, whatever the key) with no
+    ``crit``; the RSASSA-PKCS1-v1_5 SHA-256 signature verifies under ``public_key``; the claims
+    have ``iss`` == ``issuer`` and ``data`` == ``body`` exactly, and are not expired or not yet
+    valid when they say so. Raises :class:`Rejected` (400)."""
+    hashes, _, padding, _ = _crypto()
+    from cryptography.exceptions import InvalidSignature
+
+    match = _COMPACT.fullmatch(token)
+    if match is None:
+        raise Rejected(400, "signature mismatch")
     try:
-        import jwt
-    except ImportError:
-        raise ImportError(JWT_EXTRA) from None
-    return jwt
+        header = _json_object(_b64url(match[1]))
+        signature_bytes = _b64url(match[3])
+    except (ValueError, binascii.Error, RecursionError):
+        raise Rejected(400, "signature mismatch") from None
+    if header.get("alg") != "RS256" or "crit" in header:
+        raise Rejected(400, "signature mismatch")
+    signed = f"{match[1]}.{match[2]}".encode("ascii")
+    try:
+        public_key.verify(signature_bytes, signed, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        raise Rejected(400, "signature mismatch") from None
+    try:
+        claims = _json_object(_b64url(match[2]))
+    except (ValueError, binascii.Error, RecursionError):
+        raise Rejected(400, "signature mismatch") from None
+    if claims.get("iss") != issuer:
+        raise Rejected(400, "jwt issuer is not the configured Lago API URL")
+    now = time.time()
+    expires, not_before = _instant(claims.get("exp")), _instant(claims.get("nbf"))
+    if expires is not None and expires <= now:
+        raise Rejected(400, "jwt expired")
+    if not_before is not None and not_before > now:
+        raise Rejected(400, "jwt not valid yet")
+    data = claims.get("data")
+    if not isinstance(data, str) or data.encode("utf-8", "surrogatepass") != body:
+        raise Rejected(400, "jwt data claim is not the body")
 
 
 class Lago(Provider):
@@ -130,7 +196,7 @@ class Lago(Provider):
 
     Lago dates nothing it signs, so there is no tolerance: redeliveries and replays are
     duplicates of the ``X-Lago-Unique-Key`` already stored. Without a token or a key the
-    provider is not configured (503). ``jwt`` needs the ``lago`` extra (PyJWT[crypto]).
+    provider is not configured (503). ``jwt`` needs the ``lago`` extra (``cryptography``).
     """
 
     name = "lago"
@@ -222,24 +288,9 @@ class Lago(Provider):
             raise Rejected(400, "jwt signature but no Lago public key configured")
         # The token holds the body (base64 of its JSON-escaped text): anything far longer is not
         # one, and is refused before it costs a parse.
-        if len(token) > 8 * len(body) + 4096 or not token.isascii():
+        if len(token) > 8 * len(body) + 4096:
             raise Rejected(400, "signature mismatch")
-        jwt = _jwt()
-        try:
-            claims = jwt.decode(
-                token,
-                self._public_key,
-                algorithms=["RS256"],
-                issuer=self.issuer,
-                options={"require": ["iss", "data"], "verify_aud": False},
-            )
-        except jwt.InvalidIssuerError:
-            raise Rejected(400, "jwt issuer is not the configured Lago API URL") from None
-        except (jwt.PyJWTError, ValueError, TypeError):
-            raise Rejected(400, "signature mismatch") from None
-        data = claims.get("data")
-        if not isinstance(data, str) or data.encode() != body:
-            raise Rejected(400, "jwt data claim is not the body")
+        verify_jwt(token, body, self._public_key, self.issuer)
 
     def event_id(self, payload: Mapping[str, Any]) -> str | None:
         """None: Lago's payloads have no event id; :meth:`delivery_id` is the key."""
@@ -341,15 +392,21 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
 def jwt_headers(
     body: bytes, private_key: Any, *, issuer: str = DEFAULT_API_URL, unique_key: str | None = None
 ) -> dict[str, str]:
-    """The headers of a ``jwt`` delivery of ``body`` signed with ``private_key`` (an RSA key
-    or its PEM), as Lago signs: RS256 over ``{"data": body, "iss": issuer}``."""
-    jwt = _jwt()
-    token = jwt.encode({"data": body.decode(), "iss": issuer}, private_key, algorithm="RS256")
+    """The headers of a ``jwt`` delivery of ``body`` signed with ``private_key`` (an RSA private
+    key or its PEM), as Lago signs (``JWT.encode({data:, iss:}, key, "RS256")``)."""
+    hashes, serialization, padding, _ = _crypto()
+    if isinstance(private_key, (str, bytes)):
+        pem = private_key.encode() if isinstance(private_key, str) else private_key
+        private_key = serialization.load_pem_private_key(pem, password=None)
+    header = _b64url_encode(b'{"alg":"RS256"}')
+    claims = _b64url_encode(json.dumps({"data": body.decode(), "iss": issuer}).encode())
+    signed = f"{header}.{claims}".encode("ascii")
+    signature_bytes = private_key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
     return {
-        "X-Lago-Signature": token,
+        "X-Lago-Signature": f"{header}.{claims}.{_b64url_encode(signature_bytes)}",
         "X-Lago-Signature-Algorithm": "jwt",
         "X-Lago-Unique-Key": unique_key or str(uuid.uuid4()),
     }
 
 
-__all__ = ["Lago", "jwt_headers", "kind_of", "normalize", "read_public_key"]
+__all__ = ["Lago", "jwt_headers", "kind_of", "normalize", "read_public_key", "verify_jwt"]
