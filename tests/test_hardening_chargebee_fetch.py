@@ -48,6 +48,8 @@ class FakeChargebee:
         self.events: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str | None]] = []
         self.fail_with: int | None = None
+        #: Answer this many requests with ``fail_with``, then serve again (None: all of them).
+        self.fail_times: int | None = None
         self.delay = 0.0
         self.lie_about_id = False
         self.app = Starlette(routes=[Route("/api/v2/events/{event_id}", self.get_event)])
@@ -60,7 +62,9 @@ class FakeChargebee:
         expected = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
         if request.headers.get("authorization") != expected:
             return JSONResponse({"api_error_code": "api_authentication_failed"}, 401)
-        if self.fail_with is not None:
+        if self.fail_with is not None and self.fail_times != 0:
+            if self.fail_times is not None:
+                self.fail_times -= 1
             return JSONResponse({"api_error_code": "internal_error"}, self.fail_with)
         event = self.events.get(event_id)
         if event is None:
@@ -216,6 +220,19 @@ async def test_failing_api_is_503(fake: FakeChargebee, code: int) -> None:
     assert answer == {"error": "provider API unavailable; retry later"}
     assert seen == []
     assert await hooks.store.events() == []
+
+
+@pytest.mark.parametrize("code", [502, 429])
+async def test_a_passing_failure_is_retried_within_the_delivery(
+    fake: FakeChargebee, code: int
+) -> None:
+    real = chargebee_alert_status_changed()
+    fake.events[real["id"]] = real
+    fake.fail_with, fake.fail_times = code, 1
+    hooks, seen = _hooks()
+    assert (await _post(hooks, real))[0] == 200
+    assert [event_id for event_id, _ in fake.requests] == [real["id"], real["id"]]
+    assert len(seen) == 1
 
 
 async def test_wrong_api_key_is_503_and_logged(

@@ -46,17 +46,6 @@ def subject_of(found: AlertState) -> str | None:
     return found.subscription_id or found.customer_id
 
 
-def stored_change(provider: Provider, body: bytes) -> StateChange | None:
-    """The state a stored body sets, read with its provider; None when it is not an alert or
-    cannot be read."""
-    event = stored_event({provider.name: provider}, provider.name, body)
-    if isinstance(event, Unreadable):
-        if not event.not_an_alert:  # a stored body the provider cannot read has no state to give
-            logger.debug("%s: a stored body does not read: %s", provider.name, event)
-        return None
-    return state_change(event)
-
-
 async def fold_stored(store: Store, providers: Mapping[str, Provider]) -> bool:
     """Fold the state of events stored before ``store`` kept it, reading each with its provider
     in ``providers``; True when nothing is left to fold. Events of a provider not given are
@@ -72,13 +61,15 @@ async def fold_stored(store: Store, providers: Mapping[str, Provider]) -> bool:
             break
         changes: list[tuple[str, str, StateChange]] = []
         for item in page:
-            provider = providers.get(item.provider)
-            if provider is None:
+            if item.provider not in providers:
                 missing[item.provider] = missing.get(item.provider, 0) + 1
                 continue
-            change = stored_change(provider, item.body)
-            if change is not None:
-                changes.append((item.provider, item.event_id, change))
+            event = stored_event(providers, item.provider, item.body, item.event_id)
+            if isinstance(event, Unreadable):
+                if not event.not_an_alert:  # a body the provider cannot read sets no state
+                    logger.debug("%s: a stored body does not read: %s", item.provider, event)
+                continue
+            changes.append((item.provider, item.event_id, state_change(event)))
         await store.fold(changes)
         folded += len(changes)
         after = page[-1].cursor

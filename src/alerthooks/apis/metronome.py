@@ -88,6 +88,22 @@ class MetronomeClient:
             if isinstance(entry.get("alert"), dict)
         ]
 
+    async def customer_ids(self) -> list[str]:
+        """The id of every customer (``GET /v1/customers``, following ``next_page``)."""
+        ids: list[str] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if cursor:
+                params["next_page"] = cursor
+            body = await self._call("GET", "/v1/customers", "list customers", params=params)
+            ids.extend(
+                str(c["id"]) for c in body.get("data") or () if isinstance(c, dict) and c.get("id")
+            )
+            cursor = body.get("next_page")
+            if not cursor:
+                return ids
+
     async def _entries(self, customer: str, statuses: list[str]) -> list[dict[str, Any]]:
         """The entries of ``POST /v1/customer-alerts/list`` for ``customer``, all pages."""
         entries: list[dict[str, Any]] = []

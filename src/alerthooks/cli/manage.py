@@ -1,9 +1,11 @@
-"""The alert manager from the shell: ``plan`` and ``apply``."""
+"""The alert manager from the shell: ``plan``, ``apply`` and ``import``."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -20,8 +22,16 @@ from alerthooks.manager import (
     Plan,
     PlanError,
     ProviderError,
+    close_apis,
     load_config,
     render_plan,
+)
+from alerthooks.manager.imports import (
+    Imported,
+    config_keys,
+    make_import_apis,
+    read_unmanaged,
+    render_entries,
 )
 
 
@@ -62,6 +72,23 @@ _CONFIG_OPTION = click.option(
     help="The alerts file.",
 )
 _PRUNE_HELP = "Remove managed alerts whose key left the config."
+_ADOPT_OPTION = click.option(
+    "--adopt",
+    is_flag=True,
+    help="Take existing unmanaged alerts that look like an entry under management instead "
+    "of creating the entry again.",
+)
+_DUPLICATES_OPTION = click.option(
+    "--allow-duplicates",
+    is_flag=True,
+    help="Create entries even where an unmanaged lookalike exists (two alerts then fire).",
+)
+
+
+def _refuse_duplicates(plan: Plan) -> None:
+    """Stop (exit 1, one ``error:`` line each) when a create would duplicate a lookalike."""
+    if plan.refusals:
+        fail("\n".join(plan.refusals))
 
 
 @cli.command("plan")
@@ -72,19 +99,24 @@ _PRUNE_HELP = "Remove managed alerts whose key left the config."
     help="Exit 0 when there is nothing to change, 2 when there are changes (1 on error).",
 )
 @click.option("--prune", is_flag=True, help=f"Show the plan of apply --prune: {_PRUNE_HELP}")
-def plan_command(config_path: str, detailed_exitcode: bool, prune: bool) -> None:
+@_ADOPT_OPTION
+@_DUPLICATES_OPTION
+def plan_command(
+    config_path: str, detailed_exitcode: bool, prune: bool, adopt: bool, allow_duplicates: bool
+) -> None:
     """Show what `apply` would change at the providers; writes nothing."""
     manager = _manager(_load_alerts(config_path))
 
     async def run() -> Plan:
         async with manager:
-            return await manager.plan(prune=prune)
+            return await manager.plan(prune=prune, adopt=adopt, allow_duplicates=allow_duplicates)
 
     try:
         plan = asyncio.run(run())
     except (PlanError, ProviderError) as exc:
         fail(str(exc), cause=exc)
     render_plan(plan, _plan_console())
+    _refuse_duplicates(plan)
     if detailed_exitcode and plan.has_changes:
         sys.exit(2)
 
@@ -101,7 +133,17 @@ def plan_command(config_path: str, detailed_exitcode: bool, prune: bool) -> None
     show_default=True,
     help="Requests in flight at once, per provider.",
 )
-def apply_command(config_path: str, yes: bool, prune: bool, live: bool, concurrency: int) -> None:
+@_ADOPT_OPTION
+@_DUPLICATES_OPTION
+def apply_command(
+    config_path: str,
+    yes: bool,
+    prune: bool,
+    live: bool,
+    concurrency: int,
+    adopt: bool,
+    allow_duplicates: bool,
+) -> None:
     """Make the providers match the config; asks first unless --yes."""
     manager = _manager(_load_alerts(config_path), concurrency=concurrency)
     live_providers = manager.live_providers()
@@ -115,8 +157,9 @@ def apply_command(config_path: str, yes: bool, prune: bool, live: bool, concurre
 
     async def run() -> ApplyResult | None:
         async with manager:
-            plan = await manager.plan(prune=prune)
+            plan = await manager.plan(prune=prune, adopt=adopt, allow_duplicates=allow_duplicates)
             render_plan(plan, out)
+            _refuse_duplicates(plan)
             if not plan.has_changes:
                 return None
             if not yes and not click.confirm("Apply these changes?", default=False):
@@ -150,3 +193,63 @@ def apply_command(config_path: str, yes: bool, prune: bool, live: bool, concurre
         fail("\n".join([*errors, f"{failed}; run apply again to finish"]))
     count = len(result.outcomes)
     click.echo(f"Applied {count} change{'s' if count != 1 else ''}.")
+
+
+@cli.command("import")
+@click.option(
+    "--config",
+    "config_path",
+    default="alerts.toml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The alerts file the entries are for (its keys are not reused; read if it exists).",
+)
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    help="Read this provider only (repeatable); default: every provider whose credentials are set.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write the entries to this new file instead of printing them (never overwritten).",
+)
+def import_command(config_path: str, providers: tuple[str, ...], output: str | None) -> None:
+    """Print the alerts.toml entries that declare the alerts nobody manages yet."""
+    config = _load_alerts(config_path) if Path(config_path).exists() else Config()
+    if output is not None and Path(output).exists():
+        fail(f"{output}: exists; refusing to overwrite it (choose another --output)")
+    try:
+        apis = make_import_apis(config, Credentials.from_env(), providers)
+    except (ConfigError, KeyError) as exc:
+        fail(str(exc).strip("'\""), cause=exc)
+
+    async def run() -> Imported:
+        try:
+            return await read_unmanaged(apis, config_keys(config), config)
+        finally:
+            await close_apis(apis)
+
+    try:
+        imported = asyncio.run(run())
+    except ProviderError as exc:
+        fail(str(exc), cause=exc)
+    text = render_entries(imported)
+    for name, account in imported.accounts.items():
+        count = sum(1 for a in imported.declared if a.provider == name)
+        click.echo(
+            f"{name}: {account}: {count} unmanaged alert{'s' if count != 1 else ''} declared",
+            err=True,
+        )
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "x", encoding="utf-8") as file:
+            file.write(text)
+    except FileExistsError as exc:
+        fail(f"{output}: exists; refusing to overwrite it (choose another --output)", cause=exc)
+    except OSError as exc:
+        fail(f"{output}: {os.strerror(exc.errno or 0) or exc}", cause=exc)
+    click.echo(f"Wrote {len(imported.declared)} entries to {output}.", err=True)

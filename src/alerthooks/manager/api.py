@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from alerthooks.apis.http import (
     ProviderError,
@@ -20,13 +20,17 @@ from alerthooks.apis.http import (
 )
 
 __all__ = [
+    "AdoptMode",
+    "Adoption",
     "CreatedEndpoint",
+    "Declaration",
     "Mode",
     "ProviderAPI",
     "ProviderError",
     "RemoteAlert",
     "RemoteEndpoint",
     "RetryPolicy",
+    "ScopedListing",
     "TransientError",
     "http_client",
     "json_body",
@@ -37,6 +41,12 @@ __all__ = [
 
 #: Whether credentials reach a provider's live or test data.
 Mode = Literal["live", "test"]
+
+#: How a provider takes an existing alert under management: ``in_place`` writes the ownership
+#: marker on it; ``replace`` creates the marked alert, then removes the old one (the API cannot
+#: write the marker on an existing alert); ``identity`` needs nothing, as an alert at the
+#: identity an entry names already is that entry's (Orb).
+AdoptMode = Literal["in_place", "replace", "identity"]
 
 
 @dataclass(frozen=True)
@@ -152,4 +162,59 @@ class ProviderAPI(Protocol):
 
     async def aclose(self) -> None:
         """Release the HTTP connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """An existing alert as an ``alerts.toml`` entry: ``fields`` (without ``key``), in the
+    order they are written, and ``notes`` for what the API does not tell (one comment line
+    each)."""
+
+    fields: Mapping[str, Any]
+    notes: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Adoption(Protocol):
+    """What a :class:`ProviderAPI` adds to meet the alerts that already exist (``plan``'s
+    unmanaged list and lookalikes, ``--adopt``, ``alerthooks import``). A provider API without
+    it (all six members) lists unmanaged alerts by id only and sees no lookalikes.
+
+    ``identity_fields`` are the :attr:`RemoteAlert.spec` fields that identify an alert (shown
+    for each unmanaged one, and making import's keys); ``adopt_mode`` is how
+    :meth:`adopt_alert` or the executor takes one over (see :data:`AdoptMode`).
+    """
+
+    adopt_mode: AdoptMode
+    identity_fields: tuple[str, ...]
+
+    def identity(self, alert: Any) -> tuple[Any, ...]:
+        """The configured ``alert``'s identifying fields, as the provider defines them."""
+        ...
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """Each :meth:`identity` an entry could have for the unmanaged ``remote`` to look like
+        it (several where the API does not tell everything; none for an alert of a kind the
+        manager does not make): creating such an entry would duplicate ``remote``."""
+        ...
+
+    def declare(self, remote: RemoteAlert) -> Declaration | None:
+        """The entry that declares the unmanaged ``remote``, or None when this manager does
+        not manage its kind of alert."""
+        ...
+
+    async def adopt_alert(self, alert_id: str, alert: Any, idempotency_key: str) -> None:
+        """Write the ownership marker of ``alert`` on the existing alert (``in_place`` only)."""
+        ...
+
+
+@runtime_checkable
+class ScopedListing(Protocol):
+    """A provider API that lists alerts per customer or subscription (Orb, Metronome), so
+    :meth:`ProviderAPI.list_alerts` reads only the ones the table names."""
+
+    async def read_whole_account(self) -> None:
+        """Make :meth:`ProviderAPI.list_alerts` read every customer and subscription of the
+        account (``alerthooks import``)."""
         ...

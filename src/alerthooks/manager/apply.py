@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerthooks.manager.api import ProviderAPI, ProviderError, RetryPolicy
+from alerthooks.manager.api import Adoption, ProviderAPI, ProviderError, RetryPolicy
 from alerthooks.manager.config import Config, ConfigError, Credentials
-from alerthooks.manager.plan import Change, ChangeKind, Plan, build_plan
+from alerthooks.manager.plan import Change, ChangeKind, Plan, PlanError, build_plan
 from alerthooks.manager.registry import PROVIDERS, provider_spec
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,12 @@ async def apply_plan(
 ) -> ApplyResult:
     """Apply every write in ``plan`` concurrently (each provider's client bounds how many
     requests are in flight). A failed change does not stop the others; the next apply
-    finishes what this one left. ``on_outcome`` is called as each change finishes (progress)."""
+    finishes what this one left. ``on_outcome`` is called as each change finishes (progress).
+
+    Raises :class:`PlanError` before any write when the plan has :attr:`Plan.refusals` (a
+    create that would duplicate an existing alert)."""
+    if plan.refusals:
+        raise PlanError("\n".join(plan.refusals))
     run = uuid.uuid4().hex
     result = ApplyResult()
     changes = [c for c in plan.changes if c.is_write]
@@ -132,11 +137,11 @@ async def _execute(change: Change, api: ProviderAPI, run: str, result: ApplyResu
     kind = change.kind
     remote = change.remote
     desired = change.desired
-    if kind in (ChangeKind.CREATE, ChangeKind.REPLACE):
+    if kind in (ChangeKind.CREATE, ChangeKind.REPLACE, ChangeKind.ADOPT_REPLACE):
         # Stable across runs: a rerun of the same planned create replays instead of duplicating.
         key = idempotency_key(
             api.name,
-            "create",
+            "adopt" if kind is ChangeKind.ADOPT_REPLACE else "create",
             api.key_of(desired),
             api.desired_spec(desired),
             remote.id if remote else None,
@@ -159,7 +164,18 @@ async def _execute(change: Change, api: ProviderAPI, run: str, result: ApplyResu
         elif remote is not None:
             await api.remove_alert(remote.id, idempotency_key(run, "remove", remote.id))
             message += f", {api.removed} {remote.id}"
+        for copy in change.copies:
+            await api.remove_alert(copy.id, idempotency_key(run, "remove", copy.id))
+            message += f", {api.removed} {copy.id}"
         return message
+    if kind is ChangeKind.ADOPT:
+        assert remote is not None and isinstance(api, Adoption)
+        await api.adopt_alert(remote.id, desired, idempotency_key(run, "adopt", remote.id))
+        return f"marked {remote.id} as {change.key}"
+    if kind is ChangeKind.ADOPT_MERGE:
+        assert remote is not None
+        await api.remove_alert(remote.id, idempotency_key(run, "remove", remote.id))
+        return f"{api.removed} the copy {remote.id}"
     if kind is ChangeKind.UPDATE:
         assert remote is not None
         await api.update_alert(remote.id, desired, idempotency_key(run, "update", remote.id))
@@ -222,9 +238,17 @@ class AlertManager:
         """Providers whose credentials are live mode (``--live`` is needed to apply)."""
         return [name for name, api in self.apis.items() if api.mode == "live"]
 
-    async def plan(self, *, prune: bool = False) -> Plan:
+    async def plan(
+        self, *, prune: bool = False, adopt: bool = False, allow_duplicates: bool = False
+    ) -> Plan:
         """Read the providers and diff against the config (see :func:`build_plan`)."""
-        return await build_plan(self.config, self.apis, prune=prune)
+        return await build_plan(
+            self.config,
+            self.apis,
+            prune=prune,
+            adopt=adopt,
+            allow_duplicates=allow_duplicates,
+        )
 
     async def apply(
         self, plan: Plan, on_outcome: Callable[[Outcome], None] | None = None

@@ -24,9 +24,12 @@ from alerthooks.apis.chargebee import (
     marker_meta,
 )
 from alerthooks.manager.api import (
+    AdoptMode,
     CreatedEndpoint,
+    Declaration,
     Mode,
     ProviderAPI,
+    ProviderError,
     RemoteAlert,
     RemoteEndpoint,
     RetryPolicy,
@@ -151,6 +154,12 @@ class ChargebeeAPI(ChargebeeClient):
     endpoint_api_version: str | None = API_VERSION
     endpoint_version_in_place = True
     removed = "deleted"
+    #: Chargebee's alert update takes only ``threshold`` and ``status`` (``UpdateParams`` in
+    #: ``chargebee/models/alert/operations.py`` of chargebee/chargebee-python), so ``meta``
+    #: cannot be marked on an alert made by hand: adopting creates the marked alert, then
+    #: deletes the old one.
+    adopt_mode: AdoptMode = "replace"
+    identity_fields = ("metered_feature_id", "subscription_id", "threshold")
 
     def __init__(
         self,
@@ -201,6 +210,48 @@ class ChargebeeAPI(ChargebeeClient):
     ) -> bool:
         """Never: create first, so the alert is never missing."""
         return False
+
+    # -- existing alerts -----------------------------------------------------------------
+
+    def identity(self, alert: ChargebeeAlert) -> tuple[Any, ...]:
+        """Metered feature, subscription (None: all) and threshold (mode, value); name and
+        description do not count."""
+        spec = self.desired_spec(alert)
+        return tuple(spec[name] for name in self.identity_fields)
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """A ``usage_exceeded`` alert's metered feature, subscription and threshold."""
+        if remote.raw.get("type", ALERT_TYPE) != ALERT_TYPE:
+            return ()
+        return (tuple(remote.spec.get(name) for name in self.identity_fields),)
+
+    def declare(self, remote: RemoteAlert) -> Declaration | None:
+        """Name, metered feature, threshold, subscription and description (``enabled = false``
+        for a disabled alert); None for alerts other than ``usage_exceeded``."""
+        spec = remote.spec
+        mode, value = spec.get("threshold") or (None, None)
+        if remote.raw.get("type", ALERT_TYPE) != ALERT_TYPE or mode not in (
+            "absolute",
+            "percentage",
+        ):
+            return None
+        if not spec.get("metered_feature_id") or not isinstance(value, float):
+            return None
+        fields: dict[str, Any] = {
+            "name": spec.get("name") or f"usage at {_format_number(value)}",
+            "metered_feature_id": spec["metered_feature_id"],
+            "threshold": {"mode": mode, "value": int(value) if value.is_integer() else value},
+        }
+        for name in ("subscription_id", "description"):
+            if spec.get(name):
+                fields[name] = spec[name]
+        if not remote.enabled:
+            fields["enabled"] = False
+        return Declaration(fields)
+
+    async def adopt_alert(self, alert_id: str, alert: ChargebeeAlert, idempotency_key: str) -> None:
+        """Never planned: Chargebee cannot set ``meta`` on an existing alert."""
+        raise ProviderError("chargebee: an alert's meta cannot be updated; adopting replaces it")
 
     # -- reads ---------------------------------------------------------------------------
 

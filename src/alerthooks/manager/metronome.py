@@ -34,7 +34,9 @@ from pydantic import Field, StrictBool, field_validator, model_validator
 
 from alerthooks.apis.metronome import API_BASE_ENV, API_KEY_ENV, MetronomeClient
 from alerthooks.manager.api import (
+    AdoptMode,
     CreatedEndpoint,
+    Declaration,
     Mode,
     ProviderAPI,
     ProviderError,
@@ -65,6 +67,7 @@ NO_ENDPOINTS = (
     "(Connections → Webhooks) and give the receiver its secret as METRONOME_WEBHOOK_SECRET"
 )
 _LISTED_STATUSES = ["ENABLED", "DISABLED"]
+_SEEN_BY = "_seen_by"  # in RemoteAlert.raw: the customers whose lists showed the alert
 _HASH = 6
 _UNIQUENESS = re.compile(
     rf"^alerthooks:(?P<key>{KEY_PATTERN}):(?P<fields>[0-9a-f]{{{_HASH * len(HIDDEN_FIELDS)}}})"
@@ -215,6 +218,12 @@ class MetronomeAPI(MetronomeClient):
     endpoint_api_version: str | None = None
     endpoint_version_in_place = False
     removed = "archived"
+    #: Metronome alerts cannot be edited (``resources/v1/alerts.py`` in metronome-python has
+    #: create and archive only): adopting creates the marked alert, then archives the old one.
+    adopt_mode: AdoptMode = "replace"
+    #: What Metronome lists of an alert that identifies it; its customer and billable metric
+    #: are not listed back (``types/v1/customers/customer_alert.py``).
+    identity_fields = ("alert_type", "threshold")
 
     def __init__(
         self,
@@ -287,11 +296,18 @@ class MetronomeAPI(MetronomeClient):
             *(self.customer_alerts(customer, _LISTED_STATUSES) for customer in self._customers)
         )
         seen: dict[str, RemoteAlert] = {}
-        for objects in pages:
+        seen_by: dict[str, list[str]] = {}
+        for customer, objects in zip(self._customers, pages, strict=True):
             for obj in objects:
-                if isinstance(obj.get("id"), str) and obj["id"] not in seen:
-                    seen[obj["id"]] = self._remote_alert(obj)
-        return list(seen.values())
+                if isinstance(obj.get("id"), str):
+                    seen_by.setdefault(obj["id"], []).append(customer)
+                    if obj["id"] not in seen:
+                        seen[obj["id"]] = self._remote_alert(obj)
+        # Which customers' lists showed each alert: the only hint of its scope.
+        return [
+            dataclasses.replace(r, raw={**r.raw, _SEEN_BY: tuple(seen_by[id])})
+            for id, r in seen.items()
+        ]
 
     def _remote_alert(self, obj: dict[str, Any]) -> RemoteAlert:
         name, _ = split_marker(obj.get("name") or "")
@@ -320,6 +336,74 @@ class MetronomeAPI(MetronomeClient):
             },
             raw={**obj, "credit_type_id": _id(credit_type)},
         )
+
+    async def read_whole_account(self) -> None:
+        """Read the alerts every customer sees from now on, not only the customers the table
+        names (``GET /v1/customers``, all pages)."""
+        self._customers = sorted({*self._customers, *await self.customer_ids()})
+
+    # -- existing alerts -----------------------------------------------------------------
+
+    def identity(self, alert: MetronomeAlert) -> tuple[Any, ...]:
+        """Type, threshold, the customer whose list shows it (``lookup_customer_id`` for an
+        entry for all customers) and the credit type (None: not named)."""
+        return (
+            alert.alert_type,
+            float(alert.threshold),
+            alert.customer_id or self._lookup,
+            alert.credit_type_id,
+        )
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """Type and threshold, with each customer whose list shows the alert, its credit type
+        or none. Metronome does not list an alert's customer or billable metric, so two alerts
+        that differ only there look alike."""
+        kind, threshold = remote.spec.get("alert_type"), remote.spec.get("threshold")
+        credits = {remote.raw.get("credit_type_id"), None}
+        return tuple(
+            (kind, threshold, customer, credit)
+            for customer in remote.raw.get(_SEEN_BY) or ()
+            for credit in credits
+        )
+
+    def declare(self, remote: RemoteAlert) -> Declaration | None:
+        """Name, type, threshold and credit type; the customer guessed from which customers'
+        lists show the alert (said in a note); None for a disabled alert (the manager keeps
+        Metronome alerts enabled)."""
+        spec = remote.spec
+        threshold = spec.get("threshold")
+        if spec.get("status") != "enabled" or not isinstance(threshold, float):
+            return None
+        fields: dict[str, Any] = {
+            "name": spec.get("name") or f"{spec.get('alert_type')} at {threshold:g}",
+            "alert_type": spec.get("alert_type"),
+            "threshold": int(threshold) if threshold.is_integer() else threshold,
+        }
+        seen = list(remote.raw.get(_SEEN_BY) or ())
+        notes = []
+        if len(seen) == 1 and (seen[0] != self._lookup or len(self._customers) > 1):
+            fields["customer_id"] = seen[0]
+            notes.append(
+                f"customer_id: Metronome does not list an alert's customer; only {seen[0]}'s "
+                "list shows it"
+            )
+        else:
+            notes.append(
+                "customer_id: Metronome does not list an alert's customer; declared for all "
+                f"customers as {', '.join(seen) or 'no customer'} see it: check before --adopt"
+            )
+        if remote.raw.get("credit_type_id"):
+            fields["credit_type_id"] = remote.raw["credit_type_id"]
+        if spec.get("alert_type") == "usage_threshold_reached":
+            notes.append(
+                "billable_metric_id: Metronome does not list it; add it (required for "
+                "usage_threshold_reached)"
+            )
+        return Declaration(fields, tuple(notes))
+
+    async def adopt_alert(self, alert_id: str, alert: MetronomeAlert, idempotency_key: str) -> None:
+        """Never planned: Metronome alerts cannot be edited (adopting replaces them)."""
+        raise ProviderError("metronome: alerts cannot be edited; adopting replaces them")
 
     async def list_endpoints(self) -> list[RemoteEndpoint]:
         """None: Metronome's API has no webhook endpoints."""

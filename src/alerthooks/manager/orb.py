@@ -34,7 +34,9 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 
 from alerthooks.manager.api import (
+    AdoptMode,
     CreatedEndpoint,
+    Declaration,
     Mode,
     ProviderAPI,
     ProviderError,
@@ -246,6 +248,10 @@ class OrbAPI:
     endpoint_api_version: str | None = None
     endpoint_version_in_place = False
     removed = "disabled"
+    #: Orb owns alerts by type and scope: the alert at an entry's identity is that entry's,
+    #: whoever made it, so there is nothing to adopt and no lookalike.
+    adopt_mode: AdoptMode = "identity"
+    identity_fields = ("type", "subscription_id", "customer_id", "metric_id", "currency")
 
     def __init__(
         self,
@@ -316,6 +322,33 @@ class OrbAPI:
         place."""
         return False
 
+    # -- existing alerts -----------------------------------------------------------------
+
+    def identity(self, alert: OrbAlert) -> tuple[Any, ...]:
+        """Type and scope (what Orb keeps unique)."""
+        return alert.identity
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """None: an Orb alert at an entry's type and scope already is that entry's, never a
+        lookalike."""
+        return ()
+
+    def declare(self, remote: RemoteAlert) -> Declaration | None:
+        """Type, scope and thresholds (``enabled = false`` for a disabled alert); None for a
+        plan-level alert or a type this module does not manage."""
+        if remote_identity(remote.raw) is None:
+            return None
+        fields = {name: remote.spec[name] for name in self.identity_fields if remote.spec.get(name)}
+        if remote.spec.get("thresholds"):
+            fields["thresholds"] = remote.spec["thresholds"]
+        if not remote.enabled:
+            fields["enabled"] = False
+        return Declaration(fields)
+
+    async def adopt_alert(self, alert_id: str, alert: OrbAlert, idempotency_key: str) -> None:
+        """Never planned: Orb alerts are owned by type and scope."""
+        raise ProviderError("orb: alerts are owned by type and scope; nothing to adopt")
+
     # -- reads ---------------------------------------------------------------------------
 
     async def list_alerts(self) -> list[RemoteAlert]:
@@ -329,14 +362,31 @@ class OrbAPI:
                     seen[obj["id"]] = self._remote_alert(obj)
         return list(seen.values())
 
+    async def read_whole_account(self) -> None:
+        """Read the alerts of every customer and subscription from now on, not only the ones
+        the table names (``GET /customers`` and ``GET /subscriptions``, all pages)."""
+        customers, subscriptions = await asyncio.gather(
+            self._pages("/customers", "list customers", {}),
+            self._pages("/subscriptions", "list subscriptions", {}),
+        )
+        self._scopes = sorted(
+            set(self._scopes)
+            | {("customer_id", str(c["id"])) for c in customers if c.get("id")}
+            | {("subscription_id", str(s["id"])) for s in subscriptions if s.get("id")}
+        )
+
     async def _list(self, field: str, value: str) -> list[dict[str, Any]]:
+        return await self._pages("/alerts", f"list alerts of {value}", {field: value})
+
+    async def _pages(self, path: str, what: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every object of an Orb list, following ``pagination_metadata.next_cursor``."""
         objects: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            params: dict[str, Any] = {field: value, "limit": PAGE_SIZE}
+            params: dict[str, Any] = {**query, "limit": PAGE_SIZE}
             if cursor:
                 params["cursor"] = cursor
-            body = await self._call("GET", "/alerts", f"list alerts of {value}", params=params)
+            body = await self._call("GET", path, what, params=params)
             objects.extend(o for o in body.get("data") or () if isinstance(o, dict))
             meta = body.get("pagination_metadata") or {}
             cursor = meta.get("next_cursor") if meta.get("has_more") else None

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from alerthooks.manager.api import Mode, ProviderAPI, RemoteAlert, RemoteEndpoint
+from alerthooks.manager.api import Adoption, Mode, ProviderAPI, RemoteAlert, RemoteEndpoint
 from alerthooks.manager.config import Config
 from alerthooks.manager.spec import ProviderTable
 
@@ -35,8 +35,12 @@ class ChangeKind(str, enum.Enum):
     UPDATE_ENDPOINT = "update endpoint"
     EXTRA_ENDPOINT = "extra endpoint"  # a second endpoint sending alerts to the URL: left alone
     ENDPOINT_VERSION = "endpoint version"  # on another payload version, not fixable: left alone
+    ADOPT = "adopt"  # write the ownership marker on an existing (unmanaged) alert
+    ADOPT_REPLACE = "adopt (replace)"  # create the marked alert, then remove the existing one
+    ADOPT_MERGE = "adopt (merge)"  # the key has its alert already: remove the lookalike copy
 
 
+_ADOPTING = frozenset({ChangeKind.ADOPT, ChangeKind.ADOPT_REPLACE, ChangeKind.ADOPT_MERGE})
 _NOT_WRITES = frozenset({ChangeKind.KEEP, ChangeKind.EXTRA_ENDPOINT, ChangeKind.ENDPOINT_VERSION})
 
 
@@ -54,6 +58,12 @@ class Change:
     endpoint: RemoteEndpoint | None = None
     #: For a replace: remove the old alert before creating the new one (a provider limit).
     remove_first: bool = False
+    #: Unmanaged lookalikes of the entry that this change removes once its alert exists
+    #: (``--adopt``: further copies of an alert being taken over).
+    copies: tuple[RemoteAlert, ...] = ()
+    #: For a create or replace refused without ``--adopt``: the unmanaged alert it would
+    #: duplicate.
+    lookalike: RemoteAlert | None = None
 
     @property
     def is_write(self) -> bool:
@@ -62,14 +72,34 @@ class Change:
 
 
 @dataclass(frozen=True)
+class UnmanagedAlert:
+    """An alert the provider reports without an ownership marker: ``fields`` are its
+    identifying fields (as the provider defines them), ``lookalike_of`` the key of the
+    configured entry it matches, if any."""
+
+    id: str
+    fields: Mapping[str, Any]
+    enabled: bool = True
+    lookalike_of: str | None = None
+
+
+@dataclass(frozen=True)
 class ProviderPlan:
-    """The changes for one provider, with the mode (live or test) of its credentials."""
+    """The changes for one provider, with the mode (live or test) of its credentials.
+    ``unmanaged`` counts the alerts without a marker, ``unmanaged_alerts`` lists them, and
+    ``refused`` has one line per entry whose create would duplicate a lookalike (without
+    ``--adopt`` or ``--allow-duplicates``; the plan cannot be applied then)."""
 
     provider: str
     mode: Mode
     account: str
     changes: tuple[Change, ...]
     unmanaged: int = 0
+    unmanaged_alerts: tuple[UnmanagedAlert, ...] = ()
+    refused: tuple[str, ...] = ()
+    #: How the provider takes existing alerts over (see :data:`~alerthooks.manager.api.AdoptMode`);
+    #: None when its API does not say.
+    adopt_mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +115,14 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        """Whether applying would call any provider to write."""
+        """Whether applying would call any provider to write (a pending adopt included)."""
         return any(c.is_write for c in self.changes)
+
+    @property
+    def refusals(self) -> list[str]:
+        """Why the plan cannot be applied: each create that would duplicate an existing alert
+        (see :attr:`ProviderPlan.refused`)."""
+        return [line for p in self.providers for line in p.refused]
 
 
 def _describe_diff(desired: Mapping[str, Any], remote: Mapping[str, Any]) -> str:
@@ -109,22 +145,57 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def find_lookalikes(
+    api: ProviderAPI, desired: Sequence[Any], remote: Sequence[RemoteAlert]
+) -> dict[str, list[RemoteAlert]]:
+    """Each configured key's unmanaged lookalikes (same identifying fields, as the provider
+    defines them), oldest listed first; an unmanaged alert counts for the first entry it
+    matches only. Empty for a provider without :class:`~alerthooks.manager.api.Adoption` and
+    for one that owns alerts by identity (an alert there is already its entry's)."""
+    if not isinstance(api, Adoption) or api.adopt_mode == "identity":
+        return {}
+    by_identity: dict[tuple[Any, ...], list[RemoteAlert]] = {}
+    for r in remote:
+        if r.key is None:
+            for identity in api.remote_identities(r):
+                by_identity.setdefault(identity, []).append(r)
+    found: dict[str, list[RemoteAlert]] = {}
+    taken: set[str] = set()
+    for alert in desired:
+        matches = [r for r in by_identity.get(api.identity(alert), ()) if r.id not in taken]
+        if matches:
+            found[api.key_of(alert)] = matches
+            taken.update(r.id for r in matches)
+    return found
+
+
 def diff_alerts(
     api: ProviderAPI,
     desired: Sequence[Any],
     remote: Sequence[RemoteAlert],
     *,
     prune: bool = False,
+    adopt: bool = False,
+    lookalikes: Mapping[str, list[RemoteAlert]] | None = None,
 ) -> list[Change]:
-    """The changes that turn ``remote`` into ``desired``; unmanaged remote alerts are ignored.
+    """The changes that turn ``remote`` into ``desired``; unmanaged remote alerts are never
+    changed, except lookalikes taken over with ``adopt``.
 
     When several remote alerts carry the same key (a replace interrupted between create and
-    remove), the one closest to the config is kept and the others are deleted.
+    remove), the one closest to the config is kept and the others are deleted. A create or
+    replace whose entry has an unmanaged lookalike carries it as :attr:`Change.lookalike`
+    (refused by :func:`build_plan` unless ``allow_duplicates``); with ``adopt`` the lookalike is
+    taken over instead: :attr:`ChangeKind.ADOPT` (marker written in place),
+    :attr:`ChangeKind.ADOPT_REPLACE` (create the marked alert, then remove it) or, when the key
+    already has its alert, :attr:`ChangeKind.ADOPT_MERGE` (remove the copy). ``lookalikes``
+    is :func:`find_lookalikes`' answer when the caller has it already.
     """
     by_key: dict[str, list[RemoteAlert]] = {}
     for alert in remote:
         if alert.key is not None:
             by_key.setdefault(alert.key, []).append(alert)
+    if lookalikes is None:
+        lookalikes = find_lookalikes(api, desired, remote)
     changes: list[Change] = []
     wanted = set()
     for alert in desired:
@@ -132,9 +203,13 @@ def diff_alerts(
         wanted.add(key)
         spec = api.desired_spec(alert)
         candidates = by_key.get(key, [])
+        looks = lookalikes.get(key, [])
         if not candidates:
+            if looks and adopt:
+                changes.extend(_adopt(api, key, alert, looks))
+                continue
             detail = _summary(spec) + ("" if alert.enabled else "; created disabled")
-            changes.append(Change(api.name, ChangeKind.CREATE, key, detail, alert))
+            changes.append(_create(api, ChangeKind.CREATE, key, detail, alert, None, looks))
             continue
         # Prefer an exact match, then a matching spec, then the first listed.
         ranked = sorted(
@@ -147,6 +222,36 @@ def diff_alerts(
                 Change(api.name, ChangeKind.DELETE, key, f"duplicate {dup.id}", alert, dup)
             )
         changed = {n for n, v in spec.items() if current.spec.get(n) != v}
+        kind = ChangeKind.UPDATE if changed <= api.updatable else ChangeKind.REPLACE
+        if changed and kind is ChangeKind.REPLACE:
+            detail = _describe_diff(spec, current.spec)
+            if current.enabled != alert.enabled:
+                detail += f"; enabled: {current.enabled} → {alert.enabled}"
+            if not alert.enabled:
+                detail += "; created disabled"
+            detail = f"{current.id}: {detail}"
+            if looks and adopt:
+                # The replacement is made, then the old alert and the copies are removed.
+                copies = ", ".join(r.id for r in looks)
+                detail += f"; {api.removed} lookalike {copies} after"
+                changes.append(
+                    Change(api.name, kind, key, detail, alert, current, copies=tuple(looks))
+                )
+            else:
+                changes.append(_create(api, kind, key, detail, alert, current, looks))
+            continue
+        if adopt:
+            changes.extend(
+                Change(
+                    api.name,
+                    ChangeKind.ADOPT_MERGE,
+                    key,
+                    f"{key} is {current.id} already; the copy {copy.id} is {api.removed}",
+                    alert,
+                    copy,
+                )
+                for copy in looks
+            )
         if not changed:
             if current.enabled != alert.enabled:
                 kind = ChangeKind.ACTIVATE if alert.enabled else ChangeKind.DEACTIVATE
@@ -155,9 +260,6 @@ def diff_alerts(
         detail = _describe_diff(spec, current.spec)
         if current.enabled != alert.enabled:
             detail += f"; enabled: {current.enabled} → {alert.enabled}"
-        kind = ChangeKind.UPDATE if changed <= api.updatable else ChangeKind.REPLACE
-        if kind is ChangeKind.REPLACE and not alert.enabled:
-            detail += "; created disabled"
         changes.append(Change(api.name, kind, key, f"{current.id}: {detail}", alert, current))
     for key, alerts in by_key.items():
         if key in wanted:
@@ -177,6 +279,50 @@ def diff_alerts(
                     )
                 )
     return changes
+
+
+def _create(
+    api: ProviderAPI,
+    kind: ChangeKind,
+    key: str,
+    detail: str,
+    alert: Any,
+    current: RemoteAlert | None,
+    looks: list[RemoteAlert],
+) -> Change:
+    """A create or replace; one that would duplicate an unmanaged lookalike says so."""
+    if looks:
+        detail += f"; duplicates unmanaged {', '.join(r.id for r in looks)}"
+    lookalike = looks[0] if looks else None
+    return Change(api.name, kind, key, detail, alert, current, lookalike=lookalike)
+
+
+def _adopt(api: ProviderAPI, key: str, alert: Any, looks: list[RemoteAlert]) -> list[Change]:
+    """Take the first lookalike over, the provider's way; further copies are removed."""
+    first, copies = looks[0], tuple(looks[1:])
+    spec = api.desired_spec(alert)
+    differs = _describe_diff(spec, first.spec)
+    if isinstance(api, Adoption) and api.adopt_mode == "in_place":
+        detail = "marker written in place" + (f"; then {differs}" if differs else "")
+        changes = [Change(api.name, ChangeKind.ADOPT, key, detail, alert, first)]
+        return changes + [
+            Change(
+                api.name,
+                ChangeKind.ADOPT_MERGE,
+                key,
+                f"{key} becomes {first.id}; the copy {copy.id} is {api.removed}",
+                alert,
+                copy,
+            )
+            for copy in copies
+        ]
+    old = ", ".join(r.id for r in looks)
+    detail = f"a new alert with the marker first, then {old} {api.removed}"
+    if differs:
+        detail += f" ({differs})"
+    if not alert.enabled:
+        detail += "; created disabled"
+    return [Change(api.name, ChangeKind.ADOPT_REPLACE, key, detail, alert, first, copies=copies)]
 
 
 def _summary(spec: Mapping[str, Any]) -> str:
@@ -271,15 +417,25 @@ def _version_warnings(
 
 
 async def build_plan(
-    config: Config, apis: Mapping[str, ProviderAPI], *, prune: bool = False
+    config: Config,
+    apis: Mapping[str, ProviderAPI],
+    *,
+    prune: bool = False,
+    adopt: bool = False,
+    allow_duplicates: bool = False,
 ) -> Plan:
     """Read every configured provider (all pages, providers concurrently) and diff.
 
-    Raises :class:`PlanError` when a provider limit would be exceeded, counting alerts that are
-    not managed here.
+    ``adopt`` takes each unmanaged lookalike of an entry under management instead of creating
+    the entry; ``allow_duplicates`` creates it anyway. With neither, such a create is listed in
+    :attr:`Plan.refusals` (the plan is still returned, to be shown). Raises :class:`PlanError`
+    when a provider limit would be exceeded, counting alerts that are not managed here.
     """
     jobs = [
-        _plan_provider(apis[name], section, prune=prune) for name, section in config.tables.items()
+        _plan_provider(
+            apis[name], section, prune=prune, adopt=adopt, allow_duplicates=allow_duplicates
+        )
+        for name, section in config.tables.items()
     ]
     # Let every provider finish reading before reporting the first failure.
     outcomes = await asyncio.gather(*jobs, return_exceptions=True)
@@ -295,16 +451,20 @@ async def build_plan(
 
 
 async def _plan_provider(
-    api: ProviderAPI, section: ProviderTable, *, prune: bool
+    api: ProviderAPI, section: ProviderTable, *, prune: bool, adopt: bool, allow_duplicates: bool
 ) -> tuple[ProviderPlan, list[str]]:
     if section.webhook_url:
         remote, endpoints = await asyncio.gather(api.list_alerts(), api.list_endpoints())
     else:
         remote, endpoints = await api.list_alerts(), []
-    changes = diff_alerts(api, section.alerts, remote, prune=prune)
+    lookalikes = find_lookalikes(api, section.alerts, remote)
+    changes = diff_alerts(
+        api, section.alerts, remote, prune=prune, adopt=adopt, lookalikes=lookalikes
+    )
     if section.webhook_url:
         changes.extend(diff_endpoint(api, section.webhook_url, endpoints))
     removed = {c.remote.id for c in changes if c.remote is not None and c.kind in _REMOVING}
+    removed.update(copy.id for c in changes for copy in c.copies)
     wanted = {api.key_of(a) for a in section.alerts}
     # Alerts that stay besides the configured ones: unmanaged, and managed but kept unpruned.
     kept = [r for r in remote if r.id not in removed and (r.key is None or r.key not in wanted)]
@@ -313,23 +473,56 @@ async def _plan_provider(
         dataclasses.replace(
             c, remove_first=True, detail=f"{c.detail} (old one removed first: provider limit)"
         )
-        if c.kind is ChangeKind.REPLACE
+        if c.kind in (ChangeKind.REPLACE, ChangeKind.ADOPT_REPLACE)
         and c.remote is not None
         and api.replace_removes_first(c.desired, c.remote, list(section.alerts), kept)
         else c
         for c in changes
     ]
+    refused = [] if allow_duplicates else [c for c in changes if c.lookalike is not None]
     plan = ProviderPlan(
         provider=api.name,
         mode=api.mode,
         account=api.account,
         changes=tuple(changes),
         unmanaged=sum(1 for r in remote if r.key is None),
+        unmanaged_alerts=_unmanaged(api, remote, lookalikes),
+        refused=tuple(
+            f"{api.name}: {c.key}: would duplicate existing alert {c.lookalike.id} (lookalike "
+            f"of {c.key}); pass --adopt to take it over, or --allow-duplicates to create "
+            "another"
+            for c in refused
+            if c.lookalike is not None
+        ),
+        adopt_mode=api.adopt_mode if isinstance(api, Adoption) else None,
     )
     return plan, problems
 
 
-_REMOVING = {ChangeKind.DELETE, ChangeKind.REPLACE}
+def _unmanaged(
+    api: ProviderAPI, remote: Sequence[RemoteAlert], lookalikes: Mapping[str, list[RemoteAlert]]
+) -> tuple[UnmanagedAlert, ...]:
+    """The unmanaged alerts with their identifying fields and the entry each looks like."""
+    fields = api.identity_fields if isinstance(api, Adoption) else ()
+    lookalike_of = {r.id: key for key, looks in lookalikes.items() for r in looks}
+    return tuple(
+        UnmanagedAlert(
+            id=r.id,
+            fields={name: r.spec.get(name) for name in fields},
+            enabled=r.enabled,
+            lookalike_of=lookalike_of.get(r.id),
+        )
+        for r in remote
+        if r.key is None
+    )
+
+
+_REMOVING = {
+    ChangeKind.DELETE,
+    ChangeKind.REPLACE,
+    ChangeKind.ADOPT_REPLACE,
+    ChangeKind.ADOPT_MERGE,
+}
 
 
 _STYLES = {
@@ -344,6 +537,9 @@ _STYLES = {
     ChangeKind.UPDATE_ENDPOINT: "yellow",
     ChangeKind.EXTRA_ENDPOINT: "dim",
     ChangeKind.ENDPOINT_VERSION: "yellow",
+    ChangeKind.ADOPT: "cyan",
+    ChangeKind.ADOPT_REPLACE: "cyan",
+    ChangeKind.ADOPT_MERGE: "cyan",
 }
 
 
@@ -352,13 +548,23 @@ def render_plan(plan: Plan, console: Console) -> None:
     changes. Colour only when ``console`` is a terminal and ``NO_COLOR`` is unset."""
     for provider in plan.providers:
         writes = sum(1 for c in provider.changes if c.is_write)
+        adopted = {c.remote.id for c in provider.changes if c.kind in _ADOPTING and c.remote}
+        adopted.update(r.id for c in provider.changes for r in c.copies)
+        alone = provider.unmanaged - len(adopted)
         console.print(
             f"{provider.provider}: {provider.account}: "
             f"{writes} change{'s' if writes != 1 else ''}, "
-            f"{provider.unmanaged} unmanaged alert{'s' if provider.unmanaged != 1 else ''} "
-            "left alone",
+            f"{alone} unmanaged alert{'s' if alone != 1 else ''} left alone",
             highlight=False,
         )
+        for unmanaged in provider.unmanaged_alerts:
+            console.print(f"  {_describe_unmanaged(unmanaged, adopted)}", highlight=False)
+        if provider.unmanaged_alerts and provider.adopt_mode == "identity":
+            console.print(
+                f"  ({provider.provider} owns alerts by type and scope: an entry naming an "
+                "alert's type and scope takes it over; nothing to adopt)",
+                highlight=False,
+            )
         if not provider.changes:
             continue
         table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
@@ -367,7 +573,25 @@ def render_plan(plan: Plan, console: Console) -> None:
         table.add_column("detail", overflow="fold")
         for change in provider.changes:
             style = _STYLES[change.kind]
-            table.add_row(f"[{style}]{change.kind.value}[/{style}]", change.key, change.detail)
+            key = change.key
+            if change.kind in _ADOPTING and change.remote is not None:
+                key = f"{key} ← {change.remote.id}"
+            table.add_row(f"[{style}]{change.kind.value}[/{style}]", key, change.detail)
         console.print(table)
     if not plan.has_changes:
         console.print("No changes.")
+
+
+def _describe_unmanaged(alert: UnmanagedAlert, adopted: set[str]) -> str:
+    """``unmanaged alrt_1: meter='m', customer='c', gte=1000 (inactive) — lookalike of KEY``."""
+    line = f"unmanaged {alert.id}"
+    shown = _summary(alert.fields)
+    if shown:
+        line += f": {shown}"
+    if not alert.enabled:
+        line += " (disabled)"
+    if alert.lookalike_of is not None:
+        line += f" — lookalike of {alert.lookalike_of}"
+        if alert.id in adopted:
+            line += ", adopted by this plan"
+    return line

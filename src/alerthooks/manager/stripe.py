@@ -28,9 +28,12 @@ from pydantic import Field, StrictInt, field_validator, model_validator
 from alerthooks.apis.stripe import API_BASE_ENV, API_KEY_ENV, StripeClient
 from alerthooks.apis.stripe import REPLAYED_HEADER as _REPLAYED
 from alerthooks.manager.api import (
+    AdoptMode,
     CreatedEndpoint,
+    Declaration,
     Mode,
     ProviderAPI,
+    ProviderError,
     RemoteAlert,
     RemoteEndpoint,
     RetryPolicy,
@@ -157,6 +160,11 @@ class StripeAPI(StripeClient):
     endpoint_api_version: str | None = API_VERSION
     endpoint_version_in_place = False
     removed = "archived"
+    #: Stripe alerts have no update (``stripe-php`` ``lib/Billing/Alert.php``: create, list,
+    #: retrieve, activate, deactivate, archive), so the marker cannot be added to one made by
+    #: hand: adopting creates the marked alert, then archives the old one.
+    adopt_mode: AdoptMode = "replace"
+    identity_fields = ("meter", "customer", "gte")
 
     def __init__(
         self,
@@ -221,6 +229,40 @@ class StripeAPI(StripeClient):
             1 for r in kept_remote if (r.spec["meter"], r.spec["customer"]) == pair
         )
         return total >= STRIPE_ALERTS_PER_PAIR
+
+    # -- existing alerts -----------------------------------------------------------------
+
+    def identity(self, alert: StripeAlert) -> tuple[Any, ...]:
+        """Meter, customer (None: all customers) and ``gte``; the title does not count."""
+        return (alert.meter, alert.customer, alert.gte)
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """A usage-threshold alert's meter, customer and ``gte``."""
+        if remote.raw.get("alert_type", "usage_threshold") != "usage_threshold":
+            return ()
+        return ((remote.spec.get("meter"), remote.spec.get("customer"), remote.spec.get("gte")),)
+
+    def declare(self, remote: RemoteAlert) -> Declaration | None:
+        """Title, meter, gte and customer (and ``enabled = false`` for an inactive alert)."""
+        spec = remote.spec
+        if remote.raw.get("alert_type", "usage_threshold") != "usage_threshold":
+            return None
+        if not isinstance(spec.get("meter"), str) or not isinstance(spec.get("gte"), int):
+            return None
+        fields: dict[str, Any] = {
+            "title": spec.get("title") or f"usage reached {spec['gte']}",
+            "meter": spec["meter"],
+            "gte": spec["gte"],
+        }
+        if spec.get("customer"):
+            fields["customer"] = spec["customer"]
+        if not remote.enabled:
+            fields["enabled"] = False
+        return Declaration(fields)
+
+    async def adopt_alert(self, alert_id: str, alert: StripeAlert, idempotency_key: str) -> None:
+        """Never planned: Stripe alerts cannot be edited (adopting replaces them)."""
+        raise ProviderError("stripe: alerts cannot be edited; adopting replaces them")
 
     # -- reads ---------------------------------------------------------------------------
 

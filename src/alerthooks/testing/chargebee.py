@@ -160,6 +160,20 @@ class FakeChargebee(FakeAPI):
         with self._lock:
             return [json.loads(json.dumps(a)) for a in self._alerts.values()]
 
+    def _live(self) -> list[dict[str, Any]]:
+        return [a for a in self._alerts.values() if a.get("status") == "enabled"]
+
+    def _identity(self, alert: dict[str, Any]) -> tuple[Any, ...]:
+        threshold = alert.get("threshold") or {}
+        value = threshold.get("value")
+        return (
+            alert.get("type"),
+            alert.get("metered_feature_id"),
+            alert.get("subscription_id") or None,
+            threshold.get("mode"),
+            float(value) if value is not None else None,
+        )
+
     def add_alert(
         self,
         name: str,

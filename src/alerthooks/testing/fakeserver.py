@@ -237,6 +237,27 @@ class FakeAPI:
         """The environment variables that point :mod:`alerthooks.manager` at this fake."""
         raise NotImplementedError
 
+    def live_alerts(self) -> list[dict[str, Any]]:
+        """Copies of the alerts that watch now: not archived, deleted or disabled."""
+        with self._lock:
+            return [json.loads(json.dumps(a)) for a in self._live()]
+
+    def live_duplicates(self) -> dict[tuple[Any, ...], list[str]]:
+        """The live alerts that share their identifying fields (as the provider's API defines
+        an alert: Stripe's meter, customer and ``gte``, and so on) with another live alert, by
+        those fields: each crossing would notify once per alert. Empty when none do."""
+        with self._lock:
+            by_identity: dict[tuple[Any, ...], list[str]] = {}
+            for alert in self._live():
+                by_identity.setdefault(self._identity(alert), []).append(str(alert["id"]))
+        return {identity: ids for identity, ids in by_identity.items() if len(ids) > 1}
+
+    def _live(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _identity(self, alert: dict[str, Any]) -> tuple[Any, ...]:
+        raise NotImplementedError
+
     def exports(self) -> dict[str, str]:
         """What ``python -m alerthooks.testing.fakes`` prints for a shell: :meth:`env`, plus
         whatever else ``alerthooks plan``/``apply`` need for this provider (such as webhook

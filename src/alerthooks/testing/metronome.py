@@ -82,6 +82,8 @@ class FakeMetronome(FakeAPI):
         self._alerts: dict[str, dict[str, Any]] = {}
         # (alert id, customer id) -> customer_status, where set (otherwise "ok").
         self._statuses: dict[tuple[str, str], str | None] = {}
+        #: Customers ``GET /v1/customers`` lists besides those the alerts name.
+        self.customers: set[str] = set()
         super().__init__(**options)
 
     def env(self) -> dict[str, str]:
@@ -92,6 +94,7 @@ class FakeMetronome(FakeAPI):
     def _clear(self) -> None:
         self._alerts.clear()
         self._statuses.clear()
+        self.customers.clear()
 
     def set_customer_status(self, alert_id: str, customer_id: str, status: str | None) -> None:
         """Set the ``customer_status`` (``ok``, ``in_alarm``, ``evaluating`` or None) that
@@ -107,6 +110,18 @@ class FakeMetronome(FakeAPI):
         does not list back (``customer_id``, ``billable_metric_id``) beside them."""
         with self._lock:
             return [json.loads(json.dumps(a)) for a in self._alerts.values()]
+
+    def _live(self) -> list[dict[str, Any]]:
+        return [a for a in self._alerts.values() if a["status"] == "enabled"]
+
+    def _identity(self, alert: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            alert["type"],
+            float(alert["threshold"]),
+            alert["_customer_id"],
+            alert["_billable_metric_id"],
+            alert["credit_type"]["id"],
+        )
 
     def add_alert(
         self,
@@ -141,6 +156,7 @@ class FakeMetronome(FakeAPI):
             self._route("POST", "/v1/alerts/create", self._create),
             self._route("POST", "/v1/alerts/archive", self._archive),
             self._route("POST", "/v1/customer-alerts/list", self._list),
+            self._route("GET", "/v1/customers", self._customers),
         ]
 
     def _authorized(self, request: Request) -> bool:
@@ -192,6 +208,19 @@ class FakeMetronome(FakeAPI):
         if params.get("release_uniqueness_key"):
             alert["uniqueness_key"] = None
         return 200, {"data": {"id": alert["id"]}}
+
+    def _customers(self, params: dict[str, Any], _: dict[str, str]) -> Result:
+        start = as_int(params.get("next_page", 0))
+        if start is None or start < 0:
+            return self._error(400, "invalid next_page", "validation")
+        ids = sorted(
+            self.customers | {a["_customer_id"] for a in self._alerts.values() if a["_customer_id"]}
+        )
+        more = start + self.page_size < len(ids)
+        return 200, {
+            "data": [{"id": id, "name": id} for id in ids[start : start + self.page_size]],
+            "next_page": str(start + self.page_size) if more else None,
+        }
 
     def _list(self, params: dict[str, Any], _: dict[str, str]) -> Result:
         customer = params.get("customer_id")

@@ -107,6 +107,9 @@ class FakeOrb(FakeAPI):
         with self._lock:
             return [json.loads(json.dumps(a)) for a in self._alerts.values()]
 
+    def _live(self) -> list[dict[str, Any]]:
+        return [a for a in self._alerts.values() if a.get("enabled")]
+
     def add_alert(
         self,
         type: str,
@@ -140,6 +143,8 @@ class FakeOrb(FakeAPI):
     def _routes(self) -> list[Route]:
         return [
             self._route("GET", "/v1/alerts", self._list),
+            self._route("GET", "/v1/customers", partial(self._scopes, "customer")),
+            self._route("GET", "/v1/subscriptions", partial(self._scopes, "subscription")),
             self._route("POST", "/v1/alerts/subscription_id/{id}", self._create_for_subscription),
             self._route("POST", "/v1/alerts/customer_id/{id}", self._create_for_customer),
             self._route("GET", "/v1/alerts/{id}", self._retrieve),
@@ -289,6 +294,23 @@ class FakeOrb(FakeAPI):
         more = start + limit < len(found)
         return 200, {
             "data": [dict(a) for a in page],
+            "pagination_metadata": {
+                "has_more": more,
+                "next_cursor": str(start + limit) if more else None,
+            },
+        }
+
+    def _scopes(self, kind: str, params: dict[str, Any], _: dict[str, str]) -> Result:
+        """``GET /v1/customers`` or ``/v1/subscriptions``: those the alerts name (the fake
+        keeps no customers of its own), ``{"id": ...}`` each, paged like alerts."""
+        limit = as_int(params.get("limit", 20))
+        start = as_int(params.get("cursor", 0))
+        if limit is None or not 1 <= limit <= 100 or start is None or start < 0:
+            return self._error(400, "invalid limit or cursor", "validation")
+        ids = sorted({a[kind]["id"] for a in self._alerts.values() if a.get(kind)})
+        more = start + limit < len(ids)
+        return 200, {
+            "data": [{"id": id} for id in ids[start : start + limit]],
             "pagination_metadata": {
                 "has_more": more,
                 "next_cursor": str(start + limit) if more else None,

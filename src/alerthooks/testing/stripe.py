@@ -189,6 +189,13 @@ class FakeStripe(FakeAPI):
             endpoint["status"] = "disabled" if disabled else "enabled"
             return dict(endpoint)
 
+    def _live(self) -> list[dict[str, Any]]:
+        return [a for a in self._alerts.values() if a["status"] == "active"]
+
+    def _identity(self, alert: dict[str, Any]) -> tuple[Any, ...]:
+        usage = alert["usage_threshold"]
+        return (usage["meter"], _customer_of(alert), usage["gte"])
+
     # -- API -------------------------------------------------------------------------------
 
     def _routes(self) -> list[Route]:
