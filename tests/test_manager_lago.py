@@ -205,3 +205,28 @@ def test_table_rules_are_one_line_naming_key_and_field(alert: dict[str, Any], li
 def test_webhook_url_is_refused_naming_what_to_do() -> None:
     with pytest.raises(ConfigError, match="LAGO_WEBHOOK_SECRET"):
         parse_config({"lago": {"webhook_url": "https://example.com/lago", "alerts": []}})
+
+
+async def test_a_hand_made_alert_at_an_entrys_identity_is_adopted_in_place(
+    lago_api: FakeLago,
+) -> None:
+    hand = lago_api.add_alert(
+        "subscription:sub_1",
+        alert_type="billable_metric_current_usage_units",
+        code="made_by_hand",
+        name="Calls (by hand)",
+        billable_metric_code="metric_calls",
+        thresholds=[{"value": 500}],
+    )
+    config = parse_config({"lago": {"alerts": [units("calls")]}})
+    async with AlertManager(config, Credentials.from_env(lago_api.env()), retry=FAST) as manager:
+        refused = await manager.plan()  # without --adopt: a create would duplicate it
+        assert len(refused.refusals) == 1 and hand["lago_id"] in refused.refusals[0]
+        plan = await manager.plan(adopt=True)
+        assert [(c.kind.value, c.key) for c in plan.changes] == [("adopt", "calls")]
+        assert (await manager.apply(plan)).ok
+        assert not (await manager.plan(adopt=True)).has_changes
+    [alert] = lago_api.alerts()
+    assert alert["lago_id"] == hand["lago_id"]  # in place
+    assert (alert["code"], alert["name"]) == ("calls", "Units calls [alerthooks:calls]")
+    assert [t["value"] for t in alert["thresholds"]] == ["1000.0", "2000.0"]

@@ -186,3 +186,28 @@ async def test_catch_up_without_an_api_key_is_skipped(monkeypatch: pytest.Monkey
     [result] = await hooks.catch_up(timedelta(hours=1))
     assert "OPENMETER_API_KEY: not set" in result.line()
     await hooks.shutdown()
+
+
+async def test_a_hand_made_rule_is_declared_and_adopted_in_place(
+    openmeter_api: FakeOpenMeter,
+) -> None:
+    channel = openmeter_api.add_channel()
+    hand = openmeter_api.add_rule(
+        type="entitlements.balance.threshold",
+        name="Tokens at 80",
+        thresholds=[{"value": 80, "type": "usage_percentage"}],
+        features=["gpt4_tokens"],
+        channels=[channel],
+    )
+    config = parse_config({"openmeter": {"channel_id": channel, "alerts": [rule("a")]}})
+    credentials = Credentials.from_env(openmeter_api.env())
+    async with AlertManager(config, credentials, retry=FAST) as manager:
+        assert len((await manager.plan()).refusals) == 1  # a create would duplicate it
+        plan = await manager.plan(adopt=True)
+        assert [(c.kind.value, c.key) for c in plan.changes] == [("adopt", "a")]
+        assert (await manager.apply(plan)).ok
+        assert not (await manager.plan(adopt=True)).has_changes
+    [made] = openmeter_api.rules()
+    assert made["id"] == hand["id"]
+    assert made["metadata"]["alerthooks_key"] == "a"
+    assert made["name"] == "Tokens a [alerthooks:a]"

@@ -34,7 +34,9 @@ from alerthooks.apis.lago import (
     wallet_path,
 )
 from alerthooks.manager.api import (
+    AdoptMode,
     CreatedEndpoint,
+    Declaration,
     Mode,
     ProviderAPI,
     ProviderError,
@@ -229,6 +231,10 @@ class LagoAPI(LagoClient):
     endpoint_api_version: str | None = None
     endpoint_version_in_place = False
     removed = "deleted"
+    #: An existing alert is renamed with the marker and recoded with the key, in place.
+    adopt_mode: AdoptMode = "in_place"
+    #: What Lago keeps unique: one alert per type (and billable metric) per subscription or wallet.
+    identity_fields = ("alert_type", "scope", "billable_metric_code")
 
     def __init__(
         self,
@@ -246,6 +252,18 @@ class LagoAPI(LagoClient):
             "endpoints set in Lago"
         )
         self._paths = sorted({alert.path for alert in table.alerts})
+        #: Each listed path's scope, as an entry writes it.
+        self._scopes: dict[str, dict[str, str]] = {}
+        for alert in table.alerts:
+            if alert.external_subscription_id:
+                scope = {"external_subscription_id": alert.external_subscription_id}
+            else:
+                assert alert.external_customer_id and alert.wallet_code
+                scope = {
+                    "external_customer_id": alert.external_customer_id,
+                    "wallet_code": alert.wallet_code,
+                }
+            self._scopes[alert.path] = scope
         #: Each listed or created alert's own path (its scope and code), by Lago id.
         self._where: dict[str, str] = {}
         super().__init__(api_key, api_url=api_url, concurrency=concurrency, retry=retry)
@@ -289,6 +307,54 @@ class LagoAPI(LagoClient):
         """When the new alert is on the same subscription or wallet: its code (the key) is
         still the old alert's."""
         return old.spec.get("scope") == alert.path
+
+    # -- existing alerts (adopt, import) -----------------------------------------------------
+
+    def identity(self, alert: LagoAlert) -> tuple[Any, ...]:
+        """Type, subscription or wallet, and billable metric."""
+        return (alert.alert_type, alert.path, alert.billable_metric_code)
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """The listed alert's type, subscription or wallet, and billable metric."""
+        spec = remote.spec
+        return ((spec.get("alert_type"), spec.get("scope"), spec.get("billable_metric_code")),)
+
+    def declare(self, remote: RemoteAlert) -> Declaration | None:
+        """Name, type, subscription or wallet, billable metric and thresholds."""
+        spec = remote.spec
+        scope = self._scopes.get(str(spec.get("scope")))
+        if scope is None or not spec.get("thresholds"):
+            return None
+        fields: dict[str, Any] = {
+            "name": spec.get("name") or remote.raw.get("code") or str(spec.get("alert_type")),
+            "alert_type": spec.get("alert_type"),
+            **scope,
+        }
+        if spec.get("billable_metric_code"):
+            fields["billable_metric_code"] = spec["billable_metric_code"]
+        fields["thresholds"] = [
+            {
+                "value": int(value) if value.is_integer() else value,
+                **({"code": code} if code else {}),
+                **({"recurring": True} if recurring else {}),
+            }
+            for value, recurring, code in spec["thresholds"]
+        ]
+        return Declaration(fields)
+
+    async def adopt_alert(self, alert_id: str, alert: LagoAlert, idempotency_key: str) -> None:
+        """Write the marker into the alert's name and the key as its code, with the entry's
+        thresholds and billable metric."""
+        path = self._where.get(alert_id)
+        if path is None:
+            raise ProviderError(f"lago: adopt alert {alert_id}: not listed in this run")
+        what = f"adopt alert {alert_id} as {alert.key!r}"
+        body = self._body(alert, create=False)
+        body["alert"]["code"] = alert.key
+        answer = await self._call("PUT", path, what, json=body)
+        if "_invalid" in answer:
+            raise ProviderError(f"lago: {what}: HTTP 422: {answer['_invalid']}", status=422)
+        self._where[alert_id] = f"{alert.path}/{alert.key}"
 
     # -- reads ---------------------------------------------------------------------------
 

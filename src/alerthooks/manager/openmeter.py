@@ -23,7 +23,9 @@ from pydantic import Field, field_validator, model_validator
 from alerthooks.apis.http import TransientError, send, with_retries
 from alerthooks.apis.openmeter import API_BASE_ENV, API_KEY_ENV, OpenMeterClient
 from alerthooks.manager.api import (
+    AdoptMode,
     CreatedEndpoint,
+    Declaration,
     Mode,
     ProviderAPI,
     ProviderError,
@@ -139,6 +141,10 @@ class OpenMeterAPI(OpenMeterClient):
     endpoint_api_version: str | None = None
     endpoint_version_in_place = False
     removed = "deleted"
+    #: An existing rule gets the ownership metadata and the marker, in place.
+    adopt_mode: AdoptMode = "in_place"
+    #: A rule is what it watches: its thresholds on its features.
+    identity_fields = ("thresholds", "features")
 
     def __init__(
         self,
@@ -186,6 +192,44 @@ class OpenMeterAPI(OpenMeterClient):
     ) -> bool:
         """Never (and never planned: every field changes in place)."""
         return False
+
+    def identity(self, alert: OpenMeterAlert) -> tuple[Any, ...]:
+        """Thresholds and features."""
+        return (_thresholds(list(alert.thresholds)), tuple(sorted(alert.features)))
+
+    def remote_identities(self, remote: RemoteAlert) -> tuple[tuple[Any, ...], ...]:
+        """The rule's thresholds and features."""
+        return ((remote.spec.get("thresholds"), remote.spec.get("features")),)
+
+    def declare(self, remote: RemoteAlert) -> Declaration | None:
+        """Name, thresholds, features (``enabled = false`` for a disabled rule); a note when the
+        rule sends to another channel than the table's."""
+        spec = remote.spec
+        if not spec.get("thresholds"):
+            return None
+        fields: dict[str, Any] = {
+            "name": spec.get("name") or "balance threshold",
+            "thresholds": [
+                {"value": int(v) if v.is_integer() else v, "type": kind}
+                for kind, v in spec["thresholds"]
+            ],
+            "features": list(spec.get("features") or ()),
+        }
+        if not remote.enabled:
+            fields["enabled"] = False
+        notes: tuple[str, ...] = ()
+        if spec.get("channel") != self._channel:
+            notes = (f"sends to channel {spec.get('channel')}: apply moves it to channel_id",)
+        return Declaration(fields, notes)
+
+    async def adopt_alert(self, alert_id: str, alert: OpenMeterAlert, idempotency_key: str) -> None:
+        """Write the ownership metadata and the marker on the rule, with the entry's fields."""
+        await self._call(
+            "PUT",
+            f"{RULES}/{alert_id}",
+            f"adopt rule {alert_id} as {alert.key!r}",
+            json=self._body(alert),
+        )
 
     async def list_alerts(self) -> list[RemoteAlert]:
         """Every balance-threshold rule, disabled ones included, all pages."""
