@@ -375,3 +375,19 @@ def test_with_an_hmac_token_the_api_key_fetches_nothing(monkeypatch: pytest.Monk
     monkeypatch.setenv("LAGO_API_KEY", "for-the-manager")
     assert Lago.from_env().secrets == (TOKEN,)
     assert not route.called
+
+
+async def test_an_alert_resolved_webhook_clears_or_is_kept_unparsed() -> None:
+    # lago-api sends none today; one with the triggered alert's shape is read as a clearing.
+    lago = Lago(TOKEN)
+    hooks = AlertHooks(providers=[lago], store="memory://")
+    seen: list[AlertEvent] = []
+    hooks.add_handler(seen.append, "*", name="lago.resolved")
+    payload = lago_event()
+    payload["webhook_type"] = "alert.resolved"
+    body = _body(payload)
+    assert (await _post(hooks, body, lago.sign(body))).json() == {"status": "accepted"}
+    assert [e.type for e in seen] == ["alert.cleared"]
+    unknown = {"webhook_type": "alert.resolved", "object_type": "resolved_alert", "x": {}}
+    body = _body(unknown)
+    assert (await _post(hooks, body, lago.sign(body))).json() == {"status": "unparsed"}

@@ -56,6 +56,9 @@ SIGNATURE_HEADER = "x-lago-signature"
 ALGORITHM_HEADER = "x-lago-signature-algorithm"
 UNIQUE_KEY_HEADER = "x-lago-unique-key"
 ALERT_WEBHOOK = "alert.triggered"
+RESOLVED_WEBHOOK = "alert.resolved"
+"""Not sent by lago-api today (its TriggeredAlert has a ``resolved`` kind, but no webhook);
+read as ``alert.cleared`` if it comes with the same object, else kept ``unparsed``."""
 JWT_EXTRA = 'the jwt signature needs cryptography: pip install "alerthooks-sdk[lago]"'
 
 SPEND_TYPES = frozenset(
@@ -201,7 +204,7 @@ class Lago(Provider):
 
     name = "lago"
     env_hint = f"{SECRET_ENV}, or {PUBLIC_KEY_ENV} or {API_KEY_ENV} for jwt"
-    alert_types = frozenset({ALERT_WEBHOOK})
+    alert_types = frozenset({ALERT_WEBHOOK, RESOLVED_WEBHOOK})
 
     def __init__(
         self,
@@ -347,16 +350,19 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     missing what Lago always sends.
     """
     webhook_type = payload.get("webhook_type")
-    if webhook_type != ALERT_WEBHOOK:
+    if webhook_type not in (ALERT_WEBHOOK, RESOLVED_WEBHOOK):
         raise NotAnAlert(f"webhook type {webhook_type!r} is not an alert")
-    alert = mapping(payload, "triggered_alert", where="event")
-    where = "triggered_alert"
+    where = payload.get("object_type") if webhook_type == RESOLVED_WEBHOOK else "triggered_alert"
+    if not isinstance(where, str) or not where:
+        raise NotAnAlert("event.object_type is missing")
+    alert = mapping(payload, where, where="event")
     value = lenient_decimal(alert, "current_value", where=where)
     previous = lenient_decimal(alert, "previous_value", where=where)
     crossed = _crossed(alert)
     falling = value is not None and previous is not None and value < previous
     threshold = (min(crossed) if falling else max(crossed)) if crossed else None
-    triggered_at = iso_timestamp(alert, "triggered_at", where=where)
+    triggered_at = iso_timestamp(alert, "triggered_at", where=where, required=False)
+    occurred_at = triggered_at or iso_timestamp(alert, "resolved_at", where=where)
     alert_type = text(alert, "alert_type", where=where, required=False)
     customer = text(alert, "external_customer_id", where=where, required=False) or text(
         alert, "customer_external_id", where=where, required=False
@@ -369,7 +375,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     return build_event(
         id="",  # the receiver sets X-Lago-Unique-Key
         provider="lago",
-        type="alert.triggered",
+        type="alert.cleared" if webhook_type == RESOLVED_WEBHOOK else "alert.triggered",
         alert_id=text(alert, "lago_alert_id", where=where),
         alert_name=alert_name or None,
         alert_key=alert_key,
@@ -379,7 +385,7 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         threshold=threshold,
         threshold_mode="absolute" if threshold is not None else None,
         value=value,
-        occurred_at=triggered_at,
+        occurred_at=occurred_at,
         triggered_at=triggered_at,
         livemode=None,
         alert_type=alert_type,
