@@ -43,14 +43,7 @@ def make_hooks(
     **options: Any,
 ) -> AlertHooks:
     """An AlertHooks for the conftest credentials (Stripe secret, Chargebee Basic auth), and
-    the other built-in providers from their environment, as ``AlertHooks()`` builds them.
-
-    Given any of the deprecated ``stripe_*`` / ``chargebee_*`` keywords (the tests of those
-    keywords), it builds both providers through them instead."""
-    if any(k.startswith(("stripe_", "chargebee_")) for k in options):
-        options.setdefault("stripe_secret", stripe)
-        options.setdefault("chargebee_auth", chargebee)
-        return AlertHooks(store=store, **options)
+    the other built-in providers from their environment, as ``AlertHooks()`` builds them."""
     options.setdefault(
         "providers",
         [

@@ -1,4 +1,4 @@
-"""``chargebee_verify="fetch"``: each delivery is fetched back from the Chargebee API by id and
+"""``verify="fetch"``: each delivery is fetched back from the Chargebee API by id and
 what the API returns is dispatched. The API is a fake served by uvicorn on loopback, reached
 through ``ALERTHOOKS_CHARGEBEE_API_BASE``; one test checks the real URL shape with respx.
 
@@ -24,21 +24,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alerthooks import AlertEvent, AlertHooks
-from alerthooks.providers import Chargebee
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.testing import (
     chargebee_alert_status_changed,
     chargebee_auth_headers,
     chargebee_subscription_created,
 )
 
-from .conftest import CB_PASSWORD, CB_USER, free_port
+from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port
 from .helpers import ServedApp, make_hooks, recorded
 from .hostile import asgi_call
 
 API_KEY = "test_ApIkEyMaRkEr123"
-
-# These test the settings the deprecated stripe_* / chargebee_* keywords of AlertHooks(...) build.
-pytestmark = pytest.mark.filterwarnings(r"ignore:AlertHooks\(.*is deprecated:DeprecationWarning")
 
 
 class FakeChargebee:
@@ -88,10 +85,22 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeChargebee]:
         yield fake
 
 
-def _hooks(**kwargs: Any) -> tuple[AlertHooks, list[AlertEvent]]:
-    kwargs.setdefault("chargebee_verify", "fetch")
-    kwargs.setdefault("chargebee_api_key", API_KEY)
-    hooks = make_hooks(**kwargs)
+def _hooks(
+    *,
+    auth: tuple[str, str] | None = (CB_USER, CB_PASSWORD),
+    verify: Any = "fetch",
+    api_key: str | None = API_KEY,
+    site: str | None = None,
+    **options: Any,
+) -> tuple[AlertHooks, list[AlertEvent]]:
+    """Hooks whose Chargebee fetches each delivery back; ``auth=None`` reads the Basic
+    credentials from the environment, as ``Chargebee.from_env`` does."""
+    chargebee = (
+        Chargebee.from_env(verify=verify, site=site, api_key=api_key)
+        if auth is None
+        else Chargebee(auth, verify=verify, site=site, api_key=api_key)
+    )
+    hooks = make_hooks(providers=[Stripe(STRIPE_SECRET), chargebee], **options)
     return hooks, recorded(hooks)
 
 
@@ -202,7 +211,7 @@ async def test_fetch_alone_needs_no_basic_auth(
     monkeypatch.delenv("CHARGEBEE_WEBHOOK_PASSWORD", raising=False)
     real = chargebee_alert_status_changed()
     fake.events[real["id"]] = real
-    hooks, seen = _hooks(chargebee_auth=None)
+    hooks, seen = _hooks(auth=None)
     assert hooks.chargebee.configured
     status, _, _ = await asgi_call(hooks, path="/chargebee", chunks=[json.dumps(real).encode()])
     assert status == 200
@@ -240,7 +249,7 @@ async def test_wrong_api_key_is_503_and_logged(
 ) -> None:
     real = chargebee_alert_status_changed()
     fake.events[real["id"]] = real
-    hooks, seen = _hooks(chargebee_api_key="test_wrong_key")
+    hooks, seen = _hooks(api_key="test_wrong_key")
     with caplog.at_level(logging.ERROR):
         assert (await _post(hooks, real))[0] == 503
     assert "Chargebee API answered 401" in caplog.text
@@ -295,7 +304,7 @@ async def test_default_api_base_is_the_site_domain(monkeypatch: pytest.MonkeyPat
     route = respx.get(f"https://acme-test.chargebee.com/api/v2/events/{real['id']}").mock(
         return_value=httpx.Response(200, json={"event": real})
     )
-    hooks, seen = _hooks(chargebee_site="acme-test")
+    hooks, seen = _hooks(site="acme-test")
     assert (await _post(hooks, real))[0] == 200
     assert route.called
     assert len(seen) == 1
@@ -310,7 +319,7 @@ async def test_site_and_key_come_from_the_environment(monkeypatch: pytest.Monkey
     route = respx.get(f"https://envsite.chargebee.com/api/v2/events/{real['id']}").mock(
         return_value=httpx.Response(200, json={"event": real})
     )
-    hooks, seen = _hooks(chargebee_api_key=None)
+    hooks, seen = _hooks(api_key=None)
     assert (await _post(hooks, real))[0] == 200
     assert route.calls[0].request.headers["authorization"].startswith("Basic ")
     assert len(seen) == 1
@@ -322,7 +331,7 @@ async def test_connection_reset_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
     respx.get(url__regex=r"https://acme\.chargebee\.com/.*").mock(
         side_effect=httpx.ReadError("connection reset by peer")
     )
-    hooks, seen = _hooks(chargebee_site="acme")
+    hooks, seen = _hooks(site="acme")
     assert (await _post(hooks, chargebee_alert_status_changed()))[0] == 503
     assert seen == []
 
@@ -330,11 +339,11 @@ async def test_connection_reset_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "env", "message"),
     [
-        ({"chargebee_api_key": None}, {}, "needs chargebee_api_key (or env CHARGEBEE_API_KEY)"),
+        ({"api_key": None}, {}, "needs chargebee_api_key (or env CHARGEBEE_API_KEY)"),
         ({}, {}, "needs chargebee_site (or env CHARGEBEE_SITE)"),
-        ({"chargebee_site": "evil.com/x#"}, {}, "chargebee_site: 'evil.com/x#' is not"),
+        ({"site": "evil.com/x#"}, {}, "chargebee_site: 'evil.com/x#' is not"),
         ({}, {"ALERTHOOKS_CHARGEBEE_API_BASE": "ftp://x"}, "ALERTHOOKS_CHARGEBEE_API_BASE: "),
-        ({"chargebee_verify": "trust"}, {}, "chargebee_verify must be 'auth' or 'fetch'"),
+        ({"verify": "trust"}, {}, "chargebee_verify must be 'auth' or 'fetch'"),
     ],
 )
 def test_configuration_errors_name_the_setting(
@@ -371,7 +380,7 @@ async def test_api_key_never_shown_in_logs_or_repr(fake: FakeChargebee) -> None:
         fake.fail_with = 500
         await _post(hooks, chargebee_alert_status_changed())
         await hooks.shutdown()
-        wrong, _ = _hooks(chargebee_api_key=API_KEY + "x")
+        wrong, _ = _hooks(api_key=API_KEY + "x")
         await _post(wrong, real)
         chargebee = hooks.providers["chargebee"]
         assert isinstance(chargebee, Chargebee)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from starlette.types import Message
 
 from alerthooks import AlertEvent, AlertHooks
-from alerthooks.providers import Stripe
+from alerthooks.providers import Chargebee, Stripe
 from alerthooks.sources import SourceConfigError, SourceFilter, parse_networks
 from alerthooks.testing import (
     chargebee_alert_status_changed,
@@ -32,12 +32,19 @@ PROXIES = ["10.0.0.0/8"]
 ALLOWED = "3.18.12.63"
 OTHER = "198.51.100.20"
 
-# These test the settings the deprecated stripe_* / chargebee_* keywords of AlertHooks(...) build.
-pytestmark = pytest.mark.filterwarnings(r"ignore:AlertHooks\(.*is deprecated:DeprecationWarning")
 
-
-def _hooks(**kwargs: Any) -> tuple[AlertHooks, list[AlertEvent]]:
-    hooks = make_hooks(**kwargs)
+def _hooks(
+    *, stripe_ips: Any = None, chargebee_ips: Any = None, **options: Any
+) -> tuple[AlertHooks, list[AlertEvent]]:
+    """Hooks with Stripe and Chargebee given those allowlists (None: none)."""
+    options.setdefault(
+        "providers",
+        [
+            Stripe(STRIPE_SECRET, allowed_ips=stripe_ips),
+            Chargebee((CB_USER, CB_PASSWORD), allowed_ips=chargebee_ips),
+        ],
+    )
+    hooks = make_hooks(**options)
     return hooks, recorded(hooks)
 
 
@@ -56,14 +63,14 @@ async def _status(hooks: AlertHooks, peer: str | None, forwarded: list[str] | No
 
 
 async def test_allowed_source_is_accepted() -> None:
-    hooks, seen = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    hooks, seen = _hooks(stripe_ips=STRIPE_IPS)
     assert await _status(hooks, ALLOWED) == 200
     assert await _status(hooks, "13.235.14.237") == 200
     assert len(seen) == 2
 
 
 async def test_other_source_gets_403_before_the_body_is_read() -> None:
-    hooks, seen = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    hooks, seen = _hooks(stripe_ips=STRIPE_IPS)
     status, body, read = await asgi_call(hooks, client=(OTHER, 443), **_stripe_request())
     assert status == 403
     assert json.loads(body) == {"error": "source not allowed"}
@@ -72,7 +79,7 @@ async def test_other_source_gets_403_before_the_body_is_read() -> None:
 
 
 async def test_403_closes_the_connection() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS)
     sent: list[Message] = []
 
     async def receive() -> dict[str, Any]:
@@ -88,21 +95,21 @@ async def test_403_closes_the_connection() -> None:
 
 
 async def test_ipv6_and_ipv4_mapped_sources() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS)
     assert await _status(hooks, "2600:1f18::5") == 200
     assert await _status(hooks, f"::ffff:{ALLOWED}") == 200
     assert await _status(hooks, "2001:db8::1") == 403
 
 
 async def test_unknown_or_malformed_peer_is_refused() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS)
     assert await _status(hooks, None) == 403
     assert await _status(hooks, "not-an-ip") == 403
     assert await _status(hooks, "") == 403
 
 
 async def test_provider_without_an_allowlist_is_not_filtered() -> None:
-    hooks, seen = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    hooks, seen = _hooks(stripe_ips=STRIPE_IPS)
     body = json.dumps(chargebee_alert_status_changed()).encode()
     auth = chargebee_auth_headers(CB_USER, CB_PASSWORD)["Authorization"].encode()
     status, _, _ = await asgi_call(
@@ -117,7 +124,7 @@ async def test_provider_without_an_allowlist_is_not_filtered() -> None:
 
 
 async def test_each_provider_has_its_own_list() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, chargebee_allowed_ips=[OTHER])
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS, chargebee_ips=[OTHER])
     assert await _status(hooks, ALLOWED) == 200
     assert await _status(hooks, OTHER) == 403
     auth = chargebee_auth_headers(CB_USER, CB_PASSWORD)["Authorization"].encode()
@@ -133,30 +140,30 @@ async def test_each_provider_has_its_own_list() -> None:
 
 
 async def test_explicit_empty_list_allows_nothing() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=[])
+    hooks, _ = _hooks(stripe_ips=[])
     assert await _status(hooks, ALLOWED) == 403
 
 
 async def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() -> None:
-    hooks, seen = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    hooks, seen = _hooks(stripe_ips=STRIPE_IPS, trusted_proxies=PROXIES)
     assert await _status(hooks, OTHER, [ALLOWED]) == 403
     assert seen == []
 
 
 async def test_forwarded_for_without_trusted_proxies_is_ignored() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS)
     assert await _status(hooks, "10.1.2.3", [ALLOWED]) == 403
     assert await _status(hooks, ALLOWED, [OTHER]) == 200
 
 
 async def test_trusted_proxy_passes_the_client_on() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS, trusted_proxies=PROXIES)
     assert await _status(hooks, "10.1.2.3", [ALLOWED]) == 200
     assert await _status(hooks, "10.1.2.3", [OTHER]) == 403
 
 
 async def test_right_most_untrusted_address_is_the_client() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS, trusted_proxies=PROXIES)
     # The client may prepend anything; only what the trusted proxies appended counts.
     assert await _status(hooks, "10.1.2.3", [f"{ALLOWED}, {OTHER}"]) == 403
     assert await _status(hooks, "10.1.2.3", [f"{OTHER}, {ALLOWED}"]) == 200
@@ -165,33 +172,33 @@ async def test_right_most_untrusted_address_is_the_client() -> None:
 
 
 async def test_several_forwarded_for_headers_form_one_chain() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS, trusted_proxies=PROXIES)
     assert await _status(hooks, "10.1.2.3", [OTHER, ALLOWED]) == 200
     assert await _status(hooks, "10.1.2.3", [ALLOWED, OTHER]) == 403
 
 
 async def test_forwarded_for_with_ports_and_brackets() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS, trusted_proxies=PROXIES)
     assert await _status(hooks, "10.1.2.3", [f"{ALLOWED}:443"]) == 200
     assert await _status(hooks, "10.1.2.3", ["[2600:1f18::5]:443"]) == 200
 
 
 async def test_malformed_forwarded_for_from_a_trusted_proxy_is_refused() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS, trusted_proxies=PROXIES)
     assert await _status(hooks, "10.1.2.3", ["garbage"]) == 403
     assert await _status(hooks, "10.1.2.3", [f"{ALLOWED}, "]) == 403
     assert await _status(hooks, "10.1.2.3", ["\xff\xfe"]) == 403
 
 
 async def test_trusted_proxy_without_forwarded_for_is_itself_the_source() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS, trusted_proxies=PROXIES)
     assert await _status(hooks, "10.1.2.3") == 403
-    hooks, _ = _hooks(stripe_allowed_ips=[*STRIPE_IPS, "10.1.2.3"], trusted_proxies=PROXIES)
+    hooks, _ = _hooks(stripe_ips=[*STRIPE_IPS, "10.1.2.3"], trusted_proxies=PROXIES)
     assert await _status(hooks, "10.1.2.3") == 200
 
 
 async def test_refusal_is_logged_with_the_source(caplog: pytest.LogCaptureFixture) -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS)
     with caplog.at_level("INFO"):
         assert await _status(hooks, OTHER) == 403
     assert f"source {OTHER} is not in the allowlist" in caplog.text
@@ -213,7 +220,7 @@ async def test_lists_load_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
 async def test_lists_load_from_a_text_file(tmp_path: Path) -> None:
     path = tmp_path / "stripe_ips.txt"
     path.write_text(f"# Stripe webhook sources\n{ALLOWED}\n13.235.14.237  # Mumbai\n\n")
-    hooks, _ = _hooks(stripe_allowed_ips=f"@{path}")
+    hooks, _ = _hooks(stripe_ips=f"@{path}")
     assert await _status(hooks, "13.235.14.237") == 200
     assert await _status(hooks, OTHER) == 403
 
@@ -221,27 +228,27 @@ async def test_lists_load_from_a_text_file(tmp_path: Path) -> None:
 async def test_lists_load_from_a_json_file_shaped_like_stripes(tmp_path: Path) -> None:
     path = tmp_path / "ips_webhooks.json"
     path.write_text(json.dumps({"WEBHOOKS": [ALLOWED, "13.235.14.237"]}))
-    hooks, _ = _hooks(stripe_allowed_ips=[f"@{path}"])
+    hooks, _ = _hooks(stripe_ips=[f"@{path}"])
     assert await _status(hooks, ALLOWED) == 200
     assert await _status(hooks, OTHER) == 403
 
 
 def test_invalid_entry_names_the_setting_and_the_entry() -> None:
     with pytest.raises(SourceConfigError, match=r"^stripe_allowed_ips: '3\.18\.12' is not"):
-        _hooks(stripe_allowed_ips=["3.18.12"])
+        _hooks(stripe_ips=["3.18.12"])
     with pytest.raises(SourceConfigError, match=r"^trusted_proxies: 'proxy' is not"):
-        _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies="proxy")
+        _hooks(stripe_ips=STRIPE_IPS, trusted_proxies="proxy")
 
 
 def test_invalid_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALERTHOOKS_CHARGEBEE_ALLOWED_IPS", "1.2.3.4,nope")
     with pytest.raises(SourceConfigError, match=r"^ALERTHOOKS_CHARGEBEE_ALLOWED_IPS: 'nope'"):
-        _hooks()
+        _hooks(providers=[Chargebee.from_env()])
 
 
 def test_unreadable_or_malformed_file_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(SourceConfigError, match=r"^chargebee_allowed_ips: cannot read"):
-        _hooks(chargebee_allowed_ips=f"@{tmp_path / 'missing.txt'}")
+        _hooks(chargebee_ips=f"@{tmp_path / 'missing.txt'}")
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2")
     with pytest.raises(SourceConfigError, match="not valid JSON"):
@@ -253,7 +260,7 @@ def test_unreadable_or_malformed_file_names_the_setting(tmp_path: Path) -> None:
 
 
 def test_repr_shows_counts_not_networks() -> None:
-    hooks, _ = _hooks(stripe_allowed_ips=STRIPE_IPS, trusted_proxies=PROXIES)
+    hooks, _ = _hooks(stripe_ips=STRIPE_IPS, trusted_proxies=PROXIES)
     assert "stripe=<3 networks>" in repr(hooks)
     assert ALLOWED not in repr(hooks)
 
@@ -283,11 +290,11 @@ def _post_over_socket(port: int, forwarded: str | None) -> int:
 @pytest.mark.parametrize(
     ("settings", "forwarded", "expected"),
     [
-        ({"stripe_allowed_ips": ["127.0.0.1"]}, None, 200),
-        ({"stripe_allowed_ips": STRIPE_IPS}, None, 403),
-        ({"stripe_allowed_ips": STRIPE_IPS}, ALLOWED, 403),
-        ({"stripe_allowed_ips": STRIPE_IPS, "trusted_proxies": ["127.0.0.1"]}, ALLOWED, 200),
-        ({"stripe_allowed_ips": STRIPE_IPS, "trusted_proxies": ["127.0.0.1"]}, OTHER, 403),
+        ({"stripe_ips": ["127.0.0.1"]}, None, 200),
+        ({"stripe_ips": STRIPE_IPS}, None, 403),
+        ({"stripe_ips": STRIPE_IPS}, ALLOWED, 403),
+        ({"stripe_ips": STRIPE_IPS, "trusted_proxies": ["127.0.0.1"]}, ALLOWED, 200),
+        ({"stripe_ips": STRIPE_IPS, "trusted_proxies": ["127.0.0.1"]}, OTHER, 403),
     ],
     ids=["peer-allowed", "peer-refused", "spoofed", "via-proxy", "via-proxy-refused"],
 )
@@ -366,7 +373,7 @@ def test_client_is_never_chosen_left_of_an_untrusted_hop(
             "ALERTHOOKS_STRIPE_ALLOWED_IPS: 'nope' is not an IP address or CIDR network",
         ),
         (
-            'AlertHooks(store="memory://", chargebee_verify="fetch")',
+            'AlertHooks(store="memory://", providers=[Chargebee(verify="fetch")])',
             {"CHARGEBEE_API_KEY": ""},
             "chargebee_verify='fetch' needs chargebee_api_key (or env CHARGEBEE_API_KEY)",
         ),
@@ -385,7 +392,11 @@ def test_serve_reports_a_hardening_config_error_in_one_line(
     from alerthooks.cli import cli
 
     module = f"hardening_app_{abs(hash(source))}"
-    (tmp_path / f"{module}.py").write_text(f"from alerthooks import AlertHooks\nhooks = {source}\n")
+    (tmp_path / f"{module}.py").write_text(
+        "from alerthooks import AlertHooks\n"
+        "from alerthooks.providers import Chargebee\n"
+        f"hooks = {source}\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -4,6 +4,8 @@ is validated, planned and applied by the unchanged config, plan and apply."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -220,3 +222,23 @@ async def test_planned_and_applied_like_the_builtin_ones(toy: ToySpec) -> None:
         result = await manager.apply(await manager.plan(prune=True))
         assert [o.message for o in result.outcomes] == ["retired t2"]
         assert manager.live_providers() == []
+
+
+def test_importing_one_piece_of_the_manager_imports_no_plan_or_apply() -> None:
+    """The package imports its names on first use: the registry (or one provider's module)
+    comes without the plan, apply and rendering code."""
+    code = (
+        "import sys\n"
+        "import alerthooks.manager.registry\n"
+        "from alerthooks.manager import provider_spec\n"
+        "print(sorted(m for m in sys.modules if m.startswith('alerthooks.manager.')))\n"
+        "from alerthooks.manager import AlertManager\n"
+        "print(AlertManager.__module__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    first, second = done.stdout.splitlines()
+    assert "alerthooks.manager.plan" not in first and "alerthooks.manager.apply" not in first
+    assert "alerthooks.manager.registry" in first
+    assert second == "alerthooks.manager.apply"
