@@ -17,7 +17,7 @@ from alerthooks.providers import Chargebee, Stripe
 from alerthooks.testing import chargebee_auth_headers, stripe_signature_header
 from alerthooks.testing.chargebee import chargebee_alert_status_changed
 from alerthooks.testing.fakes import FakeChargebee, FakeStripe
-from alerthooks.testing.stripe import stripe_alert_triggered
+from alerthooks.testing.stripe import stripe_alert_recovered, stripe_alert_triggered
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, encode
 from .helpers import logged, make_hooks, recorded, wait_until
@@ -155,7 +155,8 @@ async def test_every_page_is_read(stripe_api: FakeStripe, chargebee_api: FakeCha
     assert (results["stripe"].fetched, results["stripe"].new) == (230, 230)
     assert (results["chargebee"].fetched, results["chargebee"].new) == (230, 230)
     assert len({e.id for e in seen}) == 460
-    assert stripe_api.calls["GET /v1/events"] == 3
+    # Three pages of billing.alert.triggered, one (empty) of billing.alert.recovered.
+    assert stripe_api.calls["GET /v1/events"] == 3 + 1
     assert chargebee_api.calls["GET /api/v2/events"] == 3
 
 
@@ -173,7 +174,7 @@ async def test_429s_are_retried_with_the_managers_policy(
     results = by_name(await hooks.catch_up())
     assert results["stripe"].line() == "stripe: 150 fetched, 150 new, 0 already received"
     assert results["chargebee"].line() == "chargebee: 150 fetched, 150 new, 0 already received"
-    assert stripe_api.calls["GET /v1/events"] == 2 + 2
+    assert stripe_api.calls["GET /v1/events"] == 2 + 2 + 1  # + recovered's one page
     assert chargebee_api.calls["GET /api/v2/events"] == 2 + 2
 
 
@@ -192,6 +193,25 @@ async def test_only_alert_events_since_the_moment_are_read(
     results = by_name(await hooks.catch_up(since=timedelta(hours=3)))
     assert (results["stripe"].fetched, results["chargebee"].fetched) == (1, 1)
     assert [e.id for e in seen] == [recent["id"], c_recent["id"]]
+
+
+async def test_recovered_events_are_caught_up_too_and_clear_the_alert(
+    stripe_api: FakeStripe,
+) -> None:
+    triggered = stripe_api.add_event(
+        stripe_alert_triggered(alert_type="credit_balance_threshold", created=ago(hours=2))
+    )
+    recovered = stripe_api.add_event(stripe_alert_recovered(created=ago(hours=1)))
+    hooks = make_hooks()
+    seen = recorded(hooks)
+    results = by_name(await hooks.catch_up())
+    assert results["stripe"].line() == "stripe: 2 fetched, 2 new, 0 already received"
+    assert sorted((e.type, e.id) for e in seen) == [
+        ("alert.cleared", recovered["id"]),
+        ("alert.triggered", triggered["id"]),
+    ]
+    (state,) = await hooks.alert_states(provider="stripe")
+    assert (state.state, state.event_id) == ("within_limit", recovered["id"])
 
 
 async def test_a_moment_at_an_events_second_includes_it(chargebee_api: FakeChargebee) -> None:

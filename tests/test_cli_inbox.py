@@ -304,6 +304,7 @@ def test_events_lists_outcomes_and_replay_dead_runs_them_again(
         "provider",
         "event",
         "type",
+        "kind",
         "handler",
         "status",
         "attempts",
@@ -317,6 +318,7 @@ def test_events_lists_outcomes_and_replay_dead_runs_them_again(
         "stripe",
         dead_id,
         "alert.triggered",  # normalized from the stored body
+        "usage",
         "record",
         "dead",
         "2",
@@ -405,7 +407,7 @@ def test_events_show_when_a_failed_handler_runs_next(
 
     asyncio.run(seed())
     (row,) = runner.invoke(cli, ["events", "--status", "failed"]).output.splitlines()[1:]
-    next_attempt = datetime.strptime(row.split("\t")[7], "%Y-%m-%d %H:%M:%S%z")  # "…Z": UTC
+    next_attempt = datetime.strptime(row.split("\t")[8], "%Y-%m-%d %H:%M:%S%z")  # "…Z": UTC
     assert row.split("\t")[0].endswith("Z")
     delay = next_attempt - datetime.now(timezone.utc)
     assert timedelta(minutes=58) < delay <= timedelta(hours=1)

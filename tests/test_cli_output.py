@@ -88,7 +88,7 @@ def test_events_without_a_terminal_are_tab_separated(store: list[str]) -> None:
     rows = {line.split("\t")[2]: line for line in result.stdout.splitlines()[1:]}
     # The time carries its zone (UTC); the type is the normalized one, not Stripe's own.
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", rows["evt_shown"].split("\t")[0])
-    assert "\tstripe\tevt_shown\talert.triggered\tnotify\tdone\t" in rows["evt_shown"]
+    assert "\tstripe\tevt_shown\talert.triggered\tusage\tnotify\tdone\t" in rows["evt_shown"]
     # Not an alert: the provider's own type.
     assert rows["evt_other"].split("\t")[3] == "customer.created"
 

@@ -20,7 +20,7 @@ from alerthooks.cli import cli
 from alerthooks.providers import NotAnAlert, Provider
 from alerthooks.providers.stripe import Stripe
 from alerthooks.store import UNPARSED_HANDLER, Delivery, open_store
-from alerthooks.testing import stripe_alert_triggered, stripe_customer_created
+from alerthooks.testing import FakeStripe, stripe_alert_triggered, stripe_customer_created
 from alerthooks.testing.client import AlertHooksClient
 
 from .helpers import make_hooks
@@ -110,6 +110,7 @@ def test_events_status_unparsed_lists_them_with_the_reason(runner: CliRunner, st
         "stripe",
         unread["id"],
         "billing.alert.triggered",  # the provider's own type: it does not normalize
+        "-",
         UNPARSED_HANDLER,
         "unparsed",
         "0",
@@ -137,9 +138,20 @@ def test_replay_unparsed_runs_the_handlers_of_those_that_read_now(
     listed = runner.invoke(cli, ["events", "--status", "unparsed"])
     assert [row[2] for row in rows(listed.output)] == [unreadable["id"]]
     (row,) = rows(runner.invoke(cli, ["events", "--status", "done"]).output)
-    assert (row[2], row[3], row[4], row[6]) == (readable["id"], "alert.triggered", "record", "1")
+    assert (row[2], row[3], row[4], row[5], row[7]) == (
+        readable["id"],
+        "alert.triggered",
+        "usage",
+        "record",
+        "1",
+    )
     (state,) = rows(runner.invoke(cli, ["status", "--in-alarm"]).output)
-    assert (state[0], state[3], state[5]) == ("stripe", "in_alarm", readable["id"])
+    assert (state[0], state[2], state[4], state[6]) == (
+        "stripe",
+        "usage",
+        "in_alarm",
+        readable["id"],
+    )
 
     # The provider retries (or a replay runs again): nothing runs twice, nothing is lost.
     assert deliver(store, readable, unreadable) == [
@@ -227,7 +239,7 @@ def test_replay_failed_queues_the_failed_handlers_not_the_dead_ones(
         "1 handler(s) queued again; a running worker runs them\n",
     )
     pending = rows(runner.invoke(cli, ["events", "--status", "pending", "--store", store]).output)
-    assert [(r[2], r[5], r[6]) for r in pending] == [(failed_id, "pending", "1")]
+    assert [(r[2], r[6], r[7]) for r in pending] == [(failed_id, "pending", "1")]
     dead = rows(runner.invoke(cli, ["events", "--status", "dead", "--store", store]).output)
     assert [r[2] for r in dead] == [dead_id]
     nothing = runner.invoke(cli, ["replay", "--failed", "--store", store])
@@ -248,26 +260,27 @@ def test_replay_failed_with_app_runs_them_and_keeps_the_earlier_attempts(
     )
     assert handled(out) == Counter({failed_id: 1})
     (row,) = rows(runner.invoke(cli, ["events", "--status", "done"]).output)
-    assert (row[2], row[5], row[6], row[8]) == (failed_id, "done", "2", "")
+    assert (row[2], row[6], row[7], row[9]) == (failed_id, "done", "2", "")
     history = runner.invoke(cli, ["events", "--history"])
     assert history.output.splitlines()[0].split("\t") == [
         "received",
         "provider",
         "event",
         "type",
+        "kind",
         "handler",
         "status",
         "attempt",
         "finished",
         "error",
     ]
-    attempts = [(r[2], r[5], r[6], r[8]) for r in rows(history.output)]
+    attempts = [(r[2], r[6], r[7], r[9]) for r in rows(history.output)]
     assert attempts == [
         (dead_id, "dead", "1", "RuntimeError: first"),
         (failed_id, "done", "1", "RuntimeError: first"),
         (failed_id, "done", "2", ""),
     ]
-    finished = [datetime.strptime(r[7], "%Y-%m-%d %H:%M:%S%z") for r in rows(history.output)]
+    finished = [datetime.strptime(r[8], "%Y-%m-%d %H:%M:%S%z") for r in rows(history.output)]
     assert finished[1] <= finished[2] <= datetime.now(timezone.utc)
 
 
@@ -287,11 +300,11 @@ def test_replay_of_a_handler_that_still_fails_says_so_and_exits_1(
     history = [
         r for r in rows(runner.invoke(cli, ["events", "--history"]).output) if r[2] == dead_id
     ]
-    numbers = [int(r[6]) for r in history]
+    numbers = [int(r[7]) for r in history]
     assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 3
-    assert {r[8] for r in history} == {"RuntimeError: told to fail"}
+    assert {r[9] for r in history} == {"RuntimeError: told to fail"}
     (row,) = [r for r in rows(runner.invoke(cli, ["events"]).output) if r[2] == dead_id]
-    assert row[5] in ("failed", "dead") and row[6] == str(len(numbers))  # every attempt
+    assert row[6] in ("failed", "dead") and row[7] == str(len(numbers))  # every attempt
 
 
 def test_replay_by_id_with_app_counts_the_handlers_that_failed_again(
@@ -312,6 +325,31 @@ def test_replay_by_id_with_app_counts_the_handlers_that_failed_again(
     assert handled(out) == Counter({failed_id: 1, dead_id: 1})
 
 
+def test_replay_unparsed_reads_a_thin_event_once_the_stripe_api_key_is_set(
+    runner: CliRunner, store: str, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot = stripe_alert_triggered(alert_type="credit_balance_threshold")
+    with FakeStripe() as stripe_api:
+        thin = stripe_api.add_thin_event(snapshot)
+        monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+        assert deliver(store, thin) == [{"status": "unparsed"}]
+        listed = rows(runner.invoke(cli, ["events", "--status", "unparsed"]).output)
+        assert [(r[2], r[9]) for r in listed] == [
+            (thin["id"], "thin event: set STRIPE_API_KEY to read it")
+        ]
+        for name, value in stripe_api.env().items():
+            monkeypatch.setenv(name, value)
+        replayed = runner.invoke(cli, ["replay", "--unparsed", "--app", APP])
+    assert replayed.exit_code == 0, replayed.output
+    assert replayed.output.splitlines() == [
+        "1 of 1 unparsed event(s) read now and went to their handlers; 0 still unparsed",
+        "1 handler(s) ran: 1 done, 0 failed",
+    ]
+    assert handled(out) == Counter({snapshot["id"]: 1})
+    (state,) = rows(runner.invoke(cli, ["status"]).output)
+    assert (state[2], state[4], state[6]) == ("credit_balance", "in_alarm", snapshot["id"])
+
+
 def test_events_history_shows_events_and_handlers_without_attempts(
     runner: CliRunner, store: str
 ) -> None:
@@ -319,10 +357,11 @@ def test_events_history_shows_events_and_handlers_without_attempts(
     deliver(store, unread, other)
     history = rows(runner.invoke(cli, ["events", "--history", "--store", store]).output)
     assert [r[2:] for r in history] == [
-        [other["id"], "customer.created", "-", "-", "", "", ""],
+        [other["id"], "customer.created", "-", "-", "-", "", "", ""],
         [
             unread["id"],
             "billing.alert.triggered",
+            "-",
             UNPARSED_HANDLER,
             "unparsed",
             "",

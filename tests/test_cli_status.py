@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from alerthooks.store import StateChange, open_store
 from alerthooks.testing import (
     AlertHooksClient,
     chargebee_alert_status_changed,
+    stripe_alert_recovered,
     stripe_alert_triggered,
 )
 
@@ -28,7 +30,7 @@ from .test_state_fold import cb, write_v2
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_790_000_000  # 2026-09-21 14:13:20 UTC
-HEADER = "provider\talert\tsubject\tstate\tsince\tevent"
+HEADER = "provider\talert\tkind\tsubject\tstate\tsince\tevent"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -106,10 +108,10 @@ def test_status_prints_every_state_tab_separated(seeded: str) -> None:
     assert (code, err) == (0, "")
     assert out.splitlines() == [
         HEADER,
-        "chargebee\tal_1\t-\tin_alarm\t2026-09-21 14:13:25Z\tev_g",
-        "chargebee\tal_1\tsub_1\twithin_limit\t2026-09-21 14:14:20Z\tev_c",
-        "chargebee\tal_1\tsub_2\tin_alarm\t2026-09-21 14:13:50Z\tev_2",
-        "stripe\talrt_1\tcus_1\tin_alarm\t2026-09-21 14:13:21Z\tevt_s1",
+        "chargebee\tal_1\tusage\t-\tin_alarm\t2026-09-21 14:13:25Z\tev_g",
+        "chargebee\tal_1\tusage\tsub_1\twithin_limit\t2026-09-21 14:14:20Z\tev_c",
+        "chargebee\tal_1\tusage\tsub_2\tin_alarm\t2026-09-21 14:13:50Z\tev_2",
+        "stripe\talrt_1\tusage\tcus_1\tin_alarm\t2026-09-21 14:13:21Z\tevt_s1",
     ]
 
 
@@ -129,10 +131,10 @@ def test_status_provider_keeps_that_providers_states(seeded: str) -> None:
     assert code == 0
     assert out.splitlines() == [
         HEADER,
-        "stripe\talrt_1\tcus_1\tin_alarm\t2026-09-21 14:13:21Z\tevt_s1",
+        "stripe\talrt_1\tusage\tcus_1\tin_alarm\t2026-09-21 14:13:21Z\tevt_s1",
     ]
     code, out, _ = run_status("--store", seeded, "--provider", "chargebee", "--in-alarm")
-    assert [line.split("\t")[2] for line in out.splitlines()[1:]] == ["-", "sub_2"]
+    assert [line.split("\t")[3] for line in out.splitlines()[1:]] == ["-", "sub_2"]
 
 
 def test_status_of_an_unknown_provider_is_one_error_line(seeded: str) -> None:
@@ -158,6 +160,24 @@ def test_status_on_a_terminal_is_a_table(seeded: str, monkeypatch: pytest.Monkey
     assert "within_limit" not in result.output
 
 
+def test_status_shows_each_alerts_kind_and_a_recovered_alert_within_limit(url: str) -> None:
+    seed(
+        url,
+        ("stripe", stripe_alert_triggered(id="evt_u", alert_id="alrt_u", customer="cus_1")),
+        ("stripe", stripe_alert_triggered(id="evt_c", alert_type="credit_balance_threshold")),
+        ("stripe", stripe_alert_recovered(id="evt_r", created=int(time.time()) + 60)),
+        ("stripe", stripe_alert_triggered(id="evt_s", alert_type="spend_threshold")),
+    )
+    code, out, _ = run_status("--store", url)
+    assert code == 0
+    rows = [line.split("\t") for line in out.splitlines()[1:]]
+    assert sorted((r[2], r[4], r[6]) for r in rows) == [
+        ("credit_balance", "within_limit", "evt_r"),
+        ("spend", "in_alarm", "evt_s"),
+        ("usage", "in_alarm", "evt_u"),
+    ]
+
+
 def test_status_of_an_empty_store_prints_the_header(url: str) -> None:
     seed(url)
     assert run_status("--store", url) == (0, HEADER + "\n", "")
@@ -178,7 +198,7 @@ def test_status_folds_a_schema_2_store_with_the_builtin_providers(url: str, tmp_
     assert code == 0
     assert out.splitlines() == [
         HEADER,
-        "chargebee\tal_1\tsub_1\tin_alarm\t2026-09-21 14:14:20Z\tev_t",
+        "chargebee\tal_1\tusage\tsub_1\tin_alarm\t2026-09-21 14:14:20Z\tev_t",
     ]
 
 
@@ -192,7 +212,9 @@ def test_status_app_reads_the_apps_store(seeded: str, monkeypatch: pytest.Monkey
     finally:
         sys.modules.pop("tests.inbox_app", None)
     assert code == 0
-    assert out.splitlines()[1:] == ["stripe\talrt_1\tcus_1\tin_alarm\t2026-09-21 14:13:21Z\tevt_s1"]
+    assert out.splitlines()[1:] == [
+        "stripe\talrt_1\tusage\tcus_1\tin_alarm\t2026-09-21 14:13:21Z\tevt_s1"
+    ]
 
 
 def test_status_provider_lists_a_provider_only_the_store_knows(url: str) -> None:
@@ -212,5 +234,5 @@ def test_status_provider_lists_a_provider_only_the_store_knows(url: str) -> None
     assert code == 0
     assert out.splitlines() == [
         HEADER,
-        "acme\tthr_1\tacct_1\tin_alarm\t2026-09-21 14:13:20Z\tacme_ev_1",
+        "acme\tthr_1\tother\tacct_1\tin_alarm\t2026-09-21 14:13:20Z\tacme_ev_1",
     ]

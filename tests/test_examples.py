@@ -200,13 +200,17 @@ def test_make_run_prints_send_lines_that_deliver_every_sample(server: Server) ->
     if Path(sys.executable).parent == ROOT / ".venv" / "bin":  # as under `make run`
         assert lines["stripe"].startswith(".venv/bin/alerthooks send stripe --sample ")
     # Each printed line as printed, a fresh Python process each, all at once; every other
-    # sample through the same command line in this process (41 interpreters would take minutes
-    # on a busy machine).
-    running: dict[str, subprocess.Popen[str] | str] = {}
+    # sample through the same command line in this process (a fresh interpreter per sample
+    # would take minutes on a busy machine).
+    running: dict[str, subprocess.Popen[str]] = {}
     for line in lines.values():
         running[line.split("--sample ")[1].split()[0]] = subprocess.Popen(
             shlex.split(line), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+    for sample, proc in running.items():
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        _check_sent(server, sample, out)
     for sample in sample_names():
         if sample in running:
             continue
@@ -214,21 +218,21 @@ def test_make_run_prints_send_lines_that_deliver_every_sample(server: Server) ->
         argv[argv.index("--sample") + 1] = sample
         result = CliRunner().invoke(cli, argv[1:])
         assert result.exit_code == 0, result.output
-        running[sample] = result.output
-    for sample, proc in running.items():
-        provider = sample.split("_")[0]
-        if isinstance(proc, str):
-            out = proc
-        else:
-            out, _ = proc.communicate(timeout=60)
-            assert proc.returncode == 0, out
-        assert "200 OK" in out
-        event_id = re.search(r"event (\S+)\)", out)
-        assert event_id, out
-        eid = re.escape(event_id.group(1))
-        if sample in NOT_ALERTS:
-            server.wait_for(rf"{provider} event {eid} is not an alert")
-        elif sample.endswith(CLEARED):
-            server.wait_for(rf"^\[{provider}\] '.+' cleared \({eid}\)")
-        else:
-            server.wait_for(rf"^\[{provider}\] '.+' triggered \({eid}\): value=")
+        _check_sent(server, sample, result.output)
+
+
+def _check_sent(server: Server, sample: str, out: str) -> None:
+    """The sample was answered 200 and the server did with it what its kind calls for."""
+    provider = sample.split("_")[0]
+    assert "200 OK" in out
+    event_id = re.search(r"event (\S+)\)", out)
+    assert event_id, out
+    eid = re.escape(event_id.group(1))
+    if sample in NOT_ALERTS:
+        server.wait_for(rf"{provider} event {eid} is not an alert")
+    elif "_thin_" in sample:  # read from Stripe's API, and `make run` sets no API key
+        server.wait_for(rf"{provider} event {eid} \(.+\) kept as unparsed")
+    elif sample.endswith(CLEARED):
+        server.wait_for(rf"^\[{provider}\] '.+' cleared \({eid}\)")
+    else:
+        server.wait_for(rf"^\[{provider}\] '.+' triggered \({eid}\): value=")

@@ -71,9 +71,11 @@ PINNED: dict[str, list[str]] = {
         "register_sample",
         "register_samples",
         "sample_names",
+        "stripe_alert_recovered",
         "stripe_alert_triggered",
         "stripe_customer_created",
         "stripe_signature_header",
+        "stripe_thin_event",
     ],
     "alerthooks.manager": [
         "PROVIDERS",

@@ -38,30 +38,50 @@ Path = tuple[str | int, ...]
 
 # Where each normalized field comes from; a mutation at, above or below one of these paths
 # "touches" the field. Fields not listed (provider, customer_id for Chargebee, …) are constants.
+_ALERT_TYPE: Path = ("data", "object", "alert", "alert_type")
 _SOURCES: dict[str, dict[str, list[Path]]] = {
     "stripe": {
         "id": [("id",)],
         "type": [("type",)],
         "alert_id": [("data", "object", "alert", "id")],
         "alert_name": [("data", "object", "alert", "title")],
+        # alert_type says which threshold configuration is read: everything it holds.
+        "kind": [_ALERT_TYPE],
         "meter_id": [
+            _ALERT_TYPE,
             ("data", "object", "alert", "usage_threshold", "meter"),
             ("data", "object", "alert", "usage_threshold_config", "meter"),
         ],
         "customer_id": [
+            _ALERT_TYPE,
             ("data", "object", "customer"),
             ("data", "object", "alert", "usage_threshold", "filters"),
             ("data", "object", "alert", "filter"),
+            ("data", "object", "alert", "credit_balance_threshold", "filters"),
         ],
+        "external_customer_id": [("data", "object", "external_customer_id")],
         "threshold": [
+            _ALERT_TYPE,
             ("data", "object", "alert", "usage_threshold", "gte"),
             ("data", "object", "alert", "usage_threshold_config", "gte"),
+            ("data", "object", "alert", "credit_balance_threshold", "lte"),
+            ("data", "object", "alert", "spend_threshold", "gte"),
+        ],
+        "threshold_mode": [
+            _ALERT_TYPE,
+            ("data", "object", "alert", "credit_balance_threshold", "lte"),
+            ("data", "object", "alert", "spend_threshold", "gte"),
         ],
         "value": [("data", "object", "value")],
         "occurred_at": [("created",)],
         "livemode": [("livemode",)],
-        "alert_type": [("data", "object", "alert", "alert_type")],
-        "currency": [("data", "object", "currency")],
+        "alert_type": [_ALERT_TYPE],
+        "currency": [
+            _ALERT_TYPE,
+            ("data", "object", "currency"),
+            ("data", "object", "alert", "credit_balance_threshold", "lte"),
+            ("data", "object", "alert", "spend_threshold", "gte"),
+        ],
         "triggered_at": [("data", "object", "triggered_at")],
         "alert_key": [("data", "object", "alert", "title")],
     },
@@ -82,6 +102,7 @@ _SOURCES: dict[str, dict[str, list[Path]]] = {
         "threshold_mode": [("content", "alert", "threshold", "mode")],
         "occurred_at": [("occurred_at",)],
         "alert_type": [("content", "alert", "type")],
+        "kind": [("content", "alert", "type")],
         "currency": [("content", "alert", "currency_code")],
         "triggered_at": [
             ("content", "alert_status", "alarm_triggered_at"),
@@ -185,6 +206,10 @@ _FIXTURES = [
     ("stripe", "stripe_alert_triggered_legacy"),
     ("chargebee", "chargebee_alert_in_alarm_legacy_status"),
     ("chargebee", "chargebee_alert_spend_exceeded"),
+    ("chargebee", "chargebee_alert_credit_balance_dropped"),
+    ("stripe", "stripe_alert_triggered_credit_balance"),
+    ("stripe", "stripe_alert_triggered_spend"),
+    ("stripe", "stripe_alert_recovered"),
 ]
 
 

@@ -318,6 +318,15 @@ async def test_each_alert_shape_is_delivered_through_the_app(
     assert event.value == Decimal(str(alert["current_value"]))
     assert event.occurred_at == event.triggered_at
     assert event.raw == payload
+    assert event.external_customer_id == "cust_ext_5678"
+    assert (
+        event.kind
+        == {
+            "lago_alert_triggered": "usage",
+            "lago_alert_triggered_spend": "spend",
+            "lago_alert_triggered_wallet": "credit_balance",
+        }[sample]
+    )
 
 
 def _crossing(current: str, previous: str, values: list[Any]) -> AlertEvent:

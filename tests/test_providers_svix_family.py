@@ -51,6 +51,7 @@ async def test_openmeter_usage_percentage_threshold() -> None:
     assert (event.threshold, event.threshold_mode) == (Decimal(80), "percentage")
     assert event.value == Decimal(85)  # usage 850000 of 1000000 granted
     assert event.alert_type == "usage_percentage"
+    assert (event.kind, event.external_customer_id) == ("usage", "acme-corp")
     assert event.occurred_at == datetime.fromisoformat(payload["timestamp"].replace("Z", "+00:00"))
 
 
@@ -60,6 +61,7 @@ async def test_openmeter_balance_value_threshold_without_a_customer() -> None:
     assert (event.threshold, event.threshold_mode) == (Decimal(100000), "absolute")
     assert event.value == Decimal(90000)  # the remaining balance
     assert event.customer_id == "customer-1"  # the subject's key
+    assert event.kind == "credit_balance"
 
 
 async def test_openmeter_usage_value_and_reset() -> None:
@@ -89,6 +91,7 @@ async def test_autumn_usage_alert() -> None:
     assert (event.alert_name, event.meter_id) == ("80% usage warning", "api_calls")
     assert event.customer_id == "org_123"
     assert (event.threshold, event.threshold_mode) == (Decimal(80), "percentage")
+    assert (event.kind, event.external_customer_id) == ("usage", "org_123")
     assert (datetime.now(timezone.utc) - event.occurred_at).total_seconds() < 60
 
 
@@ -102,6 +105,7 @@ async def test_autumn_usage_alert() -> None:
 )
 async def test_autumn_other_alert_shapes(sample: str, alert_id: str, alert_type: str) -> None:
     _, [event] = await _deliver(Autumn(SECRET), autumn_event(sample))
+    assert event.kind == ("credit_balance" if "remaining" in sample else "usage")
     assert (event.type, event.alert_id, event.alert_type) == (
         "alert.triggered",
         alert_id,
@@ -138,6 +142,7 @@ async def test_autumn_redelivery_with_the_same_webhook_id_is_a_duplicate() -> No
                 "threshold": Decimal(1000),
                 "value": Decimal("1250.00"),
                 "currency": "usd",
+                "kind": "spend",
             },
         ),
         (
@@ -152,6 +157,7 @@ async def test_autumn_redelivery_with_the_same_webhook_id_is_a_duplicate() -> No
                 "threshold": Decimal(50),
                 "value": Decimal(45),
                 "customer_id": "cust_01JC8Z1B2C3D4E5F6G7H8J9K0L",
+                "kind": "credit_balance",
             },
         ),
         (
@@ -172,6 +178,7 @@ async def test_autumn_redelivery_with_the_same_webhook_id_is_a_duplicate() -> No
                 "type": "alert.triggered",
                 "alert_id": "entgr_01JC8Z6G7H8J9K0L1M2N3P4Q5R",
                 "value": Decimal(1),
+                "kind": "usage",
             },
         ),
     ],

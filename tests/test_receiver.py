@@ -186,7 +186,7 @@ def test_the_test_client_signs_for_a_provider_defined_here_and_events_lists_it(
     listed = CliRunner().invoke(cli, ["events", "--store", f"sqlite:///{db}"])
     assert listed.exit_code == 0, listed.output
     (row,) = [line.split("\t") for line in listed.output.splitlines()[1:]]
-    assert row[1:6] == ["toy", "toy_9", "usage.alert", "toy.seen", "done"]
+    assert row[1:7] == ["toy", "toy_9", "usage.alert", "-", "toy.seen", "done"]
 
 
 # -- hooks.receive answers as HTTP does ---------------------------------------------------------

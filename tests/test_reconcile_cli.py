@@ -62,7 +62,7 @@ def status(*args: str) -> tuple[int, list[str], str]:
 def test_no_drift_exits_0(store: str, chargebee_api: FakeChargebee) -> None:
     code, lines, err = status("--store", store, "--reconcile")
     assert (code, err) == (0, "")
-    assert lines[0] == "provider\talert\tsubject\tstate\tsince\tevent"
+    assert lines[0] == "provider\talert\tkind\tsubject\tstate\tsince\tevent"
     assert len(lines) == 3
     assert not [line for line in lines if line.startswith("drift")]
 
@@ -117,7 +117,7 @@ def test_in_alarm_narrows_the_rows_shown_not_what_is_compared(
     chargebee_api.set_alert_status(alert, "sub_2", "in_alarm")  # within the limit here
     code, lines, _ = status("--store", store, "--reconcile", "--in-alarm")
     assert code == 2
-    assert [line.split("\t")[2] for line in lines[1:] if not line.startswith("drift")] == ["sub_1"]
+    assert [line.split("\t")[3] for line in lines[1:] if not line.startswith("drift")] == ["sub_1"]
     assert [line for line in lines if line.startswith("drift")] == [
         f"drift\tchargebee\t{alert}\tsub_2\twithin_limit\tin_alarm"
     ]

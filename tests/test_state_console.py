@@ -70,11 +70,39 @@ async def test_the_board_lists_the_subjects_in_alarm_now() -> None:
     board = await board_of(hooks)
     assert "<h2>In alarm now</h2>" in board
     assert rows(board) == [
-        ["chargebee", "API calls al_1", "sub_2", "2026-09-21 14:13:50 UTC"],
-        ["stripe", rows(board)[1][1], "cus_9", "2026-09-21 14:13:21 UTC"],
+        ["chargebee", "API calls al_1", "usage", "sub_2", "2026-09-21 14:13:50 UTC"],
+        ["stripe", rows(board)[1][1], "usage", "cus_9", "2026-09-21 14:13:21 UTC"],
     ]
     assert rows(board)[1][1].endswith("alrt_9")
     assert "sub_1" not in board
+
+
+async def test_the_board_shows_each_alerts_kind() -> None:
+    hooks = make_hooks()
+    await deliver(
+        hooks,
+        ("stripe", stripe_alert_triggered(alert_type="credit_balance_threshold")),
+        ("stripe", stripe_alert_triggered(alert_type="spend_threshold")),
+    )
+    board = await board_of(hooks)
+    assert sorted(row[2] for row in rows(board)) == ["credit_balance", "spend"]
+
+
+async def test_the_events_list_shows_each_alerts_kind() -> None:
+    hooks = make_hooks()
+    spend = stripe_alert_triggered(alert_type="spend_threshold")
+    await deliver(hooks, ("stripe", spend), ("chargebee", cb("in_alarm", "ev_k", 0, "sub_1")))
+    async with client_for(hooks.console(auth=AUTH), headers=basic(*AUTH)) as console:
+        page = (await console.get("/")).text
+    kinds = {
+        event_id: kind
+        for event_id, kind in re.findall(
+            r'<tr class="event"[^>]*data-event-id="([^"]+)">.*?<td class="kind">([^<]*)</td>',
+            page,
+            re.S,
+        )
+    }
+    assert kinds == {spend["id"]: "spend", "ev_k": "usage"}
 
 
 async def test_an_empty_board_says_nothing_is_in_alarm() -> None:
@@ -106,7 +134,7 @@ async def test_the_board_shows_the_first_subjects_and_counts_the_rest(
         hooks, *(("chargebee", cb("in_alarm", f"ev_{i}", i, f"sub_{i}")) for i in range(5))
     )
     board = await board_of(hooks)
-    assert [row[2] for row in rows(board)] == ["sub_0", "sub_1"]
+    assert [row[3] for row in rows(board)] == ["sub_0", "sub_1"]
     assert "and 3 more" in board and "alerthooks status --in-alarm" in board
 
 

@@ -121,12 +121,18 @@ def test_build_sample_is_the_named_sample_with_a_fresh_id(name: str) -> None:
 
 def test_sample_names_by_provider() -> None:
     assert sample_names("stripe") == [
+        "stripe_alert_recovered",
         "stripe_alert_triggered",
+        "stripe_alert_triggered_credit_balance",
         "stripe_alert_triggered_expanded_meter",
+        "stripe_alert_triggered_spend",
         "stripe_customer_created",
+        "stripe_thin_alert_triggered",
     ]
     assert sample_names("chargebee") == [
+        "chargebee_alert_credit_balance_dropped",
         "chargebee_alert_in_alarm",
+        "chargebee_alert_spend_exceeded",
         "chargebee_alert_within_limit",
         "chargebee_subscription_created",
     ]

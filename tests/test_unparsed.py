@@ -33,17 +33,16 @@ from .stores import BACKENDS, store_url
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MODES = ["inline", "queued"]
-NO_THRESHOLD = "alert has neither usage_threshold nor usage_threshold_config"
+NO_THRESHOLD = "alert.spend_threshold is missing for an alert of type spend_threshold"
 
 
 def spend_alert() -> dict[str, Any]:
-    """A ``billing.alert.triggered`` of an alert kind this normalizer does not know (a spend
-    threshold instead of a usage one)."""
+    """A ``billing.alert.triggered`` of a spend alert without the ``spend_threshold`` that
+    states its threshold: an alert the normalizer cannot read."""
     payload = stripe_alert_triggered()
     alert = payload["data"]["object"]["alert"]
     del alert["usage_threshold"]
     alert["alert_type"] = "spend_threshold"
-    alert["spend_threshold"] = {"gte": {"amount": 5000, "currency": "usd"}}
     return payload
 
 

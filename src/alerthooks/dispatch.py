@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
-from alerthooks.events import AlertEvent
+from alerthooks.events import ALERT_KINDS, AlertEvent
 from alerthooks.observe import Observers, run_handler
 from alerthooks.store import UNPARSED_HANDLER
 
@@ -36,6 +36,7 @@ FILTER_FIELDS = (
     "customer_id",
     "subscription_id",
     "alert_type",
+    "kind",
 )
 
 
@@ -122,7 +123,9 @@ class Dispatcher:
     ) -> Handler:
         """Register ``func`` for ``event_type`` (``"alert.triggered"``, ``"alert.cleared"`` or
         ``"*"``), optionally narrowed by filters on ``provider``, ``alert_id``, ``meter_id``,
-        ``customer_id`` and ``subscription_id`` (a string or a set of accepted strings).
+        ``customer_id``, ``subscription_id``, ``alert_type`` and ``kind`` (a string or a set of
+        accepted strings). A ``kind`` outside :data:`~alerthooks.events.ALERT_KINDS` is a
+        ``ValueError``.
 
         ``name`` identifies the handler in the store; it defaults to ``module.qualname``.
         """
@@ -137,6 +140,11 @@ class Dispatcher:
             raise ValueError(f"handler name {name!r} is reserved (it marks unparsed events)")
         accepted = {k: _accepted(k, v) for k, v in filters.items()}
         self._check_providers(accepted.get("provider", frozenset()))
+        wrong = sorted(accepted.get("kind", frozenset()) - set(ALERT_KINDS))
+        if wrong:
+            raise ValueError(
+                f"filter kind={wrong[0]!r} is not a kind; expected one of {', '.join(ALERT_KINDS)}"
+            )
         handler = Handler(
             name=name or _name_of(func),
             func=func,

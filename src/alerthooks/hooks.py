@@ -295,8 +295,10 @@ class AlertHooks:
         ``"alert.cleared"`` or ``"*"``.
 
         Filters narrow it further: ``provider`` (one of :attr:`providers`; another name is a
-        ``ValueError``), ``alert_id``, ``meter_id``, ``customer_id`` and ``subscription_id``,
-        each a string or a set of accepted strings. The function may be ``async def`` or plain
+        ``ValueError``), ``kind`` (``"usage"``, ``"spend"``, ``"credit_balance"`` or
+        ``"other"``; another value is a ``ValueError``), ``alert_id``, ``meter_id``,
+        ``customer_id``, ``subscription_id`` and ``alert_type``, each a string or a set of
+        accepted strings. The function may be ``async def`` or plain
         ``def`` (run in a thread); several handlers may share a type.
         """
         return self.dispatcher.on(event_type, name=name, **filters)
@@ -346,7 +348,9 @@ class AlertHooks:
         """Read a stored ``unparsed`` event again with this app's providers: when it reads now,
         its matching handlers become pending (the worker, or :meth:`drain`, runs them) and its
         alert state is recorded, and their names are returned; otherwise the reason it still
-        cannot be read. ``alerthooks replay --unparsed`` and the console's replay use it."""
+        cannot be read. A delivery that refers to another event (a Stripe thin event) is read
+        from the provider's API and that event recorded under its own id, the names' ``event_id``
+        attribute. ``alerthooks replay --unparsed`` and the console's replay use it."""
         await self._receiver.open()
         return await self._receiver.read_again(provider, event_id)
 

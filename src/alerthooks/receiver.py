@@ -69,6 +69,19 @@ NOT_UTF8 = answer(400, error="body is not UTF-8")
 NOT_AN_OBJECT = answer(400, error="payload is not a JSON object")
 
 
+class ReadAgain(tuple[str, ...]):
+    """The names :meth:`Receiver.read_again` returns, and :attr:`event_id`, the id under which
+    their handlers are pending: the stored event's own, or the id of the event a thin delivery
+    stood for, recorded under it."""
+
+    event_id: str
+
+    def __new__(cls, names: tuple[str, ...], *, event_id: str) -> ReadAgain:
+        self = super().__new__(cls, names)
+        self.event_id = event_id
+        return self
+
+
 class Ingested(NamedTuple):
     """What :meth:`Receiver.ingest` did with an event read from a provider's API: whether it
     was ``new`` to the store, and the answer a delivery of it would have had."""
@@ -272,9 +285,16 @@ class Receiver:
         return await self._once(provider, event_id, payload, body)
 
     async def _once(
-        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
+        self,
+        provider: Provider,
+        event_id: str,
+        payload: dict[str, Any],
+        body: bytes,
+        *,
+        resolve: bool = True,
     ) -> Answer:
-        """Deliver one event; concurrent duplicates of it wait for its answer instead."""
+        """Deliver one event; concurrent duplicates of it wait for its answer instead.
+        ``resolve=False`` for an event already read from the provider's API."""
         key = (provider.name, event_id)
         waiting = self._inflight.get(key)
         if waiting is not None:
@@ -284,7 +304,7 @@ class Receiver:
         self._inflight[key] = waiting = []
         result = STORE_DOWN
         try:
-            result = await self._deliver(provider, event_id, payload, body)
+            result = await self._deliver(provider, event_id, payload, body, resolve=resolve)
         finally:
             del self._inflight[key]
             for future in waiting:
@@ -293,7 +313,13 @@ class Receiver:
         return result
 
     async def _deliver(
-        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
+        self,
+        provider: Provider,
+        event_id: str,
+        payload: dict[str, Any],
+        body: bytes,
+        *,
+        resolve: bool = True,
     ) -> Answer:
         if (provider.name, event_id) in self._recording:
             logger.info(
@@ -302,20 +328,49 @@ class Receiver:
                 event_id,
             )
             return STORE_DOWN
-        if provider.confirms:
+        if provider.confirms and resolve:
             confirmed = await self._confirm(provider, event_id, payload)
             if isinstance(confirmed, Answer):
                 return confirmed
             payload, body = confirmed, json.dumps(confirmed, separators=(",", ":")).encode()
+        if resolve and provider.refers(payload):
+            try:
+                resolved = await provider.resolve(payload)
+            except NotAnAlert as exc:
+                return (await self._process(provider, event_id, payload, body, exc.reason))[1]
+            except Exception as exc:  # a provider's bug keeps the delivery, nothing worse
+                reason = f"resolve raised {type(exc).__name__}: {exc}"
+                return (await self._process(provider, event_id, payload, body, reason))[1]
+            if resolved is not payload:
+                # The event read from the API is what is stored, under its own id: a thin and
+                # a whole delivery of the same event run its handlers once.
+                resolved_id = provider.event_id(resolved)
+                if resolved_id is None:
+                    reason = "the event read from the API has no usable id"
+                    return (await self._process(provider, event_id, payload, body, reason))[1]
+                body = json.dumps(resolved, separators=(",", ":")).encode()
+                if resolved_id == event_id:
+                    return (await self._process(provider, event_id, resolved, body))[1]
+                return await self._once(provider, resolved_id, resolved, body, resolve=False)
         return (await self._process(provider, event_id, payload, body))[1]
 
     async def _process(
-        self, provider: Provider, event_id: str, payload: dict[str, Any], body: bytes
+        self,
+        provider: Provider,
+        event_id: str,
+        payload: dict[str, Any],
+        body: bytes,
+        unreadable: str | None = None,
     ) -> tuple[Begun | None, Answer]:
         """Normalize, record and dispatch an authentic event: what the store said (None when
-        it could not be reached) and the answer."""
+        it could not be reached) and the answer. ``unreadable`` is why an alert could not be
+        read before normalizing (it is kept unparsed with that reason)."""
         event_type = provider.event_type(payload)
-        event = self._normalize(provider, event_id, event_type, payload)
+        event: AlertEvent | str | None
+        if unreadable is not None and provider.is_alert_type(event_type):
+            event = unreadable
+        else:
+            event = self._normalize(provider, event_id, event_type, payload)
         read = isinstance(event, AlertEvent)
         handlers = self.runtime.dispatcher.match(event) if isinstance(event, AlertEvent) else []
         delivery = Delivery(
@@ -376,19 +431,80 @@ class Receiver:
         """Normalize a stored ``unparsed`` event again (after an upgrade taught a provider its
         shape). When it reads now, the handlers it matches become pending in its place (a
         worker or :meth:`AlertHooks.drain` runs them) and its alert state is recorded; return
-        their names. Otherwise return why it still cannot be read, and leave it unparsed."""
+        their names. A delivery that stands for another event (a Stripe thin event) is read
+        from the provider's API, and that event is recorded under its own id with the handlers
+        pending (a :class:`ReadAgain` whose ``event_id`` says so). Otherwise return why it
+        still cannot be read, and leave it unparsed."""
         store = self.runtime.store
         stored = await store.get(provider_name, event_id)
         if stored is None:
             return "not stored"
-        event = stored_event(self.runtime.providers, provider_name, stored.body, event_id)
+        body, read_id = stored.body, event_id
+        provider = self.runtime.providers.get(provider_name)
+        if provider is not None:
+            whole = await self._resolve_stored(provider, body)
+            if isinstance(whole, str):
+                return whole
+            if whole is not None:
+                read_id = provider.event_id(whole) or event_id
+                body = json.dumps(whole, separators=(",", ":")).encode()
+        event = stored_event(self.runtime.providers, provider_name, body, read_id)
         if isinstance(event, Unreadable):
             return event.reason
         names = tuple(h.name for h in self.runtime.dispatcher.match(event))
+        if read_id != event_id and provider is not None:
+            return await self._record_resolved(provider, event_id, event, body, names)
         if not await store.resolve_unparsed(provider_name, event_id, names):
             return ()
         await store.fold([(provider_name, event_id, state_change(event))])
         return names
+
+    @staticmethod
+    async def _resolve_stored(provider: Provider, body: bytes) -> dict[str, Any] | str | None:
+        """The event a stored body stands for, read with :meth:`Provider.resolve` when it is
+        another one (a thin event); None when the body is that event itself (or not JSON:
+        :func:`stored_event` says so), the reason when it cannot be read."""
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(payload, dict) or not provider.refers(payload):
+            return None
+        try:
+            whole = await provider.resolve(payload)
+        except NotAnAlert as exc:
+            return exc.reason
+        except Exception as exc:  # a provider's bug leaves the event unparsed, nothing worse
+            return f"resolve raised {type(exc).__name__}: {exc}"
+        return None if whole is payload else whole
+
+    async def _record_resolved(
+        self,
+        provider: Provider,
+        event_id: str,
+        event: AlertEvent,
+        body: bytes,
+        names: tuple[str, ...],
+    ) -> ReadAgain:
+        """A stored delivery that stood for another event (a thin event) read now: record the
+        event read under its own id, its handlers pending, as a delivery of it would have been,
+        and leave the stored one resolved with none. An event received whole already runs
+        nothing again."""
+        delivery = Delivery(
+            provider.name,
+            event.id,
+            provider.event_type(event.raw),
+            body,
+            datetime.now(timezone.utc),
+            names,
+            state=state_change(event),
+        )
+        begun = await self.runtime.store.begin(
+            delivery, owner=self.runtime.owner, lease=self.runtime.lease_seconds, claim=False
+        )
+        await self.runtime.store.resolve_unparsed(provider.name, event_id, ())
+        self.wake()
+        return ReadAgain(names if begun.new else (), event_id=event.id)
 
     async def _restate(self, delivery: Delivery) -> None:
         """Record a redelivery's alert state too: ``begin`` records it only for a new event,

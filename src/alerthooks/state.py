@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import timezone
 
-from alerthooks.events import AlertEvent, AlertState
+from alerthooks.events import AlertEvent, AlertKind, AlertState
 from alerthooks.providers import Provider
 from alerthooks.runtime import Unreadable, stored_event
 from alerthooks.store import StateChange, Store
@@ -96,6 +96,27 @@ async def alert_states(
     in the events it holds from before it kept them."""
     await fold_stored(store, providers)
     return await store.states(in_alarm=in_alarm, provider=provider)
+
+
+async def alert_kinds(
+    store: Store, providers: Mapping[str, Provider], states: Sequence[AlertState]
+) -> dict[tuple[str, str], AlertKind]:
+    """The :attr:`~alerthooks.events.AlertEvent.kind` of each (provider, alert) in ``states``,
+    read from the stored event that set one of its states (an alert's kind is the same in every
+    event it sends, so one read per alert); ``other`` where that event cannot be read here."""
+    kinds: dict[tuple[str, str], AlertKind] = {}
+    for found in states:
+        key = (found.provider, found.alert_id)
+        if key in kinds:
+            continue
+        stored = await store.get(found.provider, found.event_id)
+        event = (
+            stored_event(providers, found.provider, stored.body, found.event_id)
+            if stored is not None
+            else None
+        )
+        kinds[key] = event.kind if isinstance(event, AlertEvent) else "other"
+    return kinds
 
 
 class StateReader:

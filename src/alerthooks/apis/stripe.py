@@ -129,6 +129,19 @@ class StripeClient:
                 return
             after = data[-1]["id"]
 
+    async def fetch_event(self, event_id: str, *, context: str | None = None) -> dict[str, Any]:
+        """``GET /v1/events/{event_id}``: one event as Stripe keeps it (30 days), read in the
+        account ``context`` names (a thin event's ``context``), if any."""
+        return await self._call("retrieve event", "get", f"/v1/events/{event_id}", _in(context))
+
+    async def fetch_thin_event(
+        self, event_id: str, *, context: str | None = None
+    ) -> dict[str, Any]:
+        """``GET /v2/core/events/{event_id}``: a thin event; for one of a v1 event (such as
+        ``v1.billing.alert.triggered``), ``snapshot_event`` names that event."""
+        path = f"/v2/core/events/{event_id}"
+        return await self._call("retrieve thin event", "get", path, _in(context))
+
     async def _call(
         self,
         what: str,
@@ -172,3 +185,8 @@ class StripeClient:
                     ) from None
 
         return await with_retries(attempt, self._retry, f"stripe: {what}")
+
+
+def _in(context: str | None) -> dict[str, Any]:
+    """The request option that reads in the account a thin event's ``context`` names."""
+    return {"stripe_context": context} if context else {}

@@ -189,18 +189,19 @@ def _builtin_normalizers() -> dict[str, Provider]:
     return found
 
 
-def _shown_type(event: StoredEvent, providers: Mapping[str, Provider]) -> str:
-    """The normalized type (``alert.triggered``…) when the stored body normalizes with its
-    provider, else the provider's own type."""
+def _shown_type(event: StoredEvent, providers: Mapping[str, Provider]) -> tuple[str, str]:
+    """The normalized type (``alert.triggered``…) and kind (``usage``…) when the stored body
+    normalizes with its provider, else the provider's own type and ``-``."""
     provider = providers.get(event.provider)
     if provider is not None:
         try:
             payload = json.loads(event.body)
             if isinstance(payload, dict):
-                return str(provider.normalize(payload).type)
+                alert = provider.normalize(payload)
+                return str(alert.type), alert.kind
         except Exception:  # anything unreadable shows the raw type
             pass
-    return event.event_type or ""
+    return event.event_type or "", "-"
 
 
 _STATUSES = typing.get_args(Status)
@@ -229,8 +230,9 @@ def events(
     """List stored events, newest first, with each handler's outcome.
 
     Times are UTC (``2026-12-01 15:04:05Z``). The type is the normalized one (alert.triggered,
-    alert.cleared) when the stored body reads as an alert with its provider (the built-in ones,
-    or --app's), else the provider's own event type. The attempts column counts every run of
+    alert.cleared) and the kind the alert's (usage, spend, credit_balance, other) when the
+    stored body reads as an alert with its provider (the built-in ones, or --app's), else the
+    provider's own event type and kind -. The attempts column counts every run of
     the handler, replays included. An alert that could not be read shows as handler
     <unparsed>, status unparsed, with the reason as its error.
     """
@@ -254,7 +256,7 @@ def _outcome_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
     """One row per (event, handler): its status, attempts in all, next attempt, last error."""
     rows: list[tuple[str, ...]] = []
     for event in found:
-        received, shown = _when(event.received_at), _shown_type(event, providers)
+        received, (shown, kind) = _when(event.received_at), _shown_type(event, providers)
         for o in event.outcomes or (None,):
             rows.append(
                 (
@@ -262,6 +264,7 @@ def _outcome_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
                     event.provider,
                     event.event_id,
                     shown,
+                    kind,
                     o.handler if o else "-",
                     o.status if o else "-",
                     str(max(o.attempts, len(o.history))) if o else "",
@@ -274,6 +277,7 @@ def _outcome_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
         "provider",
         "event",
         "type",
+        "kind",
         "handler",
         "status",
         "attempts",
@@ -288,8 +292,8 @@ def _attempt_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
     yet (or an unparsed event) has one row without an attempt, its error the stored one."""
     rows: list[tuple[str, ...]] = []
     for event in found:
-        received, shown = _when(event.received_at), _shown_type(event, providers)
-        head = (received, event.provider, event.event_id, shown)
+        received, (shown, kind) = _when(event.received_at), _shown_type(event, providers)
+        head = (received, event.provider, event.event_id, shown, kind)
         if not event.outcomes:
             rows.append((*head, "-", "-", "", "", ""))
         for o in event.outcomes:
@@ -306,7 +310,7 @@ def _attempt_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
                         attempt.error or "",
                     )
                 )
-    headers = ("received", "provider", "event", "type", "handler", "status", "attempt")
+    headers = ("received", "provider", "event", "type", "kind", "handler", "status", "attempt")
     return (*headers, "finished", "error"), rows
 
 
@@ -460,7 +464,9 @@ async def _read_again(s: Store, hooks: AlertHooks, done: _Replayed) -> None:
             done.still.append((event, read))
             continue
         done.read += 1
-        done.pairs.update((event.provider, event.event_id, name) for name in read)
+        # A thin event's handlers are pending under the id of the event it stood for.
+        pending_id = getattr(read, "event_id", event.event_id)
+        done.pairs.update((event.provider, pending_id, name) for name in read)
 
 
 async def _run_now(hooks: AlertHooks, count: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import click
 
@@ -11,20 +11,21 @@ from alerthooks import state
 from alerthooks.cli import core
 from alerthooks.cli.core import APP_OPTION, STORE_OPTION, cli, fail, load_hooks, open_cli_store
 from alerthooks.cli.inbox import _builtin_normalizers, _when
-from alerthooks.events import AlertState
+from alerthooks.events import AlertKind, AlertState
 from alerthooks.providers import Provider
 from alerthooks.store import Store
 
-HEADERS = ("provider", "alert", "subject", "state", "since", "event")
+HEADERS = ("provider", "alert", "kind", "subject", "state", "since", "event")
 """The columns of ``alerthooks status``."""
 
 
-def state_row(found: AlertState) -> tuple[str, ...]:
-    """One state as the cells of :data:`HEADERS`; the subject is ``-`` for an alert as a
-    whole."""
+def state_row(found: AlertState, kind: str = "other") -> tuple[str, ...]:
+    """One state as the cells of :data:`HEADERS`, ``kind`` being its alert's; the subject is
+    ``-`` for an alert as a whole."""
     return (
         found.provider,
         found.alert_id,
+        kind,
         state.subject_of(found) or "-",
         found.state,
         _when(found.since),
@@ -50,8 +51,9 @@ def status(
     target: str | None,
     store_url: str | None,
 ) -> None:
-    """Show where each alert stands for each subject (customer or subscription): the state
-    set by the event that occurred last, ``in_alarm`` or ``within_limit``, and since when.
+    """Show where each alert stands for each subject (customer or subscription): the alert's
+    kind (usage, spend, credit_balance or other), the state set by the event that occurred
+    last, ``in_alarm`` or ``within_limit``, and since when.
 
     Times are UTC (``2026-12-01 15:04:05Z``); the subject is ``-`` for an alert as a whole.
     Events stored by an alerthooks from before alert state are folded in first, read with the
@@ -66,15 +68,18 @@ def status(
     # Reconciling compares every state, not only those shown: a subject within the limit here
     # and in alarm there is a drift even under --in-alarm.
     wanted = True if in_alarm and not reconcile else None
-    found = core.run_store(
-        store,
-        lambda s: state.alert_states(s, providers, in_alarm=wanted, provider=provider),
-    )
+
+    async def read(s: Store) -> tuple[Sequence[AlertState], dict[tuple[str, str], AlertKind]]:
+        found = await state.alert_states(s, providers, in_alarm=wanted, provider=provider)
+        return found, await state.alert_kinds(s, providers, found)
+
+    found, kinds = core.run_store(store, read)
     if provider is not None and not found and provider not in providers:  # a typo, likely
         known = ", ".join(sorted(providers))
         fail(f"--provider: no provider named {provider!r} (known: {known})")
     shown = [s for s in found if s.state == "in_alarm"] if in_alarm else found
-    core.print_rows(HEADERS, (state_row(s) for s in shown), title=f"{len(shown)} alert state(s)")
+    rows = (state_row(s, kinds.get((s.provider, s.alert_id), "other")) for s in shown)
+    core.print_rows(HEADERS, rows, title=f"{len(shown)} alert state(s)")
     if reconcile:
         from alerthooks.cli.catchup import report_drifts
 

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from alerthooks.console.security import CSRF_FIELD, Auth, Csrf, Gate, check_auth, csrf_key
 from alerthooks.runtime import Unreadable, stored_event
-from alerthooks.state import subject_of
+from alerthooks.state import alert_kinds, subject_of
 from alerthooks.store import Status, StoredEvent, StoreError
 
 if TYPE_CHECKING:
@@ -188,6 +188,8 @@ class _Console:
                         message=f"still cannot be read: {read}",
                     )
                 count += len(read)
+                # A thin event's handlers run under the id of the event it stood for: show it.
+                event_id = getattr(read, "event_id", event_id)
         except Exception as exc:
             return self._store_down(request, exc)
         logger.info("console: %s event %s replayed (%d handler(s))", provider_name, event_id, count)
@@ -213,15 +215,18 @@ class _Console:
         """Who is in alarm now, for the board above the events: the first :data:`BOARD_LIMIT`
         subjects in alarm, and how many more there are."""
         in_alarm = await self.hooks.alert_states(in_alarm=True)
+        shown = in_alarm[:BOARD_LIMIT]
+        kinds = await alert_kinds(self.hooks.store, self.hooks.providers, shown)
         rows = [
             {
                 "provider": s.provider,
                 "alert_id": s.alert_id,
                 "alert_name": s.alert_name,
+                "kind": kinds.get((s.provider, s.alert_id), "other"),
                 "subject": subject_of(s),
                 "since": s.since,
             }
-            for s in in_alarm[:BOARD_LIMIT]
+            for s in shown
         ]
         return {"rows": rows, "more": max(0, len(in_alarm) - BOARD_LIMIT)}
 
@@ -234,6 +239,17 @@ class _Console:
             for name, value in event.model_dump(exclude={"raw"}).items()
         ]
         return fields, None
+
+    def _kind(self, stored: StoredEvent) -> str:
+        """The kind of the alert a stored event is, or "" when it does not read as one."""
+        provider = self.hooks.providers.get(stored.provider)
+        try:
+            payload = json.loads(stored.body)
+            return (
+                provider.normalize(payload).kind if provider and isinstance(payload, dict) else ""
+            )
+        except Exception:  # not an alert, or unparsed: no kind
+            return ""
 
     def _row(self, request: Request, stored: StoredEvent) -> dict[str, Any]:
         outcomes = [
@@ -250,6 +266,7 @@ class _Console:
             "provider": stored.provider,
             "event_id": stored.event_id,
             "event_type": stored.event_type,
+            "kind": self._kind(stored),
             "received_at": stored.received_at,
             "outcomes": outcomes,
             "replayable": sum(o["status"] in REPLAYABLE for o in outcomes),

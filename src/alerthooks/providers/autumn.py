@@ -23,7 +23,6 @@ from alerthooks.providers.base import (
     NotAnAlert,
     build_event,
     clean_key,
-    family_fields,
     lenient_decimal,
     mapping,
     number,
@@ -114,7 +113,8 @@ def normalize(payload: dict[str, Any]) -> AlertEvent:
         alert_type=alert_type,
         currency=None,
         raw=payload,
-        **family_fields(kind=kind, external_customer_id=customer_id),
+        kind=kind,
+        external_customer_id=customer_id,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, overload
 from pydantic import ValidationError
 
 from alerthooks.apis.http import MissingCredentials as MissingCredentials
-from alerthooks.events import AlertEvent, EventType, ThresholdMode
+from alerthooks.events import AlertEvent, AlertKind, EventType, ThresholdMode
 from alerthooks.sources import Network, Networks, networks_from_env, parse_networks
 
 
@@ -174,6 +174,21 @@ class Provider:
         """The payload to dispatch, as the provider's API holds it (when :attr:`confirms`):
         raise :class:`Rejected` when the API does not know the event, :class:`Unavailable` when
         it cannot be asked. By default the payload as delivered."""
+        return payload
+
+    def refers(self, payload: Mapping[str, Any]) -> bool:
+        """Whether a verified delivery carries only a reference to its event (Stripe's thin
+        events), which :meth:`resolve` reads from the provider's API; by default False."""
+        return False
+
+    async def resolve(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The whole event a delivery that :meth:`refers` to one stands for, read from the
+        provider's API; the event read is what is normalized, stored and deduplicated (on its
+        own id). By default ``payload`` itself.
+
+        Raise :class:`NotAnAlert` with the reason when the event cannot be read (no API
+        credentials, the API cannot give it): the delivery is kept ``unparsed`` with that
+        reason, and ``alerthooks replay --unparsed`` reads it again."""
         return payload
 
     def events_api(self) -> EventsAPI | None:
@@ -478,9 +493,11 @@ def checked_event(
     provider: str,
     type: EventType,
     alert_id: str,
+    kind: AlertKind,
     alert_name: str | None,
     meter_id: str | None,
     customer_id: str | None,
+    external_customer_id: str | None,
     subscription_id: str | None,
     threshold: Decimal | None,
     threshold_mode: ThresholdMode | None,
@@ -510,9 +527,11 @@ def checked_event(
             "provider": provider,
             "type": type,
             "alert_id": alert_id,
+            "kind": kind,
             "alert_name": alert_name,
             "meter_id": meter_id,
             "customer_id": customer_id,
+            "external_customer_id": external_customer_id,
             "subscription_id": subscription_id,
             "threshold": threshold,
             "threshold_mode": threshold_mode,
@@ -567,11 +586,3 @@ def iso_timestamp(
         return moment.astimezone(timezone.utc)
     except (ValueError, OverflowError):
         raise NotAnAlert(f"{where}.{key} is not an ISO-8601 timestamp") from None
-
-
-# -- AlertEvent.kind and .external_customer_id (w5-family, issue 22) --------------------------
-# Until those fields are on AlertEvent, family_fields() drops them, so the normalizers written
-# for them already name them. Remove the shim once the fields land.
-def family_fields(**fields: Any) -> dict[str, Any]:
-    """The ``kind`` / ``external_customer_id`` fields that :class:`AlertEvent` has."""
-    return {k: v for k, v in fields.items() if k in AlertEvent.model_fields}

@@ -23,7 +23,7 @@ from alerthooks.apis.chargebee import (
     site_api_base,
 )
 from alerthooks.apis.http import ProviderError, RetryPolicy
-from alerthooks.events import AlertEvent, EventType
+from alerthooks.events import AlertEvent, AlertKind, EventType
 from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
     NotAnAlert,
@@ -48,6 +48,13 @@ _ALARM_TYPES: dict[str, EventType] = {
     "within_limit": "alert.cleared",
 }
 _MODES = ("absolute", "percentage")
+KINDS: dict[str, AlertKind] = {
+    "usage_exceeded": "usage",
+    "spend_exceeded": "spend",
+    "credit_balance_dropped": "credit_balance",
+}
+"""Chargebee's ``Alert.type`` values (chargebee-node v3.31.0, ``src/schema/alert.schema.ts``)
+and the :attr:`AlertEvent.kind` of each; any other type is ``other``."""
 # alert_status.alarm_status as Chargebee's API named it before its SDKs' v3.24.0.
 _OLD_ALARM_STATUS = "alert_status"
 USERNAME_ENV = "CHARGEBEE_WEBHOOK_USERNAME"
@@ -105,9 +112,10 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
 
     ``in_alarm`` becomes ``alert.triggered`` and ``within_limit`` ``alert.cleared``, read from
     ``alert_status.alarm_status`` (``alert_status.alert_status`` before Chargebee's API renamed
-    it). Any kind of alert is read (``usage_exceeded``, ``spend_exceeded`` with its
-    ``currency_code``, ...), with or without a ``threshold``, a metered feature or a
-    subscription of its own; ``alarm_triggered_at`` where present. The ownership marker in the
+    it). Any kind of alert is read (``usage_exceeded``, ``spend_exceeded`` and
+    ``credit_balance_dropped`` with their ``currency_code``, ...; see :data:`KINDS`), with or
+    without a ``threshold``, a metered feature or a subscription of its own;
+    ``alarm_triggered_at`` where present. The ownership marker in the
     name (or the manager's key in ``meta``) becomes :attr:`AlertEvent.alert_key`.
 
     Raises :class:`NotAnAlert` for other event types and for missing or unexpected ``content``.
@@ -150,21 +158,24 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
     alert_name, alert_key = split_marker(text(alert, "name", where="alert"))
     if alert_key is None:
         alert_key = key_from_meta(alert.get("meta"))
+    alert_type = text(alert, "type", where="alert", required=False)
     return checked_event(
         id=event_id,
         provider="chargebee",
         type=_ALARM_TYPES[alarm],
         alert_id=alert_id,
+        kind=KINDS.get(alert_type, "other") if alert_type else "other",
         alert_name=alert_name,
         meter_id=text(alert, "metered_feature_id", where="alert", required=False),
         customer_id=None,
+        external_customer_id=None,
         subscription_id=subscription,
         threshold=value,
         threshold_mode=mode,
         value=None,
         occurred_at=occurred_at,
         livemode=None,
-        alert_type=text(alert, "type", where="alert", required=False),
+        alert_type=alert_type,
         currency=text(alert, "currency_code", where="alert", required=False),
         triggered_at=triggered_at,
         alert_key=alert_key,

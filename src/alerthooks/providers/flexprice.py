@@ -27,7 +27,6 @@ from alerthooks.providers.base import (
     NotAnAlert,
     build_event,
     clean_key,
-    family_fields,
     iso_timestamp,
     lenient_decimal,
     mapping,
@@ -200,7 +199,7 @@ def normalize(payload: dict[str, Any]) -> AlertEvent:
         kind = "spend"
     if fields["threshold"] is not None:
         fields["threshold_mode"] = "absolute"
-    fields.update(family_fields(kind=kind, external_customer_id=None))
+    fields.update(kind=kind, external_customer_id=None)
     return build_event(**fields)
 
 

@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from alerthooks.apis.lago import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL, fetch_public_key
-from alerthooks.events import AlertEvent
+from alerthooks.events import AlertEvent, AlertKind
 from alerthooks.marker import split_marker
 from alerthooks.providers.base import (
     NotAnAlert,
@@ -40,7 +40,6 @@ from alerthooks.providers.base import (
     Rejected,
     build_event,
     clean_key,
-    family_fields,
     iso_timestamp,
     lenient_decimal,
     mapping,
@@ -77,7 +76,7 @@ WALLET_TYPES = frozenset(
 )
 
 
-def kind_of(alert_type: str | None) -> str:
+def kind_of(alert_type: str | None) -> AlertKind:
     """The :attr:`AlertEvent.kind` of a Lago ``alert_type``: money alerts are ``spend``, unit
     alerts ``usage``, wallet alerts ``credit_balance``."""
     if alert_type in SPEND_TYPES:
@@ -391,7 +390,8 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         alert_type=alert_type,
         currency=None,
         raw=dict(payload),
-        **family_fields(kind=kind_of(alert_type), external_customer_id=customer),
+        kind=kind_of(alert_type),
+        external_customer_id=customer,
     )
 
 

@@ -18,7 +18,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Literal
 
 from alerthooks.apis.metronome import MetronomeClient
-from alerthooks.events import AlertEvent, EventType
+from alerthooks.events import AlertEvent, AlertKind, EventType
 from alerthooks.providers.base import (
     NotAnAlert,
     Rejected,
@@ -41,19 +41,23 @@ DEFAULT_TOLERANCE = 300
 SECRET_ENV = "METRONOME_WEBHOOK_SECRET"
 
 # Threshold notifications Metronome documents (docs.metronome.com, "Webhooks" and "Threshold
-# notifications"). Each ``_reached`` has a ``_resolved`` twin sent when the condition clears.
-_KINDS = (
-    "usage_threshold",
-    "spend_threshold",
-    "invoice_total",
-    "low_remaining_credit_balance",
-    "low_remaining_commit_balance",
-    "low_remaining_commit_percentage",
-    "low_remaining_contract_credit_balance",
-    "low_remaining_contract_credit_percentage",
-    "low_remaining_contract_credit_and_commit_balance",
-    "low_remaining_seat_balance",
-)
+# notifications"), each with its kind. Each ``_reached`` has a ``_resolved`` twin sent when the
+# condition clears.
+KINDS: dict[str, AlertKind] = {
+    "usage_threshold": "usage",
+    "spend_threshold": "spend",
+    "invoice_total": "spend",
+    "low_remaining_credit_balance": "credit_balance",
+    "low_remaining_commit_balance": "credit_balance",
+    "low_remaining_commit_percentage": "credit_balance",
+    "low_remaining_contract_credit_balance": "credit_balance",
+    "low_remaining_contract_credit_percentage": "credit_balance",
+    "low_remaining_contract_credit_and_commit_balance": "credit_balance",
+    "low_remaining_seat_balance": "other",
+}
+"""The :attr:`AlertEvent.kind` of each kind of threshold notification (the ``<kind>`` of
+``alerts.<kind>_reached``); a kind not here is ``other``. Seats are neither usage, money nor
+credit, so a seat balance is ``other``."""
 _ALERT_TYPE = re.compile(r"alerts\.([a-z0-9_]+?)_(reached|resolved)")
 _STATES: dict[str, EventType] = {"reached": "alert.triggered", "resolved": "alert.cleared"}
 # The property that carries the value compared with the threshold, by kind of notification.
@@ -77,7 +81,7 @@ class _AlertTypes(frozenset[str]):
 
 
 ALERT_EVENT_TYPES = _AlertTypes(
-    f"alerts.{kind}_{state}" for kind in _KINDS for state in ("reached", "resolved")
+    f"alerts.{kind}_{state}" for kind in KINDS for state in ("reached", "resolved")
 )
 """Metronome's threshold notification types (any ``alerts.*`` type counts as one)."""
 
@@ -194,9 +198,11 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         provider="metronome",
         type=_STATES[state],
         alert_id=text(properties, "alert_id", where="properties"),
+        kind=KINDS.get(kind, "other"),
         alert_name=text(properties, "alert_name", where="properties", required=False),
         meter_id=text(properties, "billable_metric_id", where="properties", required=False),
         customer_id=text(properties, "customer_id", where="properties", required=False),
+        external_customer_id=None,
         subscription_id=None,
         threshold=threshold,
         threshold_mode=mode if threshold is not None else None,

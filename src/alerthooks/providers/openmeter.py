@@ -23,7 +23,6 @@ from alerthooks.events import AlertEvent, EventType, ThresholdMode
 from alerthooks.providers.base import (
     NotAnAlert,
     build_event,
-    family_fields,
     iso_timestamp,
     lenient_decimal,
     mapping,
@@ -123,7 +122,8 @@ def normalize(payload: dict[str, Any]) -> AlertEvent:
         alert_type=alert_type,
         currency=None,
         raw=payload,
-        **family_fields(kind=kind, external_customer_id=external_id),
+        kind=kind,
+        external_customer_id=external_id,
     )
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from alerthooks.events import AlertEvent, EventType
+from alerthooks.events import AlertEvent, AlertKind, EventType
 from alerthooks.providers.base import (
     NotAnAlert,
     Rejected,
@@ -43,6 +43,16 @@ ALERT_EVENT_TYPES: dict[str, EventType] = {
     "customer.credit_balance_recovered": "alert.cleared",
 }
 """Orb's alert webhooks and what each one means."""
+
+KINDS: dict[str, AlertKind] = {
+    "subscription.usage_exceeded": "usage",
+    "subscription.cost_exceeded": "spend",
+    "subscription.spend_exceeded": "spend",
+    "customer.credit_balance_dropped": "credit_balance",
+    "customer.credit_balance_depleted": "credit_balance",
+    "customer.credit_balance_recovered": "credit_balance",
+}
+"""The :attr:`AlertEvent.kind` of each of Orb's alert webhooks."""
 
 # Which properties carry the threshold and the evaluated value, per event type.
 _AMOUNTS: dict[str, tuple[str | None, str | None]] = {
@@ -139,12 +149,18 @@ def signature_headers(
 
 def _nested_id(obj: Mapping[str, Any], key: str, *, where: str) -> str | None:
     """``obj[key]["id"]`` when ``obj[key]`` is an object; None when it is null or absent."""
+    return _nested_text(obj, key, "id", where=where)
+
+
+def _nested_text(obj: Mapping[str, Any], key: str, field: str, *, where: str) -> str | None:
+    """``obj[key][field]`` when ``obj[key]`` is an object; None when either is null or
+    absent."""
     inner = obj.get(key)
     if inner is None:
         return None
     if not isinstance(inner, dict):
         raise NotAnAlert(f"{where}.{key} is not an object")
-    return text(inner, "id", where=f"{where}.{key}", required=False)
+    return text(inner, field, where=f"{where}.{key}", required=False)
 
 
 def _only_threshold(alert: Mapping[str, Any]) -> Decimal | None:
@@ -180,12 +196,18 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         subscription = mapping(payload, "subscription", where="event")
         subscription_id: str | None = text(subscription, "id", where="subscription")
         customer_id = _nested_id(subscription, "customer", where="subscription")
+        external_id = _nested_text(
+            subscription, "customer", "external_customer_id", where="subscription"
+        )
     else:
         customer = mapping(payload, "customer", where="event")
         customer_id = text(customer, "id", where="customer")
+        external_id = text(customer, "external_customer_id", where="customer", required=False)
         subscription_id = _nested_id(alert, "subscription", where=where)
     if customer_id is None:
         customer_id = _nested_id(alert, "customer", where=where)
+    if external_id is None:
+        external_id = _nested_text(alert, "customer", "external_customer_id", where=where)
     meter_id = text(properties, "billable_metric_id", where="properties", required=False)
     if meter_id is None:
         meter_id = _nested_id(alert, "metric", where=where)
@@ -206,9 +228,11 @@ def normalize(payload: Mapping[str, Any]) -> AlertEvent:
         provider="orb",
         type=ALERT_EVENT_TYPES[event_type],
         alert_id=text(alert, "id", where=where),
+        kind=KINDS[event_type],
         alert_name=None,
         meter_id=meter_id,
         customer_id=customer_id,
+        external_customer_id=external_id,
         subscription_id=subscription_id,
         threshold=threshold,
         threshold_mode="absolute" if threshold is not None else None,

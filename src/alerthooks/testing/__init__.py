@@ -31,7 +31,13 @@ from alerthooks.testing.samples import (
     sample_names,
 )
 from alerthooks.testing.signing import chargebee_auth_headers, stripe_signature_header
-from alerthooks.testing.stripe import FakeStripe, stripe_alert_triggered, stripe_customer_created
+from alerthooks.testing.stripe import (
+    FakeStripe,
+    stripe_alert_recovered,
+    stripe_alert_triggered,
+    stripe_customer_created,
+    stripe_thin_event,
+)
 
 __all__ = [
     "AlertHooksClient",
@@ -60,7 +66,9 @@ __all__ = [
     "register_sample",
     "register_samples",
     "sample_names",
+    "stripe_alert_recovered",
     "stripe_alert_triggered",
     "stripe_customer_created",
     "stripe_signature_header",
+    "stripe_thin_event",
 ]

@@ -26,6 +26,12 @@ def _event_id() -> str:
     return "ev_" + secrets.token_hex(8)
 
 
+_OTHER_SAMPLES = {
+    "spend_exceeded": "chargebee_alert_spend_exceeded",
+    "credit_balance_dropped": "chargebee_alert_credit_balance_dropped",
+}
+
+
 def chargebee_alert_status_changed(
     alarm_status: Literal["in_alarm", "within_limit"] = "in_alarm",
     *,
@@ -36,13 +42,23 @@ def chargebee_alert_status_changed(
     subscription_id: str | None = None,
     threshold: dict[str, Any] | None = None,
     occurred_at: int | None = None,
+    alert_type: Literal["usage_exceeded", "spend_exceeded", "credit_balance_dropped"] = (
+        "usage_exceeded"
+    ),
     **overrides: Any,
 ) -> dict[str, Any]:
     """An ``alert_status_changed`` event; ``in_alarm`` normalizes to ``alert.triggered`` and
-    ``within_limit`` to ``alert.cleared``. ``overrides`` merge recursively into the event."""
-    sample = (
-        "chargebee_alert_in_alarm" if alarm_status == "in_alarm" else "chargebee_alert_within_limit"
-    )
+    ``within_limit`` to ``alert.cleared``. ``alert_type`` picks the alert: a usage alert on a
+    metered feature, a spend alert or a credit-balance alert (both in ``USD``). ``overrides``
+    merge recursively into the event."""
+    if alert_type == "usage_exceeded":
+        sample = (
+            "chargebee_alert_in_alarm"
+            if alarm_status == "in_alarm"
+            else "chargebee_alert_within_limit"
+        )
+    else:
+        sample = _OTHER_SAMPLES[alert_type]
     payload = load_sample(sample)
     payload["id"] = id or _event_id()
     payload["occurred_at"] = int(time.time()) if occurred_at is None else occurred_at
@@ -86,6 +102,22 @@ register_sample(
     build=partial(chargebee_alert_status_changed, "within_limit"),
     doc="A fresh Chargebee ``alert_status_changed`` event, ``within_limit`` (``alert.cleared``).",
     fixture="chargebee_alert_cleared",
+)
+register_sample(
+    "chargebee_alert_spend_exceeded",
+    provider="chargebee",
+    file="chargebee_alert_spend_exceeded.json",
+    build=partial(chargebee_alert_status_changed, "in_alarm", alert_type="spend_exceeded"),
+    doc="A fresh Chargebee ``alert_status_changed`` event of a ``spend_exceeded`` alert, "
+    "``in_alarm``.",
+)
+register_sample(
+    "chargebee_alert_credit_balance_dropped",
+    provider="chargebee",
+    file="chargebee_alert_credit_balance_dropped.json",
+    build=partial(chargebee_alert_status_changed, "in_alarm", alert_type="credit_balance_dropped"),
+    doc="A fresh Chargebee ``alert_status_changed`` event of a ``credit_balance_dropped`` "
+    "alert, ``in_alarm``.",
 )
 register_sample(
     "chargebee_subscription_created",

@@ -10,8 +10,9 @@ import json
 import secrets
 import time
 import uuid
+from datetime import datetime, timezone
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -22,6 +23,14 @@ from alerthooks.testing.samples import load_sample, merge_overrides, register_sa
 
 def _event_id() -> str:
     return "evt_" + secrets.token_hex(12)
+
+
+AlertType = Literal["usage_threshold", "credit_balance_threshold", "spend_threshold"]
+_TRIGGERED_SAMPLES: dict[str, str] = {
+    "usage_threshold": "stripe_alert_triggered",
+    "credit_balance_threshold": "stripe_alert_triggered_credit_balance",
+    "spend_threshold": "stripe_alert_triggered_spend",
+}
 
 
 def stripe_alert_triggered(
@@ -36,36 +45,110 @@ def stripe_alert_triggered(
     created: int | None = None,
     livemode: bool | None = None,
     expanded_meter: bool = False,
+    alert_type: AlertType = "usage_threshold",
     **overrides: Any,
 ) -> dict[str, Any]:
-    """A ``billing.alert.triggered`` event. Keyword arguments set the named fields;
-    ``overrides`` are merged into the event dict recursively (e.g. ``data={"object": {...}}``).
+    """A ``billing.alert.triggered`` event of a usage alert, or of the ``alert_type`` given
+    (a credit-balance or spend alert, whose ``meter`` and ``gte`` do not apply). Keyword
+    arguments set the named fields; ``overrides`` are merged into the event dict recursively
+    (e.g. ``data={"object": {...}}``).
     """
-    payload = load_sample(
-        "stripe_alert_triggered_expanded_meter" if expanded_meter else "stripe_alert_triggered"
-    )
-    payload["id"] = id or _event_id()
-    payload["created"] = int(time.time()) if created is None else created
+    if expanded_meter:
+        sample = "stripe_alert_triggered_expanded_meter"
+    else:
+        sample = _TRIGGERED_SAMPLES[alert_type]
+    if alert_type != "usage_threshold" and (meter is not None or gte is not None):
+        raise ValueError("meter and gte apply to usage_threshold alerts only")
+    payload = _fresh(sample, id, created)
     obj = payload["data"]["object"]
     alert = obj["alert"]
-    threshold = alert["usage_threshold"]
-    if alert_id is not None:
-        alert["id"] = alert_id
-    if title is not None:
-        alert["title"] = title
+    threshold = alert[alert_type]
     if meter is not None:
         threshold["meter"] = meter
     if gte is not None:
         threshold["gte"] = gte
+    _set_common(payload, alert_id, title, customer, value, livemode)
+    return merge_overrides(payload, overrides)
+
+
+def stripe_alert_recovered(
+    *,
+    id: str | None = None,
+    alert_id: str | None = None,
+    title: str | None = None,
+    customer: str | None = None,
+    value: int | float | str | None = None,
+    created: int | None = None,
+    livemode: bool | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A ``billing.alert.recovered`` event (``alert.cleared``) of the credit-balance alert
+    that ``stripe_alert_triggered(alert_type="credit_balance_threshold")`` triggers: the same
+    alert and customer unless given."""
+    payload = _fresh("stripe_alert_recovered", id, created)
+    _set_common(payload, alert_id, title, customer, value, livemode)
+    return merge_overrides(payload, overrides)
+
+
+def stripe_thin_event(
+    *,
+    id: str | None = None,
+    type: str = "v1.billing.alert.triggered",
+    alert_id: str | None = None,
+    created: datetime | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A thin event as a Stripe event destination delivers it (``object: "v2.core.event"``):
+    its type and the alert it concerns (``related_object``), nothing more; the rest is read
+    from the API (:meth:`FakeStripe.add_thin_event` keeps what the API answers)."""
+    payload = load_sample("stripe_thin_alert_triggered")
+    payload["id"] = id or "evt_test_65" + secrets.token_hex(20)
+    payload["type"] = type
+    moment = created or datetime.now(timezone.utc)
+    payload["created"] = moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    payload["created"] = payload["created"].replace("+00:00", "Z")
+    if alert_id is not None:
+        payload["related_object"] = {
+            "id": alert_id,
+            "type": "billing.alert",
+            "url": f"/v1/billing/alerts/{alert_id}",
+        }
+    return merge_overrides(payload, overrides)
+
+
+def _fresh(sample: str, id: str | None, created: int | None) -> dict[str, Any]:
+    payload = load_sample(sample)
+    payload["id"] = id or _event_id()
+    payload["created"] = int(time.time()) if created is None else created
+    return payload
+
+
+def _set_common(
+    payload: dict[str, Any],
+    alert_id: str | None,
+    title: str | None,
+    customer: str | None,
+    value: int | float | str | None,
+    livemode: bool | None,
+) -> None:
+    """Set the fields every alert event has: the alert's id and title, the customer (in the
+    alert's filter too, where it has one), the value and the mode."""
+    obj = payload["data"]["object"]
+    alert = obj["alert"]
+    if alert_id is not None:
+        alert["id"] = alert_id
+    if title is not None:
+        alert["title"] = title
     if customer is not None:
         obj["customer"] = customer
-        if threshold.get("filters"):
-            threshold["filters"][0]["customer"] = customer
+        config = alert.get(alert.get("alert_type") or "usage_threshold") or {}
+        filters = config.get("filters")
+        if isinstance(filters, list) and filters:
+            filters[0]["customer"] = customer
     if value is not None:
         obj["value"] = value
     if livemode is not None:
         payload["livemode"] = obj["livemode"] = alert["livemode"] = livemode
-    return merge_overrides(payload, overrides)
 
 
 def stripe_customer_created(*, id: str | None = None, **overrides: Any) -> dict[str, Any]:
@@ -93,6 +176,38 @@ register_sample(
     doc="A fresh ``billing.alert.triggered`` event whose meter is expanded to an object.",
 )
 register_sample(
+    "stripe_alert_triggered_credit_balance",
+    provider="stripe",
+    file="stripe_alert_triggered_credit_balance.json",
+    build=partial(stripe_alert_triggered, alert_type="credit_balance_threshold"),
+    doc="A fresh ``billing.alert.triggered`` event of a credit-balance alert (a prepaid "
+    "balance at or below $10).",
+)
+register_sample(
+    "stripe_alert_triggered_spend",
+    provider="stripe",
+    file="stripe_alert_triggered_spend.json",
+    build=partial(stripe_alert_triggered, alert_type="spend_threshold"),
+    doc="A fresh ``billing.alert.triggered`` event of a spend alert (over $500 in a billing "
+    "period).",
+)
+register_sample(
+    "stripe_alert_recovered",
+    provider="stripe",
+    file="stripe_alert_recovered.json",
+    build=stripe_alert_recovered,
+    doc="A fresh ``billing.alert.recovered`` event (``alert.cleared``) of the credit-balance "
+    "alert.",
+)
+register_sample(
+    "stripe_thin_alert_triggered",
+    provider="stripe",
+    file="stripe_thin_alert_triggered.json",
+    build=stripe_thin_event,
+    doc="A fresh thin ``v1.billing.alert.triggered`` event (read from the API when "
+    "``STRIPE_API_KEY`` is set, else kept unparsed).",
+)
+register_sample(
     "stripe_customer_created",
     provider="stripe",
     file="stripe_customer_created.json",
@@ -103,10 +218,13 @@ register_sample(
 
 @register_fake
 class FakeStripe(FakeAPI):
-    """Stripe's ``/v1/billing/alerts``, ``/v1/webhook_endpoints`` and ``/v1/events``.
+    """Stripe's ``/v1/billing/alerts``, ``/v1/webhook_endpoints``, ``/v1/events`` (the list and
+    ``/v1/events/{id}``) and ``/v2/core/events/{id}``.
 
-    ``env()`` gives the variables that point :mod:`alerthooks.manager` (and catch-up) here;
-    :meth:`add_event` puts an event where ``GET /v1/events`` lists it.
+    ``env()`` gives the variables that point :mod:`alerthooks.manager` (and catch-up, and the
+    reading of thin events) here; :meth:`add_event` puts an event where ``GET /v1/events``
+    lists it; :meth:`add_thin_event` keeps a snapshot event and the thin event that stands for
+    it, and returns the thin event to deliver.
     """
 
     provider = "stripe"
@@ -119,6 +237,8 @@ class FakeStripe(FakeAPI):
         # Ids of the alerts that are not archived, per (meter, customer): the 25 limit.
         self._by_pair: dict[tuple[str, str | None], set[str]] = {}
         self._events: list[dict[str, Any]] = []
+        # Thin events by id, as GET /v2/core/events/{id} answers them.
+        self._thin: dict[str, dict[str, Any]] = {}
         super().__init__(**options)
 
     def env(self) -> dict[str, str]:
@@ -130,6 +250,7 @@ class FakeStripe(FakeAPI):
         self._by_pair.clear()
         self._endpoints.clear()
         self._events.clear()
+        self._thin.clear()
 
     def _set_status(self, alert: dict[str, Any], status: str) -> None:
         alert["status"] = status
@@ -169,6 +290,31 @@ class FakeStripe(FakeAPI):
         with self._lock:
             self._events.append(json.loads(json.dumps(payload)))
         return payload
+
+    def add_thin_event(
+        self,
+        snapshot: dict[str, Any],
+        *,
+        id: str | None = None,
+        type: str | None = None,
+        keep_snapshot: bool = True,
+    ) -> dict[str, Any]:
+        """Keep ``snapshot`` (a ``billing.alert.*`` event) as :meth:`add_event` does, and a thin
+        event that names it in ``snapshot_event`` (``GET /v2/core/events/{id}``); return the
+        thin event as an event destination delivers it (without ``snapshot_event``, which
+        only the API gives). ``type`` defaults to ``v1.`` and the snapshot's type;
+        ``keep_snapshot=False`` leaves the snapshot out, as when Stripe no longer holds it."""
+        if keep_snapshot:
+            self.add_event(snapshot)
+        alert_id = snapshot["data"]["object"]["alert"]["id"]
+        created = datetime.fromtimestamp(snapshot["created"], timezone.utc)
+        thin = stripe_thin_event(
+            id=id, type=type or f"v1.{snapshot['type']}", alert_id=alert_id, created=created
+        )
+        thin["livemode"] = snapshot.get("livemode", False)
+        with self._lock:
+            self._thin[thin["id"]] = {**thin, "changes": None, "snapshot_event": snapshot["id"]}
+        return thin
 
     def events(self) -> list[dict[str, Any]]:
         """Copies of the events kept, in the order added."""
@@ -210,6 +356,8 @@ class FakeStripe(FakeAPI):
             self._route("POST", "/v1/webhook_endpoints", self._create_endpoint),
             self._route("POST", "/v1/webhook_endpoints/{id}", self._update_endpoint),
             self._route("GET", "/v1/events", self._list_events),
+            self._route("GET", "/v1/events/{id}", self._retrieve_event),
+            self._route("GET", "/v2/core/events/{id}", self._retrieve_thin_event),
         ]
 
     def _authorized(self, request: Request) -> bool:
@@ -258,6 +406,18 @@ class FakeStripe(FakeAPI):
                         )
                     found = [e for e in found if test(int(e.get("created", 0)), bound)]
         return self._page(found, params, "/v1/events")
+
+    def _retrieve_event(self, _: dict[str, Any], path: dict[str, str]) -> Result:
+        for event in self._events:
+            if event.get("id") == path["id"]:
+                return 200, dict(event)
+        return self._error(404, f"No such event: '{path['id']}'", "resource_missing")
+
+    def _retrieve_thin_event(self, _: dict[str, Any], path: dict[str, str]) -> Result:
+        event = self._thin.get(path["id"])
+        if event is None:
+            return self._error(404, f"No such event: '{path['id']}'", "resource_missing")
+        return 200, dict(event)
 
     def _list_alerts(self, params: dict[str, Any], _: dict[str, str]) -> Result:
         alerts = [a for a in reversed(self._alerts.values()) if a["status"] != "archived"]
@@ -374,4 +534,10 @@ def _customer_of(alert: dict[str, Any]) -> str | None:
     return filters[0].get("customer") if filters else None
 
 
-__all__ = ["FakeStripe", "stripe_alert_triggered", "stripe_customer_created"]
+__all__ = [
+    "FakeStripe",
+    "stripe_alert_recovered",
+    "stripe_alert_triggered",
+    "stripe_customer_created",
+    "stripe_thin_event",
+]
