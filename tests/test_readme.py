@@ -1,8 +1,11 @@
-"""README.md tells the truth: each of its Python blocks runs as a script, in a fresh interpreter,
-and every ASGI app it builds is served a signed delivery per configured provider; its shell
-lines name only commands, options, make targets and extras that exist; its environment
-variables are read somewhere; its links lead to files. The testing section's `# file.py` blocks
-run as a pytest project in tests/test_testing_plugin.py."""
+"""README.md and the docs site (docs/) tell the truth: each of their Python blocks runs as a
+script, in a fresh interpreter, and every ASGI app it builds is served a signed delivery per
+configured provider; their shell lines name only commands, options, make targets and extras that
+exist; their environment variables are read somewhere; their links lead to files and headings.
+README stays a front page of at most 250 lines. The blocks that start with a file name
+(`# myapp.py`) are projects run elsewhere: docs/testing.md's as a pytest project in
+tests/test_testing_plugin.py, docs/frameworks.md's under real servers in
+tests/test_frameworks.py."""
 
 from __future__ import annotations
 
@@ -32,9 +35,20 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 # What a reader sees: the TODO(lead) comments name commands that other branches are adding.
 TEXT = re.sub(r"<!--.*?-->", "", README.read_text(), flags=re.DOTALL)
-# The reference README links to: what moved out of README is checked as strictly as README.
-DOCS = sorted((ROOT / "docs").glob("*.md"))
+# The docs site's pages: checked as strictly as README.
+DOCS = sorted((ROOT / "docs").rglob("*.md"))
 REFERENCE = TEXT + "\n".join(p.read_text() for p in DOCS)
+# Links to the repository's own files from docs/ (outside the site) are absolute: to this tree.
+REPOSITORY = "https://github.com/alerthooks/alerthooks/blob/main/"
+# Pages whose `# file.py` blocks are run by another test module, as a project.
+PROJECTS = {"testing.md": "test_testing_plugin.py", "frameworks.md": "test_frameworks.py"}
+# A Django project for the README's asgi.py recipe: the least settings Django starts with.
+DJANGO_SETTINGS = """
+SECRET_KEY = "readme"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "mysite.urls"
+USE_TZ = True
+"""
 CLI = [str(Path(sys.executable).parent / "alerthooks")]
 ENV = {
     "STRIPE_WEBHOOK_SECRET": "whsec_readme",
@@ -98,21 +112,27 @@ def sections() -> Iterator[tuple[str, str]]:
 
 
 def python_blocks() -> list[tuple[str, str]]:
-    """Every ```python block, except the testing section's `# file.py` project."""
+    """Every ```python block of README and docs/, except the projects of `# file.py` blocks."""
     found = []
     for heading, text in sections():
         for n, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.DOTALL), 1):
-            if re.match(r"# \w+\.py\n", block):
-                assert heading == "Testing your handlers", heading
+            assert not re.match(r"# [\w/]+\.py\n", block), f"README {heading}: a project block"
+            found.append((f"README {heading or 'top'} #{n}", block))
+    for path in DOCS:
+        page = path.relative_to(ROOT / "docs").as_posix()
+        blocks = re.findall(r"```python\n(.*?)```", path.read_text(), re.DOTALL)
+        for n, block in enumerate(blocks, 1):
+            if re.match(r"# [\w/]+\.py\n", block):
+                assert page in PROJECTS, f"{page}: a `# file.py` block that nothing runs"
                 continue
-            found.append((f"{heading or 'top'} #{n}", block))
+            found.append((f"{page} #{n}", block))
     return found
 
 
 def shell_lines() -> list[str]:
     """Every command of the ```sh blocks, continuation lines joined, comments dropped."""
     lines = []
-    for block in re.findall(r"```sh\n(.*?)```", TEXT, re.DOTALL):
+    for block in re.findall(r"```sh\n(.*?)```", REFERENCE, re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #")[0].strip()
             if line:
@@ -144,6 +164,11 @@ def test_each_python_block_runs_and_its_apps_answer_deliveries(source: str, tmp_
     shutil.copy(ROOT / "examples" / "alerts.toml", tmp_path / "alerts.toml")
     # Stripe's published form of its webhook source addresses, for the allowlist example.
     (tmp_path / "ips_webhooks.json").write_text(json.dumps({"WEBHOOKS": ["3.18.12.63"]}))
+    if "mysite.settings" in source:
+        (tmp_path / "mysite").mkdir()
+        (tmp_path / "mysite" / "__init__.py").write_text("")
+        (tmp_path / "mysite" / "settings.py").write_text(DJANGO_SETTINGS)
+        (tmp_path / "mysite" / "urls.py").write_text("urlpatterns = []\n")
     env = clean_env()
     fakes: list[FakeAPI] = []
     if "AlertManager" in source:
@@ -191,6 +216,10 @@ def test_the_blocks_cover_quickstart_handlers_lifespan_operations_manager_and_a_
         'Stripe("whsec_…", allowed_ips=',  # security settings
         "asyncio.run(main())",  # the manager's Python API, as a script
         "class Acme(StandardWebhooksProvider)",  # adding a provider
+        'app.mount("/webhooks", hooks)',  # FastAPI
+        'asgi("/webhooks", is_mount=True, copy_scope=True)(hooks)',  # Litestar
+        "hooks.wrap(get_asgi_application()",  # Django
+        "hooks.wrap(app.asgi_app",  # Quart
     ):
         assert needle in joined, needle
 
@@ -272,11 +301,28 @@ def test_environment_variables_are_read_by_the_code() -> None:
             assert re.search(rf"\b{name}\b", code), name
 
 
-@pytest.mark.parametrize("doc", ["README.md", "CHANGELOG.md", *(f"docs/{p.name}" for p in DOCS)])
+@pytest.mark.parametrize(
+    "doc", ["README.md", "CHANGELOG.md", *(p.relative_to(ROOT).as_posix() for p in DOCS)]
+)
 def test_relative_links_lead_to_files(doc: str) -> None:
     path = ROOT / doc
-    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text()):
+    text = path.read_text()
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
         assert (path.parent / target).exists(), f"{doc}: {target}"
+    for target in re.findall(rf"\]\({re.escape(REPOSITORY)}([^)#]+)", text):
+        assert (ROOT / target).exists(), f"{doc}: {target}"
+
+
+def test_readme_is_a_front_page_of_at_most_250_lines() -> None:
+    lines = README.read_text().count("\n")
+    assert lines <= 250, f"README.md has {lines} lines: move reference detail into docs/"
+
+
+def test_every_docs_page_is_in_the_site_navigation() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text().split("\nnav:\n", 1)[1]
+    listed = set(re.findall(r":\s+([\w/.-]+\.md)$", nav, re.M))
+    pages = {p.relative_to(ROOT / "docs").as_posix() for p in DOCS}
+    assert listed == pages, textwrap.shorten(str(listed ^ pages), 200)
 
 
 def test_anchors_in_readme_name_its_headings() -> None:
@@ -286,6 +332,10 @@ def test_anchors_in_readme_name_its_headings() -> None:
     headings = {anchor(h) for h in re.findall(r"^#+ (.+)$", TEXT, re.M)}
     for target in re.findall(r"\]\(#([^)]+)\)", TEXT):
         assert target in headings, target
+    # README's links into a docs page's heading (the site checks its own, with mkdocs --strict).
+    for page, target in re.findall(r"\]\((docs/[\w/.-]+\.md)#([^)]+)\)", TEXT):
+        text = re.sub(r"```.*?```", "", (ROOT / page).read_text(), flags=re.DOTALL)
+        assert target in {anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}, page
     for path in DOCS:
         doc, text = path.name, path.read_text()
         for target in re.findall(r"README\.md#([^)]+)\)", text):
@@ -301,12 +351,16 @@ def test_every_test_named_in_the_security_map_exists() -> None:
         assert re.search(rf"^(async )?def {test}\(", source, re.M), f"{module}::{test}"
 
 
-def test_the_install_table_lists_every_extra() -> None:
+@pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
+def test_the_install_table_lists_every_extra(page: str) -> None:
     extras = set(
         tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     )
-    install = dict(sections())["Install"]
-    listed = set(re.findall(r"^\| `([a-z]+)` \|", install, re.M))
+    text = (ROOT / page).read_text()
+    start = text.index("## Install\n")
+    install = text[start : text.index("\n## ", start + 1)]
+    cells = re.findall(r"^\| (`[a-z]+`(?:, `[a-z]+`)*) \|", install, re.M)
+    listed = {name for cell in cells for name in re.findall(r"`([a-z]+)`", cell)}
     assert listed == extras, textwrap.shorten(str(listed ^ extras), 200)
 
 
@@ -316,8 +370,9 @@ def test_the_options_table_lists_every_alerthooks_keyword() -> None:
     # **deprecated takes the provider keywords: the table names them in one row, not each.
     parameters = set(inspect.signature(AlertHooks.__init__).parameters) - {"self", "deprecated"}
     parameters |= {"stripe_secret", "chargebee_auth"}
-    deployment = dict(sections())["Deployment"]
-    table = deployment[: deployment.index("\n\n", deployment.index("| option |"))]
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    start = deployment.index("| option |")
+    table = deployment[start : deployment.index("\n\n", start)]
     listed = {
         name
         for row in table.splitlines()[2:]

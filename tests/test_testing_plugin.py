@@ -1,4 +1,4 @@
-"""The pytest plugin as users meet it: the README's test files, copied verbatim, and the
+"""The pytest plugin as users meet it: the test files of docs/testing.md, copied verbatim, and the
 fixtures taken by name, run by pytest in a fresh process (pytester)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+TESTING = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -21,11 +21,8 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def readme_files() -> dict[str, str]:
-    """The ```python blocks of the README's testing section that start with `# <file>.py`."""
-    text = README.read_text()
-    start = text.index("\n## Testing your handlers\n")
-    end = text.find("\n## ", start + 1)
-    section = text[start : end if end != -1 else None]
+    """The ```python blocks of docs/testing.md that start with `# <file>.py`."""
+    section = TESTING.read_text()
     files = {}
     for block in re.findall(r"```python\n(.*?)```", section, re.DOTALL):
         first, _, _ = block.partition("\n")

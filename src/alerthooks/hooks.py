@@ -25,6 +25,7 @@ from alerthooks.asgi import ASGIApp
 from alerthooks.catchup import CatchUpResult, CatchUpSchedule, catch_up
 from alerthooks.dispatch import Dispatcher, F, Handler, HandlerFunc
 from alerthooks.events import AlertState
+from alerthooks.mounting import HooksMount
 from alerthooks.observe import Observers, ObserverT
 from alerthooks.providers import Provider
 from alerthooks.providers._keywords import with_keyword_providers
@@ -368,6 +369,13 @@ class AlertHooks:
             yield
         finally:
             await self.shutdown()
+
+    def wrap(self, app: Any, prefix: str = "/webhooks") -> HooksMount:
+        """``app`` with these hooks answering under ``prefix``, for frameworks that cannot mount
+        an ASGI app: ``application = hooks.wrap(get_asgi_application())`` (Django),
+        ``app.asgi_app = hooks.wrap(app.asgi_app)`` (Quart). Serve what it returns: the hooks
+        start before the app's lifespan and stop after it, or alone when the app has none."""
+        return HooksMount(self, app, prefix)
 
     # -- serving --------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from starlette.routing import Mount
 
 from alerthooks.hooks import AlertHooks
+from alerthooks.mounting import HooksMount
 from alerthooks.providers import Provider
 from alerthooks.providers.stripe import SIGNATURE_HEADER
 from alerthooks.testing.signing import chargebee_auth_headers, stripe_signature_header
@@ -37,9 +38,10 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 def find_hooks(app: Any) -> tuple[AlertHooks, str]:
     """The one :class:`AlertHooks` inside ``app`` and the path it is mounted at.
 
-    ``app`` is an ``AlertHooks`` (mounted at ``""``) or a Starlette/FastAPI app whose routes
-    ``Mount`` one, possibly nested or behind middleware. Raises ``LookupError`` when there is
-    none, or several.
+    ``app`` is an ``AlertHooks`` (mounted at ``""``), one wrapped by :meth:`AlertHooks.wrap`
+    (Django, Quart: also as a Quart app's ``asgi_app``), a Starlette/FastAPI app whose routes
+    ``Mount`` one, or a Litestar app with an ``asgi(path, is_mount=True)(hooks)`` route; possibly
+    nested or behind middleware. Raises ``LookupError`` when there is none, or several.
     """
     found = list(_mounted(app, "", depth=0))
     if not found:
@@ -56,16 +58,27 @@ def _mounted(app: Any, prefix: str, *, depth: int) -> Iterator[tuple[AlertHooks,
     if isinstance(app, AlertHooks):
         yield app, prefix
         return
+    if isinstance(app, HooksMount):
+        yield from _mounted(app.hooks, prefix + app.prefix, depth=depth + 1)
+        yield from _mounted(app.app, prefix, depth=depth + 1)
+        return
     routes = getattr(app, "routes", None)
     if routes is None:
-        # Middleware wraps the app it was given as ``.app``.
-        inner = getattr(app, "app", None)
-        if inner is not None and inner is not app:
-            yield from _mounted(inner, prefix, depth=depth + 1)
+        # Middleware wraps the app it was given as ``.app``; Quart serves ``.asgi_app``.
+        for attribute in ("app", "asgi_app"):
+            inner = getattr(app, attribute, None)
+            if inner is not None and inner is not app:
+                yield from _mounted(inner, prefix, depth=depth + 1)
         return
     for route in routes:
         if isinstance(route, Mount):
             yield from _mounted(route.app, prefix + route.path, depth=depth + 1)
+        else:
+            # Litestar: an ``asgi(path, is_mount=True)`` route handler around the hooks.
+            handler = getattr(getattr(route, "route_handler", None), "fn", None)
+            path = getattr(route, "path", None)
+            if isinstance(handler, AlertHooks) and isinstance(path, str):
+                yield handler, prefix + path.rstrip("/")
 
 
 def _locate(app: Any, hooks: AlertHooks | None, prefix: str | None) -> tuple[AlertHooks, str]:
