@@ -28,6 +28,10 @@ host = Starlette(routes=[Mount("/webhooks", app=hooks)], lifespan=hooks.lifespan
 
 not_an_app = 42
 
+several = Starlette(
+    routes=[Mount("/webhooks", app=hooks), Mount("/other", app=AlertHooks(store="memory://"))]
+)
+
 
 @hooks.on("*", name="record")
 def record(event: AlertEvent) -> None:

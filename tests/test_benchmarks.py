@@ -88,3 +88,10 @@ def test_claim_benchmark_claims_from_every_backlog_size() -> None:
     out = _run("claim.py", "--pending", "30,60", "--claims", "3", "--limit", "5")
     assert "  sqlite        30 pending: " in out and "  sqlite        60 pending: " in out
     assert "ratio 60 / 30 pending:" in out
+
+
+def test_flood_benchmark_checks_every_answer_and_counts_every_rejection() -> None:
+    out = _run("flood.py", "--events", "20", "--flood", "2", "--rounds", "1", "--concurrency", "4")
+    for variant in ("verified only", "flood, recorded", "flood, not recorded"):
+        assert f"  {variant} " in out
+    assert "flood, recorded / verified only: " in out

@@ -388,7 +388,7 @@ def test_prune_deletes_old_handled_events_only(runner: CliRunner, inbox: dict[st
     asyncio.run(seed())
     result = runner.invoke(cli, ["prune", "--older-than", "30"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("pruned 1 event(s) received before ")
+    assert result.output.startswith("pruned 1 event(s) and 0 rejected deliveries received before ")
     listed = runner.invoke(cli, ["events"]).output
     assert "evt_old_done" not in listed
     assert "evt_old_failed" in listed and "evt_recent_done" in listed
@@ -449,7 +449,11 @@ def closed_port_url() -> str:
             1,
             "no store at nowhere/none.db",
         ),
-        (["worker", "tests.inbox_app:not_an_app"], 1, "is a int, not an AlertHooks"),
+        (
+            ["worker", "tests.inbox_app:not_an_app"],
+            1,
+            "is a int: neither an AlertHooks nor an app that mounts one",
+        ),
         (["worker", "tests.broken_app:hooks"], 1, "cannot import 'tests.broken_app'"),
         (["events", "--store", "redis://x"], 1, "unsupported store URL scheme 'redis'"),
         (["events", "--store", "sqlite:///nowhere/none.db"], 1, "no store at nowhere/none.db"),
@@ -465,7 +469,7 @@ def closed_port_url() -> str:
         (
             ["replay", "evt_unknown"],
             1,
-            "nothing to replay: no failed or dead handlers of evt_unknown",
+            "unknown event evt_unknown: the store has no event with that id",
         ),
         (["replay", "--dead"], 1, "nothing to replay: no dead handlers"),
         (["replay", "--dead", "--app", "tests.inbox_app:nope"], 1, "has no attribute 'nope'"),

@@ -277,7 +277,7 @@ def test_replay_failed_with_app_runs_them_and_keeps_the_earlier_attempts(
     attempts = [(r[2], r[6], r[7], r[9]) for r in rows(history.output)]
     assert attempts == [
         (dead_id, "dead", "1", "RuntimeError: first"),
-        (failed_id, "done", "1", "RuntimeError: first"),
+        (failed_id, "failed", "1", "RuntimeError: first"),
         (failed_id, "done", "2", ""),
     ]
     finished = [datetime.strptime(r[8], "%Y-%m-%d %H:%M:%S%z") for r in rows(history.output)]
@@ -369,3 +369,96 @@ def test_events_history_shows_events_and_handlers_without_attempts(
             NO_THRESHOLD,
         ],
     ]
+
+
+# -- replay runs only what it names -------------------------------------------------------------
+
+
+def fail_inline(url: str, *payloads: dict[str, Any]) -> None:
+    """Deliver ``payloads`` in inline mode to a handler ``record`` that fails (answers 500)."""
+    hooks = make_hooks(url)
+
+    @hooks.on("*", name="record")
+    def record(event: AlertEvent) -> None:
+        raise RuntimeError("down")
+
+    async def run() -> list[int]:
+        async with AlertHooksClient(hooks) as client:
+            return [(await client.deliver("stripe", p)).status_code for p in payloads]
+
+    assert asyncio.run(run()) == [500] * len(payloads)
+
+
+def test_replaying_one_event_runs_its_handlers_and_no_other_events(
+    runner: CliRunner, store: str, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = stripe_alert_triggered(), stripe_alert_triggered()
+    fail_inline(store, a, b)
+    monkeypatch.setenv("ALERTHOOKS_TEST_MODE", "inline")
+    replayed = runner.invoke(cli, ["replay", a["id"], "--app", APP])
+    assert replayed.exit_code == 0, replayed.output
+    assert replayed.output.splitlines()[-1] == "1 handler(s) ran again: 1 done, 0 failed again"
+    assert handled(out) == Counter({a["id"]: 1})
+    listed = {row[2]: row for row in rows(runner.invoke(cli, ["events"]).output)}
+    assert (listed[a["id"]][6], listed[b["id"]][6], listed[b["id"]][7]) == ("done", "failed", "1")
+
+
+def test_replay_of_an_unknown_event_is_an_error(runner: CliRunner, store: str) -> None:
+    deliver(store, stripe_alert_triggered())
+    result = runner.invoke(cli, ["replay", "evt_nonexistent", "--store", store])
+    assert (result.exit_code, result.output) == (
+        1,
+        "error: unknown event evt_nonexistent: the store has no event with that id\n",
+    )
+
+
+def test_app_option_takes_a_host_app_that_mounts_one_alerthooks(
+    runner: CliRunner, store: str, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = stripe_alert_triggered()
+    fail_inline(store, a)
+    monkeypatch.setenv("ALERTHOOKS_TEST_MODE", "inline")
+    host = "tests.inbox_app:host"
+    listed = runner.invoke(cli, ["events", "--app", host])
+    assert listed.exit_code == 0, listed.output
+    assert [row[2] for row in rows(listed.output)] == [a["id"]]
+    replayed = runner.invoke(cli, ["replay", a["id"], "--app", host])
+    assert replayed.exit_code == 0, replayed.output
+    assert handled(out) == Counter({a["id"]: 1})
+    assert runner.invoke(cli, ["status", "--app", host]).exit_code == 0
+    several = runner.invoke(cli, ["events", "--app", "tests.inbox_app:several"])
+    assert (several.exit_code, several.output) == (
+        1,
+        "error: tests.inbox_app:several is a Starlette that mounts 2 AlertHooks (at /webhooks,"
+        " /other); point at one of them (MODULE:ATTR of the AlertHooks)\n",
+    )
+
+
+def test_history_rows_show_each_attempts_own_outcome(runner: CliRunner, store: str) -> None:
+    async def seed() -> None:
+        s = open_store(store)
+        now = datetime.now(timezone.utc)
+        await s.begin(Delivery("stripe", "evt_h", None, b"{}", now, ("h",)), owner="w", lease=60)
+        await s.finish("stripe", "evt_h", {"h": "RuntimeError: one"}, owner="w")
+        for error in ("RuntimeError: two", None):
+            (claim,) = await s.claim(owner="w", lease=60, limit=1)
+            await s.finish("stripe", "evt_h", {claim.handler: error}, owner="w")
+        await s.close()
+
+    asyncio.run(seed())
+    history = runner.invoke(cli, ["events", "--history", "--store", store])
+    assert [(r[6], r[7], r[9]) for r in rows(history.output)] == [
+        ("failed", "1", "RuntimeError: one"),
+        ("failed", "2", "RuntimeError: two"),
+        ("done", "3", ""),
+    ]
+
+
+def test_events_of_an_inline_app_say_a_failed_handler_waits_for_a_redelivery(
+    runner: CliRunner, store: str, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = stripe_alert_triggered()
+    fail_inline(store, a)
+    monkeypatch.setenv("ALERTHOOKS_TEST_MODE", "inline")
+    (row,) = rows(runner.invoke(cli, ["events", "--app", APP]).output)
+    assert (row[6], row[8]) == ("failed", "on redelivery or replay")

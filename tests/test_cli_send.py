@@ -125,6 +125,16 @@ def test_each_sample_send_has_a_fresh_event_id(served: Served) -> None:
     assert len(served.seen) == 2
 
 
+def test_a_send_with_an_id_sent_twice_is_a_redelivery(served: Served) -> None:
+    args = ("stripe", "--url", f"{served.base}/stripe", "--secret", STRIPE_SECRET)
+    first = send(*args, "--id", "evt_redelivered")
+    second = send(*args, "--id", "evt_redelivered")
+    assert sent_id(first) == sent_id(second) == "evt_redelivered"
+    assert json.loads(first.stdout.splitlines()[2]) == {"status": "accepted"}
+    assert json.loads(second.stdout.splitlines()[2]) == {"status": "duplicate"}
+    assert [e.id for e in served.seen] == ["evt_redelivered"]
+
+
 def test_credentials_default_to_the_receivers_env_variables(served: Served) -> None:
     env = {
         "STRIPE_WEBHOOK_SECRET": f"whsec_other, {STRIPE_SECRET}",

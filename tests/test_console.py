@@ -235,7 +235,7 @@ async def test_every_provider_supplied_string_is_escaped(
     payload["data"]["object"]["alert"]["usage_threshold"]["meter"] = f'mtr_"><img src=x>{evil}'
     await deliver(flaky_hooks, payload)
     listing = (await console.get("/")).text
-    event_url = re.search(r'<td class="id"><a href="([^"]+)">', listing)
+    event_url = re.search(r'<a class="id" href="([^"]+)">', listing)
     assert event_url is not None
     detail = (await console.get(unescape(event_url.group(1)))).text
     for page in (listing, detail):

@@ -109,9 +109,9 @@ class FlakyFinish(Store):
         return await self.inner.get(provider, event_id)
 
     async def events(
-        self, *, status: Status | None = None, limit: int = 50
+        self, *, status: Status | None = None, limit: int = 50, **query: Any
     ) -> Sequence[StoredEvent]:
-        return await self.inner.events(status=status, limit=limit)
+        return await self.inner.events(status=status, limit=limit, **query)
 
     async def resolve_unparsed(
         self, provider: str, event_id: str, handlers: Collection[str]

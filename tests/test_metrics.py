@@ -89,14 +89,15 @@ async def test_deliveries_and_handler_runs_are_counted_and_served() -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
     text = response.text
-    assert sample(text, "alerthooks_deliveries_total", provider="stripe", status="200") == 1
-    assert sample(text, "alerthooks_deliveries_total", provider="stripe", status="401") == 1
-    assert sample(text, "alerthooks_deliveries_total", provider="chargebee", status="500") == 1
+    deliveries = "alerthooks_deliveries_total"
+    assert sample(text, deliveries, provider="stripe", status="200", outcome="accepted") == 1
+    assert sample(text, deliveries, provider="stripe", status="401", outcome="rejected") == 1
+    assert sample(text, deliveries, provider="chargebee", status="500", outcome="failed") == 1
     assert sample(text, "alerthooks_handler_runs_total", handler="ok", outcome="done") == 2
     assert sample(text, "alerthooks_handler_runs_total", handler="broken", outcome="failed") == 1
     assert sample(text, "alerthooks_delivery_seconds_count", provider="stripe") == 2
     assert sample(text, "alerthooks_delivery_seconds_bucket", provider="stripe", le="+Inf") == 2
-    assert sample(text, "alerthooks_queue_due") == 0
+    assert sample(text, "alerthooks_queue_due") is None  # inline: nothing runs what it counts
     assert sample(text, "alerthooks_dead_handlers") == 0
 
 
@@ -149,7 +150,9 @@ async def test_a_failed_handler_waiting_for_its_retry_is_not_due_yet(url: str) -
 
 
 async def test_a_store_that_does_not_answer_leaves_the_gauges_and_still_serves() -> None:
-    hooks = make_hooks(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+    hooks = make_hooks(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere", mode="queued", worker=False
+    )
     response = await scrape(hooks.metrics_app())
     assert response.status_code == 200
     assert sample(response.text, "alerthooks_queue_due") == 0
@@ -193,7 +196,8 @@ def test_multiprocess_mode_serves_the_sum_over_processes(tmp_path: Path) -> None
     served = subprocess.run(
         [sys.executable, "-c", _SERVE], env=env, check=True, timeout=60, capture_output=True
     ).stdout.decode()
-    assert sample(served, "alerthooks_deliveries_total", provider="stripe", status="200") == 3
+    accepted = {"provider": "stripe", "status": "200", "outcome": "accepted"}
+    assert sample(served, "alerthooks_deliveries_total", **accepted) == 3
     assert sample(served, "alerthooks_delivery_seconds_count", provider="stripe") == 3
 
 
@@ -230,9 +234,11 @@ async def test_deliveries_through_the_receiver_are_counted_with_their_answer_cod
         assert (await client.get("/stripe")).status_code == 405
         assert (await client.post("/nowhere", content=b"{}")).status_code == 404
     text = (await scrape(app)).text
-    assert sample(text, "alerthooks_deliveries_total", provider="stripe", status="200") == 2
-    assert sample(text, "alerthooks_deliveries_total", provider="stripe", status="400") == 1
-    assert sample(text, "alerthooks_deliveries_total", provider="stripe", status="405") == 1
+    deliveries = "alerthooks_deliveries_total"
+    assert sample(text, deliveries, provider="stripe", status="200", outcome="accepted") == 1
+    assert sample(text, deliveries, provider="stripe", status="200", outcome="duplicate") == 1
+    assert sample(text, deliveries, provider="stripe", status="400", outcome="rejected") == 1
+    assert sample(text, deliveries, provider="stripe", status="405", outcome="rejected") == 1
     assert "nowhere" not in text  # no provider, not a delivery
     assert sample(text, "alerthooks_handler_runs_total", handler="notify", outcome="done") == 1
     assert sample(text, "alerthooks_delivery_seconds_count", provider="stripe") == 4
@@ -252,3 +258,37 @@ async def test_queued_handler_runs_are_counted_by_the_worker() -> None:
     text = (await scrape(app)).text
     assert sample(text, "alerthooks_handler_runs_total", handler="broken", outcome="failed") == 1
     assert sample(text, "alerthooks_dead_handlers") == 1
+
+
+async def test_every_outcome_is_its_own_label_and_inline_has_no_queue_gauge() -> None:
+    hooks = make_hooks()
+    failing = {"on": True}
+
+    @hooks.on("alert.triggered", name="flaky")
+    async def flaky(event: AlertEvent) -> None:
+        if failing["on"]:
+            raise ConnectionError("down")
+
+    app = hooks.metrics_app()
+    payload = stripe_alert_triggered()
+    async with client_for(hooks) as client:
+        assert (await post_stripe(client, payload)).status_code == 500
+        failing["on"] = False
+        assert (await post_stripe(client, payload)).json() == {"status": "accepted"}
+        assert (await post_stripe(client, payload)).json() == {"status": "duplicate"}
+        unread = {**stripe_alert_triggered(), "type": "customer.created"}
+        assert (await post_stripe(client, unread)).json() == {"status": "ignored"}
+    text = (await scrape(app)).text
+    counted = {
+        outcome: sample(
+            text,
+            "alerthooks_deliveries_total",
+            provider="stripe",
+            status="500" if outcome == "failed" else "200",
+            outcome=outcome,
+        )
+        for outcome in ("failed", "accepted", "duplicate", "ignored")
+    }
+    assert counted == {"failed": 1, "accepted": 1, "duplicate": 1, "ignored": 1}
+    assert "alerthooks_queue_due" not in text
+    assert sample(text, "alerthooks_dead_handlers") == 0

@@ -90,7 +90,7 @@ async def test_observers_see_deliveries_and_runs_in_order() -> None:
         ("run", "broken", "failed", True),
         ("leave run", "failed", "ValueError: nope"),
         ("delivery", "stripe", "evt_o", "billing.alert.triggered", 500, True),
-        ("leave delivery", 500, "retry"),
+        ("leave delivery", 500, "failed"),
     ]
 
 
@@ -102,7 +102,8 @@ async def test_observers_see_deliveries_and_runs_in_order() -> None:
         (200, b'{"status":"ignored"}', "ignored"),
         (200, b"", "accepted"),
         (400, b'{"error":"invalid JSON"}', "rejected"),
-        (503, b'{"error":"store unavailable; retry later"}', "retry"),
+        (500, b'{"error":"a handler failed; retry later"}', "failed"),
+        (503, b'{"error":"store unavailable; retry later"}', "unavailable"),
     ],
 )
 def test_the_outcome_is_read_from_the_answer(status: int, body: bytes, outcome: str) -> None:

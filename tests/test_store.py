@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from alerthooks.store import SCHEMA_VERSION, Delivery, Store, StoreError, open_store
+from alerthooks.store import SCHEMA_VERSION, Delivery, Rejection, Store, StoreError, open_store
 from alerthooks.store.memory import MemoryStore
 from alerthooks.store.postgres import PostgresStore
 from alerthooks.store.sqlite import SQLiteStore
@@ -712,3 +712,99 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_outcomes(
             version = await pg.fetchval(f'SELECT version FROM "{schema}".alerthooks_schema')
             await pg.close()
         assert version == SCHEMA_VERSION == 3
+
+
+# -- searching and paging events ------------------------------------------------------------------
+
+
+async def test_events_search_filter_and_page_by_cursor(store: Store) -> None:
+    base = datetime.now(timezone.utc)
+    for i in range(5):
+        body = f'{{"id": "evt_{i}", "customer": "cus_{i % 2}"}}'.encode()
+        await store.begin(
+            Delivery(
+                "chargebee" if i == 4 else "stripe",
+                f"evt_{i}",
+                "t",
+                body,
+                base + timedelta(seconds=i),
+                ("a",),
+            ),
+            owner="w1",
+            lease=60,
+        )
+    ids = [e.event_id for e in await store.events()]
+    assert ids == ["evt_4", "evt_3", "evt_2", "evt_1", "evt_0"]
+    assert [e.event_id for e in await store.events(search="cus_1")] == ["evt_3", "evt_1"]
+    assert [e.event_id for e in await store.events(search="evt_2")] == ["evt_2"]
+    assert [e.event_id for e in await store.events(provider="chargebee")] == ["evt_4"]
+    window = await store.events(
+        since=base + timedelta(seconds=1), until=base + timedelta(seconds=3)
+    )
+    assert [e.event_id for e in window] == ["evt_2", "evt_1"]
+    first = await store.events(limit=2)
+    older = await store.events(limit=2, before=first[-1].cursor)
+    assert [e.event_id for e in older] == ["evt_2", "evt_1"]
+    assert all(a.cursor > b.cursor for a, b in zip(first, older, strict=True))
+    rest = await store.events(limit=2, before=older[-1].cursor, search="cus_0")
+    assert [e.event_id for e in rest] == ["evt_0"]
+
+
+# -- rejected deliveries --------------------------------------------------------------------------
+
+
+def rejection(n: int, provider: str = "stripe", **fields: object) -> Rejection:
+    return Rejection(
+        received_at=fields.pop("received_at", datetime.now(timezone.utc)),  # type: ignore[arg-type]
+        provider=provider,
+        status=401,
+        reason=f"bad signature {n}",
+        source="203.0.113.7",
+        body_bytes=100 + n,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def test_rejections_are_kept_newest_first_and_by_provider(store: Store) -> None:
+    assert list(await store.rejections()) == []
+    await store.record_rejections([rejection(1), rejection(2, "orb", event_id="ev", dropped=3)])
+    await store.record_rejections([rejection(3)])
+    found = await store.rejections()
+    assert [r.reason for r in found] == ["bad signature 3", "bad signature 2", "bad signature 1"]
+    orb = found[1]
+    assert (orb.provider, orb.status, orb.source, orb.body_bytes) == (
+        "orb",
+        401,
+        "203.0.113.7",
+        102,
+    )
+    assert (orb.event_id, orb.event_type, orb.dropped) == ("ev", None, 3)
+    assert orb.received_at.tzinfo is not None
+    assert [r.reason for r in await store.rejections(provider="stripe", limit=1)] == [
+        "bad signature 3"
+    ]
+
+
+async def test_rejections_are_bounded_in_number_and_age(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alerthooks.store.memory as memory
+    import alerthooks.store.postgres as postgres
+    import alerthooks.store.sqlite as sqlite
+
+    for module in (memory, postgres, sqlite):
+        monkeypatch.setattr(module, "REJECTIONS_KEPT", 5)
+    if isinstance(store, MemoryStore):  # its ring was sized when it was made
+        store._rejections = type(store._rejections)(maxlen=5)
+    old = datetime.now(timezone.utc) - timedelta(days=31)
+    await store.record_rejections([rejection(0, received_at=old)])
+    await store.record_rejections([rejection(1)])
+    assert [r.reason for r in await store.rejections()] == ["bad signature 1"]
+    await store.record_rejections([rejection(n) for n in range(2, 9)])
+    assert [r.reason for r in await store.rejections()] == [
+        f"bad signature {n}" for n in range(8, 3, -1)
+    ]
+    assert (
+        await store.prune_rejections(before=datetime.now(timezone.utc) + timedelta(seconds=1)) == 5
+    )
+    assert list(await store.rejections()) == []

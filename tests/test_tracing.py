@@ -139,7 +139,7 @@ async def test_failures_mark_their_spans(hooks: AlertHooks, exporter: InMemorySp
     assert run.status.description == "ConnectionError: pager down"
     assert attributes(run)["alerthooks.outcome"] == "failed"
     assert delivery.status.status_code is StatusCode.ERROR
-    assert attributes(delivery)["alerthooks.outcome"] == "retry"
+    assert attributes(delivery)["alerthooks.outcome"] == "failed"
 
 
 async def test_a_delivery_rejected_before_parsing_has_no_event_attributes(

@@ -182,31 +182,47 @@ class ASGIApp:
             return _METHOD_NOT_ALLOWED
         if self.sources is not None and not self.sources.allows(provider.name, scope):
             return self.receiver.refuse_source(provider, self.sources.client_address(scope))
-        refused = self.receiver.refusal(provider)  # before reading a body it would not need
+        refused = self.receiver.refusal(provider, source=lambda: self._source(scope))
         if refused is not None:
             return refused
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
         if length is not None:
             if not (length.isascii() and length.isdigit()):
-                return _BAD_LENGTH
+                return self.receiver.reject(
+                    provider, _BAD_LENGTH, source=lambda: self._source(scope)
+                )
             digits = length.lstrip("0")
             if len(digits) > 18 or int(digits or "0") > self.max_body_bytes:
                 logger.info("%s delivery rejected: body of %s bytes", provider.name, length)
-                return _TOO_LARGE
+                return self.receiver.reject(
+                    provider,
+                    _TOO_LARGE,
+                    source=lambda: self._source(scope),
+                    body_bytes=int(digits) if len(digits) <= 18 else 0,
+                )
         try:
             body = await self._read_body_in_time(receive)
         except _BodyTooLarge:
             logger.info(
                 "%s delivery rejected: body over %d bytes", provider.name, self.max_body_bytes
             )
-            return _TOO_LARGE
+            return self.receiver.reject(provider, _TOO_LARGE, source=lambda: self._source(scope))
         except TimeoutError:
             logger.info("%s delivery rejected: body timed out", provider.name)
-            return _TIMEOUT
+            return self.receiver.reject(provider, _TIMEOUT, source=lambda: self._source(scope))
         except _Disconnected:
             return _DISCONNECTED
-        return await self.receiver.receive(provider, body, headers)
+        return await self.receiver.receive(
+            provider, body, headers, source=lambda: self._source(scope)
+        )
+
+    def _source(self, scope: Scope) -> object:
+        """The client's address (behind trusted proxies, the one they forwarded for)."""
+        if self.sources is not None:
+            return self.sources.client_address(scope)
+        client = scope.get("client")
+        return client[0] if client else None
 
     async def _read_body_in_time(self, receive: Receive) -> bytes:
         """Read the body; raise TimeoutError when it is not complete within ``body_timeout``.

@@ -466,7 +466,8 @@ class AlertHooks:
         from alerthooks.metrics import Metrics
 
         found = self.observers.find(Metrics)
-        return (found or self.observe(Metrics(lambda: self.store))).app()
+        queued = self.mode == "queued"
+        return (found or self.observe(Metrics(lambda: self.store, queued=queued))).app()
 
     def trace(self, tracer_provider: Any = None) -> None:
         """Open an OpenTelemetry span per delivery and per handler run

@@ -1,14 +1,19 @@
 """Prometheus metrics (``pip install "alerthooks-sdk[metrics]"``), served by ``metrics_app()``.
 
 ========================================== =========================================================
-``alerthooks_deliveries_total``            counter: deliveries answered, by ``provider`` and
-                                           ``status`` (the HTTP answer code)
+``alerthooks_deliveries_total``            counter: deliveries answered, by ``provider``,
+                                           ``status`` (the HTTP answer code) and ``outcome``
+                                           (``accepted``, ``duplicate``, ``ignored``,
+                                           ``unparsed``, ``rejected``, ``failed``: a handler
+                                           failed, ``unavailable``: 503, retry later)
 ``alerthooks_handler_runs_total``          counter: handler runs, by ``handler`` and ``outcome``
                                            (``done`` or ``failed``)
 ``alerthooks_delivery_seconds``            histogram: time from a delivery's request to its answer
                                            (body read and, inline, handlers run), by ``provider``
 ``alerthooks_queue_due``                   gauge: handler runs due now (pending, or failed and due
-                                           for a retry), read from the store at each scrape
+                                           for a retry), read from the store at each scrape;
+                                           queued mode only (inline, nothing runs them until
+                                           the provider redelivers)
 ``alerthooks_dead_handlers``               gauge: handler runs that are dead, read from the store
 ========================================== =========================================================
 
@@ -24,6 +29,7 @@ that served the scrape last.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -45,7 +51,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from starlette.types import Receive, Scope, Send
 
 from alerthooks.asgi import acknowledge_lifespan
-from alerthooks.observe import Observer
+from alerthooks.observe import Observer, Seen
 from alerthooks.store import Store
 
 logger = logging.getLogger(__name__)
@@ -60,6 +66,8 @@ class Metrics(Observer):
 
     ``store`` is a :class:`~alerthooks.store.Store` or a function returning the current one
     (``hooks.metrics_app()`` passes ``lambda: hooks.store``, so a replaced store is followed).
+    ``queued`` exports ``alerthooks_queue_due`` (``metrics_app()`` passes whether the app is in
+    queued mode: inline, no worker runs what it would count).
     """
 
     def __init__(
@@ -68,14 +76,16 @@ class Metrics(Observer):
         *,
         registry: CollectorRegistry | None = None,
         count_limit: int = 10_000,
+        queued: bool = True,
     ) -> None:
         self._store = store
+        self.queued = queued
         self.count_limit = count_limit
         self.registry = registry if registry is not None else CollectorRegistry()
         self.deliveries = Counter(
             "alerthooks_deliveries",
-            "Webhook deliveries answered, by provider and HTTP answer code.",
-            ["provider", "status"],
+            "Webhook deliveries answered, by provider, HTTP answer code and outcome.",
+            ["provider", "status", "outcome"],
             registry=self.registry,
         )
         self.handler_runs = Counter(
@@ -94,7 +104,7 @@ class Metrics(Observer):
         self.queue_due = Gauge(
             "alerthooks_queue_due",
             "Handler runs due now: pending, or failed and due for a retry.",
-            registry=self.registry,
+            registry=self.registry if queued else None,
             multiprocess_mode="mostrecent",
         )
         self.dead_handlers = Gauge(
@@ -105,7 +115,7 @@ class Metrics(Observer):
         )
 
         # The labelled children, by label values: labels() costs microseconds per call.
-        self._delivery_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._delivery_children: dict[tuple[str, int, str], tuple[Counter, Histogram]] = {}
         self._run_children: dict[tuple[str, str], Counter] = {}
 
     def __repr__(self) -> str:
@@ -116,19 +126,17 @@ class Metrics(Observer):
         """The store the gauges are read from."""
         return self._store if isinstance(self._store, Store) else self._store()
 
-    def delivery(
-        self,
-        provider: str,
-        event_id: str | None,
-        event_type: str | None,
-        status: int,
-        seconds: float,
-    ) -> None:
-        """Count the delivery and its time."""
-        children = self._delivery_children.get((provider, status))
+    def delivery_scope(self, seen: Seen) -> contextlib.AbstractContextManager[object]:
+        """Count the delivery, its time and its outcome once it is answered."""
+        return _Counted(self, seen)
+
+    def count(self, provider: str, status: int, outcome: str, seconds: float) -> None:
+        """Count one answered delivery."""
+        key = (provider, status, outcome)
+        children = self._delivery_children.get(key)
         if children is None:
-            children = self._delivery_children[(provider, status)] = (
-                self.deliveries.labels(provider, str(status)),
+            children = self._delivery_children[key] = (
+                self.deliveries.labels(provider, str(status), outcome),
                 self.delivery_seconds.labels(provider),
             )
         children[0].inc()
@@ -151,7 +159,7 @@ class Metrics(Observer):
         try:
             await store.open()
             due: set[tuple[str, str, str]] = set()
-            for status in ("pending", "failed"):
+            for status in ("pending", "failed") if self.queued else ():
                 for stored in await store.events(status=status, limit=self.count_limit):
                     for o in stored.outcomes:
                         if o.status == "pending" or (
@@ -183,6 +191,23 @@ class Metrics(Observer):
     def app(self) -> MetricsApp:
         """An ASGI app that serves :meth:`exposition` at any path."""
         return MetricsApp(self)
+
+
+class _Counted:
+    """The delivery scope of :class:`Metrics`: counts the delivery as it is left (by then the
+    :class:`~alerthooks.observe.Seen` holds its status, outcome and time)."""
+
+    __slots__ = ("metrics", "seen")
+
+    def __init__(self, metrics: Metrics, seen: Seen) -> None:
+        self.metrics, self.seen = metrics, seen
+
+    def __enter__(self) -> object:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        seen = self.seen
+        self.metrics.count(seen.provider, seen.status, seen.outcome, seen.seconds)
 
 
 class MetricsApp:

@@ -50,9 +50,11 @@ class Seen:
     event_type: str | None = None
     status: int = 500
     """The HTTP status answered (500 until :meth:`answered`, as when the pipeline raised)."""
-    outcome: str = "error"
+    outcome: str = "failed"
     """What the answer said: ``accepted``, ``duplicate``, ``ignored``, ``unparsed``, or for an
-    error answer ``rejected`` (4xx) or ``retry`` (5xx, the provider delivers again)."""
+    error answer ``rejected`` (4xx), ``failed`` (500: a handler failed, or the pipeline raised)
+    or ``unavailable`` (503 and other 5xx: the store, the provider's API or another replica;
+    the provider delivers again)."""
     seconds: float = 0.0
 
     def event(self, event_id: str | None, event_type: str | None) -> None:
@@ -73,8 +75,10 @@ def _outcome(status: int, body: bytes) -> str:
     found = _OUTCOMES.get((status, body))
     if found is not None:
         return found
-    if status >= 500:
-        outcome = "retry"
+    if status == 500:
+        outcome = "failed"
+    elif status > 500:
+        outcome = "unavailable"
     elif status >= 400:
         outcome = "rejected"
     else:

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ from alerthooks.events import AlertEvent
 from alerthooks.observe import current_delivery
 from alerthooks.providers import NotAnAlert, Provider, Rejected, Unavailable
 from alerthooks.providers.base import normalized
+from alerthooks.rejections import RejectionRecorder
 from alerthooks.runtime import LeaseKeeper, Runtime, Unreadable, record_outcomes, stored_event
 from alerthooks.state import state_change
 from alerthooks.store import Begun, Delivery, StoreError
@@ -67,6 +69,28 @@ API_DOWN = answer(503, error="provider API unavailable; retry later")
 INVALID_JSON = answer(400, error="invalid JSON")
 NOT_UTF8 = answer(400, error="body is not UTF-8")
 NOT_AN_OBJECT = answer(400, error="payload is not a JSON object")
+
+
+_REASONS: dict[bytes, str] = {}  # an answer's body -> its "error", for rejection rows
+
+# The source of the delivery being received, for a rejection decided after parsing (confirm).
+_SOURCE: ContextVar[object] = ContextVar("alerthooks_source", default=None)
+
+
+class _lazy:
+    """A client address computed only when a rejection row is written."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, get: Callable[[], object]) -> None:
+        self._get = get
+
+    def __str__(self) -> str:
+        try:
+            found = self._get()
+        except Exception:  # a malformed forwarded chain: no address
+            return ""
+        return "" if found is None else str(found)
 
 
 class ReadAgain(tuple[str, ...]):
@@ -157,6 +181,8 @@ class Receiver:
         self.wake = wake
         self.first_use = first_use
         self.rejections = RejectionLog()
+        self.recorder = RejectionRecorder(lambda: runtime.store)
+        """Records rejected deliveries in the store (rate-limited); see :meth:`reject`."""
         # Events being delivered now, each with the futures of concurrent duplicates waiting
         # for its answer.
         self._inflight: dict[tuple[str, str], list[asyncio.Future[Answer]]] = {}
@@ -187,6 +213,7 @@ class Receiver:
     async def close(self, grace: float = 5.0) -> None:
         """Close the store; the next delivery opens it again. Outcomes still being recorded
         get ``grace`` seconds first."""
+        await self.recorder.flush()
         recording = set(self._recording.values())
         if recording:
             _, pending = await asyncio.wait(recording, timeout=grace)
@@ -230,25 +257,60 @@ class Receiver:
             provider.name,
             address if address is not None else "unknown",
         )
-        return SOURCE_NOT_ALLOWED
+        return self.reject(provider, SOURCE_NOT_ALLOWED, source=address)
 
-    def refusal(self, provider: Provider) -> Answer | None:
+    def refusal(self, provider: Provider, *, source: object = None) -> Answer | None:
         """The answer refusing every delivery to ``provider`` whatever its body (no credentials
-        configured: 503, logged), or None. :meth:`receive` starts with it; the ASGI layer asks
-        before reading a body it would not need."""
+        configured: 503, logged and recorded with ``source``), or None. :meth:`receive` starts
+        with it; the ASGI layer asks before reading a body it would not need."""
         if provider.configured:
             return None
         self.warn_unconfigured(provider)
-        return NOT_CONFIGURED
+        return self.reject(provider, NOT_CONFIGURED, source=source)
 
     # -- delivery -------------------------------------------------------------------------------
 
-    async def receive(self, provider: Provider, body: bytes, headers: Mapping[str, str]) -> Answer:
+    def reject(
+        self,
+        provider: Provider,
+        result: Answer,
+        *,
+        source: object = None,
+        body: bytes | None = None,
+        body_bytes: int | None = None,
+    ) -> Answer:
+        """Record (rate-limited) that a delivery was refused with ``result``, and return it.
+        ``source`` is the client's address, or a function giving it (called only when the row
+        is written); ``body`` is read for the event id it claims, never kept."""
+        reason = _REASONS.get(result.body)
+        if reason is None:
+            try:
+                reason = str(json.loads(result.body).get("error") or "")
+            except (ValueError, AttributeError):
+                reason = ""
+            if len(_REASONS) < 256:  # answers are a handful of fixed bodies
+                _REASONS[result.body] = reason
+        if callable(source):
+            source = _lazy(source)
+        self.recorder.note(
+            provider, result.status, reason, source=source, body=body, body_bytes=body_bytes
+        )
+        return result
+
+    async def receive(
+        self,
+        provider: Provider,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        source: object = None,
+    ) -> Answer:
         """Verify, record and dispatch one delivery; return the answer. ``headers`` has
-        lower-case names."""
+        lower-case names; ``source`` (the client's address, or a function giving it) is
+        recorded with a rejection."""
         if not provider.configured:
             self.warn_unconfigured(provider)
-            return NOT_CONFIGURED
+            return self.reject(provider, NOT_CONFIGURED, source=source)
         try:
             provider.verify(body, headers)
         except Rejected as exc:
@@ -260,22 +322,24 @@ class Receiver:
                 exc.status,
                 exc.reason,
             )
-            return rejection(exc)
+            return self.reject(provider, rejection(exc), source=source, body=body)
         try:
             # UTF-8 only (RFC 8259), as every provider sends: json.loads would guess UTF-16
             # or UTF-32 from bytes. A leading byte order mark is ignored, as the RFC allows.
             text = body.decode("utf-8").removeprefix("\ufeff")
         except UnicodeDecodeError:
             logger.info("%s delivery rejected: body is not UTF-8", provider.name)
-            return NOT_UTF8
+            return self.reject(provider, NOT_UTF8, source=source, body_bytes=len(body))
         try:
             payload = json.loads(text)
         except (ValueError, RecursionError):
             logger.info("%s delivery rejected: invalid JSON", provider.name)
-            return INVALID_JSON
+            return self.reject(provider, INVALID_JSON, source=source, body_bytes=len(body))
         if not isinstance(payload, dict):
             logger.info("%s delivery rejected: payload is not a JSON object", provider.name)
-            return NOT_AN_OBJECT
+            return self.reject(provider, NOT_AN_OBJECT, source=source, body_bytes=len(body))
+        if provider.confirms:  # a refusal by its API (an unknown id) is recorded too
+            _SOURCE.set(source)
         event_id = provider.event_id(payload) or provider.delivery_id(headers)
         if self.runtime.observers and (seen := current_delivery()) is not None:
             seen.event(event_id, provider.event_type(payload))
@@ -538,7 +602,12 @@ class Receiver:
                 exc.status,
                 exc.reason,
             )
-            return rejection(exc)
+            return self.reject(
+                provider,
+                rejection(exc),
+                source=_SOURCE.get(),
+                body=json.dumps(payload).encode(),
+            )
         except Unavailable as exc:
             logger.error(
                 "%s event %s not confirmed, answering 503: %s", provider.name, event_id, exc

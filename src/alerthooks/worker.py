@@ -15,11 +15,11 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from alerthooks.events import AlertEvent
 from alerthooks.runtime import LeaseKeeper, Runtime, Unreadable, record_outcomes, stored_event
-from alerthooks.store import Claim, StoreError
+from alerthooks.store import Claim, Delivery, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,49 @@ class Worker:
                 await asyncio.wait(
                     set(self._running), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
+
+    async def run_events(self, events: Collection[tuple[str, str]], timeout: float) -> int:
+        """Run now the pending and failed handlers of ``events`` (``(provider, event_id)``
+        pairs), and no other event's: what a replay runs. Return how many handler runs started;
+        raise TimeoutError when they are not all recorded within ``timeout`` seconds.
+
+        Each event's handlers are leased as a redelivery's are, so a worker elsewhere does not
+        run them too; an event still ``unparsed`` is left alone."""
+        runtime = self.runtime
+        store = runtime.store
+        started: list[asyncio.Task[None]] = []
+        count = 0
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def run(claims: list[Claim]) -> None:
+            async with slots:
+                await self._run_event(claims)
+
+        for provider, event_id in dict.fromkeys(events):
+            stored = await store.get(provider, event_id)
+            if stored is None or any(o.status == "unparsed" for o in stored.outcomes):
+                continue
+            again = Delivery(
+                provider, event_id, stored.event_type, stored.body, stored.received_at, ()
+            )
+            begun = await store.begin(
+                again, owner=runtime.owner, lease=runtime.lease_seconds, claim=True
+            )
+            attempts = {o.handler: o.attempts for o in stored.outcomes}
+            claims = [
+                Claim(provider, event_id, stored.body, name, attempts.get(name, 0))
+                for name in begun.claimed
+            ]
+            if claims:
+                count += len(claims)
+                started.append(asyncio.create_task(run(claims)))
+        if started:
+            _, pending = await asyncio.wait(started, timeout=timeout)
+            if pending:
+                raise TimeoutError(f"replayed handlers still running after {timeout} s")
+            for task in started:
+                task.result()
+        return count
 
     async def run_once(self) -> int:
         """Claim as many due pairs as there are free slots and start running them."""

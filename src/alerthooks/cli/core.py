@@ -193,7 +193,7 @@ APP_OPTION = click.option(
     "target",
     metavar="MODULE:ATTR",
     default=None,
-    help="An AlertHooks to use (its providers and its store).",
+    help="An AlertHooks to use (its providers and its store), or an app that mounts one.",
 )
 
 
@@ -224,12 +224,34 @@ def load_target(target: str) -> Any:
 
 
 def load_hooks(target: str, store_url: str | None = None) -> AlertHooks:
-    """The AlertHooks at ``MODULE:ATTR``, its store replaced by ``store_url`` when given."""
+    """The AlertHooks at ``MODULE:ATTR``, or the one the app there mounts (a Starlette or
+    FastAPI app, through its mounts and middleware), its store replaced by ``store_url`` when
+    given."""
     found = load_target(target)
     if not isinstance(found, AlertHooks):
-        fail(f"{target} is a {type(found).__name__}, not an AlertHooks")
+        found = mounted_hooks(found, target)
     use_store(found, store_url)
     return found
+
+
+def mounted_hooks(app: Any, target: str) -> AlertHooks:
+    """The one AlertHooks that ``app`` (loaded from ``target``) mounts; an error naming them
+    when it mounts several, or saying so when it mounts none."""
+    from alerthooks.testing.client import _mounted
+
+    found: dict[int, tuple[AlertHooks, str]] = {}
+    for hooks, prefix in _mounted(app, "", depth=0):
+        found.setdefault(id(hooks), (hooks, prefix or "/"))
+    if len(found) == 1:
+        return next(iter(found.values()))[0]
+    kind = type(app).__name__
+    if not found:
+        fail(f"{target} is a {kind}: neither an AlertHooks nor an app that mounts one")
+    where = ", ".join(prefix for _, prefix in found.values())
+    fail(
+        f"{target} is a {kind} that mounts {len(found)} AlertHooks (at {where}); "
+        "point at one of them (MODULE:ATTR of the AlertHooks)"
+    )
 
 
 def use_store(hooks: AlertHooks, store_url: str | None) -> None:

@@ -30,7 +30,7 @@ from alerthooks.cli.core import (
 )
 from alerthooks.hooks import AlertHooks
 from alerthooks.providers import Provider
-from alerthooks.store import Status, Store, StoredEvent, redact_url
+from alerthooks.store import Attempt, Outcome, Status, Store, StoredEvent, redact_url
 
 
 @cli.command()
@@ -106,7 +106,7 @@ def serve(
     if hooks is not None:
         use_store(hooks, store_url)
     elif store_url:
-        hooks = _mounted_hooks(app, target)
+        hooks = core.mounted_hooks(app, target)
         use_store(hooks, store_url)
     lifespan: Literal["on", "auto"] = "on" if isinstance(app, AlertHooks) else "auto"
     served: Any = app
@@ -135,16 +135,6 @@ def serve(
             timeout_keep_alive=timeout_keep_alive,
         ),
     )
-
-
-def _mounted_hooks(app: Any, target: str) -> AlertHooks:
-    """The one AlertHooks a host app mounts (for ``--store``)."""
-    from alerthooks.testing.client import find_hooks
-
-    try:
-        return find_hooks(app)[0]
-    except LookupError:
-        fail(f"--store: {target} mounts no AlertHooks, or several; serve the AlertHooks itself")
 
 
 @cli.command()
@@ -219,8 +209,8 @@ _ALL = 1_000_000  # a limit for Store.events meaning "every one"
 @click.option(
     "--history",
     is_flag=True,
-    help="One row per attempt of each handler (when it finished, its error) instead of one "
-    "per handler.",
+    help="One row per attempt of each handler (that attempt's outcome, when it finished, its "
+    "error) instead of one per handler.",
 )
 @APP_OPTION
 @STORE_OPTION
@@ -232,28 +222,41 @@ def events(
     Times are UTC (``2026-12-01 15:04:05Z``). The type is the normalized one (alert.triggered,
     alert.cleared) and the kind the alert's (usage, spend, credit_balance, other) when the
     stored body reads as an alert with its provider (the built-in ones, or --app's), else the
-    provider's own event type and kind -. The attempts column counts every run of
-    the handler, replays included. An alert that could not be read shows as handler
-    <unparsed>, status unparsed, with the reason as its error.
+    provider's own event type and kind -. The attempts column counts every run of the handler,
+    replays included; with an --app in inline mode, a failed handler's next attempt reads "on
+    redelivery or replay" (nothing retries it before). An alert that could not be read shows
+    as handler <unparsed>, status unparsed, with the reason as its error.
     """
+    inline = False
     if target is not None:
         hooks = load_hooks(target, store_url)
         store = core.existing(hooks.store)
         providers: Mapping[str, Provider] = {**_builtin_normalizers(), **hooks.providers}
+        inline = hooks.mode == "inline"
     else:
         store = open_cli_store(store_url)
         providers = _builtin_normalizers()
     wanted = typing.cast("Status | None", status)
     found = run_store(store, lambda s: s.events(status=wanted, limit=limit))
-    headers, rows = (_attempt_rows if history else _outcome_rows)(found, providers)
+    if history:
+        headers, rows = _attempt_rows(found, providers)
+    else:
+        headers, rows = _outcome_rows(found, providers, inline=inline)
     core.print_rows(headers, rows, title=f"{len(found)} event(s)")
 
 
 _Rows = tuple[tuple[str, ...], list[tuple[str, ...]]]
 
 
-def _outcome_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider]) -> _Rows:
-    """One row per (event, handler): its status, attempts in all, next attempt, last error."""
+_ON_REDELIVERY = "on redelivery or replay"  # inline mode: nothing retries a failed handler
+
+
+def _outcome_rows(
+    found: Sequence[StoredEvent], providers: Mapping[str, Provider], *, inline: bool = False
+) -> _Rows:
+    """One row per (event, handler): its status, attempts in all, next attempt (``inline``:
+    an app in inline mode, where only a redelivery or a replay runs a failed handler again),
+    last error."""
     rows: list[tuple[str, ...]] = []
     for event in found:
         received, (shown, kind) = _when(event.received_at), _shown_type(event, providers)
@@ -268,7 +271,9 @@ def _outcome_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
                     o.handler if o else "-",
                     o.status if o else "-",
                     str(max(o.attempts, len(o.history))) if o else "",
-                    _when(o.due_at) if o else "",
+                    (_ON_REDELIVERY if inline and o.status == "failed" else _when(o.due_at))
+                    if o
+                    else "",
                     (o.last_error or "") if o else "",
                 )
             )
@@ -304,7 +309,7 @@ def _attempt_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
                     (
                         *head,
                         o.handler,
-                        o.status,
+                        _attempt_status(o, attempt),
                         str(attempt.number),
                         _when(attempt.finished_at),
                         attempt.error or "",
@@ -312,6 +317,15 @@ def _attempt_rows(found: Sequence[StoredEvent], providers: Mapping[str, Provider
                 )
     headers = ("received", "provider", "event", "type", "kind", "handler", "status", "attempt")
     return (*headers, "finished", "error"), rows
+
+
+def _attempt_status(outcome: Outcome, attempt: Attempt) -> str:
+    """What one attempt came to: ``done``, ``failed``, or ``dead`` for the last one of a
+    handler that is dead."""
+    if attempt.error is None:
+        return "done"
+    last = attempt is outcome.history[-1]
+    return "dead" if last and outcome.status == "dead" else "failed"
 
 
 _REPLAY_TIMEOUT = 3600.0  # replay --app: how long its handlers may run in all
@@ -393,21 +407,24 @@ def replay(
 
     async def run(s: Store) -> _Replayed:
         done = _Replayed()
+        if event_ids:
+            stored = await _stored_by_id(s, event_ids)
+            unknown = [e for e in event_ids if e not in stored]
+            if unknown:
+                fail(f"unknown event {', '.join(unknown)}: the store has no event with that id")
         if event_ids or dead or failed:
             if hooks is not None:
-                done.pairs = await _replayable(
-                    s, event_ids, dead=dead, failed=failed, providers=hooks.providers
-                )
+                done.pairs = await _replayable(s, event_ids, dead=dead, failed=failed)
             done.reset = await s.replay(event_ids, dead=dead, failed=failed)
         if unparsed:
             assert hooks is not None
             await _read_again(s, hooks, done)
         if hooks is None or not (done.reset or done.pairs):
             return done
-        await _run_now(hooks, max(done.reset, len(done.pairs)))
+        await _run_now(hooks, {(p, e) for p, e, _ in done.pairs}, len(done.pairs))
         for provider, event_id in {(p, e) for p, e, _ in done.pairs}:
-            stored = await s.get(provider, event_id)
-            for o in stored.outcomes if stored else ():
+            stored_now = await s.get(provider, event_id)
+            for o in stored_now.outcomes if stored_now else ():
                 if (provider, event_id, o.handler) in done.pairs:
                     done.done += o.status == "done"
                     done.failed_again += o.status in ("failed", "dead")
@@ -417,15 +434,20 @@ def replay(
     _report(result, event_ids, dead=dead, failed=failed, unparsed=unparsed, now=hooks is not None)
 
 
+async def _stored_by_id(s: Store, event_ids: Collection[str]) -> dict[str, list[StoredEvent]]:
+    """The stored events of each id, whatever their provider (ids missing are absent)."""
+    found: dict[str, list[StoredEvent]] = {}
+    for event_id in event_ids:
+        for event in await s.events(search=event_id, limit=_ALL):
+            if event.event_id == event_id:
+                found.setdefault(event_id, []).append(event)
+    return found
+
+
 async def _replayable(
-    s: Store,
-    event_ids: Collection[str],
-    *,
-    dead: bool,
-    failed: bool,
-    providers: Collection[str],
+    s: Store, event_ids: Collection[str], *, dead: bool, failed: bool
 ) -> set[_Pair]:
-    """The pairs ``Store.replay`` is about to reset, to see how they did after running."""
+    """The pairs ``Store.replay`` is about to reset, to run them and see how they did."""
     wanted: list[Status] = []
     if dead:
         wanted.append("dead")
@@ -441,14 +463,11 @@ async def _replayable(
                     if o.status == status
                 )
         return pairs
-    from alerthooks.providers import BUILTIN
-
-    for event_id in event_ids:  # Store.replay takes them from any provider
-        for name in {cls.name for cls in BUILTIN} | set(providers):
-            stored = await s.get(name, event_id)
+    for events in (await _stored_by_id(s, event_ids)).values():
+        for event in events:
             pairs.update(
-                (name, event_id, o.handler)
-                for o in (stored.outcomes if stored else ())
+                (event.provider, event.event_id, o.handler)
+                for o in event.outcomes
                 if o.status in ("failed", "dead")
             )
     return pairs
@@ -469,18 +488,19 @@ async def _read_again(s: Store, hooks: AlertHooks, done: _Replayed) -> None:
         done.pairs.update((event.provider, pending_id, name) for name in read)
 
 
-async def _run_now(hooks: AlertHooks, count: int) -> None:
-    """Run due work in this process until none is left, with a progress bar on a terminal."""
+async def _run_now(hooks: AlertHooks, events: Collection[tuple[str, str]], count: int) -> None:
+    """Run the handlers of ``events`` now, and no other event's, with a progress bar on a
+    terminal."""
     with core.progress(core.console(), "replaying", count) as advance:
         before, shown = hooks.worker.recorded, 0
-        drain = asyncio.ensure_future(hooks.drain(timeout=_REPLAY_TIMEOUT))
-        while not drain.done():
-            await asyncio.wait({drain}, timeout=0.1)
+        running = asyncio.ensure_future(hooks.worker.run_events(events, _REPLAY_TIMEOUT))
+        while not running.done():
+            await asyncio.wait({running}, timeout=0.1)
             now = min(hooks.worker.recorded - before, count)
             advance(now - shown)
             shown = now
         try:
-            await drain
+            await running
         except TimeoutError as exc:
             fail(
                 f"replayed handlers still running after {_REPLAY_TIMEOUT:.0f} s; stopped",
@@ -551,11 +571,44 @@ def prune(days: int, store_url: str | None) -> None:
     store = open_cli_store(store_url)
     before = datetime.now(timezone.utc) - timedelta(days=days)
 
-    async def run(s: Store) -> int:
+    async def run(s: Store) -> tuple[int, int]:
         total = 0
         while (gone := await s.prune(before=before)) > 0:
             total += gone
-        return total
+        return total, await s.prune_rejections(before=before)
 
-    total = run_store(store, run)
-    click.echo(f"pruned {total} event(s) received before {before:%Y-%m-%d %H:%M} UTC")
+    total, rejected = run_store(store, run)
+    click.echo(
+        f"pruned {total} event(s) and {rejected} rejected deliveries received before "
+        f"{before:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+@cli.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--provider", default=None, metavar="NAME", help="Only this provider's.")
+@STORE_OPTION
+def rejections(limit: int, provider: str | None, store_url: str | None) -> None:
+    """List rejected deliveries, newest first: when, provider, HTTP status, reason, source.
+
+    Kept by the receiver (rate-limited under a flood: "dropped" counts those not kept before a
+    row), at most the newest 10,000 and 30 days; never a body, a signature or a credential.
+    The event id is what the refused body claims (unverified).
+    """
+    store = open_cli_store(store_url)
+    found = run_store(store, lambda s: s.rejections(limit=limit, provider=provider))
+    rows = [
+        (
+            _when(r.received_at),
+            r.provider,
+            str(r.status),
+            r.reason,
+            r.source or "",
+            str(r.body_bytes),
+            r.event_id or "",
+            str(r.dropped) if r.dropped else "",
+        )
+        for r in found
+    ]
+    headers = ("time", "provider", "status", "reason", "source", "bytes", "event", "dropped")
+    core.print_rows(headers, rows, title=f"{len(found)} rejected deliveries")

@@ -94,6 +94,21 @@ def _body(
     return json.dumps(build_sample(name)).encode(), f"sample {name}"
 
 
+def _with_id(body: bytes, event_id: str, signer: Provider) -> bytes:
+    """``body`` carrying ``event_id`` as its event id (``--id``), so sending it twice is a
+    redelivery."""
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        fail("--id: the body is not JSON", cause=exc)
+    if not isinstance(payload, dict):
+        fail("--id: the body is not a JSON object")
+    payload["id"] = event_id
+    if signer.event_id(payload) != event_id:
+        fail(f'--id: {signer.name} does not read its event id from "id"; edit the FILE instead')
+    return json.dumps(payload).encode()
+
+
 def _event_id(provider: Provider, body: bytes, headers: Mapping[str, str]) -> str | None:
     """The id the receiver will store the delivery under: the payload's, else the delivery's
     (a header such as ``webhook-id`` or ``X-Lago-Unique-Key``)."""
@@ -130,6 +145,12 @@ class _SendCommand(click.Command):
     help="A sample (listed below), sent with a fresh event id; default: the provider's alert.",
 )
 @click.option(
+    "--id",
+    "event_id",
+    metavar="EVENT_ID",
+    help="Send with this event id instead of a fresh one: sending it again is a redelivery.",
+)
+@click.option(
     "--url",
     required=True,
     metavar="URL",
@@ -161,6 +182,7 @@ def send_command(
     provider: str,
     file: str | None,
     sample: str | None,
+    event_id: str | None,
     url: str,
     secret: str | None,
     auth: str | None,
@@ -176,6 +198,8 @@ def send_command(
     option = "--auth" if auth is not None else "--secret"
     signer, known = _provider(provider, target, secret if auth is None else auth, option)
     body, source = _body(provider, known, file, sample)
+    if event_id is not None:
+        body = _with_id(body, event_id, signer)
     try:
         signed = signer.sign(body)
     except ValueError as exc:

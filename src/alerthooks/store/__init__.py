@@ -130,7 +130,10 @@ class Outcome:
 
 @dataclass(frozen=True)
 class StoredEvent:
-    """A stored event with its handler outcomes."""
+    """A stored event with its handler outcomes.
+
+    ``cursor`` orders events in the store (greater is newer): pass it as
+    ``events(before=…)`` for the page of older ones."""
 
     provider: str
     event_id: str
@@ -138,6 +141,36 @@ class StoredEvent:
     body: bytes
     received_at: datetime
     outcomes: tuple[Outcome, ...]
+    cursor: int = 0
+
+
+REJECTIONS_KEPT = 10_000
+"""Rejected deliveries a store keeps at most (the newest); see :meth:`Store.record_rejections`."""
+REJECTIONS_DAYS = 30
+"""Days a store keeps a rejected delivery at most."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A delivery the receiver refused (4xx, or 503 for a provider without credentials).
+
+    What an operator needs to debug "your endpoint is failing" and nothing an attacker sent
+    that could carry a credential: never the body, a signature or a header's value. ``source``
+    is the client's address (behind trusted proxies, the forwarded one); ``event_id`` and
+    ``event_type`` are read from the body after the decision, when it parses (unverified: what
+    the sender claims). ``dropped`` counts the rejections of this process that the rate limit
+    kept from the store just before this one.
+    """
+
+    received_at: datetime
+    provider: str
+    status: int
+    reason: str
+    source: str | None = None
+    body_bytes: int = 0
+    event_id: str | None = None
+    event_type: str | None = None
+    dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -292,9 +325,41 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def events(
-        self, *, status: Status | None = None, limit: int = 50
+        self,
+        *,
+        status: Status | None = None,
+        limit: int = 50,
+        provider: str | None = None,
+        search: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int | None = None,
     ) -> Sequence[StoredEvent]:
-        """Newest stored events first; with ``status``, only events having an outcome in it."""
+        """Newest stored events first; with ``status``, only events having an outcome in it.
+
+        ``provider`` keeps that provider's; ``search`` those whose id is it or whose body
+        contains it (a customer, subscription or alert id, an alert's name); ``since`` and
+        ``until`` bound ``received_at`` (``since`` <= it < ``until``); ``before`` keeps those
+        older than the event of that :attr:`StoredEvent.cursor` (the next page)."""
+
+    # -- rejected deliveries ----------------------------------------------------------------------
+    #
+    # Kept apart from events, bounded: at most REJECTIONS_KEPT rows and REJECTIONS_DAYS days.
+    # The base implementation keeps none; every built-in store keeps them.
+
+    async def record_rejections(self, rejections: Sequence[Rejection]) -> None:  # noqa: B027
+        """Keep ``rejections`` (the receiver's rate limit decides how many come), trimming the
+        oldest beyond :data:`REJECTIONS_KEPT` and those older than :data:`REJECTIONS_DAYS`."""
+
+    async def rejections(
+        self, *, limit: int = 50, provider: str | None = None
+    ) -> Sequence[Rejection]:
+        """The recorded rejections, newest first; with ``provider``, only that provider's."""
+        return []
+
+    async def prune_rejections(self, *, before: datetime) -> int:
+        """Delete the rejections recorded before ``before``; return how many went."""
+        return 0
 
     # -- alert state ------------------------------------------------------------------------------
     #

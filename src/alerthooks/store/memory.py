@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from alerthooks.events import AlertState
 from alerthooks.store import (
     PROCESS_DIED,
     PROCESS_GONE,
+    REJECTIONS_DAYS,
+    REJECTIONS_KEPT,
     UNPARSED_HANDLER,
     Attempt,
     Begun,
     Claim,
     Delivery,
     Outcome,
+    Rejection,
     StateChange,
     Status,
     Store,
@@ -51,6 +56,10 @@ class MemoryStore(Store):
         self._outcomes: dict[tuple[str, str], dict[str, _Row]] = {}
         # Each subject's state: the change that set it and its event's id.
         self._states: dict[_Subject, tuple[StateChange, str]] = {}
+        # Each event's cursor (the order it was stored in).
+        self._cursors: dict[tuple[str, str], int] = {}
+        self._next_cursor = itertools.count(1)
+        self._rejections: deque[Rejection] = deque(maxlen=REJECTIONS_KEPT)
 
     async def begin(
         self, delivery: Delivery, *, owner: str, lease: float, claim: bool = True
@@ -63,12 +72,14 @@ class MemoryStore(Store):
         if delivery.unparsed is not None:
             if rows is None:
                 self._events[key] = delivery
+                self._cursors[key] = next(self._next_cursor)
                 self._outcomes[key] = {
                     UNPARSED_HANDLER: _Row("unparsed", last_error=delivery.unparsed)
                 }
             return Begun(new, (), ())
         if rows is None:
             self._events[key] = delivery
+            self._cursors[key] = next(self._next_cursor)
             if delivery.state is not None:
                 self._set_state(delivery.provider, delivery.event_id, delivery.state)
             if claim:  # the common case: every handler of a new event is leased to the caller
@@ -221,7 +232,7 @@ class MemoryStore(Store):
             and all(row.status == "done" for row in self._outcomes[key].values())
         ]
         for key in gone[:limit]:
-            del self._events[key], self._outcomes[key]
+            del self._events[key], self._outcomes[key], self._cursors[key]
         return min(len(gone), limit)
 
     async def next_due(self) -> float | None:
@@ -240,17 +251,64 @@ class MemoryStore(Store):
         return None if delivery is None else self._stored(delivery)
 
     async def events(
-        self, *, status: Status | None = None, limit: int = 50
+        self,
+        *,
+        status: Status | None = None,
+        limit: int = 50,
+        provider: str | None = None,
+        search: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int | None = None,
     ) -> Sequence[StoredEvent]:
         """See :meth:`Store.events`."""
         found: list[StoredEvent] = []
-        for delivery in reversed(self._events.values()):
+        needle = search.encode() if search else None
+        for key, delivery in reversed(self._events.items()):
+            if (
+                (before is not None and self._cursors[key] >= before)
+                or (provider is not None and delivery.provider != provider)
+                or (since is not None and delivery.received_at < since)
+                or (until is not None and delivery.received_at >= until)
+                or (
+                    needle is not None
+                    and delivery.event_id != search
+                    and needle not in delivery.body
+                )
+            ):
+                continue
             stored = self._stored(delivery)
             if status is None or any(o.status == status for o in stored.outcomes):
                 found.append(stored)
                 if len(found) >= limit:
                     break
         return found
+
+    async def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """See :meth:`Store.record_rejections`."""
+        self._rejections.extend(rejections)
+        oldest = datetime.now(timezone.utc) - timedelta(days=REJECTIONS_DAYS)
+        while self._rejections and self._rejections[0].received_at < oldest:
+            self._rejections.popleft()
+
+    async def rejections(
+        self, *, limit: int = 50, provider: str | None = None
+    ) -> Sequence[Rejection]:
+        """See :meth:`Store.rejections`."""
+        found: list[Rejection] = []
+        for rejection in reversed(self._rejections):
+            if provider is None or rejection.provider == provider:
+                found.append(rejection)
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def prune_rejections(self, *, before: datetime) -> int:
+        """See :meth:`Store.prune_rejections`."""
+        kept = [r for r in self._rejections if r.received_at >= before]
+        gone = len(self._rejections) - len(kept)
+        self._rejections = deque(kept, maxlen=REJECTIONS_KEPT)
+        return gone
 
     async def states(
         self, *, in_alarm: bool | None = None, provider: str | None = None
@@ -307,7 +365,15 @@ class MemoryStore(Store):
             )
             for name, row in rows.items()
         )
-        return StoredEvent(d.provider, d.event_id, d.event_type, d.body, d.received_at, outcomes)
+        return StoredEvent(
+            d.provider,
+            d.event_id,
+            d.event_type,
+            d.body,
+            d.received_at,
+            outcomes,
+            self._cursors[(d.provider, d.event_id)],
+        )
 
 
 def _died(row: _Row, error: str, now: float) -> None:

@@ -37,6 +37,8 @@ from alerthooks.events import AlertState
 from alerthooks.store import (
     PROCESS_DIED,
     PROCESS_GONE,
+    REJECTIONS_DAYS,
+    REJECTIONS_KEPT,
     SCHEMA_VERSION,
     UNPARSED_HANDLER,
     Attempt,
@@ -44,6 +46,7 @@ from alerthooks.store import (
     Claim,
     Delivery,
     Outcome,
+    Rejection,
     StateChange,
     Status,
     Store,
@@ -172,6 +175,19 @@ _EVENT_COLUMNS = (
 )
 
 
+# Rejected deliveries, apart from the events (created on first use, no schema version):
+# bounded by the trim that follows each write.
+_REJECTIONS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS alerthooks_rejections (id bigserial PRIMARY KEY,"
+    " received_at timestamptz NOT NULL, provider text NOT NULL, status integer NOT NULL,"
+    " reason text NOT NULL, source text, body_bytes bigint NOT NULL, event_id text,"
+    " event_type text, dropped bigint NOT NULL DEFAULT 0)"
+)
+_REJECTION_COLUMNS = (
+    "received_at, provider, status, reason, source, body_bytes, event_id, event_type, dropped"
+)
+
+
 def _lease(param: int) -> str:
     return _LEASE.replace("$LEASE", f"${param}")
 
@@ -279,6 +295,7 @@ class PostgresStore(Store):
         self._pool: asyncpg.Pool | None = None
         self._lock: asyncio.Lock | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._rejections_table = False
 
     def __repr__(self) -> str:
         return f"PostgresStore(schema={self.schema!r})"
@@ -363,6 +380,7 @@ class PostgresStore(Store):
     async def close(self) -> None:
         """Stop listening and close the pool."""
         await self.unwatch()
+        self._rejections_table = False
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -730,20 +748,114 @@ class PostgresStore(Store):
         return found[0] if found else None
 
     async def events(
-        self, *, status: Status | None = None, limit: int = 50
+        self,
+        *,
+        status: Status | None = None,
+        limit: int = 50,
+        provider: str | None = None,
+        search: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int | None = None,
     ) -> Sequence[StoredEvent]:
         """See :meth:`Store.events`."""
+        where: list[str] = []
+        params: list[Any] = []
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        if status is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM alerthooks_outcomes o WHERE o.provider = e.provider"
+                f" AND o.event_id = e.event_id AND o.status = {param(status)})"
+            )
+        if provider is not None:
+            where.append(f"e.provider = {param(provider)}")
+        if search:
+            where.append(
+                f"(e.event_id = {param(search)}"
+                f" OR position({param(search.encode())}::bytea IN e.body) > 0)"
+            )
+        if since is not None:
+            where.append(f"e.received_at >= {param(since)}")
+        if until is not None:
+            where.append(f"e.received_at < {param(until)}")
+        if before is not None:
+            where.append(f"e.seq < {param(before)}")
+        sql = (
+            f"{_EVENT_COLUMNS} e"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f" ORDER BY seq DESC LIMIT {param(limit)}"
+        )
         async with self._conn() as conn:
-            if status is None:
-                return await _load(conn, f"{_EVENT_COLUMNS} ORDER BY seq DESC LIMIT $1", limit)
-            return await _load(
-                conn,
-                f"{_EVENT_COLUMNS} e WHERE EXISTS (SELECT 1 FROM alerthooks_outcomes o"
-                " WHERE o.provider = e.provider AND o.event_id = e.event_id AND o.status = $1)"
-                " ORDER BY seq DESC LIMIT $2",
-                status,
+            return await _load(conn, sql, *params)
+
+    async def _rejections_ready(self, conn: _Conn) -> None:
+        if not self._rejections_table:
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('alerthooks rejections'))"
+                )
+                await conn.execute(_REJECTIONS_SCHEMA)
+            self._rejections_table = True
+
+    async def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """See :meth:`Store.record_rejections`."""
+        rows = [
+            (
+                r.received_at,
+                r.provider,
+                r.status,
+                r.reason,
+                r.source,
+                r.body_bytes,
+                r.event_id,
+                r.event_type,
+                r.dropped,
+            )
+            for r in rejections
+        ]
+        async with self._conn() as conn:
+            await self._rejections_ready(conn)
+            async with conn.transaction():
+                await conn.executemany(
+                    f"INSERT INTO alerthooks_rejections ({_REJECTION_COLUMNS})"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    rows,
+                )
+                await conn.execute(
+                    "DELETE FROM alerthooks_rejections WHERE id <= (SELECT max(id) FROM"
+                    " alerthooks_rejections) - $1 OR (id IN (SELECT id FROM"
+                    " alerthooks_rejections ORDER BY id LIMIT 100)"
+                    " AND received_at < now() - make_interval(days => $2))",
+                    REJECTIONS_KEPT,
+                    REJECTIONS_DAYS,
+                )
+
+    async def rejections(
+        self, *, limit: int = 50, provider: str | None = None
+    ) -> Sequence[Rejection]:
+        """See :meth:`Store.rejections`."""
+        async with self._conn() as conn:
+            await self._rejections_ready(conn)
+            rows = await conn.fetch(
+                f"SELECT {_REJECTION_COLUMNS} FROM alerthooks_rejections"
+                " WHERE $1::text IS NULL OR provider = $1 ORDER BY id DESC LIMIT $2",
+                provider,
                 limit,
             )
+        return [Rejection(*row) for row in rows]
+
+    async def prune_rejections(self, *, before: datetime) -> int:
+        """See :meth:`Store.prune_rejections`."""
+        async with self._conn() as conn:
+            await self._rejections_ready(conn)
+            status = await conn.execute(
+                "DELETE FROM alerthooks_rejections WHERE received_at < $1", before
+            )
+        return int(status.rsplit(" ", 1)[-1])
 
     async def states(
         self, *, in_alarm: bool | None = None, provider: str | None = None
@@ -853,6 +965,7 @@ async def _load(conn: _Conn, sql: str, *params: Any) -> list[StoredEvent]:
             bytes(r["body"]),
             r["received_at"],
             tuple(by_event.get((r["provider"], r["event_id"]), ())),
+            r["seq"],
         )
         for r in rows
     ]

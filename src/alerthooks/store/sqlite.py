@@ -31,6 +31,8 @@ from alerthooks.events import AlertState
 from alerthooks.store import (
     PROCESS_DIED,
     PROCESS_GONE,
+    REJECTIONS_DAYS,
+    REJECTIONS_KEPT,
     SCHEMA_VERSION,
     UNPARSED_HANDLER,
     Attempt,
@@ -38,6 +40,7 @@ from alerthooks.store import (
     Claim,
     Delivery,
     Outcome,
+    Rejection,
     StateChange,
     Status,
     Store,
@@ -185,6 +188,19 @@ CLAIM_SQL = (
 NEXT_DUE_SQL = (
     f"SELECT {_CLAIMABLE_AT} FROM alerthooks_outcomes WHERE {_CLAIMABLE_AT} IS NOT NULL"
     f" ORDER BY {_CLAIMABLE_AT} LIMIT 1"
+)
+
+
+# Rejected deliveries, apart from the events (created on first use, no schema version):
+# bounded by the trim that follows each write.
+_REJECTIONS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS alerthooks_rejections (id INTEGER PRIMARY KEY,"
+    " received_at REAL NOT NULL, provider TEXT NOT NULL, status INTEGER NOT NULL,"
+    " reason TEXT NOT NULL, source TEXT, body_bytes INTEGER NOT NULL, event_id TEXT,"
+    " event_type TEXT, dropped INTEGER NOT NULL DEFAULT 0)"
+)
+_REJECTION_COLUMNS = (
+    "received_at, provider, status, reason, source, body_bytes, event_id, event_type, dropped"
 )
 
 
@@ -685,22 +701,107 @@ class SQLiteStore(Store):
         return await self._submit(op)
 
     async def events(
-        self, *, status: Status | None = None, limit: int = 50
+        self,
+        *,
+        status: Status | None = None,
+        limit: int = 50,
+        provider: str | None = None,
+        search: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int | None = None,
     ) -> Sequence[StoredEvent]:
         """See :meth:`Store.events`."""
-        columns = (
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("seq IN (SELECT seq FROM alerthooks_outcomes WHERE status = ?)")
+            params.append(status)
+        if provider is not None:
+            where.append("provider = ?")
+            params.append(provider)
+        if search:
+            where.append("(event_id = ? OR instr(body, ?) > 0)")
+            params += [search, search.encode()]
+        if since is not None:
+            where.append("received_at >= ?")
+            params.append(since.timestamp())
+        if until is not None:
+            where.append("received_at < ?")
+            params.append(until.timestamp())
+        if before is not None:
+            where.append("seq < ?")
+            params.append(before)
+        sql = (
             "SELECT seq, provider, event_id, event_type, body, received_at FROM alerthooks_events"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY seq DESC LIMIT ?"
         )
 
         def op(conn: sqlite3.Connection) -> list[StoredEvent]:
-            if status is None:
-                return _load(conn, f"{columns} ORDER BY seq DESC LIMIT ?", (limit,))
-            return _load(
-                conn,
-                f"{columns} WHERE seq IN (SELECT seq FROM alerthooks_outcomes WHERE status = ?)"
-                " ORDER BY seq DESC LIMIT ?",
-                (status, limit),
+            return _load(conn, sql, (*params, limit))
+
+        return await self._submit(op)
+
+    async def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """See :meth:`Store.record_rejections`: committed without waiting for its own fsync,
+        so a flood of them costs the deliveries little."""
+        rows = [
+            (
+                r.received_at.timestamp(),
+                r.provider,
+                r.status,
+                r.reason,
+                r.source,
+                r.body_bytes,
+                r.event_id,
+                r.event_type,
+                r.dropped,
             )
+            for r in rejections
+        ]
+        oldest = time.time() - REJECTIONS_DAYS * 86400
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(_REJECTIONS_SCHEMA)
+            conn.executemany(
+                f"INSERT INTO alerthooks_rejections ({_REJECTION_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.execute(
+                "DELETE FROM alerthooks_rejections WHERE id <= (SELECT max(id) FROM"
+                " alerthooks_rejections) - ? OR (id IN (SELECT id FROM alerthooks_rejections"
+                " ORDER BY id LIMIT 100) AND received_at < ?)",
+                (REJECTIONS_KEPT, oldest),
+            )
+
+        await self._submit(op, durable=False)
+
+    async def rejections(
+        self, *, limit: int = 50, provider: str | None = None
+    ) -> Sequence[Rejection]:
+        """See :meth:`Store.rejections`."""
+
+        def op(conn: sqlite3.Connection) -> list[Rejection]:
+            conn.execute(_REJECTIONS_SCHEMA)
+            rows = conn.execute(
+                f"SELECT {_REJECTION_COLUMNS} FROM alerthooks_rejections"
+                " WHERE ? IS NULL OR provider = ? ORDER BY id DESC LIMIT ?",
+                (provider, provider, limit),
+            )
+            return [Rejection(_ts(row[0]), *row[1:]) for row in rows]
+
+        return await self._submit(op)
+
+    async def prune_rejections(self, *, before: datetime) -> int:
+        """See :meth:`Store.prune_rejections`."""
+        cutoff = before.timestamp()
+
+        def op(conn: sqlite3.Connection) -> int:
+            conn.execute(_REJECTIONS_SCHEMA)
+            cur = conn.execute("DELETE FROM alerthooks_rejections WHERE received_at < ?", (cutoff,))
+            return cur.rowcount
 
         return await self._submit(op)
 
@@ -793,7 +894,9 @@ def _load(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[S
             )
         )
         found.append(
-            StoredEvent(provider, event_id, event_type, bytes(body), _ts(received_at), outcomes)
+            StoredEvent(
+                provider, event_id, event_type, bytes(body), _ts(received_at), outcomes, seq
+            )
         )
     return found
 
