@@ -15,7 +15,9 @@ cost of the framework itself shows. Variants, measured in one run with rounds al
 - ``sqlite x32``: alerthooks with the SQLite store, 32 deliveries in flight.
 - ``postgres x32``: alerthooks with the Postgres store, 32 deliveries in flight, when
   ``--postgres URL`` or env ``ALERTHOOKS_TEST_POSTGRES_URL`` names a server (a fresh schema,
-  dropped afterwards).
+  dropped afterwards); the writes of the deliveries in flight go in one statement and commit.
+- ``postgres x32 unbatched``: the same with ``group_commit=off``: a statement and a commit per
+  ``begin`` and per ``finish``, as before group commit.
 
 Every event is unique and freshly signed; bodies, headers and scopes are built before the timed
 loop. Each run checks that every answer was 200 and every handler ran.
@@ -52,16 +54,19 @@ from alerthooks.store import open_store
 Prepared = tuple[dict[str, Any], bytes]
 
 TARGETS = (
-    # (variant, against, minimum ratio)
-    ("memory", "floor", 0.8),
-    ("memory mounted", "floor", 0.8),
-    ("memory", "construct_event", 4.0),
-    ("sqlite x32", "floor", 0.5),
+    # (variant, against, minimum ratio, of events/s "wall" or per CPU-second "cpu"); "xN" is the
+    # concurrency of the run
+    ("memory", "floor", 0.8, "wall"),
+    ("memory mounted", "floor", 0.8, "wall"),
+    ("memory", "construct_event", 4.0, "wall"),
+    ("sqlite xN", "floor", 0.5, "wall"),
+    ("postgres xN", "sqlite xN", 1.0, "wall"),
+    ("postgres xN", "floor", 0.25, "wall"),
+    ("postgres xN", "floor", 0.4, "cpu"),
 )
 REPORTED = (
-    # (variant, against): ratios printed on a line of their own, with no target; "xN" is the
-    # concurrency of the run
-    ("postgres xN", "floor"),
+    # (variant, against): ratios printed on a line of their own, with no target
+    ("postgres xN", "postgres xN unbatched"),
 )
 
 
@@ -267,9 +272,11 @@ async def run(
         if postgres and not await postgres_reachable(postgres):
             postgres = None
         if postgres:
+            url = postgres_url(postgres, schema)
+            variants.append(alerthooks_variant(f"postgres x{concurrency}", url, concurrency))
             variants.append(
                 alerthooks_variant(
-                    f"postgres x{concurrency}", postgres_url(postgres, schema), concurrency
+                    f"postgres x{concurrency} unbatched", f"{url}&group_commit=off", concurrency
                 )
             )
         if only:
@@ -309,7 +316,7 @@ async def run(
     cpu_medians = {name: statistics.median(rates) for name, rates in per_cpu.items()}
     for name, rates in results.items():
         print(
-            f"  {name:<16} {medians[name]:>9,.0f} events/s"
+            f"  {name:<24} {medians[name]:>9,.0f} events/s"
             f"   (min {min(rates):,.0f}, max {max(rates):,.0f}; {sizes[name]} events x {rounds})"
             f"   {cpu_medians[name]:>9,.0f} per CPU-second"
         )
@@ -326,18 +333,23 @@ async def run(
         "per CPU-second:                               "
         + " | ".join(f"{n} {ratio(per_cpu, n, 'floor'):.2f}" for n in per_cpu)
     )
+    n = f"x{concurrency}"
     for name, against in REPORTED:
-        name = name.replace("xN", f"x{concurrency}")
+        name, against = name.replace("xN", n), against.replace("xN", n)
         if name in medians and against in medians:
             print(f"{name} / {against}: {ratio(results, name, against):.2f} (no target)")
     failed = 0
-    for name, against, minimum in TARGETS:
+    for name, against, minimum, measure in TARGETS:
+        name, against = name.replace("xN", n), against.replace("xN", n)
         if name not in medians or against not in medians:
             continue
-        paired = ratio(results, name, against)
+        paired = ratio(results if measure == "wall" else per_cpu, name, against)
         ok = paired >= minimum
         failed += not ok
-        print(f"target {name} >= {minimum} x {against}: {paired:.2f} {'ok' if ok else 'MISSED'}")
+        what = "" if measure == "wall" else " per CPU-second"
+        print(
+            f"target {name} >= {minimum} x {against}{what}: {paired:.2f} {'ok' if ok else 'MISSED'}"
+        )
     return 1 if failed else 0
 
 

@@ -55,7 +55,8 @@ def test_receiver_benchmark_puts_postgres_beside_sqlite_with_its_ratio() -> None
     )
     for variant in ("floor", "sqlite x4", "postgres x4"):
         assert f"  {variant} " in out
-    assert "postgres x4 / floor: " in out
+    assert "target postgres x4 >= 1.0 x sqlite x4: " in out
+    assert "target postgres x4 >= 0.4 x floor per CPU-second: " in out
 
 
 def test_receiver_benchmark_skips_an_unreachable_postgres_in_one_line() -> None:
@@ -95,3 +96,28 @@ def test_flood_benchmark_checks_every_answer_and_counts_every_rejection() -> Non
     for variant in ("verified only", "flood, recorded", "flood, not recorded"):
         assert f"  {variant} " in out
     assert "flood, recorded / verified only: " in out
+
+
+def test_drain_benchmark_drains_every_store_and_handler_kind() -> None:
+    out = _run(
+        *("drain.py", "--events", "40", "--pending", "30,60", "--claims", "2"),
+        *("--postgres", POSTGRES_URL or ""),
+    )
+    for kind in ("async", "sync"):
+        assert f"  sqlite   {kind} " in out
+        assert (f"  postgres {kind} " in out) == bool(POSTGRES_URL)
+    assert "x bound" in out and "ratio 60 / 30:" in out
+
+
+def test_replicas_benchmark_serves_each_count_and_checks_answers() -> None:
+    out = _run(
+        *("replicas.py", "--requests", "30", "--rounds", "1", "--connections", "4"),
+        *("--warmup", "0", "--sqlite-counts", "1,2", "--postgres", ""),
+    )
+    assert "  sqlite x1 " in out
+    assert "  sqlite x2 " in out and "scaling x2 / x1: " in out
+
+
+def test_catchup_benchmark_catches_up_every_event_and_compares() -> None:
+    out = _run("catchup.py", "--events", "120", "--rounds", "1", "--postgres", "")
+    assert "  sqlite   ingest " in out and "catch-up " in out and "ratio " in out

@@ -191,6 +191,47 @@ async def test_handler_cancelled_at_stop_is_due_again_at_once(url: str) -> None:
     await hooks.shutdown()
 
 
+async def test_work_claimed_ahead_waits_for_a_slot_and_is_handed_back_at_stop(url: str) -> None:
+    hooks = make_hooks(url, mode="queued", lease_seconds=300, worker=False, worker_concurrency=1)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    @hooks.on("alert.triggered", name="slow")
+    async def slow(event: AlertEvent) -> None:
+        started.append(event.id)
+        await release.wait()
+
+    payloads = [stripe_alert_triggered() for _ in range(3)]
+    async with client_for(hooks) as client:
+        for payload in payloads:
+            assert (await post_stripe(client, payload)).status_code == 200
+    await hooks.worker.start()
+    await wait_until(lambda: len(started) == 1)
+    # One slot: one handler runs, one more event is claimed ahead and waits, not run; the
+    # third stays pending for any worker.
+    statuses = []
+    for payload in payloads:
+        stored = await hooks.store.get("stripe", payload["id"])
+        assert stored is not None
+        statuses.append(stored.outcomes[0].status)
+    assert sorted(statuses) == ["pending", "running", "running"]
+    await hooks.worker.stop(grace=0.05)
+    assert len(started) == 1
+    for payload, status in zip(payloads, statuses, strict=True):
+        stored = await hooks.store.get("stripe", payload["id"])
+        assert stored is not None
+        (outcome,) = stored.outcomes
+        if status == "running":  # the one cancelled at stop and the one that never started
+            assert (outcome.status, outcome.last_error) == (
+                "failed",
+                "interrupted: the worker stopped",
+            )
+    # Due again at once for the next worker.
+    claims = await hooks.store.claim(owner="next-worker", lease=60, limit=10)
+    assert {c.event_id for c in claims} == {p["id"] for p in payloads}
+    await hooks.shutdown()
+
+
 async def test_lifespan_worker_runs_handlers_without_drain(url: str) -> None:
     hooks = make_hooks(url, mode="queued", poll_interval=30)
     done = asyncio.Event()

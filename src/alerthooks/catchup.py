@@ -11,6 +11,7 @@ the statuses a provider reports (:meth:`~alerthooks.providers.Provider.status_ap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -132,30 +133,48 @@ async def _catch_up_one(
     if api.retention is not None and since < now - api.retention:
         since = result.clamped = now - api.retention
         logger.info("%s catch-up clamped to %s", provider.name, since.isoformat())
-    batch: list[dict[str, Any]] = []
+    # The next page is read while this one is ingested: the API's latency and the store's
+    # commits overlap instead of adding up.
+    pages: asyncio.Queue[list[dict[str, Any]] | BaseException | None] = asyncio.Queue(2)
 
-    async def ingest() -> None:
-        # A batch at a time, concurrently, as deliveries arrive: the store commits them together.
+    async def read() -> None:
+        batch: list[dict[str, Any]] = []
+        try:
+            async for payload in api.events_since(since):
+                result.fetched += 1
+                batch.append(payload)
+                if len(batch) >= _BATCH:
+                    await pages.put(batch)
+                    batch = []
+            await pages.put(batch)
+            await pages.put(None)
+        except Exception as exc:
+            await pages.put(batch)
+            await pages.put(exc)
+
+    async def ingest(batch: list[dict[str, Any]]) -> None:
+        # A page at a time, concurrently, as deliveries arrive: the store commits them together.
         for ingested in await asyncio.gather(*(receiver.ingest(provider, p) for p in batch)):
             if ingested.new:
                 result.new += 1
             else:
                 result.already_received += 1
-        batch.clear()
 
+    reader = asyncio.create_task(read(), name=f"alerthooks-catch-up-{provider.name}")
     try:
-        async for payload in api.events_since(since):
-            result.fetched += 1
-            batch.append(payload)
-            if len(batch) >= _BATCH:
-                await ingest()
-        await ingest()
+        while (page := await pages.get()) is not None:
+            if isinstance(page, BaseException):
+                raise page
+            await ingest(page)
     except StoreError:
         raise
     except Exception as exc:
         result.error = str(exc) or type(exc).__name__
         logger.error("%s catch-up stopped: %s", provider.name, result.error)
     finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
         await api.aclose()
     logger.info(
         "%s catch-up: %d fetched, %d new, %d already received",

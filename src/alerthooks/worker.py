@@ -12,6 +12,7 @@ else (every ``poll_interval`` seconds).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -44,6 +45,14 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        # Tasks of _running whose handlers are still running: the slots in use. A task whose
+        # handlers returned frees its slot while it records their outcomes, so the next claim
+        # does not wait for that commit.
+        self._handling = 0
+        # Claimed ahead, not started: a slot that frees takes the next group at once instead of
+        # waiting for a claim's round trip (their leases are renewed meanwhile).
+        self._ready: collections.deque[tuple[list[Claim], LeaseKeeper]] = collections.deque()
+        self._ready_pairs = 0
         # (provider, event_id, handler) of outcomes that ran here and are not recorded yet.
         self._recording: set[tuple[str, str, str]] = set()
         #: (event, handler) pairs whose outcome this worker has recorded: a progress count.
@@ -99,6 +108,8 @@ class Worker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._ready:
+            await self._hand_back_ready()
         if self._running:
             _, pending = await asyncio.wait(self._running, timeout=grace)
             for leftover in pending:
@@ -140,7 +151,7 @@ class Worker:
         deadline = loop.time() + timeout
         while True:
             claimed = await self.run_once()
-            if not claimed and not self._running:
+            if not claimed and not self._running and not self._ready:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -165,7 +176,11 @@ class Worker:
 
         async def run(claims: list[Claim]) -> None:
             async with slots:
-                await self._run_event(claims)
+                first = claims[0]
+                keeper = LeaseKeeper(
+                    runtime, first.provider, first.event_id, [c.handler for c in claims]
+                )
+                await self._run_event(claims, keeper, holds_slot=False)
 
         for provider, event_id in dict.fromkeys(events):
             stored = await store.get(provider, event_id)
@@ -194,15 +209,19 @@ class Worker:
         return count
 
     async def run_once(self) -> int:
-        """Claim as many due pairs as there are free slots and start running them."""
-        free = self.concurrency - len(self._running)
-        if free <= 0:
+        """Start claimed work in the free slots, and claim due pairs for them and about as many
+        again, to start as slots free up; the number of pairs claimed."""
+        self._start_ready()
+        if self._recording_full():
+            return 0  # outcomes wait for the store: claim more once some are recorded
+        want = 2 * self.concurrency - self._handling - self._ready_pairs
+        if want <= 0 or self._ready_pairs > self.concurrency // 2:
             return 0
         runtime = self.runtime
         claims = await runtime.store.claim(
             owner=runtime.owner,
             lease=runtime.lease_seconds,
-            limit=free,
+            limit=want,
             max_attempts=runtime.max_attempts,
         )
         groups: dict[tuple[str, str], list[Claim]] = {}
@@ -212,11 +231,40 @@ class Worker:
                 # outage): the lease is this worker's again, and recording it releases it.
                 continue
             groups.setdefault((claim.provider, claim.event_id), []).append(claim)
-        for group in groups.values():
-            task = asyncio.create_task(self._run_event(group))
+        for (provider, event_id), group in groups.items():
+            # The leases are renewed from now until the outcomes are recorded.
+            keeper = LeaseKeeper(runtime, provider, event_id, [c.handler for c in group])
+            self._ready.append((group, keeper))
+            self._ready_pairs += len(group)
+        self._start_ready()
+        return len(claims)
+
+    def _recording_full(self) -> bool:
+        # Runs whose outcomes are being recorded hold no slot, but at most twice the slots' worth
+        # of them, so a store that claims yet cannot record does not pile up runs.
+        return len(self._running) - self._handling >= 2 * self.concurrency
+
+    def _start_ready(self) -> None:
+        while self._ready and self._handling < self.concurrency:
+            group, keeper = self._ready.popleft()
+            self._ready_pairs -= len(group)
+            task = asyncio.create_task(self._run_event(group, keeper))
+            self._handling += 1
             self._running.add(task)
             task.add_done_callback(self._done)
-        return len(claims)
+
+    async def _hand_back_ready(self) -> None:
+        """At stop: claimed pairs that never started are recorded as interrupted, due again at
+        once, as the runs the stop cancels are."""
+        ready, self._ready, self._ready_pairs = list(self._ready), collections.deque(), 0
+        for group, keeper in ready:
+            try:
+                stopped: dict[str, str | None] = {
+                    c.handler: "interrupted: the worker stopped" for c in group
+                }
+                await self._record(group, stopped, retry_now=True, tries=1)
+            finally:
+                keeper.stop()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -240,7 +288,9 @@ class Worker:
             try:
                 if await self.run_once():
                     continue
-                if len(self._running) < self.concurrency:
+                if self._handling < self.concurrency and not (
+                    self._ready or self._recording_full()
+                ):
                     due = await self.runtime.store.next_due()
                     if due is not None:
                         delay = min(delay, max(due, 0.01))
@@ -256,12 +306,15 @@ class Worker:
             finally:
                 woken.cancel()
 
-    async def _run_event(self, claims: Sequence[Claim]) -> None:
+    async def _run_event(
+        self, claims: Sequence[Claim], keeper: LeaseKeeper, *, holds_slot: bool = True
+    ) -> None:
+        """Run one event's claimed handlers and record them; ``holds_slot``: the run took one
+        of the worker's slots (a replay's runs take none), freed once the handlers return."""
         first = claims[0]
         event = self._event(first)
         names = [c.handler for c in claims]
-        # The leases are renewed until the outcomes are recorded, not only while handlers run.
-        keeper = LeaseKeeper(self.runtime, first.provider, first.event_id, names)
+        handling = True
         try:
             results: dict[str, str | None]
             if isinstance(event, str):
@@ -277,9 +330,19 @@ class Worker:
                     }
                     await asyncio.shield(self._record(claims, interrupted, retry_now=True, tries=1))
                     raise
+            handling = False
+            if holds_slot:
+                self._free_slot()
             await self._record(claims, results)
         finally:
+            if handling and holds_slot:
+                self._free_slot()
             keeper.stop()
+
+    def _free_slot(self) -> None:
+        self._handling -= 1
+        self._start_ready()
+        self.wake()
 
     async def _record(
         self,

@@ -6,7 +6,9 @@ replicas receiving the same event at once never both run a handler.
 
 URL: any libpq-style ``postgresql://user@host:port/db`` URL. Extra query parameters read here:
 ``schema=NAME`` keeps the tables in that schema (created when missing), ``pool_size=N`` caps the
-pool (default 10).
+pool (default 10), ``group_commit=off`` gives each ``begin`` and ``finish`` a statement and commit
+of its own instead of batching those of the deliveries in flight (default on; see
+:meth:`PostgresStore._run_batch`).
 
 Workers of other processes hear of new queued work at once: recording it sends a ``NOTIFY`` on
 channel ``alerthooks`` (payload: the schema, or empty) in the same transaction, and a worker
@@ -22,7 +24,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 try:
@@ -56,6 +58,7 @@ from alerthooks.store import (
     log_dead_after_crash,
     owner_gone,
 )
+from alerthooks.store._group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
 
@@ -255,6 +258,13 @@ CLAIM_SQL = (
 """The claim (parameters: owner, lease seconds, limit, max attempts, the error of a run that
 died): the index gives the oldest due pairs, and only their bodies are read. Tests check its
 plan."""
+# The claim as run: leases only, so committed without waiting for the WAL flush, as inline
+# begins are (see _run_batch): the run's finish commits as the server has it and flushes this
+# too; a crash of the server before that leaves the pairs pending again.
+_CLAIM_NO_FLUSH = CLAIM_SQL.replace(
+    "WITH due AS", "WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)), due AS"
+).replace(" FROM due WHERE ", " FROM due, no_flush WHERE ")
+assert _CLAIM_NO_FLUSH.count("no_flush") == 2, "CLAIM_SQL changed shape: adapt _CLAIM_NO_FLUSH"
 _NO_LIMIT = 2**31 - 1
 _RECLAIM = (
     f"{_RECLAIM_HEAD} {_COUNT_DIED.replace('$DIED', '$5')}"
@@ -262,10 +272,102 @@ _RECLAIM = (
 )
 
 
-def _parse_url(url: str) -> tuple[str, str | None, int]:
+# Recording a finished run (rows of provider, event id, handler, error, retry delay, dead, owner):
+# a success is always recorded, a failure only while ``owner`` still holds the lease.
+_FINISH_UPDATE = (
+    "UPDATE alerthooks_outcomes o SET status = CASE WHEN r.error IS NULL THEN 'done'"
+    " WHEN r.dead THEN 'dead' ELSE 'failed' END, last_error = r.error,"
+    " attempts = o.attempts + 1, owner = NULL, lease_until = NULL,"
+    " history = o.history || jsonb_build_array(jsonb_build_array(r.error,"
+    " extract(epoch FROM now())::float8)),"
+    " due_at = CASE WHEN r.error IS NULL THEN o.due_at"
+    " ELSE now() + r.delay * interval '1 second' END"
+    " FROM unnest($F1::text[], $F2::text[], $F3::text[], $F4::text[], $F5::float8[],"
+    " $F6::bool[], $F7::text[]) AS r(provider, event_id, handler, error, delay, dead, owner)"
+    " WHERE o.provider = r.provider AND o.event_id = r.event_id AND o.handler = r.handler"
+    " AND ((r.error IS NULL AND o.status <> 'done')"
+    " OR (r.error IS NOT NULL AND o.status = 'running' AND o.owner = r.owner))"
+)
+
+
+def _numbered(sql: str, letter: str, first: int) -> str:
+    """``sql`` with its parameters ``$<letter>1``, ``$<letter>2``… numbered from ``first``."""
+    return re.sub(rf"\${letter}(\d+)", lambda m: f"${int(m.group(1)) + first - 1}", sql)
+
+
+_FINISH_SQL = _numbered(_FINISH_UPDATE, "F", 1)
+
+# Group commit: the begins and finishes of the deliveries in flight in ONE statement, so one
+# round trip and one commit (see _group_commit.py). Parameters are column arrays: events ($1-$5),
+# their outcomes ($6-$11), the states they set ($12-$19), finished runs ($20-$26), the NOTIFY
+# channel and payload ($27, $28), whether to commit without waiting for the flush ($29). Rows
+# come sorted by key, so two replicas' batches lock rows in the same order; the statement returns
+# the events that were new.
+_BATCH_SQL = (
+    "WITH event AS (INSERT INTO alerthooks_events"
+    " (provider, event_id, event_type, body, received_at)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[])"
+    " ON CONFLICT DO NOTHING RETURNING provider, event_id),"
+    " outcomes AS (INSERT INTO alerthooks_outcomes"
+    " (provider, event_id, handler, status, owner, lease_until)"
+    " SELECT o.provider, o.event_id, o.handler, o.status, o.owner,"
+    " CASE WHEN o.status = 'running' THEN now() + o.lease * interval '1 second' END"
+    " FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::float8[])"
+    " AS o(provider, event_id, handler, status, owner, lease)"
+    " JOIN event e ON e.provider = o.provider AND e.event_id = o.event_id RETURNING status),"
+    f" state AS (INSERT INTO alerthooks_states ({_STATE_COLUMNS})"
+    " SELECT DISTINCT ON (s.p, s.a, s.cu, s.su) s.p, s.a, s.cu, s.su, s.n, s.st, s.si, s.e"
+    " FROM unnest($12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],"
+    " $18::text[], $19::timestamptz[]) AS s(p, e, a, cu, su, n, st, si)"
+    " JOIN event ev ON ev.provider = s.p AND ev.event_id = s.e"
+    ' ORDER BY s.p, s.a, s.cu, s.su, s.si DESC, s.e COLLATE "C" DESC'
+    f"{_STATE_CONFLICT}),"
+    f" finished AS ({_numbered(_FINISH_UPDATE, 'F', 20)}),"
+    # Queued work: tell listening workers (sent when this statement commits).
+    " notified AS (SELECT pg_notify($27, $28)"
+    " WHERE EXISTS (SELECT 1 FROM outcomes WHERE status = 'pending')),"
+    # $29: commit without waiting for the WAL flush (see _run_batch); else as the server has it.
+    " commit AS (SELECT set_config('synchronous_commit', 'off', true) WHERE $29::bool)"
+    " SELECT e.provider, e.event_id FROM event e LEFT JOIN notified ON true"
+    " LEFT JOIN commit ON true"
+)
+
+_FinishRow = tuple[str, str, str, str | None, float, bool, str]
+
+
+class _Begin(NamedTuple):
+    delivery: Delivery
+    owner: str
+    lease: float
+    claim: bool
+
+
+class _Finish(NamedTuple):
+    rows: list[_FinishRow]
+
+
+_Op = _Begin | _Finish
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as ``width`` column lists (the parameters of an ``unnest``)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _batch_key(op: _Op) -> tuple[str, str, str]:
+    """Ops of one kind and event go in separate batches: one statement must not insert an event
+    twice, nor record one handler's run twice."""
+    if isinstance(op, _Begin):
+        return "begin", op.delivery.provider, op.delivery.event_id
+    return "finish", op.rows[0][0], op.rows[0][1]
+
+
+def _parse_url(url: str) -> tuple[str, str | None, int, bool]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {k: v for k, v in query if k in ("schema", "pool_size")}
+    ours = {k: v for k, v in query if k in ("schema", "pool_size", "group_commit")}
     rest = [(k, v) for k, v in query if k not in ours]
     schema = ours.get("schema") or None
     if schema is not None and not _IDENTIFIER.fullmatch(schema):
@@ -274,8 +376,11 @@ def _parse_url(url: str) -> tuple[str, str | None, int]:
         pool_size = int(ours.get("pool_size", "10"))
     except ValueError:
         raise ValueError("Postgres store URL: pool_size must be a whole number") from None
+    group_commit = ours.get("group_commit", "on")
+    if group_commit not in ("on", "off"):
+        raise ValueError("Postgres store URL: group_commit must be on or off")
     dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(rest)))
-    return dsn, schema, pool_size
+    return dsn, schema, pool_size, group_commit == "on"
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -291,7 +396,8 @@ class PostgresStore(Store):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._dsn, self.schema, self.pool_size = _parse_url(url)
+        self._dsn, self.schema, self.pool_size, self.batching = _parse_url(url)
+        self._batch: GroupCommit[_Op] = GroupCommit(self._run_batch, key=_batch_key)
         self._pool: asyncpg.Pool | None = None
         self._lock: asyncio.Lock | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -378,8 +484,9 @@ class PostgresStore(Store):
             pass
 
     async def close(self) -> None:
-        """Stop listening and close the pool."""
+        """Stop listening, let the batch in flight finish, and close the pool."""
         await self.unwatch()
+        await self._batch.drain()
         self._rejections_table = False
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -439,6 +546,16 @@ class PostgresStore(Store):
     ) -> Begun:
         """See :meth:`Store.begin`."""
         d = delivery
+        if self.batching and d.unparsed is None:
+            begun = await self._batch.submit(_Begin(d, owner, lease, claim))
+            if isinstance(begun, Begun):
+                return begun
+            async with self._conn() as conn:  # stored already: a redelivery
+                return await self._begin_again(conn, d, owner=owner, lease=lease, claim=claim)
+        return await self._begin_one(d, owner=owner, lease=lease, claim=claim)
+
+    async def _begin_one(self, d: Delivery, *, owner: str, lease: float, claim: bool) -> Begun:
+        """``begin`` in a statement of its own."""
         handlers = list(d.handlers)
         async with self._conn() as conn:
             if d.unparsed is not None:
@@ -474,6 +591,82 @@ class PostgresStore(Store):
             if new:
                 return Begun(True, d.handlers if claim else (), ())
             return await self._begin_again(conn, d, owner=owner, lease=lease, claim=claim)
+
+    async def _run_batch(self, ops: list[_Op]) -> list[object]:
+        """Run the begins and finishes of the deliveries in flight as ONE statement (one round
+        trip, one commit): a :class:`Begun` for each new event, None for one stored already (its
+        caller goes on with a statement of its own), None for each finish. When the database
+        refuses the statement (a deadlock with another replica's batch, a bad row), nothing of
+        it was committed: each op then runs alone, so only a faulty one fails."""
+        begins = sorted(
+            (op for op in ops if isinstance(op, _Begin)),
+            key=lambda b: (b.delivery.provider, b.delivery.event_id),
+        )
+        events: list[tuple[Any, ...]] = []
+        outcomes: list[tuple[Any, ...]] = []
+        states: list[tuple[Any, ...]] = []
+        for b in begins:
+            d = b.delivery
+            events.append((d.provider, d.event_id, d.event_type, d.body, d.received_at))
+            status, owner = ("running", b.owner) if b.claim else ("pending", None)
+            outcomes.extend((d.provider, d.event_id, h, status, owner, b.lease) for h in d.handlers)
+            if d.state is not None:
+                c = d.state
+                states.append(
+                    (
+                        d.provider,
+                        d.event_id,
+                        c.alert_id,
+                        c.customer_id or "",
+                        c.subscription_id or "",
+                        c.alert_name,
+                        c.state,
+                        c.since,
+                    )
+                )
+        finished = sorted(row for op in ops if isinstance(op, _Finish) for row in op.rows)
+        try:
+            async with self._conn() as conn:
+                rows = await conn.fetch(
+                    _BATCH_SQL,
+                    *_columns(events, 5),
+                    *_columns(outcomes, 6),
+                    *_columns(states, 8),
+                    *_columns(finished, 7),
+                    _CHANNEL,
+                    self.schema or "",
+                    # Only leases to commit (inline begins): their callers run handlers next and
+                    # answer only after recording the outcomes, with a commit as the server has
+                    # it that flushes the WAL up to there, this one included; the same as the
+                    # SQLite store's begin without fsync. So this commit needs no flush of its
+                    # own, only to be visible to other replicas, which it is at once.
+                    not finished and all(b.claim for b in begins),
+                )
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, asyncpg.PostgresError):
+                raise  # the database is unreachable or the connection was lost
+            logger.debug("postgres store: batch of %d refused (%s); one by one", len(ops), exc)
+            return await asyncio.gather(
+                *(self._run_alone(op) for op in ops), return_exceptions=True
+            )
+        new = {(r["provider"], r["event_id"]) for r in rows}
+        results: list[object] = []
+        for op in ops:
+            if isinstance(op, _Finish):
+                results.append(None)
+                continue
+            d = op.delivery
+            if (d.provider, d.event_id) in new:
+                results.append(Begun(True, d.handlers if op.claim else (), ()))
+            else:
+                results.append(None)
+        return results
+
+    async def _run_alone(self, op: _Op) -> object:
+        if isinstance(op, _Finish):
+            await self._finish_one(op.rows)
+            return None
+        return await self._begin_one(op.delivery, owner=op.owner, lease=op.lease, claim=op.claim)
 
     async def _begin_unparsed(self, conn: _Conn, d: Delivery) -> Begun:
         new = await conn.fetchval(
@@ -563,29 +756,20 @@ class PostgresStore(Store):
     ) -> None:
         """See :meth:`Store.finish`."""
         delays = retry_in or {}
-        names = list(results)
+        rows = [
+            (provider, event_id, n, error, float(delays.get(n, 0.0)), n in dead, owner)
+            for n, error in results.items()
+        ]
+        if not rows:
+            return
+        if self.batching:
+            await self._batch.submit(_Finish(rows))
+            return
+        await self._finish_one(rows)
+
+    async def _finish_one(self, rows: list[_FinishRow]) -> None:
         async with self._conn() as conn:
-            await conn.execute(
-                "UPDATE alerthooks_outcomes o SET status = CASE WHEN r.error IS NULL THEN 'done'"
-                " WHEN r.dead THEN 'dead' ELSE 'failed' END, last_error = r.error,"
-                " attempts = o.attempts + 1, owner = NULL, lease_until = NULL,"
-                " history = o.history || jsonb_build_array(jsonb_build_array(r.error,"
-                " extract(epoch FROM now())::float8)),"
-                " due_at = CASE WHEN r.error IS NULL THEN o.due_at"
-                " ELSE now() + r.delay * interval '1 second' END"
-                " FROM unnest($3::text[], $4::text[], $5::float8[], $6::bool[])"
-                " AS r(handler, error, delay, dead)"
-                " WHERE o.provider = $1 AND o.event_id = $2 AND o.handler = r.handler"
-                " AND ((r.error IS NULL AND o.status <> 'done')"
-                " OR (r.error IS NOT NULL AND o.status = 'running' AND o.owner = $7))",
-                provider,
-                event_id,
-                names,
-                [results[n] for n in names],
-                [float(delays.get(n, 0.0)) for n in names],
-                [n in dead for n in names],
-                owner,
-            )
+            await conn.execute(_FINISH_SQL, *_columns(rows, 7))
 
     async def extend(
         self, provider: str, event_id: str, handlers: Collection[str], *, owner: str, lease: float
@@ -630,7 +814,7 @@ class PostgresStore(Store):
         """See :meth:`Store.claim`."""
         async with self._conn() as conn:
             rows = await conn.fetch(
-                CLAIM_SQL,
+                _CLAIM_NO_FLUSH,
                 owner,
                 lease,
                 limit,

@@ -575,7 +575,9 @@ class SQLiteStore(Store):
             )
             return claims
 
-        return await self._submit(op)
+        # Leases only, as begin's for inline mode: the run's finish is fsynced, and that covers
+        # this commit too; a crash of the machine before it leaves the pairs pending again.
+        return await self._submit(op, durable=False)
 
     async def expire_gone(self) -> int:
         """See :meth:`Store.expire_gone`."""

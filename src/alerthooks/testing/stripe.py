@@ -6,10 +6,12 @@ Builders return a fresh dict with a new event id (and the current time) unless o
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any, Literal
@@ -237,6 +239,8 @@ class FakeStripe(FakeAPI):
         # Ids of the alerts that are not archived, per (meter, customer): the 25 limit.
         self._by_pair: dict[tuple[str, str | None], set[str]] = {}
         self._events: list[dict[str, Any]] = []
+        self._events_order: list[dict[str, Any]] | None = None  # newest first, see _list_events
+        self._event_position: dict[str, int] = {}
         # Thin events by id, as GET /v2/core/events/{id} answers them.
         self._thin: dict[str, dict[str, Any]] = {}
         super().__init__(**options)
@@ -250,6 +254,7 @@ class FakeStripe(FakeAPI):
         self._by_pair.clear()
         self._endpoints.clear()
         self._events.clear()
+        self._events_order = None
         self._thin.clear()
 
     def _set_status(self, alert: dict[str, Any], status: str) -> None:
@@ -388,13 +393,12 @@ class FakeStripe(FakeAPI):
         }
 
     def _list_events(self, params: dict[str, Any], _: dict[str, str]) -> Result:
-        # Newest first, as Stripe lists them.
-        events = sorted(
-            enumerate(self._events), key=lambda pair: (pair[1].get("created", 0), pair[0])
-        )
-        found = [e for _, e in reversed(events)]
-        if params.get("type"):
-            found = [e for e in found if e.get("type") == params["type"]]
+        # Newest first, as Stripe lists them. Read lazily from ``starting_after`` on, so that
+        # paging through many thousands of events costs a page's work per page.
+        limit = as_int(params.get("limit", 10))
+        if limit is None or not 1 <= limit <= 100:
+            return self._error(400, "limit must be between 1 and 100", "parameter_invalid")
+        tests: list[tuple[Callable[[int, int], bool], int]] = []
         created = params.get("created")
         if isinstance(created, dict):
             for op, test in (("gte", int.__ge__), ("gt", int.__gt__), ("lte", int.__le__)):
@@ -404,8 +408,41 @@ class FakeStripe(FakeAPI):
                         return self._error(
                             400, f"created[{op}] is not an integer", "parameter_invalid"
                         )
-                    found = [e for e in found if test(int(e.get("created", 0)), bound)]
-        return self._page(found, params, "/v1/events")
+                    tests.append((test, bound))
+        kind = params.get("type")
+
+        def wanted(event: dict[str, Any]) -> bool:
+            if kind and event.get("type") != kind:
+                return False
+            at = int(event.get("created", 0))
+            return all(test(at, bound) for test, bound in tests)
+
+        order = self._events_newest_first()
+        start = 0
+        after = params.get("starting_after")
+        if after:
+            position = self._event_position.get(after)
+            if position is None or not wanted(order[position]):
+                return self._error(404, f"No such object: '{after}'", "resource_missing")
+            start = position + 1
+        page: list[dict[str, Any]] = []
+        has_more = False
+        for event in itertools.islice(order, start, None):
+            if wanted(event):
+                if len(page) == limit:
+                    has_more = True
+                    break
+                page.append(dict(event))
+        return 200, {"object": "list", "url": "/v1/events", "has_more": has_more, "data": page}
+
+    def _events_newest_first(self) -> list[dict[str, Any]]:
+        if self._events_order is None or len(self._events_order) != len(self._events):
+            ranked = sorted(
+                enumerate(self._events), key=lambda pair: (pair[1].get("created", 0), pair[0])
+            )
+            self._events_order = [e for _, e in reversed(ranked)]
+            self._event_position = {e["id"]: i for i, e in enumerate(self._events_order)}
+        return self._events_order
 
     def _retrieve_event(self, _: dict[str, Any], path: dict[str, str]) -> Result:
         for event in self._events:
