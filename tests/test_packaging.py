@@ -108,6 +108,7 @@ def test_lago_hmac_runs_without_cryptography_and_jwt_names_the_extra() -> None:
         """
         import sys
         sys.modules["cryptography"] = None  # as if the lago extra were not installed
+        sys.modules["jwt"] = None
         from alerthooks import AlertHooks
         from alerthooks.providers import Lago
 
@@ -122,7 +123,7 @@ def test_lago_hmac_runs_without_cryptography_and_jwt_names_the_extra() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        'the jwt signature needs cryptography: pip install "alerthooks-sdk[lago]"'
+        'the jwt signature needs PyJWT[crypto]: pip install "alerthooks-sdk[lago]"'
     )
 
 

@@ -230,7 +230,7 @@ def test_without_cryptography_a_jwt_key_names_the_extra(
     with pytest.raises(ImportError) as info:
         _lago(private_key)
     assert str(info.value) == (
-        'the jwt signature needs cryptography: pip install "alerthooks-sdk[lago]"'
+        'the jwt signature needs PyJWT[crypto]: pip install "alerthooks-sdk[lago]"'
     )
     Lago(TOKEN)  # hmac needs nothing more
 

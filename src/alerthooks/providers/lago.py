@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
-import re
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -58,7 +55,7 @@ ALERT_WEBHOOK = "alert.triggered"
 RESOLVED_WEBHOOK = "alert.resolved"
 """Not sent by lago-api today (its TriggeredAlert has a ``resolved`` kind, but no webhook);
 read as ``alert.cleared`` if it comes with the same object, else kept ``unparsed``."""
-JWT_EXTRA = 'the jwt signature needs cryptography: pip install "alerthooks-sdk[lago]"'
+JWT_EXTRA = 'the jwt signature needs PyJWT[crypto]: pip install "alerthooks-sdk[lago]"'
 
 SPEND_TYPES = frozenset(
     {"current_usage_amount", "billable_metric_current_usage_amount", "lifetime_usage_amount"}
@@ -93,6 +90,15 @@ def hmac_signature(body: bytes, secret: str) -> str:
     return signature(secret.encode(), body, BASE64)
 
 
+def _pyjwt() -> Any:
+    """PyJWT, or ImportError naming the extra."""
+    try:
+        import jwt
+    except ImportError:
+        raise ImportError(JWT_EXTRA) from None
+    return jwt
+
+
 def _crypto() -> Any:
     """``cryptography``'s RSA primitives, or ImportError naming the extra."""
     try:
@@ -123,68 +129,28 @@ def read_public_key(value: str) -> Any:
     return key
 
 
-# A JWS in compact form: three base64url segments (matched in C, whatever the length).
-_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
-
-
-def _b64url(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def _b64url_encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    value = json.loads(raw)
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
-    return value
-
-
-def _instant(value: Any) -> float | None:
-    """A NumericDate claim, or None when absent or not a number."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def verify_jwt(token: str, body: bytes, public_key: Any, issuer: str) -> None:
-    """Check a Lago ``jwt`` signature (RFC 7515/7519 compact form): the header's ``alg`` is
-    exactly ``RS256`` (``none``, ``HS256`` and any other are refused, whatever the key) with no
-    ``crit``; the RSASSA-PKCS1-v1_5 SHA-256 signature verifies under ``public_key``; the claims
-    have ``iss`` == ``issuer`` and ``data`` == ``body`` exactly, and are not expired or not yet
-    valid when they say so. Raises :class:`Rejected` (400)."""
-    hashes, _, padding, _ = _crypto()
-    from cryptography.exceptions import InvalidSignature
-
-    match = _COMPACT.fullmatch(token)
-    if match is None:
-        raise Rejected(400, "signature mismatch")
+    """Check a Lago ``jwt`` signature with PyJWT: RS256 only (``none``, ``HS256`` keyed with the
+    public key and any other ``alg`` are refused, as is an unsupported ``crit``), the signature
+    under ``public_key``, ``iss`` == ``issuer``, ``exp``/``nbf`` when present, and the ``data``
+    claim equal to the exact body. Raises :class:`Rejected` (400)."""
+    jwt = _pyjwt()
     try:
-        header = _json_object(_b64url(match[1]))
-        signature_bytes = _b64url(match[3])
-    except (ValueError, binascii.Error, RecursionError):
+        claims = jwt.decode(
+            token,
+            public_key,
+            algorithms=["RS256"],
+            issuer=issuer,
+            options={"require": ["iss"], "verify_aud": False},
+        )
+    except (jwt.InvalidIssuerError, jwt.MissingRequiredClaimError):  # "iss" is the one required
+        raise Rejected(400, "jwt issuer is not the configured Lago API URL") from None
+    except jwt.ExpiredSignatureError:
+        raise Rejected(400, "jwt expired") from None
+    except jwt.ImmatureSignatureError:
+        raise Rejected(400, "jwt not valid yet") from None
+    except (jwt.InvalidTokenError, ValueError, RecursionError):
         raise Rejected(400, "signature mismatch") from None
-    if header.get("alg") != "RS256" or "crit" in header:
-        raise Rejected(400, "signature mismatch")
-    signed = f"{match[1]}.{match[2]}".encode("ascii")
-    try:
-        public_key.verify(signature_bytes, signed, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
-        raise Rejected(400, "signature mismatch") from None
-    try:
-        claims = _json_object(_b64url(match[2]))
-    except (ValueError, binascii.Error, RecursionError):
-        raise Rejected(400, "signature mismatch") from None
-    if claims.get("iss") != issuer:
-        raise Rejected(400, "jwt issuer is not the configured Lago API URL")
-    now = time.time()
-    expires, not_before = _instant(claims.get("exp")), _instant(claims.get("nbf"))
-    if expires is not None and expires <= now:
-        raise Rejected(400, "jwt expired")
-    if not_before is not None and not_before > now:
-        raise Rejected(400, "jwt not valid yet")
     data = claims.get("data")
     if not isinstance(data, str) or data.encode("utf-8", "surrogatepass") != body:
         raise Rejected(400, "jwt data claim is not the body")
@@ -400,16 +366,9 @@ def jwt_headers(
 ) -> dict[str, str]:
     """The headers of a ``jwt`` delivery of ``body`` signed with ``private_key`` (an RSA private
     key or its PEM), as Lago signs (``JWT.encode({data:, iss:}, key, "RS256")``)."""
-    hashes, serialization, padding, _ = _crypto()
-    if isinstance(private_key, (str, bytes)):
-        pem = private_key.encode() if isinstance(private_key, str) else private_key
-        private_key = serialization.load_pem_private_key(pem, password=None)
-    header = _b64url_encode(b'{"alg":"RS256"}')
-    claims = _b64url_encode(json.dumps({"data": body.decode(), "iss": issuer}).encode())
-    signed = f"{header}.{claims}".encode("ascii")
-    signature_bytes = private_key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
+    token = _pyjwt().encode({"data": body.decode(), "iss": issuer}, private_key, algorithm="RS256")
     return {
-        "X-Lago-Signature": f"{header}.{claims}.{_b64url_encode(signature_bytes)}",
+        "X-Lago-Signature": token,
         "X-Lago-Signature-Algorithm": "jwt",
         "X-Lago-Unique-Key": unique_key or str(uuid.uuid4()),
     }
