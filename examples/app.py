@@ -1,5 +1,5 @@
-"""The example receiver that `make run` serves: Stripe, Chargebee, Orb and Metronome alerts under
-/webhooks.
+"""The example receiver that `make run` serves: Stripe, Chargebee, Orb, Metronome, Lago,
+OpenMeter, Autumn and Flexprice alerts under /webhooks.
 
 Run it with `make run`, or `uvicorn examples.app:app`.
 """
@@ -13,14 +13,32 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from alerthooks import AlertEvent, AlertHooks
-from alerthooks.providers import Chargebee, Metronome, Orb, Stripe
+from alerthooks.providers import (
+    Autumn,
+    Chargebee,
+    Flexprice,
+    Lago,
+    Metronome,
+    OpenMeter,
+    Orb,
+    Stripe,
+)
 
 logger = logging.getLogger("examples.app")
 
 # Each provider's credentials from its environment (STRIPE_WEBHOOK_SECRET, …; `make run` sets
 # development ones); the default store: SQLite at ./alerthooks.db (env ALERTHOOKS_STORE overrides).
 hooks = AlertHooks(
-    providers=[Stripe.from_env(), Chargebee.from_env(), Orb.from_env(), Metronome.from_env()]
+    providers=[
+        Stripe.from_env(),
+        Chargebee.from_env(),
+        Orb.from_env(),
+        Metronome.from_env(),
+        Lago.from_env(),
+        OpenMeter.from_env(),
+        Autumn.from_env(),
+        Flexprice.from_env(),
+    ]
 )
 
 

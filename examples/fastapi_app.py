@@ -5,11 +5,29 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from alerthooks import AlertEvent, AlertHooks
-from alerthooks.providers import Chargebee, Metronome, Orb, Stripe
+from alerthooks.providers import (
+    Autumn,
+    Chargebee,
+    Flexprice,
+    Lago,
+    Metronome,
+    OpenMeter,
+    Orb,
+    Stripe,
+)
 
 # Queued mode: answer once the event is stored; the worker (started by the lifespan) runs handlers.
 hooks = AlertHooks(
-    providers=[Stripe.from_env(), Chargebee.from_env(), Orb.from_env(), Metronome.from_env()],
+    providers=[
+        Stripe.from_env(),
+        Chargebee.from_env(),
+        Orb.from_env(),
+        Metronome.from_env(),
+        Lago.from_env(),
+        OpenMeter.from_env(),
+        Autumn.from_env(),
+        Flexprice.from_env(),
+    ],
     mode="queued",
 )
 

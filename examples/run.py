@@ -20,6 +20,20 @@ DEV_CREDENTIALS = {
     "CHARGEBEE_WEBHOOK_PASSWORD": "local-development-password",
     "ORB_WEBHOOK_SECRET": "orb_local_development_secret",
     "METRONOME_WEBHOOK_SECRET": "metronome_local_development_secret",
+    "LAGO_WEBHOOK_SECRET": "lago_local_development_hmac_token",
+    # Standard Webhooks secrets are whsec_ and base64.
+    "OPENMETER_WEBHOOK_SECRET": "whsec_b3Blbm1ldGVyLWxvY2FsLWRldmVsb3BtZW50",
+    "AUTUMN_WEBHOOK_SECRET": "whsec_YXV0dW1uLWxvY2FsLWRldmVsb3BtZW50LS0t",
+    "FLEXPRICE_WEBHOOK_SECRET": "whsec_ZmxleHByaWNlLWxvY2FsLWRldmVsb3BtZW50",
+}
+# The provider whose `alerthooks send` line each credential belongs to, and its default sample.
+SECRET_PROVIDERS = {
+    "ORB_WEBHOOK_SECRET": ("orb", "orb_subscription_usage_exceeded"),
+    "METRONOME_WEBHOOK_SECRET": ("metronome", "metronome_usage_threshold_reached"),
+    "LAGO_WEBHOOK_SECRET": ("lago", "lago_alert_triggered"),
+    "OPENMETER_WEBHOOK_SECRET": ("openmeter", "openmeter_balance_threshold"),
+    "AUTUMN_WEBHOOK_SECRET": ("autumn", "autumn_usage_alert_triggered"),
+    "FLEXPRICE_WEBHOOK_SECRET": ("flexprice", "flexprice_subscription_spend_threshold_reached"),
 }
 
 
@@ -37,14 +51,12 @@ def send_lines(base: str) -> list[str]:
     command = alerthooks_command()
     secret = os.environ["STRIPE_WEBHOOK_SECRET"].split(",")[0].strip()
     auth = f"{os.environ['CHARGEBEE_WEBHOOK_USERNAME']}:{os.environ['CHARGEBEE_WEBHOOK_PASSWORD']}"
-    orb = os.environ["ORB_WEBHOOK_SECRET"].split(",")[0].strip()
-    metronome = os.environ["METRONOME_WEBHOOK_SECRET"].split(",")[0].strip()
     return [
         _send(command, "stripe", "stripe_alert_triggered", base, "--secret", secret),
         _send(command, "chargebee", "chargebee_alert_in_alarm", base, "--auth", auth),
-        _send(command, "orb", "orb_subscription_usage_exceeded", base, "--secret", orb),
-        _send(
-            command, "metronome", "metronome_usage_threshold_reached", base, "--secret", metronome
+        *(
+            _send(command, name, sample, base, "--secret", os.environ[env].split(",")[0].strip())
+            for env, (name, sample) in SECRET_PROVIDERS.items()
         ),
     ]
 
@@ -72,14 +84,8 @@ def main() -> None:
         f"  Chargebee: POST {base}/chargebee  (Basic {os.environ['CHARGEBEE_WEBHOOK_USERNAME']}:"
         f"{os.environ['CHARGEBEE_WEBHOOK_PASSWORD']})"
     )
-    print(
-        f"  Orb:       POST {base}/orb        "
-        f"(ORB_WEBHOOK_SECRET={os.environ['ORB_WEBHOOK_SECRET']})"
-    )
-    print(
-        f"  Metronome: POST {base}/metronome  "
-        f"(METRONOME_WEBHOOK_SECRET={os.environ['METRONOME_WEBHOOK_SECRET']})"
-    )
+    for env, (name, _) in SECRET_PROVIDERS.items():
+        print(f"  {name + ':':<11}POST {base}/{name:<10} ({env}={os.environ[env]})")
     store = os.environ.get("ALERTHOOKS_STORE", "sqlite:///alerthooks.db")
     print(f"  Store:     {store}  (ALERTHOOKS_STORE; inspect with `alerthooks events`)")
     print("Send it a signed sample from another shell in this directory:")

@@ -334,9 +334,7 @@ def test_every_alert_sample_of_every_provider_has_a_kind() -> None:
     providers = {cls.name: cls for cls in BUILTIN}
     kinds: dict[str, set[str]] = {}
     for sample in samples():
-        provider = providers[sample.provider].from_secret(
-            "user:pass" if sample.provider == "chargebee" else "whsec_s"
-        )
+        provider = providers[sample.provider]()  # normalize needs no credentials
         try:
             event = provider.normalize(build_sample(sample.name))
         except NotAnAlert:
@@ -348,6 +346,10 @@ def test_every_alert_sample_of_every_provider_has_a_kind() -> None:
         "chargebee": {"usage", "spend", "credit_balance"},
         "orb": {"usage", "spend", "credit_balance"},
         "metronome": {"usage", "spend", "credit_balance"},
+        "lago": {"usage", "spend", "credit_balance"},
+        "openmeter": {"usage", "credit_balance"},
+        "autumn": {"usage", "credit_balance"},
+        "flexprice": {"usage", "spend", "credit_balance"},
     }
 
 

@@ -31,6 +31,12 @@ def test_signing_benchmark_verifies_every_scheme_beside_the_sdk() -> None:
         assert name in out
 
 
+def test_lago_jwt_benchmark_verifies_beside_the_rsa_floor() -> None:
+    out = _run("lago_jwt.py", "--number", "3", "--rounds", "1")
+    for name in ("verify alone (floor)", "Lago.verify jwt", "PyJWT", "Lago.verify hmac"):
+        assert name in out
+
+
 def test_receiver_benchmark_runs_every_variant_and_checks_answers() -> None:
     out = _run(
         "receiver.py", "--events", "20", "--rounds", "2", "--concurrency", "4", "--postgres", ""

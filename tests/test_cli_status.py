@@ -141,7 +141,8 @@ def test_status_of_an_unknown_provider_is_one_error_line(seeded: str) -> None:
     code, out, err = run_status("--store", seeded, "--provider", "stirpe")
     assert (code, out) == (1, "")
     assert err.splitlines() == [
-        "error: --provider: no provider named 'stirpe' (known: chargebee, metronome, orb, stripe)"
+        "error: --provider: no provider named 'stirpe' (known: autumn, chargebee, flexprice, "
+        "lago, metronome, openmeter, orb, stripe)"
     ]
 
 

@@ -7,7 +7,7 @@ import base64
 import re
 import typing
 from collections.abc import AsyncIterator
-from html import unescape
+from html import escape, unescape
 from typing import Any
 
 import httpx
@@ -18,9 +18,14 @@ from starlette.routing import Mount
 
 from alerthooks import AlertEvent, AlertHooks
 from alerthooks.console import REPLAYABLE, STATUSES
-from alerthooks.providers import Chargebee, Stripe
+from alerthooks.providers import BUILTIN, Chargebee, Stripe
 from alerthooks.store import Status
-from alerthooks.testing import stripe_alert_triggered
+from alerthooks.testing import (
+    AlertHooksClient,
+    build_sample,
+    default_sample,
+    stripe_alert_triggered,
+)
 
 from .conftest import CB_PASSWORD, CB_USER, STRIPE_SECRET, free_port, post_stripe
 
@@ -418,3 +423,23 @@ async def test_replay_rejections_have_their_codes(
     )
     assert done.headers["location"].endswith("?replayed=0&ran=queued")
     assert "nothing to replay" in (await console.get(done.headers["location"])).text
+
+
+@pytest.mark.parametrize("name", ["lago", "openmeter", "autumn", "flexprice"])
+async def test_the_newer_providers_events_are_listed_and_shown(name: str) -> None:
+    cls = next(c for c in BUILTIN if c.name == name)
+    key = base64.b64encode(b"console-secret-0123456789").decode()
+    provider = cls.from_secret("lago-console-token" if name == "lago" else f"whsec_{key}")
+    hooks = AlertHooks(providers=[provider], store="memory://")
+    seen: list[AlertEvent] = []
+    hooks.add_handler(seen.append, "*", name="console.seen")
+    async with AlertHooksClient(hooks) as client:
+        response = await client.deliver(name, build_sample(default_sample(name)))
+    assert response.status_code == 200
+    [event] = seen
+    async with client_for(hooks.console(auth=AUTH), headers=basic(*AUTH)) as console:
+        index = await console.get("/")
+        page = await console.get(f"/events/{name}/{event.id}")
+    assert f"<td>{name}</td>" in index.text
+    assert page.status_code == 200
+    assert f"<dt>alert_id</dt><dd>{escape(event.alert_id)}</dd>" in page.text

@@ -103,6 +103,30 @@ def test_the_cli_store_option_without_asyncpg_is_one_error_line() -> None:
     assert done.stderr == f"error: a postgresql:// store needs asyncpg: {POSTGRES_HINT}\n"
 
 
+def test_lago_hmac_runs_without_cryptography_and_jwt_names_the_extra() -> None:
+    done = run_python(
+        """
+        import sys
+        sys.modules["cryptography"] = None  # as if the lago extra were not installed
+        sys.modules["jwt"] = None
+        from alerthooks import AlertHooks
+        from alerthooks.providers import Lago
+
+        lago = Lago("token")
+        lago.verify(b"{}", {k.lower(): v for k, v in lago.sign(b"{}").items()})
+        AlertHooks(providers=[lago], store="memory://")
+        try:
+            Lago(public_key="-----BEGIN PUBLIC KEY-----")
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        'the jwt signature needs PyJWT[crypto]: pip install "alerthooks-sdk[lago]"'
+    )
+
+
 # The README's quickstart, against the installed wheel: the app it builds answers a delivery the
 # kit signs from its packaged samples, and the console renders its packaged templates.
 QUICKSTART_DRIVER = """

@@ -296,7 +296,10 @@ async def test_default_app_warns_at_startup_for_unconfigured_orb_and_metronome(
     with caplog.at_level(logging.WARNING, logger="alerthooks"):
         await hooks.startup()
         await hooks.shutdown()
-    assert sorted(r.getMessage() for r in caplog.records if "no credentials" in r.getMessage()) == [
-        "metronome webhooks are refused: no credentials configured (set METRONOME_WEBHOOK_SECRET)",
-        "orb webhooks are refused: no credentials configured (set ORB_WEBHOOK_SECRET)",
-    ]
+    warned = [r.getMessage() for r in caplog.records if "no credentials" in r.getMessage()]
+    assert (
+        "metronome webhooks are refused: no credentials configured (set METRONOME_WEBHOOK_SECRET)"
+        in warned
+    )
+    assert "orb webhooks are refused: no credentials configured (set ORB_WEBHOOK_SECRET)" in warned
+    assert not any(m.startswith(("stripe", "chargebee")) for m in warned)

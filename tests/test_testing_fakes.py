@@ -85,6 +85,12 @@ def test_module_prints_the_exports_plan_and_apply_need_without_a_warning(
         "METRONOME_API_KEY",
         "ALERTHOOKS_METRONOME_API_BASE",
         "ALERTHOOKS_METRONOME_MODE",
+        "LAGO_API_KEY",
+        "LAGO_API_URL",
+        "ALERTHOOKS_LAGO_MODE",
+        "OPENMETER_API_KEY",
+        "ALERTHOOKS_OPENMETER_API_BASE",
+        "ALERTHOOKS_OPENMETER_MODE",
     }
     env = {**clean_env(), **served.exports}
     # The README's example config, as is: it has both webhook_url keys.
@@ -122,7 +128,9 @@ def test_sigterm_stops_the_fakes_cleanly(served: Served) -> None:
 
 def test_the_builtin_fakes_are_registered_in_route_order() -> None:
     from alerthooks.testing.chargebee import FakeChargebee
+    from alerthooks.testing.lago import FakeLago
     from alerthooks.testing.metronome import FakeMetronome
+    from alerthooks.testing.openmeter import FakeOpenMeter
     from alerthooks.testing.orb import FakeOrb
     from alerthooks.testing.stripe import FakeStripe
 
@@ -131,6 +139,8 @@ def test_the_builtin_fakes_are_registered_in_route_order() -> None:
         "chargebee": FakeChargebee,
         "orb": FakeOrb,
         "metronome": FakeMetronome,
+        "lago": FakeLago,
+        "openmeter": FakeOpenMeter,
     }
 
 

@@ -109,13 +109,18 @@ def _with_id(body: bytes, event_id: str, signer: Provider) -> bytes:
     return json.dumps(payload).encode()
 
 
-def _event_id(body: bytes) -> str | None:
+def _event_id(provider: Provider, body: bytes, headers: Mapping[str, str]) -> str | None:
+    """The id the receiver will store the delivery under: the payload's, else the delivery's
+    (a header such as ``webhook-id`` or ``X-Lago-Unique-Key``)."""
     try:
         payload = json.loads(body)
     except ValueError:
         return None
-    event_id = payload.get("id") if isinstance(payload, dict) else None
-    return event_id if isinstance(event_id, str) else None
+    if not isinstance(payload, dict):
+        return None
+    return provider.event_id(payload) or provider.delivery_id(
+        {name.lower(): value for name, value in headers.items()}
+    )
 
 
 class _SendCommand(click.Command):
@@ -207,7 +212,7 @@ def send_command(
         "user-agent": f"alerthooks-send/{__version__}",
         **signed,
     }
-    event_id = _event_id(body)
+    event_id = _event_id(signer, body, signed)
     out = core.console(highlight=False, soft_wrap=True)
     out.print(f"POST {url} ({source}" + (f", event {event_id})" if event_id else ")"), markup=False)
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerthooks.manager import chargebee, metronome, orb, stripe
+from alerthooks.manager import chargebee, lago, metronome, openmeter, orb, stripe
 from alerthooks.manager.spec import ProviderSpec
 
 #: Every registered provider by name, in the order plans list them.
@@ -20,6 +20,8 @@ PROVIDERS: dict[str, ProviderSpec[Any, Any]] = {
         chargebee.SPEC,
         orb.SPEC,
         metronome.SPEC,
+        lago.SPEC,
+        openmeter.SPEC,
     )
 }
 

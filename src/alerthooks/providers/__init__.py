@@ -9,6 +9,7 @@ the methods of :class:`Provider`. The field readers a normalizer uses (``text``,
 
 from __future__ import annotations
 
+from alerthooks.providers.autumn import Autumn
 from alerthooks.providers.base import (
     EventsAPI,
     MissingCredentials,
@@ -24,12 +25,24 @@ from alerthooks.providers.base import (
     checked_event,
 )
 from alerthooks.providers.chargebee import Chargebee
+from alerthooks.providers.flexprice import Flexprice
+from alerthooks.providers.lago import Lago
 from alerthooks.providers.metronome import Metronome
+from alerthooks.providers.openmeter import OpenMeter
 from alerthooks.providers.orb import Orb
 from alerthooks.providers.standard_webhooks import StandardWebhooksProvider
 from alerthooks.providers.stripe import Stripe
 
-BUILTIN: tuple[type[Provider], ...] = (Stripe, Chargebee, Orb, Metronome)
+BUILTIN: tuple[type[Provider], ...] = (
+    Stripe,
+    Chargebee,
+    Orb,
+    Metronome,
+    Lago,
+    OpenMeter,
+    Autumn,
+    Flexprice,
+)
 """The built-in providers, in route order: ``AlertHooks()`` builds each with ``from_env()``."""
 
 
@@ -40,11 +53,15 @@ def builtin_providers() -> list[Provider]:
 
 __all__ = [
     "BUILTIN",
+    "Autumn",
     "Chargebee",
     "EventsAPI",
+    "Flexprice",
+    "Lago",
     "Metronome",
     "MissingCredentials",
     "NotAnAlert",
+    "OpenMeter",
     "Orb",
     "Provider",
     "Rejected",

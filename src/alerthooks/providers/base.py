@@ -549,3 +549,40 @@ def checked_event(
     _object_setattr(event, "__pydantic_extra__", None)
     _object_setattr(event, "__pydantic_private__", None)
     return event
+
+
+def _zulu(value: str) -> str:
+    """``value`` with a trailing ``Z`` written as ``+00:00`` (``fromisoformat`` reads ``Z`` only
+    from Python 3.11 on)."""
+    return value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
+
+
+@overload
+def iso_timestamp(
+    obj: Mapping[str, Any], key: str, *, where: str, required: Literal[True] = ...
+) -> datetime: ...
+
+
+@overload
+def iso_timestamp(
+    obj: Mapping[str, Any], key: str, *, where: str, required: bool
+) -> datetime | None: ...
+
+
+def iso_timestamp(
+    obj: Mapping[str, Any], key: str, *, where: str, required: bool = True
+) -> datetime | None:
+    """``obj[key]``, an ISO-8601 / RFC 3339 string, as an aware UTC datetime (no zone: UTC);
+    raise NotAnAlert when it is not one. None (or absent) is None unless ``required``."""
+    value = text(obj, key, where=where, required=required)
+    if value is None:
+        return None
+    if len(value) > 64 or not value.isascii():
+        raise NotAnAlert(f"{where}.{key} is not an ISO-8601 timestamp")
+    try:
+        moment = datetime.fromisoformat(_zulu(value))
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise NotAnAlert(f"{where}.{key} is not an ISO-8601 timestamp") from None

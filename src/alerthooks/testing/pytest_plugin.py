@@ -7,8 +7,9 @@
 - One fixture per sample that names one in the registry: ``stripe_alert``,
   ``chargebee_alert`` and ``chargebee_alert_cleared`` (``billing.alert.triggered``,
   ``alert_status_changed`` in and out of alarm), ``orb_alert``
-  (``subscription.usage_exceeded``) and ``metronome_alert``
-  (``alerts.usage_threshold_reached``) for the built-in providers, each a fresh payload with a
+  (``subscription.usage_exceeded``), ``metronome_alert``
+  (``alerts.usage_threshold_reached``), ``lago_alert``, ``openmeter_alert``, ``autumn_alert`` and
+  ``flexprice_alert`` for the built-in providers, each a fresh payload with a
   new event id.
 """
 

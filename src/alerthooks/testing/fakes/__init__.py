@@ -4,9 +4,9 @@
 They behave like the real APIs for what :mod:`alerthooks.manager` uses: form-encoded (Stripe,
 Chargebee) or JSON (Orb, Metronome) requests, each API's paging, idempotency keys replayed,
 Stripe's 25 alerts per (meter, customer), Orb's one alert per identity, Metronome's 409 on a used
-uniqueness key. On top they count calls per
-endpoint, add latency to every call, and inject faults (429, 500, connection reset, timeout),
-before or after the request takes effect::
+uniqueness key, Lago's one code per subscription or wallet, OpenMeter's rules and events. On
+top they count calls per endpoint, add latency to every call, and inject faults (429, 500,
+connection reset, timeout), before or after the request takes effect::
 
     with FakeStripe() as stripe_api, FakeChargebee() as chargebee_api:
         env = {**stripe_api.env(), **chargebee_api.env()}   # point the manager at the fakes
@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from alerthooks.testing.chargebee import FakeChargebee
 from alerthooks.testing.fakeserver import FakeAPI, Fault, FaultKind, main
+from alerthooks.testing.lago import FakeLago
 from alerthooks.testing.metronome import FakeMetronome
+from alerthooks.testing.openmeter import FakeOpenMeter
 from alerthooks.testing.orb import FakeOrb
 from alerthooks.testing.stripe import FakeStripe
 
@@ -34,7 +36,9 @@ _FakeAPI = FakeAPI  # the former name of the base class
 __all__ = [
     "FakeAPI",
     "FakeChargebee",
+    "FakeLago",
     "FakeMetronome",
+    "FakeOpenMeter",
     "FakeOrb",
     "FakeStripe",
     "Fault",
