@@ -84,6 +84,8 @@ async def test_10000_wrong_signatures_over_a_large_body_cost_bounded_cpu(case: C
     for name, value in _each_header(wrong):
         if signed.get(name) == value:
             continue  # not a signature (the same for both bodies): nothing to multiply
+        if (await _post(case, body, {**signed, name: value}))[0] == 200:
+            continue  # differs per signing but is not checked (a delivery's unique key)
         hostile = {**signed, name: ",".join([value] * 10_000)}
         status, _, cpu = await _post(case, body, hostile)
         assert status in REFUSED, (name, status)
