@@ -47,11 +47,10 @@ from alerthooks.manager.api import (
 from alerthooks.manager.spec import (
     AlertEntry,
     ConfigModel,
+    DeclaredModeSpec,
     ProviderCredentials,
-    ProviderSpec,
     ProviderTable,
     declared_mode,
-    declared_mode_problems,
     env_value,
 )
 from alerthooks.marker import mark, split_marker
@@ -452,21 +451,14 @@ class LagoAPI(LagoClient):
         raise ProviderError(f"lago: {NO_ENDPOINTS}")
 
 
-class LagoSpec(ProviderSpec[LagoConfig, LagoCredentials]):
+class LagoSpec(DeclaredModeSpec[LagoConfig, LagoCredentials]):
     """Lago as the manager knows it: the ``[lago]`` table and ``LAGO_API_KEY``."""
 
     name = "lago"
     table = LagoConfig
     credentials = LagoCredentials
-
-    def check_credentials(self, credentials: LagoCredentials, table: LagoConfig) -> list[str]:
-        """The API key is set, and the mode is ``live`` or ``test``."""
-        problems = [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([lago] is configured)"]
-        return problems + declared_mode_problems(MODE_ENV, credentials.mode)
-
-    def mode(self, credentials: LagoCredentials) -> Mode:
-        """``ALERTHOOKS_LAGO_MODE``, live unless it says ``test`` (a key does not say)."""
-        return declared_mode(credentials.mode)
+    api_key_env = API_KEY_ENV
+    mode_env = MODE_ENV
 
     def make_api(
         self,

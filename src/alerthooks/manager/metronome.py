@@ -46,11 +46,10 @@ from alerthooks.manager.api import (
 )
 from alerthooks.manager.spec import (
     AlertEntry,
+    DeclaredModeSpec,
     ProviderCredentials,
-    ProviderSpec,
     ProviderTable,
     declared_mode,
-    declared_mode_problems,
     env_value,
 )
 from alerthooks.marker import KEY_PATTERN, mark, split_marker
@@ -478,26 +477,15 @@ def _id(obj: Any) -> str | None:
     return obj.get("id") if isinstance(obj, dict) else None
 
 
-class MetronomeSpec(ProviderSpec[MetronomeConfig, MetronomeCredentials]):
+class MetronomeSpec(DeclaredModeSpec[MetronomeConfig, MetronomeCredentials]):
     """Metronome as the manager knows it: the ``[metronome]`` table and ``METRONOME_API_KEY``
     (no webhook endpoints: Metronome's API has none)."""
 
     name = "metronome"
     table = MetronomeConfig
     credentials = MetronomeCredentials
-
-    def check_credentials(
-        self, credentials: MetronomeCredentials, table: MetronomeConfig
-    ) -> list[str]:
-        """The API key is set, and the mode is ``live`` or ``test``."""
-        problems = (
-            [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([metronome] is configured)"]
-        )
-        return problems + declared_mode_problems(MODE_ENV, credentials.mode)
-
-    def mode(self, credentials: MetronomeCredentials) -> Mode:
-        """``ALERTHOOKS_METRONOME_MODE``, live unless it says ``test`` (a token does not say)."""
-        return declared_mode(credentials.mode)
+    api_key_env = API_KEY_ENV
+    mode_env = MODE_ENV
 
     def make_api(
         self,

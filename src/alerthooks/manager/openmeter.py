@@ -36,11 +36,10 @@ from alerthooks.manager.api import (
 from alerthooks.manager.spec import (
     AlertEntry,
     ConfigModel,
+    DeclaredModeSpec,
     ProviderCredentials,
-    ProviderSpec,
     ProviderTable,
     declared_mode,
-    declared_mode_problems,
     env_value,
 )
 from alerthooks.marker import mark, split_marker
@@ -341,25 +340,14 @@ class OpenMeterAPI(OpenMeterClient):
         raise ProviderError(f"openmeter: {NO_ENDPOINTS}")
 
 
-class OpenMeterSpec(ProviderSpec[OpenMeterConfig, OpenMeterCredentials]):
+class OpenMeterSpec(DeclaredModeSpec[OpenMeterConfig, OpenMeterCredentials]):
     """OpenMeter as the manager knows it: the ``[openmeter]`` table and ``OPENMETER_API_KEY``."""
 
     name = "openmeter"
     table = OpenMeterConfig
     credentials = OpenMeterCredentials
-
-    def check_credentials(
-        self, credentials: OpenMeterCredentials, table: OpenMeterConfig
-    ) -> list[str]:
-        """The API key is set, and the mode is ``live`` or ``test``."""
-        problems = (
-            [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([openmeter] is configured)"]
-        )
-        return problems + declared_mode_problems(MODE_ENV, credentials.mode)
-
-    def mode(self, credentials: OpenMeterCredentials) -> Mode:
-        """``ALERTHOOKS_OPENMETER_MODE``, live unless it says ``test``."""
-        return declared_mode(credentials.mode)
+    api_key_env = API_KEY_ENV
+    mode_env = MODE_ENV
 
     def make_api(
         self,

@@ -50,11 +50,10 @@ from alerthooks.manager.api import (
 )
 from alerthooks.manager.spec import (
     AlertEntry,
+    DeclaredModeSpec,
     ProviderCredentials,
-    ProviderSpec,
     ProviderTable,
     declared_mode,
-    declared_mode_problems,
     env_value,
 )
 
@@ -506,22 +505,15 @@ class OrbAPI:
         return await with_retries(attempt, self._retry, f"orb: {what}")
 
 
-class OrbSpec(ProviderSpec[OrbConfig, OrbCredentials]):
+class OrbSpec(DeclaredModeSpec[OrbConfig, OrbCredentials]):
     """Orb as the manager knows it: the ``[orb]`` table and ``ORB_API_KEY`` (no webhook
     endpoints: Orb's API has none)."""
 
     name = "orb"
     table = OrbConfig
     credentials = OrbCredentials
-
-    def check_credentials(self, credentials: OrbCredentials, table: OrbConfig) -> list[str]:
-        """The API key is set, and the mode is ``live`` or ``test``."""
-        problems = [] if credentials.api_key else [f"{API_KEY_ENV}: not set ([orb] is configured)"]
-        return problems + declared_mode_problems(MODE_ENV, credentials.mode)
-
-    def mode(self, credentials: OrbCredentials) -> Mode:
-        """``ALERTHOOKS_ORB_MODE``, live unless it says ``test`` (an Orb key does not say)."""
-        return declared_mode(credentials.mode)
+    api_key_env = API_KEY_ENV
+    mode_env = MODE_ENV
 
     def make_api(
         self,

@@ -164,3 +164,23 @@ class ProviderSpec(ABC, Generic[TableT, CredentialsT]):
         retry: RetryPolicy | None,
     ) -> ProviderAPI:
         """The API client for ``table``, once :meth:`check_credentials` found no problem."""
+
+
+class DeclaredModeSpec(ProviderSpec[TableT, CredentialsT]):
+    """A provider whose credentials are one API key that does not say its mode (Orb, Metronome,
+    Lago, OpenMeter): the key must be set (:attr:`api_key_env` names it), and the mode is what
+    :attr:`mode_env` declares, ``live`` unless it says ``test``. The credentials have ``api_key``
+    and ``mode`` fields; a subclass writes only :meth:`make_api`."""
+
+    api_key_env: ClassVar[str]
+    mode_env: ClassVar[str]
+
+    def check_credentials(self, credentials: CredentialsT, table: TableT) -> list[str]:
+        """The API key is set, and the mode is ``live`` or ``test``."""
+        key, declared = getattr(credentials, "api_key", None), getattr(credentials, "mode", None)
+        problems = [] if key else [f"{self.api_key_env}: not set ([{self.name}] is configured)"]
+        return problems + declared_mode_problems(self.mode_env, declared)
+
+    def mode(self, credentials: CredentialsT) -> Mode:
+        """What :attr:`mode_env` declares, live unless it says ``test`` (the key does not say)."""
+        return declared_mode(getattr(credentials, "mode", None))
