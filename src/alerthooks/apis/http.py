@@ -131,3 +131,30 @@ def retry_after(response: httpx.Response) -> float | None:
 def env_value(env: Mapping[str, str], name: str) -> str | None:
     """``env[name]`` stripped, or ``None`` when unset or empty."""
     return env.get(name, "").strip() or None
+
+
+class BearerClient:
+    """The shared part of an API reached with one bearer token (Metronome, Lago, OpenMeter): one
+    ``httpx.AsyncClient`` for the base address (:attr:`default_base` unless another is given)
+    with the retry policy's timeout, and at most ``concurrency`` requests in flight."""
+
+    default_base: str = ""
+
+    def _open(
+        self, api_key: str, base: str | None, concurrency: int, retry: RetryPolicy | None
+    ) -> None:
+        self._retry = retry or RetryPolicy()
+        self._client = http_client(
+            (base or self.default_base).rstrip("/"),
+            self._retry,
+            concurrency,
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+        )
+        self._limit = asyncio.Semaphore(concurrency)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    async def aclose(self) -> None:
+        """Close the shared HTTP client."""
+        await self._client.aclose()

@@ -7,7 +7,6 @@ and ``/api/v1/customers/{external_customer_id}/wallets/{wallet_code}/alerts``, e
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Mapping
@@ -17,11 +16,11 @@ from urllib.parse import quote
 import httpx
 
 from alerthooks.apis.http import (
+    BearerClient,
     MissingCredentials,
     ProviderError,
     RetryPolicy,
     env_value,
-    http_client,
     json_body,
     send,
     with_retries,
@@ -64,12 +63,14 @@ def wallet_path(external_customer_id: str, wallet_code: str) -> str:
     return f"/api/v1/customers/{customer}/wallets/{wallet}/alerts"
 
 
-class LagoClient:
+class LagoClient(BearerClient):
     """Lago's API for one API key: requests with retries, alerts per subscription or wallet.
 
     ``api_url`` replaces ``https://api.getlago.com`` (plain ``http://`` works, for fakes); at
     most ``concurrency`` requests are in flight at once.
     """
+
+    default_base = DEFAULT_API_URL
 
     def __init__(
         self,
@@ -79,14 +80,7 @@ class LagoClient:
         concurrency: int = 8,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._retry = retry or RetryPolicy()
-        self._client = http_client(
-            (api_url or DEFAULT_API_URL).rstrip("/"),
-            self._retry,
-            concurrency,
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-        )
-        self._limit = asyncio.Semaphore(concurrency)
+        self._open(api_key, api_url, concurrency, retry)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LagoClient:
@@ -97,13 +91,6 @@ class LagoClient:
         if not api_key:
             raise MissingCredentials(f"{API_KEY_ENV}: not set")
         return cls(api_key, api_url=env_value(env, API_URL_ENV))
-
-    def __repr__(self) -> str:
-        return "LagoClient()"
-
-    async def aclose(self) -> None:
-        """Close the shared HTTP client."""
-        await self._client.aclose()
 
     async def alerts(self, path: str) -> list[dict[str, Any]]:
         """Every alert under ``path`` (:func:`subscription_path` or :func:`wallet_path`), all

@@ -6,17 +6,16 @@ The receiver reads each customer's alert statuses through it (reconcile); the ma
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from alerthooks.apis.http import (
+    BearerClient,
     MissingCredentials,
     ProviderError,
     RetryPolicy,
     env_value,
-    http_client,
     json_body,
     send,
     with_retries,
@@ -27,12 +26,14 @@ API_BASE_ENV = "ALERTHOOKS_METRONOME_API_BASE"
 DEFAULT_API_BASE = "https://api.metronome.com"
 
 
-class MetronomeClient:
+class MetronomeClient(BearerClient):
     """Metronome's API for one token: requests with retries, and customers' alerts.
 
     ``api_base`` replaces ``https://api.metronome.com`` (plain ``http://`` works, for fakes);
     at most ``concurrency`` requests are in flight at once.
     """
+
+    default_base = DEFAULT_API_BASE
 
     def __init__(
         self,
@@ -42,15 +43,7 @@ class MetronomeClient:
         concurrency: int = 8,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._retry = retry or RetryPolicy()
-        base = (api_base or DEFAULT_API_BASE).rstrip("/")
-        self._client = http_client(
-            base,
-            self._retry,
-            concurrency,
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-        )
-        self._limit = asyncio.Semaphore(concurrency)
+        self._open(api_key, api_base, concurrency, retry)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MetronomeClient:
@@ -61,13 +54,6 @@ class MetronomeClient:
         if not api_key:
             raise MissingCredentials(f"{API_KEY_ENV}: not set")
         return cls(api_key, api_base=env_value(env, API_BASE_ENV))
-
-    def __repr__(self) -> str:
-        return "MetronomeClient()"
-
-    async def aclose(self) -> None:
-        """Close the shared HTTP client."""
-        await self._client.aclose()
 
     async def customer_statuses(self, customer: str) -> list[tuple[dict[str, Any], Any]]:
         """Each enabled alert ``customer`` sees (its own and those for all customers) with its

@@ -7,18 +7,17 @@ the manager's :class:`~alerthooks.manager.openmeter.OpenMeterAPI` keeps
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from alerthooks.apis.http import (
+    BearerClient,
     MissingCredentials,
     ProviderError,
     RetryPolicy,
     env_value,
-    http_client,
     json_body,
     send,
     with_retries,
@@ -30,12 +29,14 @@ DEFAULT_API_BASE = "https://openmeter.cloud"
 PAGE_SIZE = 100
 
 
-class OpenMeterClient:
+class OpenMeterClient(BearerClient):
     """OpenMeter's API for one token: requests with retries, notification events and rules.
 
     ``api_base`` replaces ``https://openmeter.cloud`` (a self-hosted instance, or plain
     ``http://`` for fakes); at most ``concurrency`` requests are in flight at once.
     """
+
+    default_base = DEFAULT_API_BASE
 
     def __init__(
         self,
@@ -45,14 +46,7 @@ class OpenMeterClient:
         concurrency: int = 8,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._retry = retry or RetryPolicy()
-        self._client = http_client(
-            (api_base or DEFAULT_API_BASE).rstrip("/"),
-            self._retry,
-            concurrency,
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-        )
-        self._limit = asyncio.Semaphore(concurrency)
+        self._open(api_key, api_base, concurrency, retry)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OpenMeterClient:
@@ -63,13 +57,6 @@ class OpenMeterClient:
         if not api_key:
             raise MissingCredentials(f"{API_KEY_ENV}: not set")
         return cls(api_key, api_base=env_value(env, API_BASE_ENV))
-
-    def __repr__(self) -> str:
-        return "OpenMeterClient()"
-
-    async def aclose(self) -> None:
-        """Close the shared HTTP client."""
-        await self._client.aclose()
 
     async def pages(
         self, path: str, what: str, params: dict[str, Any] | None = None
