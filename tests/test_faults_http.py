@@ -6,23 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from alerthooks.cli import serving
 from alerthooks.cli.serving import BoundedH11Protocol, limit_for, server_settings
 from alerthooks.testing import stripe_alert_triggered
 
 from .conftest import free_port
+from .helpers import wait_until
 from .test_cli_inbox import ROOT, Proc, serve, signed, wait_handled
 
 HEADER_TIMEOUT = 2.0
@@ -438,3 +444,124 @@ async def test_a_reconnecting_slow_header_flood_of_twice_the_limit_does_not_lock
     assert report["peak"] >= limit and report["closed"] >= limit, (report, limit)
     # The limit serve chose from the fd limit (and printed), and so the flood's size.
     assert f"limit-concurrency {limit}, fd limit {FLOOD_FDS})" in log.read_text()
+
+
+# -- what serve's event loop spends under a churn of connections -----------------------------
+
+
+async def answer_ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The least ASGI app: 200 to every request."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@contextlib.asynccontextmanager
+async def in_process(**options: Any) -> AsyncIterator[tuple[serving.Server, int]]:
+    """:func:`serving.server` over :func:`answer_ok` with ``options`` (by default
+    :func:`server_settings`), started in this event loop on a free port; the garbage collector's
+    freeze is undone afterwards."""
+    port = free_port()
+    options = options or server_settings()
+    started = serving.server(answer_ok, host="127.0.0.1", port=port, lifespan="off", **options)
+    task = asyncio.ensure_future(started.serve())
+    try:
+        while not started.started:
+            assert not task.done(), task
+            await asyncio.sleep(0.01)
+        yield started, port
+    finally:
+        started.should_exit = True
+        await asyncio.wait_for(task, 15)
+        gc.unfreeze()
+
+
+def listen_backlog(port: int) -> int:
+    """The kernel's listen backlog of the socket listening on 127.0.0.1:``port`` (``ss``)."""
+    out = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(out[2])  # State Recv-Q Send-Q ...: a listener's Send-Q is its backlog
+
+
+def connect_raw(port: int, count: int) -> list[socket.socket]:
+    """``count`` blocking connections whose handshakes the kernel completes on its own (they
+    wait in the accept queue until the server's loop runs), each with half a request head."""
+    clients = []
+    for _ in range(count):
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        clients.append(client)
+    return clients
+
+
+async def test_serve_keeps_the_whole_backlog_but_accepts_a_batch_per_turn_of_the_loop() -> None:
+    async with in_process(**{**server_settings(), "backlog": 448}) as (started, port):
+        assert listen_backlog(port) == 448
+        assert gc.get_freeze_count() > 0  # what the app made at start is out of the passes
+        clients = connect_raw(port, 200)
+        try:
+            # Turn by turn, the loop takes in at most a batch of them (asyncio alone would take
+            # all 200 in one turn) and runs everything else in between.
+            seen, steps = [0], []
+            for _ in range(200):
+                await asyncio.sleep(0)
+                seen.append(len(started.server_state.connections))
+                steps.append(seen[-1] - seen[-2])
+                if seen[-1] == 200:
+                    break
+            assert seen[-1] == 200, seen
+            assert max(steps) <= 2 * serving.ACCEPT_BATCH < len(clients), steps
+        finally:
+            for client in clients:
+                client.close()
+
+
+async def test_a_closed_connection_is_freed_without_the_garbage_collector() -> None:
+    async with in_process() as (started, port):
+        gc.collect()
+        gc.disable()
+        try:
+            clients = connect_raw(port, 50)
+            await wait_until(lambda: len(started.server_state.connections) == 50)
+            transports = [weakref.ref(conn.transport) for conn in started.server_state.connections]
+            for client in clients:
+                client.close()
+            # asyncio's selector transport refers to itself: without the protocol breaking that
+            # cycle, each one waits for a full collection (tens of ms of the loop in a flood).
+            await wait_until(
+                lambda: all(ref() is None for ref in transports),
+                within=5,
+                what="the closed connections' transports to be freed",
+            )
+        finally:
+            gc.enable()
+
+
+async def test_each_connection_waiting_for_headers_is_closed_at_its_own_deadline() -> None:
+    timeout = 0.6
+    async with in_process(**server_settings(header_timeout=timeout)) as (started, port):
+        opened = []
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            # (the writer kept too: a StreamWriter closes its connection when it is collected)
+            closing = asyncio.ensure_future(closed_by_server(reader))
+            opened.append((time.monotonic(), closing, writer))
+            await asyncio.sleep(timeout / 3)
+        # One that sends its request in time is answered, not closed.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+        lived = []
+        for began, closing, _ in opened:
+            await asyncio.wait_for(closing, 10)
+            lived.append(time.monotonic() - began)
+        # Each lived its own timeout (not less, and not the last one's deadline for all).
+        assert all(timeout <= life < timeout + 2 for life in lived), lived
+        assert not writer.is_closing() and not reader.at_eof()
+        writer.close()
+        await wait_until(lambda: not started.server_state.connections)
+        protocol = started.config.http_protocol_class
+        assert isinstance(protocol, type) and issubclass(protocol, BoundedH11Protocol)
+        waiting = protocol._waiting
+        assert not waiting and waiting.timer is None  # nothing left scheduled for a stopped server

@@ -100,7 +100,6 @@ def serve(
     connections in number (see the options); bodies by the AlertHooks (max_body_bytes,
     body_timeout).
     """
-    import uvicorn
 
     app = load_target(target)
     if not callable(app):
@@ -138,7 +137,7 @@ def serve(
         f"alerthooks serving {target} on http://{host}:{port}{health}"
         f" (limit-concurrency {limit_concurrency}, fd limit {fds})"
     )
-    uvicorn.run(
+    serving.run(
         served,
         host=host,
         port=port,

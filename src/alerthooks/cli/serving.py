@@ -16,17 +16,28 @@ has waited longest for its request headers (a slow or idle client) rather than i
 of slow connections churns among itself while a client that sends its request at once is served;
 a connection whose request is under way is never closed for another. Bodies are bounded by the
 app itself (``max_body_bytes``, ``body_timeout``).
+
+Under such a churn, what a real delivery waits for is the event loop: :func:`run` (what ``serve``
+runs) accepts at most :data:`ACCEPT_BATCH` connections per turn of the loop whatever the listen
+backlog, and freezes the objects the app made at start out of the garbage collector's full
+passes; the protocol breaks the reference cycle asyncio's socket transport keeps to itself, so a
+closed connection is freed at once instead of piling up for a full collection (see
+docs/performance.md, "A connection flood").
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import logging
+import os
 import re
+import socket
 from typing import Any, ClassVar
 
 import h11
+import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -43,6 +54,11 @@ MAX_LIMIT_CONCURRENCY = 10_000
 """The largest connection limit derived from the fd limit."""
 MAX_FDS = 1 << 20
 """How far the soft fd limit is raised when the hard limit is unlimited."""
+ACCEPT_BATCH = 16
+"""Connections :func:`run` accepts per turn of the event loop. asyncio accepts up to the listen
+backlog at once, so with a backlog of thousands a flood's reconnects fill whole turns of the loop
+(hundreds of milliseconds) before a delivery already accepted is read; the kernel's backlog stays
+what :func:`backlog_for` says."""
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _TOO_LARGE = (
@@ -110,6 +126,39 @@ DEFAULT_LIMIT_CONCURRENCY = limit_for(fd_limit())
 ``serve`` raises the soft limit to."""
 
 
+class _Waiting(collections.OrderedDict["BoundedH11Protocol", float]):
+    """The connections of one server waiting for request headers, each with its deadline, longest
+    waiting first; and the one timer, set for the first deadline, that closes those past theirs.
+    (One timer for all: a timer per connection is three more objects for the garbage collector
+    to walk per connection, and a push on the event loop's heap per request.)"""
+
+    timer: asyncio.TimerHandle | None = None
+
+    def wait(
+        self, conn: BoundedH11Protocol, loop: asyncio.AbstractEventLoop, timeout: float
+    ) -> None:
+        self.pop(conn, None)
+        self[conn] = deadline = loop.time() + timeout
+        if self.timer is None:
+            self.timer = loop.call_at(deadline, self._close_late, loop)
+
+    def stop(self, conn: BoundedH11Protocol) -> None:
+        if self.pop(conn, None) is not None and not self and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _close_late(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timer = None
+        now = loop.time()
+        while self:
+            conn, deadline = next(iter(self.items()))
+            if deadline > now:
+                self.timer = loop.call_at(deadline, self._close_late, loop)
+                return
+            del self[conn]
+            conn._headers_too_slow()
+
+
 class BoundedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with each request's header block bounded in bytes
     (``max_header_bytes``, exactly) and in time (``header_timeout``), and open connections in
@@ -122,11 +171,7 @@ class BoundedH11Protocol(H11Protocol):
 
     header_timeout: ClassVar[float] = DEFAULT_HEADER_TIMEOUT
     max_header_bytes: ClassVar[int] = DEFAULT_MAX_HEADER_BYTES
-    # Connections waiting for request headers, longest waiting first (a set in arrival order).
-    _waiting: ClassVar[collections.OrderedDict[BoundedH11Protocol, None]] = (
-        collections.OrderedDict()
-    )
-    _header_timer: asyncio.TimerHandle | None = None
+    _waiting: ClassVar[_Waiting] = _Waiting()
     _head_bytes = 0
     _head_tail = b""
 
@@ -171,7 +216,7 @@ class BoundedH11Protocol(H11Protocol):
         if self._limit is not None:
             self.limit_concurrency = 0 if len(self.tasks) >= self._limit else None
         super().data_received(data)
-        if self._header_timer is not None and self.conn.their_state is not h11.IDLE:
+        if self.conn.their_state is not h11.IDLE:
             self._stop_waiting()
 
     def on_response_complete(self) -> None:
@@ -187,20 +232,21 @@ class BoundedH11Protocol(H11Protocol):
             self._await_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the deadline with the connection."""
+        """Forget the deadline with the connection, and free its transport at once."""
         self._stop_waiting()
         super().connection_lost(exc)
+        # CPython's selector socket transport (3.11) refers to itself through a bound method
+        # kept in _read_ready_cb, so every closed connection waits for a full collection, which
+        # under a flood of churning connections takes tens of milliseconds of the event loop.
+        # The transport has stopped reading by now; uvloop's transports have no such attribute.
+        if getattr(self.transport, "_read_ready_cb", None) is not None:
+            self.transport._read_ready_cb = None  # type: ignore[attr-defined]
 
     def _await_headers(self) -> None:
-        self._stop_waiting()
-        self._waiting[self] = None
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+        self._waiting.wait(self, self.loop, self.header_timeout)
 
     def _stop_waiting(self) -> None:
-        self._waiting.pop(self, None)
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        self._waiting.stop(self)
 
     def _close(self) -> None:
         self._stop_waiting()
@@ -233,7 +279,6 @@ class BoundedH11Protocol(H11Protocol):
         return True
 
     def _headers_too_slow(self) -> None:
-        self._header_timer = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             logger.debug(
                 "connection from %s closed: request headers not complete after %g s",
@@ -255,7 +300,7 @@ def bounded_h11(
         {
             "header_timeout": header_timeout,
             "max_header_bytes": max_header_bytes,
-            "_waiting": collections.OrderedDict(),
+            "_waiting": _Waiting(),
         },
     )
 
@@ -283,6 +328,47 @@ def server_settings(
         "backlog": backlog_for(fds),
         "timeout_keep_alive": timeout_keep_alive,
     }
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, with the kernel's listen ``backlog`` apart from what asyncio accepts per
+    turn of the event loop (the ``backlog`` of its ``config``, :data:`ACCEPT_BATCH` when made
+    by :func:`server`), and what the app made at start frozen out of the garbage collector's
+    passes (``gc.freeze``) once it has started: under a churn of connections, those passes walk
+    only what the connections made."""
+
+    def __init__(self, config: uvicorn.Config, backlog: int) -> None:
+        super().__init__(config)
+        self.backlog = backlog
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start as uvicorn does, then listen with the whole backlog and freeze."""
+        await super().startup(sockets)
+        for started in getattr(self, "servers", ()):
+            for listener in started.sockets:
+                # listen() again, on a duplicate of the descriptor asyncio owns.
+                with socket.socket(fileno=os.dup(listener.fileno())) as sock:
+                    sock.listen(self.backlog)
+        gc.collect()
+        gc.freeze()
+
+
+def server(app: Any, **options: Any) -> Server:
+    """The :class:`Server` that ``uvicorn.run(app, **options)`` would run in one process (no
+    reload, no workers), ``options`` usually including :func:`server_settings`: it listens with
+    their ``backlog`` and accepts at most :data:`ACCEPT_BATCH` connections per turn."""
+    backlog = int(options.pop("backlog", 2048))
+    return Server(uvicorn.Config(app, backlog=min(backlog, ACCEPT_BATCH), **options), backlog)
+
+
+def run(app: Any, **options: Any) -> None:
+    """Serve ``app`` as ``uvicorn.run(app, **options)`` does in one process, with the
+    :func:`server` it makes (what ``alerthooks serve`` runs); exit with uvicorn's status 3 when
+    it could not start."""
+    started = server(app, **options)
+    started.run()
+    if not started.started:
+        raise SystemExit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits
 
 
 class WithHealth:
