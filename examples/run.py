@@ -11,8 +11,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import uvicorn
-
 HOST, PORT = "127.0.0.1", int(os.environ.get("PORT", "8000"))
 DEV_CREDENTIALS = {
     "STRIPE_WEBHOOK_SECRET": "whsec_local_development_secret",
@@ -93,10 +91,10 @@ def main() -> None:
         print(f"  {line}")
     print(f"Other samples (--sample): {', '.join(sample_names())}")
     sys.stdout.flush()
-    from alerthooks.cli.serving import server_settings
+    from alerthooks.cli.serving import run, server_settings
 
     # As `alerthooks serve` does: headers bounded in size and time, connections in number.
-    uvicorn.run("examples.app:app", host=HOST, port=PORT, log_level="info", **server_settings())
+    run("examples.app:app", host=HOST, port=PORT, log_level="info", **server_settings())
 
 
 if __name__ == "__main__":
