@@ -330,10 +330,11 @@ async def test_the_store_lease_is_held_by_one_owner_until_it_expires(
     async with store_url(backend, tmp_path) as url:
         a, b = make_hooks(url).store, make_hooks(url).store
         try:
-            assert await a.try_lease("catch-up", owner="a", seconds=0.3)
-            assert not await b.try_lease("catch-up", owner="b", seconds=0.3)
-            assert await a.try_lease("catch-up", owner="a", seconds=0.3)  # renewed
-            assert await b.try_lease("other-job", owner="b", seconds=0.3)
+            # Held long enough that b's first call (which opens its pool) cannot outlast it.
+            assert await a.try_lease("catch-up", owner="a", seconds=30)
+            assert not await b.try_lease("catch-up", owner="b", seconds=30)
+            assert await a.try_lease("catch-up", owner="a", seconds=0.3)  # renewed, for less
+            assert await b.try_lease("other-job", owner="b", seconds=30)
             deadline = time.monotonic() + 5
             while not await b.try_lease("catch-up", owner="b", seconds=30):
                 assert time.monotonic() < deadline, "the lease never expired"

@@ -347,8 +347,16 @@ class Server(uvicorn.Server):
         for started in getattr(self, "servers", ()):
             for listener in started.sockets:
                 # listen() again, on a duplicate of the descriptor asyncio owns.
-                with socket.socket(fileno=os.dup(listener.fileno())) as sock:
-                    sock.listen(self.backlog)
+                try:
+                    with socket.socket(fileno=os.dup(listener.fileno())) as sock:
+                        sock.listen(self.backlog)
+                except OSError as exc:  # pragma: no cover - no dup() of a socket (Windows)
+                    logger.warning(
+                        "listen backlog left at %d, not %d: %s",
+                        self.config.backlog,
+                        self.backlog,
+                        exc,
+                    )
         gc.collect()
         gc.freeze()
 
