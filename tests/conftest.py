@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -76,8 +77,31 @@ def load_fixture(name: str) -> dict[str, Any]:
     return payload
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux; IANA's elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on now: for a server to bind, or a refused connection."""
+    """A loopback port nobody listens on now: for a server to bind, or a refused connection.
+
+    It is taken below the kernel's ephemeral range when there is room: a port from that range
+    (``bind(0)``) can become the local port of any outgoing connection (the flood tests open
+    thousands) before the server that was given it binds it, which then fails."""
+    low, _ = _ephemeral_ports()
+    if low > 12_000:
+        for _ in range(50):
+            port = random.randrange(10_000, low)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
