@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
@@ -47,11 +46,10 @@ from alerthooks.manager.api import (
 from alerthooks.manager.spec import (
     AlertEntry,
     ConfigModel,
+    DeclaredModeCredentials,
     DeclaredModeSpec,
-    ProviderCredentials,
     ProviderTable,
     declared_mode,
-    env_value,
 )
 from alerthooks.marker import mark, split_marker
 
@@ -185,24 +183,14 @@ class LagoConfig(ProviderTable):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class LagoCredentials(ProviderCredentials):
-    """``LAGO_API_KEY``, ``LAGO_API_URL`` (a self-hosted instance; default Lago Cloud) and
-    ``ALERTHOOKS_LAGO_MODE`` (``live``, the default, or ``test``: the key does not say)."""
+class LagoCredentials(DeclaredModeCredentials):
+    """``LAGO_API_KEY``, ``LAGO_API_URL`` (``api_base``: a self-hosted instance; default Lago
+    Cloud) and ``ALERTHOOKS_LAGO_MODE`` (``live``, the default, or ``test``: the key does not
+    say)."""
 
-    shown = frozenset({"api_url", "mode"})
-
-    api_key: str | None = None
-    api_url: str | None = None
-    mode: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> LagoCredentials:
-        """Read ``LAGO_API_KEY``, ``LAGO_API_URL`` and ``ALERTHOOKS_LAGO_MODE``."""
-        return cls(
-            api_key=env_value(env, API_KEY_ENV),
-            api_url=env_value(env, API_URL_ENV),
-            mode=env_value(env, MODE_ENV),
-        )
+    api_key_env = API_KEY_ENV
+    api_base_env = API_URL_ENV
+    mode_env = MODE_ENV
 
 
 def _thresholds(values: Any) -> tuple[tuple[float, bool, str | None], ...]:
@@ -457,8 +445,6 @@ class LagoSpec(DeclaredModeSpec[LagoConfig, LagoCredentials]):
     name = "lago"
     table = LagoConfig
     credentials = LagoCredentials
-    api_key_env = API_KEY_ENV
-    mode_env = MODE_ENV
 
     def make_api(
         self,
@@ -475,7 +461,7 @@ class LagoSpec(DeclaredModeSpec[LagoConfig, LagoCredentials]):
             credentials.api_key,
             table,
             mode=declared_mode(credentials.mode),
-            api_url=credentials.api_url,
+            api_url=credentials.api_base,
             concurrency=concurrency,
             retry=retry,
         )

@@ -27,7 +27,6 @@ import asyncio
 import dataclasses
 import hashlib
 import re
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
@@ -46,11 +45,10 @@ from alerthooks.manager.api import (
 )
 from alerthooks.manager.spec import (
     AlertEntry,
+    DeclaredModeCredentials,
     DeclaredModeSpec,
-    ProviderCredentials,
     ProviderTable,
     declared_mode,
-    env_value,
 )
 from alerthooks.marker import KEY_PATTERN, mark, split_marker
 
@@ -161,26 +159,14 @@ class MetronomeConfig(ProviderTable):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class MetronomeCredentials(ProviderCredentials):
+class MetronomeCredentials(DeclaredModeCredentials):
     """``METRONOME_API_KEY`` (a bearer token), and ``ALERTHOOKS_METRONOME_API_BASE`` to replace
     ``https://api.metronome.com`` (plain ``http://127.0.0.1:PORT`` works, for fakes), and
     ``ALERTHOOKS_METRONOME_MODE`` (``live``, the default, or ``test``: the token does not say)."""
 
-    shown = frozenset({"api_base", "mode"})
-
-    api_key: str | None = None
-    api_base: str | None = None
-    mode: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> MetronomeCredentials:
-        """Read ``METRONOME_API_KEY``, ``ALERTHOOKS_METRONOME_API_BASE`` and
-        ``ALERTHOOKS_METRONOME_MODE``."""
-        return cls(
-            api_key=env_value(env, API_KEY_ENV),
-            api_base=env_value(env, API_BASE_ENV),
-            mode=env_value(env, MODE_ENV),
-        )
+    api_key_env = API_KEY_ENV
+    api_base_env = API_BASE_ENV
+    mode_env = MODE_ENV
 
 
 def _field_hash(value: str | None) -> str:
@@ -484,8 +470,6 @@ class MetronomeSpec(DeclaredModeSpec[MetronomeConfig, MetronomeCredentials]):
     name = "metronome"
     table = MetronomeConfig
     credentials = MetronomeCredentials
-    api_key_env = API_KEY_ENV
-    mode_env = MODE_ENV
 
     def make_api(
         self,

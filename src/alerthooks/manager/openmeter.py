@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -36,11 +35,10 @@ from alerthooks.manager.api import (
 from alerthooks.manager.spec import (
     AlertEntry,
     ConfigModel,
+    DeclaredModeCredentials,
     DeclaredModeSpec,
-    ProviderCredentials,
     ProviderTable,
     declared_mode,
-    env_value,
 )
 from alerthooks.marker import mark, split_marker
 
@@ -101,25 +99,13 @@ class OpenMeterConfig(ProviderTable):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class OpenMeterCredentials(ProviderCredentials):
+class OpenMeterCredentials(DeclaredModeCredentials):
     """``OPENMETER_API_KEY``, ``ALERTHOOKS_OPENMETER_API_BASE`` (a self-hosted instance;
     default ``https://openmeter.cloud``) and ``ALERTHOOKS_OPENMETER_MODE``."""
 
-    shown = frozenset({"api_base", "mode"})
-
-    api_key: str | None = None
-    api_base: str | None = None
-    mode: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> OpenMeterCredentials:
-        """Read ``OPENMETER_API_KEY``, ``ALERTHOOKS_OPENMETER_API_BASE`` and
-        ``ALERTHOOKS_OPENMETER_MODE``."""
-        return cls(
-            api_key=env_value(env, API_KEY_ENV),
-            api_base=env_value(env, API_BASE_ENV),
-            mode=env_value(env, MODE_ENV),
-        )
+    api_key_env = API_KEY_ENV
+    api_base_env = API_BASE_ENV
+    mode_env = MODE_ENV
 
 
 def _thresholds(values: Any) -> tuple[tuple[str, float], ...]:
@@ -346,8 +332,6 @@ class OpenMeterSpec(DeclaredModeSpec[OpenMeterConfig, OpenMeterCredentials]):
     name = "openmeter"
     table = OpenMeterConfig
     credentials = OpenMeterCredentials
-    api_key_env = API_KEY_ENV
-    mode_env = MODE_ENV
 
     def make_api(
         self,

@@ -50,11 +50,10 @@ from alerthooks.manager.api import (
 )
 from alerthooks.manager.spec import (
     AlertEntry,
+    DeclaredModeCredentials,
     DeclaredModeSpec,
-    ProviderCredentials,
     ProviderTable,
     declared_mode,
-    env_value,
 )
 
 API_KEY_ENV = "ORB_API_KEY"
@@ -180,25 +179,14 @@ def _scope_words(alert: OrbAlert) -> str:
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class OrbCredentials(ProviderCredentials):
+class OrbCredentials(DeclaredModeCredentials):
     """``ORB_API_KEY``, and ``ALERTHOOKS_ORB_API_BASE`` to replace ``https://api.withorb.com``
     (plain ``http://127.0.0.1:PORT`` works, for fakes), and ``ALERTHOOKS_ORB_MODE`` (``live``, the
     default, or ``test``: the key does not say)."""
 
-    shown = frozenset({"api_base", "mode"})
-
-    api_key: str | None = None
-    api_base: str | None = None
-    mode: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> OrbCredentials:
-        """Read ``ORB_API_KEY``, ``ALERTHOOKS_ORB_API_BASE`` and ``ALERTHOOKS_ORB_MODE``."""
-        return cls(
-            api_key=env_value(env, API_KEY_ENV),
-            api_base=env_value(env, API_BASE_ENV),
-            mode=env_value(env, MODE_ENV),
-        )
+    api_key_env = API_KEY_ENV
+    api_base_env = API_BASE_ENV
+    mode_env = MODE_ENV
 
 
 def _id(obj: Any) -> str | None:
@@ -512,8 +500,6 @@ class OrbSpec(DeclaredModeSpec[OrbConfig, OrbCredentials]):
     name = "orb"
     table = OrbConfig
     credentials = OrbCredentials
-    api_key_env = API_KEY_ENV
-    mode_env = MODE_ENV
 
     def make_api(
         self,

@@ -104,6 +104,32 @@ class ProviderCredentials:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+@dataclasses.dataclass(frozen=True, repr=False)
+class DeclaredModeCredentials(ProviderCredentials):
+    """An API key that does not say whether it reaches live or test data, the API's address
+    (``api_base``: a self-hosted instance, or a fake on ``http://127.0.0.1:PORT``) and the mode
+    declared beside them, each read from its variable: :attr:`api_key_env`,
+    :attr:`api_base_env` and :attr:`mode_env`, which a subclass names."""
+
+    api_key_env: ClassVar[str]
+    api_base_env: ClassVar[str]
+    mode_env: ClassVar[str]
+    shown: ClassVar[frozenset[str]] = frozenset({"api_base", "mode"})
+
+    api_key: str | None = None
+    api_base: str | None = None
+    mode: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DeclaredModeCredentials:
+        """Read the three variables; empty values count as unset."""
+        return cls(
+            api_key=env_value(env, cls.api_key_env),
+            api_base=env_value(env, cls.api_base_env),
+            mode=env_value(env, cls.mode_env),
+        )
+
+
 def declared_mode(value: str | None) -> Mode:
     """The mode an env variable declares, for credentials that do not say: ``test`` when it
     says so, else ``live``."""
@@ -119,6 +145,7 @@ def declared_mode_problems(env: str, value: str | None) -> list[str]:
 
 TableT = TypeVar("TableT", bound=ProviderTable)
 CredentialsT = TypeVar("CredentialsT", bound=ProviderCredentials)
+DeclaredT = TypeVar("DeclaredT", bound=DeclaredModeCredentials)
 
 
 class ProviderSpec(ABC, Generic[TableT, CredentialsT]):
@@ -166,21 +193,19 @@ class ProviderSpec(ABC, Generic[TableT, CredentialsT]):
         """The API client for ``table``, once :meth:`check_credentials` found no problem."""
 
 
-class DeclaredModeSpec(ProviderSpec[TableT, CredentialsT]):
-    """A provider whose credentials are one API key that does not say its mode (Orb, Metronome,
-    Lago, OpenMeter): the key must be set (:attr:`api_key_env` names it), and the mode is what
-    :attr:`mode_env` declares, ``live`` unless it says ``test``. The credentials have ``api_key``
-    and ``mode`` fields; a subclass writes only :meth:`make_api`."""
+class DeclaredModeSpec(ProviderSpec[TableT, DeclaredT]):
+    """A provider whose credentials are :class:`DeclaredModeCredentials` (Orb, Metronome, Lago,
+    OpenMeter): the key must be set, and the mode is what the mode variable declares, ``live``
+    unless it says ``test``. A subclass writes only :meth:`make_api`."""
 
-    api_key_env: ClassVar[str]
-    mode_env: ClassVar[str]
-
-    def check_credentials(self, credentials: CredentialsT, table: TableT) -> list[str]:
+    def check_credentials(self, credentials: DeclaredT, table: TableT) -> list[str]:
         """The API key is set, and the mode is ``live`` or ``test``."""
-        key, declared = getattr(credentials, "api_key", None), getattr(credentials, "mode", None)
-        problems = [] if key else [f"{self.api_key_env}: not set ([{self.name}] is configured)"]
-        return problems + declared_mode_problems(self.mode_env, declared)
+        kind = type(credentials)
+        missing = f"{kind.api_key_env}: not set ([{self.name}] is configured)"
+        problems = [] if credentials.api_key else [missing]
+        return problems + declared_mode_problems(kind.mode_env, credentials.mode)
 
-    def mode(self, credentials: CredentialsT) -> Mode:
-        """What :attr:`mode_env` declares, live unless it says ``test`` (the key does not say)."""
-        return declared_mode(getattr(credentials, "mode", None))
+    def mode(self, credentials: DeclaredT) -> Mode:
+        """What the mode variable declares, live unless it says ``test`` (the key does not
+        say)."""
+        return declared_mode(credentials.mode)
