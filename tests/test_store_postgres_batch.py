@@ -1,6 +1,7 @@
 """The Postgres store's group commit: the begins and finishes of the deliveries in flight go to
 the database as one statement, with the same answers as one statement each — dedup within a
-batch and across replicas, the guarded alert-state upsert, a faulty write failing alone."""
+batch and across replicas, the guarded alert-state upsert, a faulty write failing alone; the
+start marks of the runs in flight, as one statement of their own."""
 
 from __future__ import annotations
 
@@ -150,6 +151,35 @@ async def test_group_commit_off_runs_each_write_alone(url: str) -> None:
         )
         assert all(b.new for b in begun)
         assert store._batch.batches == 0
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("group_commit", ["on", "off"])
+async def test_the_start_marks_of_runs_in_flight_share_one_statement(
+    url: str, group_commit: str
+) -> None:
+    store = PostgresStore(f"{url}&group_commit={group_commit}")
+    try:
+        for i in range(16):
+            await store.begin(delivery(f"evt_{i}"), owner="w", lease=30, claim=False)
+        claims = await store.claim(owner="w", lease=30, limit=32)
+        assert len(claims) == 32
+        before = store._starts.batches
+        starting = claims[:24]  # the rest stay claimed, not started
+        await asyncio.gather(
+            *(store.start(c.provider, c.event_id, [c.handler], owner="w") for c in starting)
+        )
+        # The worker marks each run as it starts it: one round trip for all in flight.
+        assert store._starts.batches - before == (0 if group_commit == "off" else 1)
+        async with store._conn() as conn:
+            marked = await conn.fetch(
+                "SELECT event_id, handler FROM alerthooks_outcomes WHERE status = 'running'"
+                " AND started"
+            )
+        assert sorted((r["event_id"], r["handler"]) for r in marked) == sorted(
+            (c.event_id, c.handler) for c in starting
+        )
     finally:
         await store.close()
 

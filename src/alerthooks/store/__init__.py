@@ -278,7 +278,10 @@ class Store(abc.ABC):
         """Mark ``owner``'s leased pairs of these handlers as started, just before they run: an
         attempt counts from here. A pair claimed (:meth:`claim`) whose process dies before it
         starts is taken over without counting an attempt; one that started counts the run that
-        died. The mark is written before this returns."""
+        died. The mark is committed, visible to every process, before this returns; like a
+        claim it need not wait for the disk (the run's outcome is flushed after it), so only a
+        crash of the machine or database server, not of this process, can lose it, and with it
+        one attempt's count."""
 
     @abc.abstractmethod
     async def claim(

@@ -313,6 +313,20 @@ def _numbered(sql: str, letter: str, first: int) -> str:
 
 _FINISH_SQL = _numbered(_FINISH_UPDATE, "F", 1)
 
+# Store.start of claimed pairs (parameters: columns provider, event_id, handler, owner): the run
+# is an attempt from here. Only a running pair this owner holds is marked. Committed without
+# waiting for the WAL flush, as a claim is.
+_START_SQL = (
+    "WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)),"
+    " started AS (UPDATE alerthooks_outcomes o SET started = true"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+    " AS r(provider, event_id, handler, owner)"
+    " WHERE o.provider = r.provider AND o.event_id = r.event_id AND o.handler = r.handler"
+    " AND o.status = 'running' AND o.owner = r.owner)"
+    " SELECT 1 FROM no_flush"
+)
+_StartRow = tuple[str, str, str, str]
+
 # Group commit: the begins and finishes of the deliveries in flight in ONE statement, so one
 # round trip and one commit (see _group_commit.py). Parameters are column arrays: events ($1-$5),
 # their outcomes ($6-$11), the states they set ($12-$19), finished runs ($20-$26), the NOTIFY
@@ -380,6 +394,12 @@ def _batch_key(op: _Op) -> tuple[str, str, str]:
     return "finish", op.rows[0][0], op.rows[0][1]
 
 
+def _start_key(rows: list[_StartRow]) -> _StartRow:
+    """Start marks of one handler's run go in separate batches (one statement must not update
+    a row twice)."""
+    return rows[0]
+
+
 def _parse_url(url: str) -> tuple[str, str | None, int, bool]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
@@ -414,6 +434,9 @@ class PostgresStore(Store):
         self.url = url
         self._dsn, self.schema, self.pool_size, self.batching = _parse_url(url)
         self._batch: GroupCommit[_Op] = GroupCommit(self._run_batch, key=_batch_key)
+        # Start marks in batches of their own: a handler waits for its mark, which must not
+        # queue behind the outcomes' batches and their WAL flushes.
+        self._starts: GroupCommit[list[_StartRow]] = GroupCommit(self._run_starts, key=_start_key)
         self._pool: asyncpg.Pool | None = None
         self._lock: asyncio.Lock | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -827,17 +850,24 @@ class PostgresStore(Store):
     async def start(
         self, provider: str, event_id: str, handlers: Collection[str], *, owner: str
     ) -> None:
-        """See :meth:`Store.start`."""
+        """See :meth:`Store.start`: in the next group-commit batch, committed without waiting
+        for the WAL flush (the outcome's commit flushes it; only a crash of the database server
+        in between could lose the mark, and with it one attempt's count)."""
+        rows = [(provider, event_id, name, owner) for name in handlers]
+        if not rows:
+            return
+        if self.batching:
+            await self._starts.submit(rows)
+            return
+        await self._run_starts([rows])
+
+    async def _run_starts(self, batch: list[list[_StartRow]]) -> list[object]:
+        """The start marks of the runs in flight, one statement (the rows in key order, so two
+        replicas' statements lock them in the same order)."""
+        rows = sorted(row for rows in batch for row in rows)
         async with self._conn() as conn:
-            await conn.execute(
-                "UPDATE alerthooks_outcomes SET started = true WHERE provider = $1"
-                " AND event_id = $2 AND handler = ANY($3::text[]) AND status = 'running'"
-                " AND owner = $4",
-                provider,
-                event_id,
-                list(handlers),
-                owner,
-            )
+            await conn.execute(_START_SQL, *_columns(rows, 4))
+        return [None] * len(batch)
 
     async def claim(
         self, *, owner: str, lease: float, limit: int, max_attempts: int | None = None

@@ -538,7 +538,10 @@ class SQLiteStore(Store):
                 [(event_id, provider, name, owner) for name in names],
             )
 
-        await self._submit(op)
+        # Without waiting for the fsync, as a claim: the commit is in the file once this
+        # returns, which a process that dies keeps; only a crash of the machine before the
+        # outcome's fsync could lose it, and with it one attempt's count.
+        await self._submit(op, durable=False)
 
     async def try_lease(self, name: str, *, owner: str, seconds: float) -> bool:
         """See :meth:`Store.try_lease`: a row of ``alerthooks_leases`` (created on first use)."""
