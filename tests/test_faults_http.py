@@ -10,6 +10,7 @@ import gc
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -199,6 +200,16 @@ def test_serve_settings_always_use_the_bounded_h11_parser() -> None:
     assert protocol.header_timeout == 1.5
     assert settings["h11_max_incomplete_event_size"] == 4096
     assert settings["limit_concurrency"] == 7
+
+
+def test_serve_stops_on_ctrl_c_quietly(env: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    proc = serve(free_port(), env, log)
+    # uvicorn shuts down on SIGINT and raises it again once done; serve ends as uvicorn.run.
+    assert proc.stop(signal.SIGINT) == 0, log.read_text()
+    text = log.read_text()
+    assert "Application shutdown complete" in text
+    assert "Aborted" not in text and "Traceback" not in text, text
 
 
 def test_serve_refuses_a_nonsense_bound(env: dict[str, str], tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import gc
 import logging
 import os
@@ -374,7 +375,10 @@ def run(app: Any, **options: Any) -> None:
     :func:`server` it makes (what ``alerthooks serve`` runs); exit with uvicorn's status 3 when
     it could not start."""
     started = server(app, **options)
-    started.run()
+    # uvicorn shuts down on SIGINT, then raises it again once done: as uvicorn.run, that ends
+    # the serving quietly.
+    with contextlib.suppress(KeyboardInterrupt):
+        started.run()
     if not started.started:
         raise SystemExit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits
 
