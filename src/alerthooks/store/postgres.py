@@ -523,9 +523,10 @@ class PostgresStore(Store):
             pass
 
     async def close(self) -> None:
-        """Stop listening, let the batch in flight finish, and close the pool."""
+        """Stop listening, let the batches in flight finish, and close the pool."""
         await self.unwatch()
         await self._batch.drain()
+        await self._starts.drain()
         self._rejections_table = False
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -850,9 +851,10 @@ class PostgresStore(Store):
     async def start(
         self, provider: str, event_id: str, handlers: Collection[str], *, owner: str
     ) -> None:
-        """See :meth:`Store.start`: in the next group-commit batch, committed without waiting
-        for the WAL flush (the outcome's commit flushes it; only a crash of the database server
-        in between could lose the mark, and with it one attempt's count)."""
+        """See :meth:`Store.start`: with the other marks in flight, in a group commit of their
+        own, committed without waiting for the WAL flush (the outcome's commit flushes it; only
+        a crash of the database server in between could lose the mark, and with it one
+        attempt's count)."""
         rows = [(provider, event_id, name, owner) for name in handlers]
         if not rows:
             return
