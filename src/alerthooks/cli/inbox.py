@@ -100,7 +100,6 @@ def serve(
     connections in number (see the options); bodies by the AlertHooks (max_body_bytes,
     body_timeout).
     """
-
     app = load_target(target)
     if not callable(app):
         fail(f"{target} is a {type(app).__name__}, not an ASGI app")
