@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
@@ -133,24 +134,45 @@ def env_value(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
 
+_Client = TypeVar("_Client", bound="BearerClient")
+
+
 class BearerClient:
     """The shared part of an API reached with one bearer token (Metronome, Lago, OpenMeter): one
-    ``httpx.AsyncClient`` for the base address (:attr:`default_base` unless another is given)
-    with the retry policy's timeout, and at most ``concurrency`` requests in flight."""
+    ``httpx.AsyncClient`` for ``api_base`` (:attr:`default_base` unless another is given) with
+    the retry policy's timeout, and at most ``concurrency`` requests in flight. A subclass names
+    its default address and the variables :meth:`from_env` reads."""
 
-    default_base: str = ""
+    default_base: ClassVar[str] = ""
+    api_key_env: ClassVar[str] = ""
+    api_base_env: ClassVar[str] = ""
 
-    def _open(
-        self, api_key: str, base: str | None, concurrency: int, retry: RetryPolicy | None
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        concurrency: int = 8,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._retry = retry or RetryPolicy()
         self._client = http_client(
-            (base or self.default_base).rstrip("/"),
+            (api_base or self.default_base).rstrip("/"),
             self._retry,
             concurrency,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
         )
         self._limit = asyncio.Semaphore(concurrency)
+
+    @classmethod
+    def from_env(cls: type[_Client], env: Mapping[str, str] | None = None) -> _Client:
+        """A client for the key in :attr:`api_key_env` at the address in :attr:`api_base_env`
+        (:attr:`default_base` when unset); raises :class:`MissingCredentials` without a key."""
+        env = os.environ if env is None else env
+        api_key = env_value(env, cls.api_key_env)
+        if not api_key:
+            raise MissingCredentials(f"{cls.api_key_env}: not set")
+        return cls(api_key, api_base=env_value(env, cls.api_base_env))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -8,8 +8,6 @@ and ``/api/v1/customers/{external_customer_id}/wallets/{wallet_code}/alerts``, e
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -17,10 +15,7 @@ import httpx
 
 from alerthooks.apis.http import (
     BearerClient,
-    MissingCredentials,
     ProviderError,
-    RetryPolicy,
-    env_value,
     json_body,
     send,
     with_retries,
@@ -66,31 +61,15 @@ def wallet_path(external_customer_id: str, wallet_code: str) -> str:
 class LagoClient(BearerClient):
     """Lago's API for one API key: requests with retries, alerts per subscription or wallet.
 
-    ``api_url`` replaces ``https://api.getlago.com`` (plain ``http://`` works, for fakes); at
-    most ``concurrency`` requests are in flight at once.
+    ``api_base`` (``LAGO_API_URL`` in :meth:`from_env`) replaces ``https://api.getlago.com``
+    (plain ``http://`` works, for fakes); at most ``concurrency`` requests are in flight at
+    once.
     """
 
     default_base = DEFAULT_API_URL
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        api_url: str | None = None,
-        concurrency: int = 8,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._open(api_key, api_url, concurrency, retry)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> LagoClient:
-        """A client for ``LAGO_API_KEY`` at ``LAGO_API_URL``; raises
-        :class:`MissingCredentials` without a key."""
-        env = os.environ if env is None else env
-        api_key = env_value(env, API_KEY_ENV)
-        if not api_key:
-            raise MissingCredentials(f"{API_KEY_ENV}: not set")
-        return cls(api_key, api_url=env_value(env, API_URL_ENV))
+    api_key_env = API_KEY_ENV
+    api_base_env = API_URL_ENV
 
     async def alerts(self, path: str) -> list[dict[str, Any]]:
         """Every alert under ``path`` (:func:`subscription_path` or :func:`wallet_path`), all

@@ -6,16 +6,11 @@ The receiver reads each customer's alert statuses through it (reconcile); the ma
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Any
 
 from alerthooks.apis.http import (
     BearerClient,
-    MissingCredentials,
     ProviderError,
-    RetryPolicy,
-    env_value,
     json_body,
     send,
     with_retries,
@@ -35,25 +30,8 @@ class MetronomeClient(BearerClient):
 
     default_base = DEFAULT_API_BASE
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        api_base: str | None = None,
-        concurrency: int = 8,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._open(api_key, api_base, concurrency, retry)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> MetronomeClient:
-        """A client for ``METRONOME_API_KEY`` (and ``ALERTHOOKS_METRONOME_API_BASE``); raises
-        :class:`MissingCredentials` without a key."""
-        env = os.environ if env is None else env
-        api_key = env_value(env, API_KEY_ENV)
-        if not api_key:
-            raise MissingCredentials(f"{API_KEY_ENV}: not set")
-        return cls(api_key, api_base=env_value(env, API_BASE_ENV))
+    api_key_env = API_KEY_ENV
+    api_base_env = API_BASE_ENV
 
     async def customer_statuses(self, customer: str) -> list[tuple[dict[str, Any], Any]]:
         """Each enabled alert ``customer`` sees (its own and those for all customers) with its

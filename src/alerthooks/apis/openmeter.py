@@ -7,17 +7,13 @@ the manager's :class:`~alerthooks.manager.openmeter.OpenMeterAPI` keeps
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
 from alerthooks.apis.http import (
     BearerClient,
-    MissingCredentials,
     ProviderError,
-    RetryPolicy,
-    env_value,
     json_body,
     send,
     with_retries,
@@ -38,25 +34,8 @@ class OpenMeterClient(BearerClient):
 
     default_base = DEFAULT_API_BASE
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        api_base: str | None = None,
-        concurrency: int = 8,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._open(api_key, api_base, concurrency, retry)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> OpenMeterClient:
-        """A client for ``OPENMETER_API_KEY`` (and ``ALERTHOOKS_OPENMETER_API_BASE``); raises
-        :class:`MissingCredentials` without a key."""
-        env = os.environ if env is None else env
-        api_key = env_value(env, API_KEY_ENV)
-        if not api_key:
-            raise MissingCredentials(f"{API_KEY_ENV}: not set")
-        return cls(api_key, api_base=env_value(env, API_BASE_ENV))
+    api_key_env = API_KEY_ENV
+    api_base_env = API_BASE_ENV
 
     async def pages(
         self, path: str, what: str, params: dict[str, Any] | None = None

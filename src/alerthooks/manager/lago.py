@@ -228,7 +228,7 @@ class LagoAPI(LagoClient):
         api_key: str,
         table: LagoConfig,
         *,
-        api_url: str | None = None,
+        api_base: str | None = None,
         concurrency: int = 8,
         retry: RetryPolicy | None = None,
         mode: Mode = "live",
@@ -253,7 +253,7 @@ class LagoAPI(LagoClient):
             self._scopes[alert.path] = scope
         #: Each listed or created alert's own path (its scope and code), by Lago id.
         self._where: dict[str, str] = {}
-        super().__init__(api_key, api_url=api_url, concurrency=concurrency, retry=retry)
+        super().__init__(api_key, api_base=api_base, concurrency=concurrency, retry=retry)
 
     def __repr__(self) -> str:
         return f"LagoAPI({self.mode} mode)"
@@ -461,7 +461,7 @@ class LagoSpec(DeclaredModeSpec[LagoConfig, LagoCredentials]):
             credentials.api_key,
             table,
             mode=declared_mode(credentials.mode),
-            api_url=credentials.api_base,
+            api_base=credentials.api_base,
             concurrency=concurrency,
             retry=retry,
         )
